@@ -1,0 +1,253 @@
+"""Opening connections: name resolution off the loop, non-blocking connect, TLS, tunnels.
+
+Also `create_socket`, the blocking helper, and the DNS error classification
+that tells a missing name (`HostnameNotResolvable`) from an unreachable
+resolver (`DNSUnavailable`).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._buffer import RecvBuffer
+from ._exceptions import (
+    ConnectionClosed,
+    DNSUnavailable,
+    HostnameNotResolvable,
+    InvalidResponse,
+)
+from ._poll import POLLIN, POLLOUT, Co, PollNeeded
+from ._protocol import find_head_end, format_host, parse_head
+from ._transport import PlainTransport, make_transport
+
+__all__ = ["DNS_TEST_HOSTNAMES", "co_open", "co_resolve", "create_socket", "resolve"]
+
+log = logging.getLogger("dugong")
+
+#: Host names that should always resolve; used to tell a missing name from DNS trouble.
+DNS_TEST_HOSTNAMES: Sequence[tuple[str, int]] = (
+    ("www.iana.org", 80),
+    ("www.python.org", 443),
+    ("one.one.one.one", 53),
+)
+
+_AddrInfo = tuple[int, int, int, str, Any]
+_NO_SUCH_NAME = frozenset(
+    getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)
+)
+
+
+def _test_hostnames() -> Sequence[tuple[str, int]]:
+    # Read through the package so that rebinding dugong.DNS_TEST_HOSTNAMES takes effect.
+    pkg = sys.modules.get(__package__ or "dugong")
+    return getattr(pkg, "DNS_TEST_HOSTNAMES", DNS_TEST_HOSTNAMES)
+
+
+def resolve(host: str, port: int) -> list[_AddrInfo]:
+    """Resolve *host* (blocking), raising dugong's DNS exceptions on failure."""
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        if exc.errno in _NO_SUCH_NAME:
+            for test_host, test_port in _test_hostnames():
+                try:
+                    socket.getaddrinfo(test_host, test_port, type=socket.SOCK_STREAM)
+                except OSError:
+                    continue
+                raise HostnameNotResolvable(host) from exc
+            raise DNSUnavailable(host) from exc
+        if exc.errno == socket.EAI_AGAIN:
+            raise DNSUnavailable(host) from exc
+        raise
+
+
+def _literal(host: str, port: int) -> list[_AddrInfo] | None:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        addr = (host, port) if family == socket.AF_INET else (host, port, 0, 0)
+        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", addr)]
+    return None
+
+
+def co_resolve(host: str, port: int) -> Co[list[_AddrInfo]]:
+    """Resolve *host* in a helper thread, waiting on a pipe instead of blocking."""
+    literal = _literal(host, port)
+    if literal is not None:
+        return literal
+    import threading
+
+    rfd, wfd = os.pipe()
+    result: list[Any] = []
+
+    def work() -> None:
+        try:
+            result.append(resolve(host, port))
+        except BaseException as exc:  # handed over to the generator
+            result.append(exc)
+        finally:
+            try:
+                os.write(wfd, b"!")
+            except OSError:  # the generator is gone
+                pass
+            os.close(wfd)
+
+    try:
+        threading.Thread(target=work, name=f"dugong-resolve-{host}", daemon=True).start()
+        while not result:
+            yield PollNeeded(rfd, POLLIN)
+    finally:
+        os.close(rfd)
+    outcome = result[0]
+    if isinstance(outcome, BaseException):
+        try:
+            raise outcome
+        finally:
+            del outcome, result[:]
+    return outcome  # type: ignore[no-any-return]
+
+
+def _connect_error(err: int, addr: Any) -> OSError:
+    return OSError(err, f"{os.strerror(err)} (connecting to {addr[0]} port {addr[1]})")
+
+
+def co_tcp_connect(infos: list[_AddrInfo]) -> Co[socket.socket]:
+    """Connect to the first address of *infos* that accepts, without blocking."""
+    last: OSError | None = None
+    for family, type_, proto, _, addr in infos:
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setblocking(False)
+            err = sock.connect_ex(addr)
+            if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+                yield PollNeeded(sock.fileno(), POLLOUT)
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise _connect_error(err, addr)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    assert last is not None
+    raise last
+
+
+def co_tls_handshake(sock: socket.socket, context: Any, hostname: str) -> Co[Any]:
+    """Wrap *sock* with *context* and complete the handshake without blocking."""
+    import ssl
+
+    tls = context.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
+    fd = tls.fileno()
+    try:
+        while True:
+            try:
+                tls.do_handshake()
+                return tls
+            except ssl.SSLWantReadError:
+                yield PollNeeded(fd, POLLIN)
+            except ssl.SSLWantWriteError:
+                yield PollNeeded(fd, POLLOUT)
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError) as exc:
+        tls.close()
+        raise ConnectionClosed(f"Connection closed during the TLS handshake: {exc}") from exc
+    except ssl.SSLError:
+        tls.close()
+        raise
+    except OSError as exc:
+        tls.close()
+        raise ConnectionClosed(f"Connection broken during the TLS handshake: {exc}") from exc
+    except BaseException:
+        tls.close()
+        raise
+
+
+def co_tunnel(tr: PlainTransport, host: str, port: int) -> Co[None]:
+    """Ask the proxy behind *tr* for a CONNECT tunnel to *host*:*port*."""
+    authority = format_host(host, port, -1)
+    yield from tr.co_send_all(
+        f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode("latin-1")
+    )
+    buf = RecvBuffer(4096)
+    search = 0
+    while True:
+        n = tr.recv_into(buf.space())
+        if n < 0:
+            yield tr.want
+            continue
+        if n == 0:
+            raise ConnectionClosed("Proxy closed the connection before answering CONNECT")
+        buf.end += n
+        end = find_head_end(buf.data, buf.start, buf.end, search)
+        if end >= 0:
+            break
+        if len(buf) > 65536:
+            raise InvalidResponse("Proxy answer to CONNECT is too long")
+        search = max(0, buf.end - 2)
+    head = parse_head(buf.data[:end].decode("latin-1"))
+    if not 200 <= head.status < 300:
+        raise ConnectionError(
+            f"Proxy refused CONNECT to {authority}: {head.status} {head.reason}"
+        )
+    if end != buf.end:
+        raise InvalidResponse("Proxy sent data after its answer to CONNECT")
+
+
+def co_open(
+    host: str,
+    port: int,
+    ssl_context: Any = None,
+    proxy: tuple[str, int] | None = None,
+    resolver: Callable[[str, int], Co[list[_AddrInfo]]] = co_resolve,
+) -> Co[PlainTransport]:
+    """Open a transport to *host*:*port* (through *proxy*, with TLS if *ssl_context*)."""
+    target = proxy if proxy is not None else (host, port)
+    infos = yield from resolver(*target)
+    sock = yield from co_tcp_connect(infos)
+    log.debug("connected to %s port %d", target[0], target[1])
+    try:
+        if proxy is not None and ssl_context is not None:
+            tr = PlainTransport(sock)
+            yield from co_tunnel(tr, host, port)
+            log.debug("tunnel to %s port %d through %s port %d", host, port, *proxy)
+        if ssl_context is not None:
+            sock = yield from co_tls_handshake(sock, ssl_context, host)
+            log.debug("TLS established with %s (%s)", host, sock.version())
+    except BaseException:
+        sock.close()
+        raise
+    return make_transport(sock, tls=ssl_context is not None)
+
+
+def create_socket(address: tuple[str, int]) -> socket.socket:
+    """Connect a (blocking) TCP socket to *address* ``(host, port)``.
+
+    Name resolution failures raise `HostnameNotResolvable` or
+    `DNSUnavailable`; connection errors raise the `OSError` of the last
+    address tried.
+    """
+    host, port = address
+    last: OSError | None = None
+    for family, type_, proto, _, addr in resolve(host, port):
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.connect(addr)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        return sock
+    assert last is not None
+    raise last

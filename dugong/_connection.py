@@ -1,0 +1,925 @@
+"""HTTPConnection: the request queue, send and receive state, every co_ method and its twin."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import sys
+from collections import deque
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, NamedTuple
+
+from ._buffer import RecvBuffer
+from ._connect import co_open
+from ._exceptions import (
+    ConnectionClosed,
+    ExcessBodyData,
+    InvalidResponse,
+    StateError,
+)
+from ._headers import CaseInsensitiveDict, ResponseHeaders
+from ._poll import Co, eval_coroutine
+from ._protocol import (
+    BodyKind,
+    body_framing,
+    find_head_end,
+    format_host,
+    parse_chunk_size,
+    parse_head,
+    parse_trailers,
+    request_head,
+)
+from ._transport import PlainTransport
+
+__all__ = ["BodyFollowing", "HTTPConnection", "HTTPResponse"]
+
+log = logging.getLogger("dugong")
+
+_Buffer = bytes | bytearray | memoryview
+
+# Reads of at least this many bytes go straight from the socket to the caller.
+_DIRECT_READ = 16 * 1024
+# "No limit" for the body of a response that ends when the server closes.
+_UNTIL_CLOSE = 1 << 62
+_BODY_FIELD_NAMES = ("content-length", "transfer-encoding")
+_EXPECT_FIELD_NAMES = ("content-length", "transfer-encoding", "expect")
+_scratch = memoryview(bytearray(64 * 1024))  # where discard() drops bytes
+
+
+def _pkg() -> Any:
+    """The dugong package, whose tunables (limits, sizes) users may rebind."""
+    return sys.modules[__package__ or "dugong"]
+
+
+class BodyFollowing:
+    """Pass as ``body=`` to send the request body later with `HTTPConnection.write`.
+
+    ``BodyFollowing(n)`` announces exactly *n* bytes (``Content-Length``);
+    ``BodyFollowing()`` sends the body chunked: each non-empty ``write()`` is
+    one chunk and ``write(b'')`` ends the body.
+    """
+
+    __slots__ = ("length",)
+
+    def __init__(self, length: int | None = None) -> None:
+        if length is not None:
+            if not isinstance(length, int) or isinstance(length, bool):
+                raise TypeError(f"body length must be an int, not {type(length).__name__}")
+            if length < 0:
+                raise ValueError(f"body length must not be negative: {length}")
+        #: the announced body length, or None for a chunked body
+        self.length = length
+
+    def __repr__(self) -> str:
+        return f"BodyFollowing({'' if self.length is None else self.length})"
+
+
+class HTTPResponse:
+    """The status line and header fields of one response.
+
+    Attributes:
+        method: method of the request this answers.
+        path: path of the request this answers.
+        status: the status code, e.g. 200.
+        reason: the reason phrase, e.g. ``'OK'``.
+        headers: the header fields, read like an `email.message.Message`.
+        length: body bytes that follow; 0 if none can; None if unknown
+            (chunked, or read until the server closes).
+        trailers: trailer fields of a chunked body (a `CaseInsensitiveDict`),
+            filled once the body has been read; empty otherwise.
+    """
+
+    __slots__ = ("headers", "length", "method", "path", "reason", "status", "trailers")
+
+    def __init__(self, method: str, path: str, status: int, reason: str,
+                 headers: ResponseHeaders, length: int | None = None) -> None:
+        self.method = method
+        self.path = path
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.length = length
+        self.trailers = CaseInsensitiveDict()
+
+    def __repr__(self) -> str:
+        return (f"<HTTPResponse {self.status} {self.reason!r} to {self.method} "
+                f"{self.path!r}, length={self.length}>")
+
+
+class _Request(NamedTuple):
+    method: str
+    path: str
+    expect100: bool
+    body_length: int | None  # announced with BodyFollowing; None: chunked or no body
+
+
+class _Send(enum.Enum):
+    IDLE = "no request body in progress"
+    BODY = "sending a body of known length"
+    CHUNKED = "sending a chunked body"
+    WAIT100 = "waiting for 100 Continue"
+    CLOSED = "the connection broke while sending"
+
+
+class _Body:
+    """Progress through one response body."""
+
+    __slots__ = ("error", "kind", "left", "need_crlf", "response", "will_close")
+
+    def __init__(self, kind: BodyKind, left: int, response: HTTPResponse,
+                 will_close: bool, error: Exception | None = None) -> None:
+        self.kind = kind
+        #: bytes that may be read before framing work is due (chunk data or length)
+        self.left = left
+        self.response = response
+        self.will_close = will_close
+        self.error = error
+        #: chunked: the CRLF after the chunk data is still to come
+        self.need_crlf = False
+
+
+class HTTPConnection:
+    """One HTTP/1.1 connection to one server.
+
+    Args:
+        hostname: the server's name or address (IPv6 without brackets).
+        port: defaults to 80, or 443 when *ssl_context* is given.
+        ssl_context: an `ssl.SSLContext` to talk TLS with the server.
+        proxy: ``(host, port)`` of an HTTP proxy: plain requests go to it in
+            absolute form, TLS goes through a ``CONNECT`` tunnel.
+
+    Every method that may wait for the network has a ``co_`` twin: a
+    generator that yields `PollNeeded` instead of blocking and returns the
+    result. The blocking methods run their twin with `eval_coroutine` and
+    raise `ConnectionTimedOut` when one wait exceeds `timeout` seconds.
+    """
+
+    #: seconds a blocking method may wait without progress (None: no limit)
+    timeout: float | None = None
+    #: seconds to wait for the answer to ``Expect: 100-continue`` (None: no limit)
+    expect100_timeout: float | None = None
+
+    def __init__(self, hostname: str, port: int | None = None, ssl_context: Any = None,
+                 proxy: tuple[str, int] | None = None) -> None:
+        if not isinstance(hostname, str) or not hostname:
+            raise ValueError(f"invalid host name {hostname!r}")
+        if any(c in hostname for c in "\r\n\x00 /"):
+            raise ValueError(f"invalid host name {hostname!r}")
+        if hostname.startswith("[") and hostname.endswith("]"):
+            hostname = hostname[1:-1]
+        default_port = 443 if ssl_context is not None else 80
+        if port is None:
+            port = default_port
+        elif not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"invalid port {port!r}")
+        if proxy is not None:
+            phost, pport = proxy
+            if not isinstance(phost, str) or not isinstance(pport, int):
+                raise TypeError("proxy must be a (host, port) tuple")
+        self.hostname = hostname
+        self.port = port
+        self.ssl_context = ssl_context
+        self.proxy = proxy
+        self._host_field = format_host(hostname, port, default_port)
+        # Plain requests through a proxy carry the absolute URI.
+        self._target_prefix = (
+            f"http://{format_host(hostname, port, -1)}"
+            if proxy is not None and ssl_context is None else ""
+        )
+        self._tr: PlainTransport | None = None
+        self._buf: RecvBuffer | None = None
+        self._pending: deque[_Request] = deque()
+        self._send = _Send.IDLE
+        self._out_left = 0
+        self._body: _Body | None = None
+        self._body_done = False
+        #: why no further request or response can use this connection
+        self._closed_reason: str | None = None
+        #: why the connection must be reset before further use
+        self._broken: str | None = None
+        #: the server may still expect request body bytes: reconnect before the next request
+        self._stale = False
+
+    # -- connection management ----------------------------------------------------------
+
+    def co_connect(self) -> Co[None]:
+        """Generator twin of `connect`: yields `PollNeeded`, ignores `timeout`."""
+        self.disconnect()
+        tr = yield from co_open(self.hostname, self.port, self.ssl_context, self.proxy)
+        self._tr = tr
+        self._buf = RecvBuffer(_pkg().BUFFER_SIZE)
+
+    def connect(self) -> None:
+        """Open the connection now (it is otherwise opened by the first request).
+
+        An open connection is closed first. Raises `HostnameNotResolvable`,
+        `DNSUnavailable`, `ConnectionTimedOut`, an `OSError` from the
+        connect, or an `ssl.SSLError` from the TLS handshake.
+        """
+        return eval_coroutine(self.co_connect(), self.timeout)
+
+    def disconnect(self) -> None:
+        """Close the connection and forget all pending requests and responses.
+
+        Never raises for a broken connection. The next request connects anew.
+        """
+        tr = self._tr
+        if tr is not None:
+            self._tr = None
+            tr.close()
+            log.debug("disconnected from %s port %d", self.hostname, self.port)
+        self._buf = None
+        self._pending.clear()
+        self._send = _Send.IDLE
+        self._out_left = 0
+        self._body = None
+        self._body_done = False
+        self._closed_reason = None
+        self._broken = None
+        self._stale = False
+
+    def reset(self) -> None:
+        """Like `disconnect`: use it to recover from an error."""
+        self.disconnect()
+
+    def __enter__(self) -> HTTPConnection:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.disconnect()
+
+    def response_pending(self) -> bool:
+        """True while responses, or parts of one, remain to be read."""
+        return bool(self._pending) or self._body is not None
+
+    def get_ssl_peercert(self, binary_form: bool = False) -> Any:
+        """The server's certificate (see `ssl.SSLSocket.getpeercert`); None for plain HTTP."""
+        if self.ssl_context is None:
+            return None
+        if self._tr is None:
+            self.connect()
+        assert self._tr is not None
+        return self._tr.sock.getpeercert(binary_form)  # type: ignore[attr-defined]
+
+    def get_ssl_cipher(self) -> tuple[str, str, int] | None:
+        """The TLS cipher in use (see `ssl.SSLSocket.cipher`); None for plain HTTP."""
+        if self.ssl_context is None:
+            return None
+        if self._tr is None:
+            self.connect()
+        assert self._tr is not None
+        return self._tr.sock.cipher()  # type: ignore[attr-defined, no-any-return]
+
+    # -- failure bookkeeping ------------------------------------------------------------
+
+    def _break(self, why: str) -> None:
+        """Make every later call fail until reset(): the state is no longer known."""
+        if self._broken is None:
+            self._broken = why
+        self._body = None
+        if self._send is not _Send.CLOSED:
+            self._send = _Send.CLOSED
+
+    def _unusable(self) -> Exception:
+        if self._broken is not None:
+            return StateError(f"Connection unusable after {self._broken}; call reset()")
+        return ConnectionClosed(self._closed_reason or "Connection closed")
+
+    def _lost(self, exc: ConnectionClosed) -> None:
+        """The transport died: close it and remember why."""
+        self._closed_reason = str(exc)
+        self._send = _Send.CLOSED
+        self._body = None
+        tr = self._tr
+        if tr is not None:
+            self._tr = None
+            tr.close()
+
+    def _server_closed(self, why: str) -> None:
+        """The server closes after this response: close our side once it is read."""
+        self._closed_reason = why
+        self._send = _Send.CLOSED
+        tr = self._tr
+        if tr is not None:
+            self._tr = None
+            tr.close()
+            log.debug("%s port %d: %s", self.hostname, self.port, why)
+
+    # -- requests -----------------------------------------------------------------------
+
+    def co_send_request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
+                        body: _Buffer | BodyFollowing | None = None,
+                        expect100: bool = False) -> Co[None]:
+        """Generator twin of `send_request`: yields `PollNeeded`, ignores `timeout`."""
+        body_length: int | None = None
+        names: tuple[str, ...] = _BODY_FIELD_NAMES
+        data: _Buffer | None = None
+        if body is None:
+            fields: tuple[tuple[str, str], ...] = (("Content-Length", "0"),)
+        elif isinstance(body, BodyFollowing):
+            body_length = body.length
+            if body_length is None:
+                fields = (("Transfer-Encoding", "chunked"),)
+            else:
+                fields = (("Content-Length", str(body_length)),)
+            if expect100:
+                fields += (("Expect", "100-continue"),)
+                names = _EXPECT_FIELD_NAMES
+        elif isinstance(body, (bytes, bytearray, memoryview)):
+            data = body
+            size = body.nbytes if isinstance(body, memoryview) else len(body)
+            fields = (("Content-Length", str(size)),)
+            if not headers or not any(k.lower() == "content-md5" for k in headers):
+                fields += (("Content-MD5", _md5_b64(body)),)
+        else:
+            raise TypeError(f"body must be bytes-like, BodyFollowing or None, "
+                            f"not {type(body).__name__}")
+        if expect100 and not isinstance(body, BodyFollowing):
+            raise ValueError("expect100=True needs body=BodyFollowing(...)")
+        head = request_head(method, self._target_prefix + path if self._target_prefix
+                            else path, headers, self._host_field, fields, names)
+
+        if self._send is not _Send.IDLE:
+            if self._broken is not None or self._closed_reason is not None:
+                raise self._unusable()
+            raise StateError(f"Cannot send a request now: {self._send.value}")
+        if self._stale:
+            if self._pending or self._body is not None:
+                raise StateError("The server answered before the request body was sent; "
+                                 "read its response before sending another request")
+            self.disconnect()  # the server may still wait for the old body
+        tr = self._tr
+        if tr is None:
+            yield from self.co_connect()
+            tr = self._tr
+            assert tr is not None
+        self._pending.append(_Request(method, path, expect100, body_length))
+        try:
+            if data is None:
+                yield from tr.co_send_all(head)
+            elif size < 8192:
+                yield from tr.co_send_all(head + data)
+            else:
+                yield from tr.co_send_parts((head, data))
+        except ConnectionClosed:
+            # The request may have reached the server: read_response() can still tell.
+            self._send = _Send.CLOSED
+            raise
+        except GeneratorExit:
+            self._break("an interrupted send_request()")
+            raise
+        if isinstance(body, BodyFollowing):
+            if expect100:
+                self._send = _Send.WAIT100
+                self._out_left = body_length if body_length is not None else -1
+            elif body_length is None:
+                self._send = _Send.CHUNKED
+            elif body_length:
+                self._send = _Send.BODY
+                self._out_left = body_length
+
+    def send_request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
+                     body: _Buffer | BodyFollowing | None = None,
+                     expect100: bool = False) -> None:
+        """Send a request; the connection is opened first if needed.
+
+        Args:
+            method: the request method, e.g. ``'GET'``.
+            path: the request target, e.g. ``'/index.html?x=1'``.
+            headers: extra header fields (str to str, latin-1 encodable).
+                ``Host``, ``Accept-Encoding: identity`` and ``Connection:
+                keep-alive`` are added unless given.
+            body: None (no body, ``Content-Length: 0``), a bytes-like object
+                (sent now, with ``Content-Length`` and ``Content-MD5``), or a
+                `BodyFollowing` (only the head is sent now; the body follows
+                through `write`).
+            expect100: send ``Expect: 100-continue`` (needs `BodyFollowing`);
+                call `read_response` next, and write the body only if it
+                returns status 100.
+
+        Responses may be read later; any number of requests may be sent
+        first (pipelining). Raises `StateError` while the previous request's
+        body is unfinished, `ConnectionClosed` if the server closed the
+        connection, `ValueError`/`TypeError` for arguments that cannot be
+        sent (before anything is sent).
+        """
+        return eval_coroutine(self.co_send_request(method, path, headers, body, expect100),
+                              self.timeout)
+
+    def co_write(self, buf: _Buffer) -> Co[None]:
+        """Generator twin of `write`: yields `PollNeeded`, ignores `timeout`."""
+        state = self._send
+        size = buf.nbytes if isinstance(buf, memoryview) else len(buf)
+        if state is _Send.BODY:
+            if size > self._out_left:
+                raise ExcessBodyData(f"write() of {size} bytes, but only {self._out_left} "
+                                     "of the announced body length are left")
+            if not size:
+                return
+            parts: tuple[_Buffer, ...] = (buf,)
+        elif state is _Send.CHUNKED:
+            parts = (b"%X\r\n" % size, buf, b"\r\n") if size else (b"0\r\n\r\n",)
+        elif state is _Send.IDLE:
+            raise StateError("No request body is expected: send a request with "
+                             "body=BodyFollowing(...) first")
+        elif state is _Send.WAIT100:
+            raise StateError("Waiting for 100 Continue: call read_response() first")
+        else:
+            raise self._unusable()
+        tr = self._tr
+        if tr is None:
+            raise ConnectionClosed(self._closed_reason or "Connection closed")
+        try:
+            if len(parts) == 1:
+                yield from tr.co_send_all(buf)
+            else:
+                yield from tr.co_send_parts(parts)
+        except ConnectionClosed:
+            self._send = _Send.CLOSED  # the request counts as sent
+            raise
+        except GeneratorExit:
+            self._break("an interrupted write()")
+            raise
+        if state is _Send.BODY:
+            self._out_left -= size
+            if not self._out_left:
+                self._send = _Send.IDLE
+        elif not size:
+            self._send = _Send.IDLE
+
+    def write(self, buf: _Buffer) -> None:
+        """Send part of the request body announced with `BodyFollowing`.
+
+        With ``BodyFollowing(n)``, raises `ExcessBodyData` (sending nothing)
+        if *buf* exceeds what is left of the *n* bytes. With a chunked body,
+        each non-empty *buf* is one chunk and ``write(b'')`` ends the body.
+        Raises `StateError` if no body is expected or while waiting for 100
+        Continue. If the connection breaks, raises `ConnectionClosed`; the
+        request then counts as sent, so `read_response` may still get an
+        answer the server sent before it closed.
+        """
+        return eval_coroutine(self.co_write(buf), self.timeout)
+
+    # -- responses ----------------------------------------------------------------------
+
+    def _check_read_response(self) -> None:
+        if self._broken is not None:
+            raise self._unusable()
+        if self._body is not None:
+            raise StateError("The previous response body has not been read completely")
+        if not self._pending:
+            raise StateError("No response is pending: send a request first")
+        if self._closed_reason is not None:
+            req = self._pending.popleft()
+            raise ConnectionClosed(f"No response to {req.method} {req.path}: "
+                                   f"{self._closed_reason}")
+
+    def co_read_response(self) -> Co[HTTPResponse]:
+        """Generator twin of `read_response`: yields `PollNeeded`, ignores `timeout`."""
+        if self._body is not None or not self._pending or self._closed_reason is not None \
+                or self._broken is not None:
+            self._check_read_response()
+        req = self._pending[0]
+        pkg = _pkg()
+        max_head = pkg.MAX_HEADER_SIZE
+        interim = 0
+        try:
+            while True:
+                text = yield from self._co_read_head(max_head)
+                head = parse_head(text, pkg.MAX_LINE_SIZE)
+                status = head.status
+                if status >= 200 or status == 101:
+                    break
+                if status == 100 and req.expect100 and self._send is _Send.WAIT100 \
+                        and len(self._pending) == 1:
+                    self._send = _Send.CHUNKED if req.body_length is None else _Send.BODY
+                    self._out_left = req.body_length or 0
+                    if req.body_length == 0:
+                        self._send = _Send.IDLE
+                    return HTTPResponse(req.method, req.path, 100, head.reason,
+                                        head.headers, 0)
+                interim += len(text)
+                if interim > pkg.MAX_INTERIM_SIZE:
+                    raise InvalidResponse(
+                        f"Interim (1xx) responses exceed {pkg.MAX_INTERIM_SIZE} bytes")
+        except ConnectionClosed as exc:
+            self._pending.popleft()
+            self._lost(exc)
+            raise
+        except GeneratorExit:
+            self._break("an interrupted read_response()")
+            raise
+        except Exception as exc:
+            self._break(f"an invalid response ({exc})")
+            raise
+        self._pending.popleft()
+        if len(self._pending) == 0 and self._send is not _Send.IDLE \
+                and self._send is not _Send.CLOSED:
+            # Answered before the whole body was sent (or instead of 100 Continue): the
+            # server may still read body bytes, so this connection carries no more requests.
+            self._stale = True
+            if self._send is _Send.WAIT100:
+                self._send = _Send.IDLE
+        framing = body_framing(req.method, head)
+        if status == 101:
+            framing = framing._replace(kind=BodyKind.NONE, length=0, will_close=True)
+        kind = framing.kind
+        resp = HTTPResponse(req.method, req.path, status, head.reason, head.headers,
+                            framing.length)
+        self._body_done = False
+        if kind is BodyKind.LENGTH and framing.length:
+            self._body = _Body(kind, framing.length, resp, framing.will_close)  # type: ignore[arg-type]
+        elif kind is BodyKind.CHUNKED:
+            self._body = _Body(kind, 0, resp, framing.will_close)
+        elif kind is BodyKind.UNTIL_CLOSE:
+            self._body = _Body(kind, _UNTIL_CLOSE, resp, True)
+        elif kind is BodyKind.ERROR:
+            self._body = _Body(kind, 0, resp, True, framing.error)
+        else:
+            self._end_body(framing.will_close)
+        return resp
+
+    def read_response(self) -> HTTPResponse:
+        """Read the status line and header of the next response.
+
+        Returns an `HTTPResponse`; its body must be read (`read`, `readinto`,
+        `readall`, `discard`) before the next call. Interim 1xx responses are
+        skipped, except the ``100 Continue`` awaited by an ``expect100``
+        request, which is returned. Raises `StateError` if no response is
+        pending or the previous body is unread, `ConnectionClosed` if the
+        connection ends first, `InvalidResponse` or `UnsupportedResponse` for
+        responses dugong cannot read.
+        """
+        return eval_coroutine(self.co_read_response(), self.timeout)
+
+    def _co_fill(self, what: str) -> Co[int]:
+        """Receive more bytes into the buffer: their count, never 0 (EOF raises)."""
+        tr = self._tr
+        buf = self._buf
+        if tr is None or buf is None:
+            raise ConnectionClosed(f"Connection closed {what}")
+        while True:
+            n = tr.recv_into(buf.space())
+            if n > 0:
+                buf.end += n
+                return n
+            if n == 0:
+                raise ConnectionClosed(f"Server closed the connection {what}")
+            yield tr.want
+
+    def _co_read_head(self, limit: int) -> Co[str]:
+        """Read one response head (status line to empty line) as latin-1 text."""
+        buf = self._buf
+        if buf is None:
+            raise ConnectionClosed("Connection closed")
+        seen = 0  # bytes already searched, relative to buf.start
+        while True:
+            if buf.end > buf.start:
+                end = find_head_end(buf.data, buf.start, buf.end, buf.start + seen)
+                if end >= 0:
+                    text = str(buf.view[buf.start:end], "latin-1")
+                    buf.start = end
+                    return text
+                seen = max(0, buf.end - buf.start - 2)
+                if seen > limit:
+                    raise InvalidResponse(f"Response head exceeds {limit} bytes")
+            yield from self._co_fill("before sending a complete response head"
+                                     if buf.end > buf.start else
+                                     "before sending a response")
+            buf = self._buf
+            assert buf is not None
+
+    def _co_read_line(self, limit: int, what: str) -> Co[bytes]:
+        """Read one CRLF-terminated line of the body framing, without the CRLF."""
+        buf = self._buf
+        assert buf is not None
+        while True:
+            i = buf.data.find(b"\n", buf.start, buf.end)
+            if i >= 0:
+                if i == buf.start or buf.data[i - 1] != 13:
+                    raise InvalidResponse(f"{what} does not end in CRLF")
+                line = buf.view[buf.start:i - 1].tobytes()
+                buf.start = i + 1
+                if len(line) > limit:
+                    raise InvalidResponse(f"{what} exceeds {limit} bytes")
+                return line
+            if buf.end - buf.start > limit:
+                raise InvalidResponse(f"{what} exceeds {limit} bytes")
+            yield from self._co_fill(f"in the middle of the body ({what})")
+
+    def _co_chunk_framing(self, body: _Body) -> Co[None]:
+        """Read what separates chunks: CRLF, the next size line, or the trailer section."""
+        buf = self._buf
+        assert buf is not None
+        if body.need_crlf:
+            while buf.end - buf.start < 2:
+                yield from self._co_fill("in the middle of the body (after chunk data)")
+            if buf.data[buf.start:buf.start + 2] != b"\r\n":
+                raise InvalidResponse("Chunk data is not followed by CRLF")
+            buf.start += 2
+            body.need_crlf = False
+        pkg = _pkg()
+        line = yield from self._co_read_line(pkg.MAX_LINE_SIZE, "chunk-size line")
+        size = parse_chunk_size(line)
+        if size:
+            body.left = size
+            body.need_crlf = True
+            return
+        # Last chunk: the trailer section follows, up to an empty line.
+        while buf.end - buf.start < 2:
+            yield from self._co_fill("in the middle of the body (trailer section)")
+        if buf.data[buf.start:buf.start + 2] == b"\r\n":
+            buf.start += 2
+        else:
+            limit = pkg.MAX_HEADER_SIZE
+            seen = 0
+            while True:
+                end = find_head_end(buf.data, buf.start, buf.end, buf.start + seen)
+                if end >= 0:
+                    break
+                seen = max(0, buf.end - buf.start - 2)
+                if seen > limit:
+                    raise InvalidResponse(f"Trailer section exceeds {limit} bytes")
+                yield from self._co_fill("in the middle of the body (trailer section)")
+            block = str(buf.view[buf.start:end - 2], "latin-1")
+            if not block.endswith("\r\n"):
+                raise InvalidResponse("Trailer section lines do not end in CRLF")
+            buf.start = end
+            body.response.trailers = parse_trailers(block)
+        self._end_body(body.will_close)
+
+    def _end_body(self, will_close: bool) -> None:
+        """The current body is complete."""
+        self._body = None
+        self._body_done = True
+        if will_close:
+            self._server_closed("Server announced that it closes the connection")
+        elif self._stale and not self._pending:
+            self.disconnect()
+            self._body_done = True
+
+    def _no_body(self) -> int:
+        """What a body read gets when no body is in progress: 0 after a body, else raise."""
+        if self._broken is not None:
+            raise self._unusable()
+        if self._body_done or not self._pending:
+            return 0
+        raise StateError("No response body to read: call read_response() first")
+
+    def _body_failed(self, exc: BaseException, body: _Body) -> None:
+        if isinstance(exc, ConnectionClosed):
+            self._lost(exc)
+        elif isinstance(exc, GeneratorExit):
+            self._break("an interrupted body read")
+        else:
+            self._break(f"an invalid response body ({exc})")
+
+    def co_readinto(self, buf: Any) -> Co[int]:
+        """Generator twin of `readinto`: yields `PollNeeded`, ignores `timeout`."""
+        body = self._body
+        if body is None:
+            return self._no_body()
+        view = buf if isinstance(buf, memoryview) else memoryview(buf)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        if not len(view):
+            return 0
+        try:
+            while True:
+                left = body.left
+                if left:
+                    rbuf = self._buf
+                    assert rbuf is not None
+                    if left < len(view):
+                        view = view[:left]
+                    if rbuf.end > rbuf.start:
+                        n = rbuf.take_into(view)
+                    else:
+                        tr = self._tr
+                        assert tr is not None
+                        n = tr.recv_into(view)
+                        if n <= 0:
+                            if n < 0:
+                                yield tr.want
+                                continue
+                            return self._body_eof(body)
+                    body.left = left - n
+                    if body.left == 0 and body.kind is BodyKind.LENGTH:
+                        self._end_body(body.will_close)
+                    return n
+                if body.kind is BodyKind.CHUNKED:
+                    yield from self._co_chunk_framing(body)
+                    if self._body is None:
+                        return 0
+                    continue
+                if body.kind is BodyKind.ERROR:
+                    assert body.error is not None
+                    raise body.error
+                raise AssertionError(f"body state {body.kind}")  # pragma: no cover
+        except BaseException as exc:
+            self._body_failed(exc, body)
+            raise
+
+    def readinto(self, buf: Any) -> int:
+        """Read body bytes into the writable buffer *buf*.
+
+        Returns the count, 0 once the body is complete. Large reads go from
+        the socket straight into *buf*. Raises `ConnectionClosed` if the
+        connection ends before the body does, and the body's framing error
+        (`InvalidResponse`, `UnsupportedResponse`) if it has one.
+        """
+        return eval_coroutine(self.co_readinto(buf), self.timeout)
+
+    def _body_eof(self, body: _Body) -> int:
+        """The server closed while a body was being read."""
+        if body.kind is BodyKind.UNTIL_CLOSE:
+            self._body = None
+            self._body_done = True
+            self._server_closed("Server closed the connection after the response")
+            return 0
+        if body.kind is BodyKind.LENGTH:
+            got = (body.response.length or 0) - body.left
+            raise ConnectionClosed(f"Server closed the connection after {got} of "
+                                   f"{body.response.length} body bytes")
+        raise ConnectionClosed("Server closed the connection in the middle of a chunked body")
+
+    def co_read(self, size: int | None = None) -> Co[bytes]:
+        """Generator twin of `read`: yields `PollNeeded`, ignores `timeout`."""
+        if size is None or size < 0:
+            return (yield from self.co_readall())
+        body = self._body
+        if body is None:
+            self._no_body()
+            return b""
+        if not size:
+            return b""
+        try:
+            while True:
+                left = body.left
+                if left:
+                    rbuf = self._buf
+                    assert rbuf is not None
+                    if size > left:
+                        size = left
+                    if rbuf.end > rbuf.start:
+                        data = rbuf.take(size)
+                    elif size >= _DIRECT_READ:
+                        tr = self._tr
+                        assert tr is not None
+                        got = tr.recv(size)
+                        if not got:
+                            if got is None:
+                                yield tr.want
+                                continue
+                            self._body_eof(body)
+                            return b""
+                        data = got
+                    else:
+                        yield from self._co_fill_body(body)
+                        if self._body is None:
+                            return b""
+                        continue
+                    body.left = left - len(data)
+                    if body.left == 0 and body.kind is BodyKind.LENGTH:
+                        self._end_body(body.will_close)
+                    return data
+                if body.kind is BodyKind.CHUNKED:
+                    yield from self._co_chunk_framing(body)
+                    if self._body is None:
+                        return b""
+                    continue
+                if body.kind is BodyKind.ERROR:
+                    assert body.error is not None
+                    raise body.error
+                raise AssertionError(f"body state {body.kind}")  # pragma: no cover
+        except BaseException as exc:
+            self._body_failed(exc, body)
+            raise
+
+    def _co_fill_body(self, body: _Body) -> Co[None]:
+        """Receive into the empty buffer; EOF ends an until-close body, else raises."""
+        tr = self._tr
+        rbuf = self._buf
+        assert tr is not None and rbuf is not None
+        while True:
+            n = tr.recv_into(rbuf.space())
+            if n > 0:
+                rbuf.end += n
+                return
+            if n == 0:
+                self._body_eof(body)
+                return
+            yield tr.want
+
+    def read(self, size: int | None = None) -> bytes:
+        """Read up to *size* body bytes (all of them if *size* is None).
+
+        Returns b'' only once the body is complete. Raises `ConnectionClosed`
+        if the connection ends before the body does, never returning short
+        data as complete.
+        """
+        return eval_coroutine(self.co_read(size), self.timeout)
+
+    read1 = read
+
+    def co_readall(self) -> Co[bytes]:
+        """Generator twin of `readall`: yields `PollNeeded`, ignores `timeout`."""
+        body = self._body
+        if body is None:
+            self._no_body()
+            return b""
+        rbuf = self._buf
+        if body.kind is BodyKind.LENGTH and rbuf is not None \
+                and rbuf.end - rbuf.start >= body.left:
+            data = rbuf.take(body.left)
+            body.left = 0
+            self._end_body(body.will_close)
+            return data
+        parts = []
+        while True:
+            data = yield from self.co_read(1 << 20)
+            if not data:
+                return b"".join(parts)
+            parts.append(data)
+
+    def readall(self) -> bytes:
+        """Read the whole (remaining) body and return it."""
+        return eval_coroutine(self.co_readall(), self.timeout)
+
+    def co_discard(self) -> Co[None]:
+        """Generator twin of `discard`: yields `PollNeeded`, ignores `timeout`."""
+        while self._body is not None:
+            body = self._body
+            rbuf = self._buf
+            if body.left and rbuf is not None and rbuf.end > rbuf.start:
+                n = min(body.left, rbuf.end - rbuf.start)
+                rbuf.start += n
+                body.left -= n
+                if body.left == 0 and body.kind is BodyKind.LENGTH:
+                    self._end_body(body.will_close)
+                continue
+            yield from self.co_readinto(_scratch)
+        self._no_body()
+
+    def discard(self) -> None:
+        """Read and throw away the rest of the response body."""
+        return eval_coroutine(self.co_discard(), self.timeout)
+
+    def co_read_raw(self, size: int) -> Co[bytes]:
+        """Generator twin of `read_raw`: yields `PollNeeded`, ignores `timeout`."""
+        self._broken = self._broken or "read_raw()"
+        self._body = None
+        rbuf = self._buf
+        if rbuf is not None and rbuf.end > rbuf.start:
+            return rbuf.take(size)
+        tr = self._tr
+        if tr is None:
+            return b""
+        while True:
+            data = tr.recv(size)
+            if data is not None:
+                return data
+            yield tr.want
+
+    def read_raw(self, size: int) -> bytes:
+        """Debugging aid: read up to *size* raw bytes from the connection.
+
+        Buffered bytes come first, then the socket; b'' at EOF. The
+        connection must be reset afterwards.
+        """
+        return eval_coroutine(self.co_read_raw(size), self.timeout)
+
+    # -- the file-like surface, for io.TextIOWrapper and friends ------------------------
+
+    closed = False
+
+    def readable(self) -> bool:
+        """True: the response body can be read like a file."""
+        return True
+
+    def writable(self) -> bool:
+        """False: write() is for request bodies, not a file interface."""
+        return False
+
+    def seekable(self) -> bool:
+        """False."""
+        return False
+
+    def flush(self) -> None:
+        """Does nothing (for io wrappers)."""
+
+    def close(self) -> None:
+        """Does nothing, so that io wrappers do not end the connection; see `disconnect`."""
+
+
+def _md5_b64(data: _Buffer) -> str:
+    import base64
+    import hashlib
+
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
+
+
+for _cls in (BodyFollowing, HTTPResponse, HTTPConnection):
+    _cls.__module__ = "dugong"

@@ -1,0 +1,128 @@
+"""PollNeeded, the poll event bits, and the blocking driver `eval_coroutine`."""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Generator
+from typing import Any, TypeVar
+
+from ._exceptions import ConnectionTimedOut
+
+__all__ = ["POLLIN", "POLLOUT", "Co", "PollNeeded", "eval_coroutine"]
+
+#: Event bit: the file descriptor must become readable.
+POLLIN: int = select.POLLIN if hasattr(select, "POLLIN") else 1
+#: Event bit: the file descriptor must become writable.
+POLLOUT: int = select.POLLOUT if hasattr(select, "POLLOUT") else 4
+
+_T = TypeVar("_T")
+
+#: A ``co_`` generator: yields `PollNeeded`, is resumed with ``None``, returns ``_T``.
+Co = Generator["PollNeeded", None, _T]
+
+_HAVE_POLL = hasattr(select, "poll")
+
+
+class PollNeeded(tuple[int, int]):
+    """What a ``co_`` generator yields when it has to wait.
+
+    A 2-tuple ``(fd, mask)``: resume the generator once file descriptor *fd*
+    is ready for one of the events in *mask* (`POLLIN`, `POLLOUT`).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, fd: int, mask: int) -> PollNeeded:
+        return tuple.__new__(cls, (fd, mask))
+
+    @property
+    def fd(self) -> int:
+        """The file descriptor to wait for."""
+        return self[0]
+
+    @property
+    def mask(self) -> int:
+        """The events to wait for: `POLLIN`, `POLLOUT` or both."""
+        return self[1]
+
+    def poll(self, timeout: float | None = None) -> bool:
+        """Wait until the event happens; False if *timeout* seconds passed first."""
+        return _wait(self[0], self[1], timeout)
+
+    def __repr__(self) -> str:
+        what = "|".join(
+            name for bit, name in ((POLLIN, "POLLIN"), (POLLOUT, "POLLOUT")) if self[1] & bit
+        )
+        return f"PollNeeded(fd={self[0]}, mask={what or self[1]})"
+
+
+PollNeeded.__module__ = "dugong"
+
+
+def _wait(fd: int, mask: int, timeout: float | None) -> bool:
+    if _HAVE_POLL:
+        poller = select.poll()
+        poller.register(fd, mask)
+        return bool(poller.poll(None if timeout is None else _to_ms(timeout)))
+    rlist = [fd] if mask & POLLIN else []
+    wlist = [fd] if mask & POLLOUT else []
+    r, w, x = select.select(rlist, wlist, rlist + wlist, timeout)
+    return bool(r or w or x)
+
+
+def _to_ms(timeout: float) -> int:
+    # Round up so that a wait never ends before the timeout has passed.
+    if timeout <= 0:
+        return 0
+    return max(1, int(timeout * 1000 + 0.999))
+
+
+def eval_coroutine(crt: Generator[Any, None, _T], timeout: float | None = None) -> _T:
+    """Run the ``co_`` generator *crt* to completion, waiting with poll.
+
+    Each `PollNeeded` that *crt* yields is waited for; if one wait takes
+    longer than *timeout* seconds, *crt* is closed and `ConnectionTimedOut` is
+    raised. ``timeout=None`` waits without limit, ``0`` does not wait at all.
+    Returns the generator's return value.
+    """
+    send = crt.send
+    try:
+        pn = send(None)
+    except StopIteration as exc:
+        return exc.value  # type: ignore[no-any-return]
+    if not _HAVE_POLL:
+        return _eval_with_select(crt, pn, timeout)
+    ms = None if timeout is None else _to_ms(timeout)
+    poller = select.poll()
+    fd = mask = -1
+    try:
+        while True:
+            if type(pn) is not PollNeeded and not isinstance(pn, PollNeeded):
+                raise TypeError(f"co_ generator yielded {pn!r}, not a PollNeeded")
+            if pn[0] != fd or pn[1] != mask:
+                if fd != -1:
+                    poller.unregister(fd)
+                fd, mask = pn
+                poller.register(fd, mask)
+            if not poller.poll(ms):
+                raise ConnectionTimedOut(f"No progress for {timeout} seconds")
+            pn = send(None)
+    except StopIteration as exc:
+        return exc.value  # type: ignore[no-any-return]
+    finally:
+        crt.close()
+
+
+def _eval_with_select(crt: Generator[Any, None, _T], pn: Any, timeout: float | None) -> _T:
+    try:
+        while True:
+            if not isinstance(pn, PollNeeded):
+                raise TypeError(f"co_ generator yielded {pn!r}, not a PollNeeded")
+            if not _wait(pn[0], pn[1], timeout):
+                raise ConnectionTimedOut(f"No progress for {timeout} seconds")
+            pn = crt.send(None)
+    except StopIteration as exc:
+        return exc.value  # type: ignore[no-any-return]
+    finally:
+        crt.close()

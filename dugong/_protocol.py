@@ -1,0 +1,348 @@
+"""HTTP/1.1 on bytes: request assembly and checks, response heads, body framing.
+
+Nothing here touches a socket or yields: values go in, values or exceptions
+come out, which lets the parsers be tested on their own.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from typing import Final, NamedTuple
+
+from ._exceptions import InvalidResponse, UnsupportedResponse
+from ._headers import CaseInsensitiveDict, ResponseHeaders
+
+__all__ = [
+    "BUFFER_SIZE",
+    "MAX_HEADER_FIELDS",
+    "MAX_HEADER_SIZE",
+    "MAX_INTERIM_SIZE",
+    "MAX_LINE_SIZE",
+    "BodyKind",
+    "Framing",
+    "Head",
+    "body_framing",
+    "find_head_end",
+    "format_host",
+    "parse_chunk_size",
+    "parse_fields",
+    "parse_head",
+    "request_head",
+]
+
+#: Size of the receive buffer of each connection (bytes).
+BUFFER_SIZE: Final = 64 * 1024
+#: Longest accepted status line or chunk-size line, without its CRLF (bytes).
+MAX_LINE_SIZE: Final = 8 * 1024
+#: Longest accepted response head (status line, fields, empty line) or trailer section.
+MAX_HEADER_SIZE: Final = 64 * 1024
+#: Most header fields accepted in one response head or trailer section.
+MAX_HEADER_FIELDS: Final = 512
+#: Largest total size of the interim (1xx) response heads before one final response.
+MAX_INTERIM_SIZE: Final = 64 * 1024
+
+_TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_TOKEN_RE = re.compile(f"[{_TCHAR}]+")
+# A field line: name, colon, optional whitespace, value, optional whitespace, CRLF.
+_FIELD_RE = re.compile(f"([{_TCHAR}]+):[ \t]*([^\x00\r\n]*?)[ \t]*\r\n")
+# A block made only of well-formed field lines (the common, fast case).
+_BLOCK_RE = re.compile(f"(?:[{_TCHAR}]+:[^\x00\r\n]*\r\n)*")
+_STATUS_RE = re.compile(r"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([^\x00\r\n]*))?")
+_CHUNK_SIZE_RE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\x00\r\n]*)?")
+_DIGITS_RE = re.compile(r"[0-9]{1,18}")
+# Characters that may not appear in a request target (controls, space, DEL).
+_BAD_TARGET_RE = re.compile("[\x00-\x20\x7f]")
+
+# Names that passed the token check (method names and header field names).
+_good_tokens: set[str] = set()
+
+
+def _check_token(what: str, value: object) -> None:
+    if value.__class__ is not str:
+        raise TypeError(f"{what} must be str, not {type(value).__name__}")
+    if value not in _good_tokens:
+        if not _TOKEN_RE.fullmatch(value):  # type: ignore[arg-type]
+            raise ValueError(f"{what} {value!r} is not a valid HTTP token")
+        if len(_good_tokens) > 4096:
+            _good_tokens.clear()
+        _good_tokens.add(value)  # type: ignore[arg-type]
+
+
+def format_host(hostname: str, port: int, default_port: int) -> str:
+    """The value of the ``Host`` field for *hostname* and *port*."""
+    host = f"[{hostname}]" if ":" in hostname and not hostname.startswith("[") else hostname
+    return host if port == default_port else f"{host}:{port}"
+
+
+def request_head(
+    method: str,
+    target: str,
+    headers: Mapping[str, str] | None,
+    host: str,
+    body_fields: tuple[tuple[str, str], ...] | tuple[()],
+    body_names: tuple[str, ...] | tuple[()],
+) -> bytes:
+    """Assemble a request head as bytes, checking every piece first.
+
+    *body_fields* are the framing fields to send (Content-Length etc.); caller
+    fields named in *body_names* (lower case) are left out in their favour.
+    ``Host``, ``Accept-Encoding: identity`` and ``Connection: keep-alive`` are
+    added unless the caller gave them. Raises `ValueError` (or `TypeError`)
+    for anything that cannot be sent as it is.
+    """
+    _check_token("method", method)
+    if target.__class__ is not str:
+        raise TypeError(f"path must be str, not {type(target).__name__}")
+    if not target or _BAD_TARGET_RE.search(target):
+        raise ValueError(f"invalid request target {target!r}: empty, or contains a "
+                         "space or control character")
+    parts = [method, " ", target, " HTTP/1.1\r\n"]
+    have_host = have_ae = have_conn = False
+    lines = 2 + len(body_fields)  # request line, empty line, framing fields
+    if headers:
+        for name, value in headers.items():
+            if name not in _good_tokens:
+                _check_token("header name", name)
+            if value.__class__ is not str:
+                raise TypeError(f"value of header {name!r} must be str, "
+                                f"not {type(value).__name__}")
+            lname = name.lower()
+            if body_names and lname in body_names:
+                continue
+            if lname == "host":
+                have_host = True
+            elif lname == "accept-encoding":
+                have_ae = True
+            elif lname == "connection":
+                have_conn = True
+            parts += (name, ": ", value, "\r\n")
+            lines += 1
+    if not have_host:
+        parts += ("Host: ", host, "\r\n")
+        lines += 1
+    if not have_ae:
+        parts.append("Accept-Encoding: identity\r\n")
+        lines += 1
+    if not have_conn:
+        parts.append("Connection: keep-alive\r\n")
+        lines += 1
+    for name, value in body_fields:
+        parts += (name, ": ", value, "\r\n")
+    parts.append("\r\n")
+    head = "".join(parts)
+    # A CR, LF or NUL from the caller shows as a surplus over the lines we wrote.
+    if head.count("\n") != lines or head.count("\r") != lines or "\x00" in head:
+        _find_bad_value(headers)
+    return head.encode("latin-1")
+
+
+def _find_bad_value(headers: Mapping[str, str] | None) -> None:
+    for name, value in (headers or {}).items():
+        for ch in "\r\n\x00":
+            if ch in value:
+                raise ValueError(f"value of header {name!r} contains {ch!r}: {value!r}")
+    raise ValueError("request head contains CR, LF or NUL")  # pragma: no cover
+
+
+class Head(NamedTuple):
+    """A parsed response head."""
+
+    minor: int  #: 0 for HTTP/1.0, 1 for HTTP/1.1 (and later 1.x)
+    status: int
+    reason: str
+    headers: ResponseHeaders
+
+
+def find_head_end(data: bytearray, start: int, end: int, search_from: int) -> int:
+    """The offset just past the empty line ending a head in ``data[start:end]``, or -1.
+
+    The head ends at the first empty line; *search_from* lets a caller skip
+    what an earlier search already looked at. A head whose lines end in bare
+    LF is found too (and then refused by `parse_head`), so it cannot make the
+    reader wait for more data that never comes.
+    """
+    crlf = data.find(b"\n\r\n", search_from, end)
+    lf = data.find(b"\n\n", search_from, end if crlf < 0 else crlf + 2)
+    if lf >= 0:
+        return lf + 2
+    if crlf >= 0:
+        return crlf + 3
+    return -1
+
+
+def parse_head(head: str, max_line: int = MAX_LINE_SIZE) -> Head:
+    """Parse a response head (latin-1 text ending in its empty line)."""
+    eol = head.find("\r\n")
+    if eol < 0:
+        raise InvalidResponse(f"Status line does not end in CRLF: {head[:80]!r}")
+    if eol > max_line:
+        raise InvalidResponse(f"Status line exceeds {max_line} bytes")
+    status_line = head[:eol]
+    m = _STATUS_RE.fullmatch(status_line)
+    if m is None:
+        raise InvalidResponse(f"Invalid status line: {status_line[:200]!r}")
+    major, minor, status, reason = m.groups()
+    if major != "1":
+        raise UnsupportedResponse(f"Unsupported HTTP version in status line {status_line!r}")
+    code = int(status)
+    if code < 100:
+        raise InvalidResponse(f"Invalid status code in status line {status_line!r}")
+    items, first = parse_fields(head[eol + 2 : -2])
+    return Head(int(minor), code, reason or "", ResponseHeaders(items, first))
+
+
+def parse_fields(block: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Parse a field block (each line ending in CRLF, without the empty line).
+
+    Returns the ``(name, value)`` pairs in order and a dict from lower-cased
+    name to the first value.
+    """
+    if _BLOCK_RE.fullmatch(block) is None:
+        items = _parse_fields_slow(block)
+    else:
+        items = _FIELD_RE.findall(block)
+    if len(items) > MAX_HEADER_FIELDS:
+        raise InvalidResponse(f"Too many header fields ({len(items)} > {MAX_HEADER_FIELDS})")
+    first = {}
+    for name, value in reversed(items):
+        first[name.lower()] = value
+    return items, first
+
+
+def _parse_fields_slow(block: str) -> list[tuple[str, str]]:
+    """Parse a block that has an unusual line: fold it, or say exactly what is wrong."""
+    items: list[tuple[str, str]] = []
+    lines = block.split("\r\n")
+    if lines[-1] != "":
+        raise InvalidResponse("Header block does not end in CRLF")  # pragma: no cover
+    for line in lines[:-1]:
+        if "\n" in line:
+            raise InvalidResponse(f"Bare LF in header line {line[:200]!r}")
+        if "\r" in line:
+            raise InvalidResponse(f"Lone CR in header line {line[:200]!r}")
+        if "\x00" in line:
+            raise InvalidResponse(f"NUL in header line {line[:200]!r}")
+        if line[:1] in (" ", "\t"):
+            # obs-fold: the line continues the previous value (RFC 9112 section 5.2).
+            if not items:
+                raise InvalidResponse(f"Continuation line without a field: {line[:200]!r}")
+            name, value = items[-1]
+            more = line.strip(" \t")
+            items[-1] = (name, f"{value} {more}" if value and more else value or more)
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise InvalidResponse(f"Header line without a colon: {line[:200]!r}")
+        if name != name.rstrip(" \t"):
+            raise InvalidResponse(f"Whitespace before the colon in header line {line[:200]!r}")
+        if not _TOKEN_RE.fullmatch(name):
+            raise InvalidResponse(f"Invalid header field name {name[:200]!r}")
+        items.append((name, value.strip(" \t")))
+    return items
+
+
+class BodyKind(enum.Enum):
+    """How the end of a response body is found."""
+
+    NONE = "no body"
+    LENGTH = "Content-Length"
+    CHUNKED = "chunked"
+    UNTIL_CLOSE = "until the server closes"
+    ERROR = "invalid framing"
+
+
+class Framing(NamedTuple):
+    """How to read the body of one response, and what happens after it."""
+
+    kind: BodyKind
+    length: int | None  #: bytes that follow (LENGTH, NONE), else None
+    will_close: bool  #: the server closes the connection after this response
+    error: Exception | None = None  #: raised by the first body read (kind ERROR)
+
+
+_NO_BODY_STATUS = frozenset((204, 304))
+
+
+def _joined(headers: ResponseHeaders, name: str, first: str | None) -> str | None:
+    if first is None or len(headers._first) == len(headers._items):
+        return first  # no repeated fields at all
+    values = headers.get_all(name)
+    return first if values is None or len(values) == 1 else ", ".join(values)
+
+
+def _tokens(value: str) -> list[str]:
+    return [t.strip(" \t").lower() for t in value.split(",") if t.strip(" \t")]
+
+
+def body_framing(method: str, head: Head) -> Framing:
+    """Decide how the body of a response to *method* is delimited (RFC 9112 section 6.3).
+
+    Framing errors do not raise here: they come back as kind ERROR so that the
+    status and headers can be inspected before the first body read raises.
+    """
+    headers = head.headers
+    first = headers._first
+    conn = first.get("connection")
+    if conn is None:
+        will_close = head.minor == 0
+    else:
+        conn = _joined(headers, "connection", conn) or ""
+        tokens = _tokens(conn)
+        will_close = "close" in tokens or (head.minor == 0 and "keep-alive" not in tokens)
+    status = head.status
+    if method == "HEAD" or status < 200 or status in _NO_BODY_STATUS:
+        return Framing(BodyKind.NONE, 0, will_close)
+    te = first.get("transfer-encoding")
+    cl = first.get("content-length")
+    if te is not None:
+        te = _joined(headers, "transfer-encoding", te) or ""
+        if cl is not None:
+            return _error(InvalidResponse(
+                f"Response has both Transfer-Encoding ({te!r}) and Content-Length ({cl!r})"))
+        codings = _tokens(te)
+        if codings == ["chunked"]:
+            return Framing(BodyKind.CHUNKED, None, will_close or head.minor == 0)
+        if codings.count("chunked") > 1 or not codings:
+            return _error(InvalidResponse(f"Invalid Transfer-Encoding {te!r}"))
+        return _error(UnsupportedResponse(
+            f"Unsupported Transfer-Encoding {te!r} (dugong decodes only chunked)"))
+    if cl is not None:
+        values = _tokens(_joined(headers, "content-length", cl) or "")
+        if not values or any(_DIGITS_RE.fullmatch(v) is None for v in values):
+            return _error(InvalidResponse(f"Invalid Content-Length {cl!r}"))
+        if len(set(map(int, values))) != 1:
+            return _error(InvalidResponse(
+                f"Conflicting Content-Length values: {', '.join(values)}"))
+        length = int(values[0])
+        return Framing(BodyKind.LENGTH, length, will_close)
+    if will_close:
+        return Framing(BodyKind.UNTIL_CLOSE, None, True)
+    return _error(UnsupportedResponse(
+        "Response keeps the connection open but gives its body neither a "
+        "Content-Length nor chunked framing"))
+
+
+def _error(exc: Exception) -> Framing:
+    return Framing(BodyKind.ERROR, None, True, exc)
+
+
+def parse_chunk_size(line: bytes | bytearray | memoryview) -> int:
+    """The size given by a chunk-size line (without its CRLF); extensions are ignored."""
+    m = _CHUNK_SIZE_RE.fullmatch(line)
+    if m is None:
+        raise InvalidResponse(f"Invalid chunk-size line {bytes(line[:200])!r}")
+    return int(m[1], 16)
+
+
+def parse_trailers(block: str) -> CaseInsensitiveDict:
+    """The trailer fields of a chunked body; repeated fields are joined with ', '."""
+    items, _ = parse_fields(block)
+    trailers = CaseInsensitiveDict()
+    for name, value in items:
+        if name in trailers:
+            trailers[name] = f"{trailers[name]}, {value}"
+        else:
+            trailers[name] = value
+    return trailers
