@@ -433,7 +433,7 @@ class HTTPConnection:
             raise ConnectionClosed(self._closed_reason or "Connection closed")
         try:
             if len(parts) == 1:
-                yield from tr.co_send_all(buf)
+                yield from tr.co_send_all(parts[0])
             else:
                 yield from tr.co_send_parts(parts)
         except ConnectionClosed:
