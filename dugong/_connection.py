@@ -845,7 +845,11 @@ class HTTPConnection:
             parts.append(data)
 
     def readall(self) -> bytes:
-        """Read the whole (remaining) body and return it."""
+        """Read the whole (remaining) response body and return it as bytes.
+
+        Raises `ConnectionClosed` if the connection ends before the body
+        does, and the body's framing error if it has one.
+        """
         return eval_coroutine(self.co_readall(), self.timeout)
 
     def co_discard(self) -> Co[None]:
@@ -864,13 +868,16 @@ class HTTPConnection:
         self._no_body()
 
     def discard(self) -> None:
-        """Read and throw away the rest of the response body."""
+        """Read and throw away the rest of the response body.
+
+        Use it to skip a body that is not needed while keeping the connection
+        usable. Raises like `readall`.
+        """
         return eval_coroutine(self.co_discard(), self.timeout)
 
     def co_read_raw(self, size: int) -> Co[bytes]:
         """Generator twin of `read_raw`: yields `PollNeeded`, ignores `timeout`."""
-        self._broken = self._broken or "read_raw()"
-        self._body = None
+        self._break("read_raw()")
         rbuf = self._buf
         if rbuf is not None and rbuf.end > rbuf.start:
             return rbuf.take(size)

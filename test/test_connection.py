@@ -1,0 +1,544 @@
+"""HTTPConnection against real servers: requests, responses, bodies, pipelining, state."""
+
+from __future__ import annotations
+
+import hashlib
+import base64
+import io
+import threading
+
+import pytest
+from servers import Step, body_for
+
+import dugong
+from dugong import (
+    BodyFollowing,
+    ConnectionClosed,
+    ExcessBodyData,
+    HTTPConnection,
+    StateError,
+)
+
+OK_3 = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+
+
+@pytest.fixture
+def conn(http_server):
+    with HTTPConnection(http_server.host, http_server.port) as c:
+        c.timeout = 10
+        yield c
+
+
+def get(drive, conn, path, **kw):
+    drive(conn, "send_request", "GET", path, **kw)
+    resp = drive(conn, "read_response")
+    return resp, drive(conn, "readall")
+
+
+@pytest.mark.parametrize("size", [0, 1, 1000, 200_000])
+def test_get_sizes(drive, conn, size):
+    resp, body = get(drive, conn, f"/size/{size}")
+    assert (resp.status, resp.reason, resp.method, resp.path) == (200, "OK", "GET", f"/size/{size}")
+    assert resp.length == size
+    assert resp.headers["content-length"] == str(size)
+    assert body == body_for(size)
+    assert not conn.response_pending()
+
+
+def test_keepalive_reuses_connection(drive, scripted_server):
+    srv = scripted_server([Step.read_request(), Step.send(OK_3)] * 4)
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    for _ in range(4):
+        assert get(drive, conn, "/")[1] == b"abc"
+    assert srv.connections == 1
+    conn.disconnect()
+
+
+def test_automatic_headers(drive, scripted_server):
+    srv = scripted_server([Step.read_request(), Step.send(OK_3), Step.read_request(),
+                           Step.send(OK_3), Step.read_request(), Step.send(OK_3)])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    drive(conn, "send_request", "GET", "/a")
+    drive(conn, "send_request", "PUT", "/b", body=b"hello")
+    drive(conn, "send_request", "GET", "/c", headers={"accept-encoding": "gzip",
+                                                       "Connection": "keep-alive, x",
+                                                       "HOST": "other"})
+    for _ in range(3):
+        drive(conn, "read_response")
+        assert drive(conn, "readall") == b"abc"
+    srv.wait_done()
+    a, b, c = srv.requests[0]
+    assert a.header("Host") == f"127.0.0.1:{srv.port}"
+    assert a.header("Accept-Encoding") == "identity"
+    assert a.header("Connection") == "keep-alive"
+    assert a.header("Content-Length") == "0"
+    assert b.header("Content-Length") == "5"
+    assert b.header("Content-MD5") == base64.b64encode(hashlib.md5(b"hello").digest()).decode()
+    assert b.body == b"hello"
+    assert c.header_all("Accept-Encoding") == ["gzip"]
+    assert c.header_all("Connection") == ["keep-alive, x"]
+    assert c.header_all("Host") == ["other"]
+    conn.disconnect()
+
+
+def test_host_header_default_port_and_ipv6():
+    assert HTTPConnection("example.org")._host_field == "example.org"
+    assert HTTPConnection("example.org", 8080)._host_field == "example.org:8080"
+    assert HTTPConnection("::1", 80)._host_field == "[::1]"
+    assert HTTPConnection("::1", 81)._host_field == "[::1]:81"
+    assert HTTPConnection("x", ssl_context=object()).port == 443
+
+
+def test_caller_content_md5_kept(drive, scripted_server):
+    srv = scripted_server([Step.read_request(), Step.send(OK_3)])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    drive(conn, "send_request", "POST", "/", body=bytearray(b"xy"),
+          headers={"content-md5": "given"})
+    drive(conn, "read_response")
+    drive(conn, "discard")
+    srv.wait_done()
+    (req,) = srv.requests[0]
+    assert req.header_all("Content-MD5") == ["given"]
+    conn.disconnect()
+
+
+def test_pipeline_1000(drive, conn, http_server):
+    for i in range(1000):
+        drive(conn, "send_request", "GET", f"/size/{i % 37}")
+    assert conn.response_pending()
+    for i in range(1000):
+        resp = drive(conn, "read_response")
+        assert resp.path == f"/size/{i % 37}"
+        assert drive(conn, "readall") == body_for(i % 37)
+    assert not conn.response_pending()
+
+
+def test_pipeline_sender_and_receiver_generators(conn):
+    from dugong._demo import drive_all
+
+    def sender():
+        for i in range(1000):
+            yield from conn.co_send_request("GET", f"/size/{i % 100}")
+
+    def receiver():
+        got = []
+        for _ in range(1000):
+            resp = yield from conn.co_read_response()
+            got.append((resp.status, (yield from conn.co_readall())))
+        return got
+
+    conn.connect()  # else the receiver could start before any request is pending
+    _, got = drive_all(sender(), receiver())
+    assert got == [(200, body_for(i % 100)) for i in range(1000)]
+
+
+def test_two_threads_send_and_read(conn):
+    count = 500
+    errors = []
+
+    def send():
+        try:
+            for i in range(count):
+                conn.send_request("GET", f"/size/{i % 10}")
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    got = 0
+    while got < count:
+        if not conn.response_pending():
+            continue
+        resp = conn.read_response()
+        assert conn.readall() == body_for(got % 10), resp
+        got += 1
+    thread.join()
+    assert not errors
+
+
+def test_chunked_response_with_trailers(drive, conn):
+    drive(conn, "send_request", "GET", "/chunked/2500?chunk=700")
+    resp = drive(conn, "read_response")
+    assert resp.length is None
+    assert resp.trailers == {}
+    assert drive(conn, "readall") == body_for(2500)
+    assert resp.trailers["x-trailer"] == "yes"
+    # The connection stays usable.
+    assert get(drive, conn, "/size/4")[1] == body_for(4)
+
+
+@pytest.mark.parametrize("how", ["read", "readinto", "readall", "discard"])
+def test_chunked_body_read_styles(drive, conn, how):
+    drive(conn, "send_request", "GET", "/chunked/100000?chunk=3000")
+    drive(conn, "read_response")
+    data = bytearray()
+    if how == "read":
+        while chunk := drive(conn, "read", 777):
+            assert len(chunk) <= 777
+            data += chunk
+    elif how == "readinto":
+        buf = bytearray(5000)
+        while n := drive(conn, "readinto", buf):
+            data += buf[:n]
+    elif how == "readall":
+        data += drive(conn, "readall")
+    else:
+        assert drive(conn, "discard") is None
+        data = bytearray(body_for(100000))
+    assert data == body_for(100000)
+    assert drive(conn, "read", 10) == b""
+    assert drive(conn, "readinto", bytearray(10)) == 0
+
+
+def test_read_until_close(drive, conn):
+    drive(conn, "send_request", "GET", "/close/30000")
+    resp = drive(conn, "read_response")
+    assert resp.length is None
+    assert resp.headers["connection"] == "close"
+    assert drive(conn, "readall") == body_for(30000)
+    with pytest.raises(ConnectionClosed):
+        drive(conn, "send_request", "GET", "/size/1")
+    conn.reset()
+    assert get(drive, conn, "/size/3")[1] == body_for(3)
+
+
+def test_connection_close_fails_pipelined_requests(drive, scripted_server):
+    srv = scripted_server([Step.read_request(), Step.read_request(),
+                           Step.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                                     b"Content-Length: 2\r\n\r\nhi"), Step.close()])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    drive(conn, "send_request", "GET", "/1")
+    drive(conn, "send_request", "GET", "/2")
+    resp = drive(conn, "read_response")
+    assert drive(conn, "readall") == b"hi"
+    assert resp.length == 2
+    with pytest.raises(ConnectionClosed, match="GET /2"):
+        drive(conn, "read_response")
+    assert not conn.response_pending()
+    with pytest.raises(ConnectionClosed):
+        drive(conn, "send_request", "GET", "/3")
+
+
+def test_head_and_no_body_statuses(drive, scripted_server):
+    srv = scripted_server([
+        Step.read_request(), Step.read_request(), Step.read_request(), Step.read_request(),
+        Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+                  b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n"
+                  b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n" + OK_3),
+    ])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    for method in ("HEAD", "GET", "GET", "GET"):
+        drive(conn, "send_request", method, "/")
+    lengths = []
+    for _ in range(4):
+        resp = drive(conn, "read_response")
+        lengths.append((resp.status, resp.length, drive(conn, "readall")))
+    assert lengths == [(200, 0, b""), (204, 0, b""), (304, 0, b""), (200, 3, b"abc")]
+    conn.disconnect()
+
+
+def test_interim_responses_skipped(drive, scripted_server):
+    srv = scripted_server([Step.read_request(),
+                           Step.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                                     b"HTTP/1.1 100 Continue\r\n\r\n" + OK_3)])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    drive(conn, "send_request", "GET", "/")
+    resp = drive(conn, "read_response")
+    assert resp.status == 200
+    assert drive(conn, "readall") == b"abc"
+    conn.disconnect()
+
+
+def test_http10_response(drive, scripted_server):
+    srv = scripted_server([Step.read_request(),
+                           Step.send(b"HTTP/1.0 200 OK\r\nContent-Type: x\r\n\r\nuntil close"),
+                           Step.close()])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    drive(conn, "send_request", "GET", "/")
+    resp = drive(conn, "read_response")
+    assert resp.length is None
+    assert drive(conn, "readall") == b"until close"
+    with pytest.raises(ConnectionClosed):
+        drive(conn, "send_request", "GET", "/")
+
+
+def test_http10_keepalive_with_length(drive, scripted_server):
+    resp10 = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nabc"
+    srv = scripted_server([Step.read_request(), Step.send(resp10),
+                           Step.read_request(), Step.send(resp10)])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    for _ in range(2):
+        assert get(drive, conn, "/")[1] == b"abc"
+    conn.disconnect()
+
+
+def test_body_upload_known_length(drive, conn, http_server):
+    data = body_for(300_000)
+    drive(conn, "send_request", "PUT", "/echo", body=BodyFollowing(len(data)))
+    for i in range(0, len(data), 65536):
+        drive(conn, "write", data[i:i + 65536])
+    resp = drive(conn, "read_response")
+    assert resp.status == 200
+    assert drive(conn, "readall") == data
+
+
+def test_body_upload_chunked(drive, conn, http_server):
+    pieces = [b"a" * 10, b"b" * 70000, memoryview(b"c" * 5)]
+    drive(conn, "send_request", "POST", "/echo", body=BodyFollowing())
+    for piece in pieces:
+        drive(conn, "write", piece)
+    drive(conn, "write", b"")
+    resp = drive(conn, "read_response")
+    assert drive(conn, "readall") == b"".join(bytes(p) for p in pieces)
+    assert resp.status == 200
+    req = http_server.requests[-1]
+    assert ("Transfer-Encoding", "chunked") in req.headers
+
+
+def test_big_bytes_body(drive, conn):
+    data = body_for(1_000_000)
+    resp, body = get(drive, conn, "/echo", body=data)
+    assert body == data
+
+
+def test_expect100_accepted(drive, conn, http_server):
+    data = body_for(5000)
+    drive(conn, "send_request", "PUT", "/echo", body=BodyFollowing(len(data)), expect100=True)
+    with pytest.raises(StateError, match="100"):
+        drive(conn, "write", data)
+    resp = drive(conn, "read_response")
+    assert (resp.status, resp.reason) == (100, "Continue")
+    drive(conn, "write", data)
+    resp = drive(conn, "read_response")
+    assert resp.status == 200
+    assert drive(conn, "readall") == data
+
+
+def test_expect100_chunked_accepted(drive, conn):
+    drive(conn, "send_request", "PUT", "/echo", body=BodyFollowing(), expect100=True)
+    assert drive(conn, "read_response").status == 100
+    drive(conn, "write", b"xyz")
+    drive(conn, "write", b"")
+    assert drive(conn, "read_response").status == 200
+    assert drive(conn, "readall") == b"xyz"
+
+
+def test_expect100_rejected_keepalive(drive, scripted_server):
+    # The server refuses without announcing close: no body byte may be sent, and the
+    # next request must go out on a fresh connection.
+    srv = scripted_server([
+        [Step.read_request(body=False),
+         Step.send(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno"),
+         Step.expect_eof()],
+        [Step.read_request(), Step.send(OK_3)],
+    ])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    drive(conn, "send_request", "PUT", "/up", body=BodyFollowing(100), expect100=True)
+    resp = drive(conn, "read_response")
+    assert resp.status == 403
+    assert drive(conn, "readall") == b"no"
+    with pytest.raises(StateError):
+        drive(conn, "write", b"x")
+    assert get(drive, conn, "/next")[1] == b"abc"
+    srv.wait_done()
+    head = srv.received[0]
+    assert head.endswith(b"\r\n\r\n") and b"Expect: 100-continue" in head
+    assert srv.requests[1][0].path == "/next"
+    conn.disconnect()
+
+
+def test_expect100_rejected_with_close(drive, conn, http_server):
+    drive(conn, "send_request", "PUT", "/reject", body=BodyFollowing(10), expect100=True)
+    resp = drive(conn, "read_response")
+    assert resp.status == 403
+    drive(conn, "discard")
+    with pytest.raises(ConnectionClosed):
+        drive(conn, "send_request", "GET", "/size/1")
+    conn.reset()
+    assert get(drive, conn, "/size/2")[1] == body_for(2)
+    assert http_server.requests[0].body is None
+
+
+def test_server_answers_and_closes_during_upload(drive, scripted_server):
+    srv = scripted_server([Step.read_request(body=False),
+                           Step.send(b"HTTP/1.1 413 Too Large\r\nConnection: close\r\n"
+                                     b"Content-Length: 3\r\n\r\nbig"),
+                           Step.reset()])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    conn.timeout = 10
+    drive(conn, "send_request", "PUT", "/", body=BodyFollowing(50_000_000))
+    chunk = b"x" * 65536
+    with pytest.raises(ConnectionClosed):
+        for _ in range(50_000_000 // 65536):
+            drive(conn, "write", chunk)
+    resp = drive(conn, "read_response")
+    assert resp.status == 413
+    assert drive(conn, "readall") == b"big"
+    with pytest.raises(ConnectionClosed):
+        drive(conn, "send_request", "GET", "/")
+
+
+@pytest.mark.parametrize("how", ["read", "readinto", "readall", "discard"])
+def test_truncated_length_body(drive, scripted_server, how):
+    srv = scripted_server([Step.read_request(),
+                           Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
+                                     + b"x" * 50000), Step.close()])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    drive(conn, "send_request", "GET", "/")
+    drive(conn, "read_response")
+    with pytest.raises(ConnectionClosed, match="50000 of 100000"):
+        if how == "read":
+            while drive(conn, "read", 10000):
+                pass
+        elif how == "readinto":
+            while drive(conn, "readinto", bytearray(70000)):
+                pass
+        else:
+            drive(conn, how)
+    with pytest.raises(ConnectionClosed):
+        drive(conn, "send_request", "GET", "/")
+
+
+def test_closed_before_response(drive, scripted_server):
+    srv = scripted_server([Step.read_request(), Step.close()])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    drive(conn, "send_request", "GET", "/")
+    with pytest.raises(ConnectionClosed):
+        drive(conn, "read_response")
+
+
+def test_state_errors(drive, conn):
+    with pytest.raises(StateError, match="No response is pending"):
+        drive(conn, "read_response")
+    with pytest.raises(StateError, match="No request body"):
+        drive(conn, "write", b"x")
+    drive(conn, "send_request", "PUT", "/echo", body=BodyFollowing(4))
+    with pytest.raises(StateError, match="read_response"):
+        drive(conn, "read", 1)
+    with pytest.raises(StateError):
+        drive(conn, "send_request", "GET", "/size/1")
+    with pytest.raises(ExcessBodyData):
+        drive(conn, "write", b"12345")
+    drive(conn, "write", b"12")
+    with pytest.raises(ExcessBodyData):
+        drive(conn, "write", b"345")
+    drive(conn, "write", b"34")
+    drive(conn, "send_request", "GET", "/size/10")
+    drive(conn, "read_response")
+    with pytest.raises(StateError, match="not been read"):
+        drive(conn, "read_response")
+    assert drive(conn, "read", 2) == b"12"
+    assert drive(conn, "readall") == b"34"
+    assert drive(conn, "read", 1) == b""  # the body is complete
+    drive(conn, "read_response")
+    assert drive(conn, "readall") == body_for(10)
+
+
+def test_bad_arguments(conn):
+    with pytest.raises(TypeError):
+        conn.send_request("GET", "/", body="text")
+    with pytest.raises(ValueError, match="expect100"):
+        conn.send_request("GET", "/", body=b"x", expect100=True)
+    with pytest.raises(TypeError):
+        BodyFollowing("3")
+    with pytest.raises(ValueError):
+        BodyFollowing(-1)
+    with pytest.raises(ValueError):
+        HTTPConnection("a\r\nb")
+    with pytest.raises(ValueError):
+        HTTPConnection("host", 0)
+    assert not conn.response_pending()
+
+
+def test_read_sizes_and_direct_reads(drive, conn):
+    drive(conn, "send_request", "GET", "/size/300000")
+    drive(conn, "read_response")
+    assert drive(conn, "read", 0) == b""
+    first = drive(conn, "read", 1)
+    assert first == body_for(300000)[:1]
+    rest = bytearray(first)
+    big = bytearray(200_000)
+    n = drive(conn, "readinto", memoryview(big)[:150_000])
+    rest += big[:n]
+    while chunk := drive(conn, "read", 100_000):
+        rest += chunk
+    assert rest == body_for(300000)
+
+
+def test_text_wrapper_reads_lines(conn, http_server):
+    conn.send_request("GET", "/headers", headers={"X-One": "1", "X-Two": "2"})
+    conn.read_response()
+    lines = io.TextIOWrapper(conn, encoding="latin-1").readlines()
+    assert "X-One: 1\n" in lines and "X-Two: 2\n" in lines
+    assert conn.readable() and not conn.writable() and not conn.seekable()
+    assert conn.closed is False
+
+
+def test_buffered_reader(conn):
+    conn.send_request("GET", "/size/100000")
+    conn.read_response()
+    assert io.BufferedReader(conn).read() == body_for(100000)  # type: ignore[arg-type]
+
+
+def test_trace_file(drive, conn, tmp_path, monkeypatch):
+    monkeypatch.setenv("DUGONG_TRACEFILE", str(tmp_path / "trace-%d.log"))
+    conn.disconnect()
+    get(drive, conn, "/size/20")
+    conn.disconnect()
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1
+    data = files[0].read_bytes()
+    assert data.startswith(b"GET /size/20 HTTP/1.1\r\n")
+    assert data.endswith(b"\r\n\r\n" + body_for(20))
+
+
+def test_read_raw(conn):
+    conn.send_request("GET", "/size/5")
+    raw = b""
+    while not raw.endswith(body_for(5)):
+        raw += conn.read_raw(1000)
+    assert raw.startswith(b"HTTP/1.1 200 OK\r\n")
+    with pytest.raises(StateError, match="reset"):
+        conn.send_request("GET", "/")
+    conn.reset()
+    conn.send_request("GET", "/size/5")
+    conn.read_response()
+    assert conn.readall() == body_for(5)
+
+
+def test_connect_and_context_manager(http_server):
+    with HTTPConnection("127.0.0.1", http_server.port) as conn:
+        conn.connect()
+        assert conn._tr is not None
+        assert conn.get_ssl_cipher() is None
+        assert conn.get_ssl_peercert() is None
+    assert conn._tr is None
+
+
+def test_interrupted_generator_breaks_connection(conn):
+    conn.send_request("GET", "/size/100000")
+    gen = conn.co_read_response()
+    resp = dugong.eval_coroutine(gen)
+    gen2 = conn.co_read(100000)
+    next(gen2, None)
+    gen2.close()
+    with pytest.raises(StateError, match="reset"):
+        conn.read(1)
+    conn.reset()
+    conn.send_request("GET", "/size/3")
+    conn.read_response()
+    assert conn.readall() == body_for(3)
+    assert resp.status == 200
+
+
+def test_connection_refused():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    conn = HTTPConnection("127.0.0.1", port)
+    with pytest.raises(ConnectionRefusedError):
+        conn.send_request("GET", "/")
+    assert dugong.is_temp_network_error(ConnectionRefusedError())
