@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 import sys
+import time
 from collections import deque
 from collections.abc import Mapping
 from types import TracebackType
@@ -19,7 +20,7 @@ from ._exceptions import (
     StateError,
 )
 from ._headers import CaseInsensitiveDict, ResponseHeaders
-from ._poll import Co, eval_coroutine
+from ._poll import Co, PollNeeded, eval_coroutine
 from ._protocol import (
     BodyKind,
     body_framing,
@@ -351,6 +352,13 @@ class HTTPConnection:
                                  "read its response before sending another request")
             self.disconnect()  # the server may still wait for the old body
         tr = self._tr
+        if tr is not None and not self._pending and self._body is None and (
+                self._buf or tr.dropped()):
+            # Idle, and the server closed it (or sent something unasked, e.g. a 408) since
+            # the last response: nothing of this request was sent, so a new connection is safe.
+            log.debug("%s port %d: idle connection dropped by the server, reconnecting",
+                      self.hostname, self.port)
+            tr = None
         if tr is None:
             yield from self.co_connect()
             tr = self._tr
@@ -485,21 +493,21 @@ class HTTPConnection:
         pkg = _pkg()
         max_head = pkg.MAX_HEADER_SIZE
         interim = 0
+        waiting100 = req.expect100 and self._send is _Send.WAIT100 and len(self._pending) == 1
+        deadline = None
+        if waiting100 and self.expect100_timeout is not None:
+            deadline = time.monotonic() + self.expect100_timeout
         try:
             while True:
-                text = yield from self._co_read_head(max_head)
+                text = yield from self._co_read_head(max_head, deadline)
+                if text is None:  # no answer in expect100_timeout: go ahead as if 100
+                    return self._continue(req, "Continue", ResponseHeaders([]))
                 head = parse_head(text, pkg.MAX_LINE_SIZE)
                 status = head.status
                 if status >= 200 or status == 101:
                     break
-                if status == 100 and req.expect100 and self._send is _Send.WAIT100 \
-                        and len(self._pending) == 1:
-                    self._send = _Send.CHUNKED if req.body_length is None else _Send.BODY
-                    self._out_left = req.body_length or 0
-                    if req.body_length == 0:
-                        self._send = _Send.IDLE
-                    return HTTPResponse(req.method, req.path, 100, head.reason,
-                                        head.headers, 0)
+                if status == 100 and waiting100:
+                    return self._continue(req, head.reason, head.headers)
                 interim += len(text)
                 if interim > pkg.MAX_INTERIM_SIZE:
                     raise InvalidResponse(
@@ -541,6 +549,17 @@ class HTTPConnection:
             self._end_body(framing.will_close)
         return resp
 
+    def _continue(self, req: _Request, reason: str, headers: ResponseHeaders) -> HTTPResponse:
+        """The body of an expect100 request may be sent now."""
+        if req.body_length is None:
+            self._send = _Send.CHUNKED
+        elif req.body_length:
+            self._send = _Send.BODY
+            self._out_left = req.body_length
+        else:
+            self._send = _Send.IDLE
+        return HTTPResponse(req.method, req.path, 100, reason, headers, 0)
+
     def read_response(self) -> HTTPResponse:
         """Read the status line and header of the next response.
 
@@ -569,12 +588,28 @@ class HTTPConnection:
                 raise ConnectionClosed(f"Server closed the connection {what}")
             yield tr.want
 
-    def _co_read_head(self, limit: int) -> Co[str]:
-        """Read one response head (status line to empty line) as latin-1 text."""
+    def _co_read_head(self, limit: int, deadline: float | None = None) -> Co[str | None]:
+        """Read one response head (status line to empty line) as latin-1 text.
+
+        With a *deadline* (`time.monotonic` time), return None if not a byte
+        arrived by then.
+        """
         buf = self._buf
         if buf is None:
             raise ConnectionClosed("Connection closed")
         seen = 0  # bytes already searched, relative to buf.start
+        while deadline is not None and buf.end == buf.start:
+            tr = self._tr
+            assert tr is not None
+            n = tr.recv_into(buf.space())
+            if n > 0:
+                buf.end += n
+            elif n == 0:
+                raise ConnectionClosed("Server closed the connection before sending a response")
+            elif time.monotonic() >= deadline:
+                return None
+            else:
+                yield PollNeeded(tr.want[0], tr.want[1], deadline)
         while True:
             if buf.end > buf.start:
                 end = find_head_end(buf.data, buf.start, buf.end, buf.start + seen)

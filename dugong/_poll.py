@@ -29,12 +29,21 @@ class PollNeeded(tuple[int, int]):
 
     A 2-tuple ``(fd, mask)``: resume the generator once file descriptor *fd*
     is ready for one of the events in *mask* (`POLLIN`, `POLLOUT`).
+
+    A few waits also carry a `deadline`: a `time.monotonic` time at which the
+    generator wants to be resumed even if *fd* is not ready (dugong uses it for
+    `HTTPConnection.expect100_timeout`). dugong's drivers honour it; a loop that
+    ignores it merely waits longer.
     """
 
-    __slots__ = ()
+    #: `time.monotonic` time to resume the generator at, ready or not (None: no deadline)
+    deadline: float | None = None
 
-    def __new__(cls, fd: int, mask: int) -> PollNeeded:
-        return tuple.__new__(cls, (fd, mask))
+    def __new__(cls, fd: int, mask: int, deadline: float | None = None) -> PollNeeded:
+        self = tuple.__new__(cls, (fd, mask))
+        if deadline is not None:
+            self.deadline = deadline
+        return self
 
     @property
     def fd(self) -> int:
@@ -47,7 +56,17 @@ class PollNeeded(tuple[int, int]):
         return self[1]
 
     def poll(self, timeout: float | None = None) -> bool:
-        """Wait until the event happens; False if *timeout* seconds passed first."""
+        """Wait until the event happens (or the `deadline` passes).
+
+        Returns True when the generator should be resumed, False if *timeout*
+        seconds passed first.
+        """
+        deadline = self.deadline
+        if deadline is not None:
+            left = max(0.0, deadline - time.monotonic())
+            if timeout is None or left <= timeout:
+                _wait(self[0], self[1], left)
+                return True
         return _wait(self[0], self[1], timeout)
 
     def __repr__(self) -> str:
@@ -105,6 +124,13 @@ def eval_coroutine(crt: Generator[Any, None, _T], timeout: float | None = None) 
                     poller.unregister(fd)
                 fd, mask = pn
                 poller.register(fd, mask)
+            deadline = pn.deadline
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                if timeout is None or left <= timeout:
+                    poller.poll(_to_ms(left))
+                    pn = send(None)
+                    continue
             if not poller.poll(ms):
                 raise ConnectionTimedOut(f"No progress for {timeout} seconds")
             pn = send(None)
@@ -119,7 +145,7 @@ def _eval_with_select(crt: Generator[Any, None, _T], pn: Any, timeout: float | N
         while True:
             if not isinstance(pn, PollNeeded):
                 raise TypeError(f"co_ generator yielded {pn!r}, not a PollNeeded")
-            if not _wait(pn[0], pn[1], timeout):
+            if not pn.poll(timeout):
                 raise ConnectionTimedOut(f"No progress for {timeout} seconds")
             pn = crt.send(None)
     except StopIteration as exc:

@@ -2,14 +2,42 @@
 
 Nothing here touches a socket or yields: values go in, values or exceptions
 come out, which lets the parsers be tested on their own.
+
+Parsing follows the grammar of RFC 9112 strictly. What a response may contain,
+and what is refused with `InvalidResponse` (or `UnsupportedResponse`):
+
+* Status line: ``HTTP/1.<digit> <100-599>``, then optionally a space and a
+  reason phrase of tab, space, visible ASCII and obs-text. Another major
+  version is `UnsupportedResponse`; anything else is `InvalidResponse`.
+* Line ends: CRLF only. A bare LF anywhere in a head or trailer section
+  (including the empty line that ends it) and a lone CR or NUL in a field are
+  refused; none of them ever starts a new field.
+* Field lines: a token name immediately followed by a colon (whitespace before
+  the colon is refused), optional whitespace around the value. An obs-fold
+  line (starting with space or tab) continues the previous value and is
+  replaced by one space (RFC 9112 section 5.2); a fold before the first field is
+  refused.
+* Framing: ``Transfer-Encoding`` together with ``Content-Length``, a
+  ``Content-Length`` that is not 1 to 18 decimal digits, or list values that
+  disagree, are `InvalidResponse`; transfer codings other than a single final
+  ``chunked`` are `UnsupportedResponse` (``chunked`` twice or an empty value is
+  `InvalidResponse`). These are reported by the first body read.
+* Chunk-size lines: 1 to 16 hex digits, nothing before them, optional
+  extensions (``;...``, ignored) with optional whitespace before the ``;``.
+  No sign, no ``0x``, no trailing whitespace without an extension.
+* Limits (the package-level names, read when a response is parsed, so that
+  rebinding ``dugong.MAX_HEADER_SIZE`` etc. takes effect): `MAX_LINE_SIZE`,
+  `MAX_HEADER_SIZE`, `MAX_HEADER_FIELDS`, `MAX_INTERIM_SIZE`. Trailer sections
+  obey the header limits.
 """
 
 from __future__ import annotations
 
 import enum
 import re
+import sys
 from collections.abc import Mapping
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from ._exceptions import InvalidResponse, UnsupportedResponse
 from ._headers import CaseInsensitiveDict, ResponseHeaders
@@ -29,6 +57,7 @@ __all__ = [
     "parse_chunk_size",
     "parse_fields",
     "parse_head",
+    "parse_trailers",
     "request_head",
 ]
 
@@ -36,11 +65,13 @@ __all__ = [
 BUFFER_SIZE: Final = 64 * 1024
 #: Longest accepted status line or chunk-size line, without its CRLF (bytes).
 MAX_LINE_SIZE: Final = 8 * 1024
-#: Longest accepted response head (status line, fields, empty line) or trailer section.
+#: Longest accepted response head (status line, fields and the empty line, CRLFs
+#: included) or trailer section (bytes).
 MAX_HEADER_SIZE: Final = 64 * 1024
 #: Most header fields accepted in one response head or trailer section.
 MAX_HEADER_FIELDS: Final = 512
-#: Largest total size of the interim (1xx) response heads before one final response.
+#: Largest total size of the interim (1xx) response heads skipped before one final
+#: response (bytes).
 MAX_INTERIM_SIZE: Final = 64 * 1024
 
 _TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
@@ -49,9 +80,14 @@ _TOKEN_RE = re.compile(f"[{_TCHAR}]+")
 _FIELD_RE = re.compile(f"([{_TCHAR}]+):[ \t]*([^\x00\r\n]*?)[ \t]*\r\n")
 # A block made only of well-formed field lines (the common, fast case).
 _BLOCK_RE = re.compile(f"(?:[{_TCHAR}]+:[^\x00\r\n]*\r\n)*")
-_STATUS_RE = re.compile(r"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([^\x00\r\n]*))?")
-_CHUNK_SIZE_RE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\x00\r\n]*)?")
+# status-line = HTTP-version SP status-code [SP reason-phrase]; the SP before an
+# empty reason may be missing, which cannot change the meaning.
+_STATUS_RE = re.compile(
+    r"HTTP/([0-9])\.([0-9]) ([1-5][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?")
+_CHUNK_SIZE_RE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[^\x00\r\n]*)?")
 _DIGITS_RE = re.compile(r"[0-9]{1,18}")
+# The start of a status line of another major version (e.g. "HTTP/2 200").
+_OTHER_VERSION_RE = re.compile(r"HTTP/[02-9](?:\.[0-9])? [0-9]{3}(?: |$)")
 # Characters that may not appear in a request target (controls, space, DEL).
 _BAD_TARGET_RE = re.compile("[\x00-\x20\x7f]")
 
@@ -60,14 +96,19 @@ _good_tokens: set[str] = set()
 
 
 def _check_token(what: str, value: object) -> None:
-    if value.__class__ is not str:
+    if not isinstance(value, str):
         raise TypeError(f"{what} must be str, not {type(value).__name__}")
     if value not in _good_tokens:
-        if not _TOKEN_RE.fullmatch(value):  # type: ignore[arg-type]
+        if not _TOKEN_RE.fullmatch(value):
             raise ValueError(f"{what} {value!r} is not a valid HTTP token")
         if len(_good_tokens) > 4096:
             _good_tokens.clear()
-        _good_tokens.add(value)  # type: ignore[arg-type]
+        _good_tokens.add(value)
+
+
+def _limits() -> Any:
+    """Where the size limits are read: the package, whose names users may rebind."""
+    return sys.modules.get(__package__ or "dugong")
 
 
 def format_host(hostname: str, port: int, default_port: int) -> str:
@@ -93,7 +134,7 @@ def request_head(
     for anything that cannot be sent as it is.
     """
     _check_token("method", method)
-    if target.__class__ is not str:
+    if not isinstance(target, str):
         raise TypeError(f"path must be str, not {type(target).__name__}")
     if not target or _BAD_TARGET_RE.search(target):
         raise ValueError(f"invalid request target {target!r}: empty, or contains a "
@@ -105,7 +146,7 @@ def request_head(
         for name, value in headers.items():
             if name not in _good_tokens:
                 _check_token("header name", name)
-            if value.__class__ is not str:
+            if value.__class__ is not str and not isinstance(value, str):
                 raise TypeError(f"value of header {name!r} must be str, "
                                 f"not {type(value).__name__}")
             lname = name.lower()
@@ -172,8 +213,21 @@ def find_head_end(data: bytearray, start: int, end: int, search_from: int) -> in
     return -1
 
 
-def parse_head(head: str, max_line: int = MAX_LINE_SIZE) -> Head:
-    """Parse a response head (latin-1 text ending in its empty line)."""
+def parse_head(head: str, max_line: int | None = None, max_size: int | None = None,
+               max_fields: int | None = None) -> Head:
+    """Parse a response head (latin-1 text ending in its empty line).
+
+    The limits default to the package's `MAX_LINE_SIZE`, `MAX_HEADER_SIZE`
+    and `MAX_HEADER_FIELDS` at the time of the call.
+    """
+    if max_line is None or max_size is None:
+        pkg = _limits()
+        if max_line is None:
+            max_line = getattr(pkg, "MAX_LINE_SIZE", MAX_LINE_SIZE)
+        if max_size is None:
+            max_size = getattr(pkg, "MAX_HEADER_SIZE", MAX_HEADER_SIZE)
+    if len(head) > max_size:
+        raise InvalidResponse(f"Response head exceeds {max_size} bytes")
     eol = head.find("\r\n")
     if eol < 0:
         raise InvalidResponse(f"Status line does not end in CRLF: {head[:80]!r}")
@@ -182,29 +236,36 @@ def parse_head(head: str, max_line: int = MAX_LINE_SIZE) -> Head:
     status_line = head[:eol]
     m = _STATUS_RE.fullmatch(status_line)
     if m is None:
+        if _OTHER_VERSION_RE.match(status_line):
+            raise UnsupportedResponse(f"Unsupported HTTP version in status line "
+                                      f"{status_line[:200]!r}")
         raise InvalidResponse(f"Invalid status line: {status_line[:200]!r}")
     major, minor, status, reason = m.groups()
     if major != "1":
         raise UnsupportedResponse(f"Unsupported HTTP version in status line {status_line!r}")
-    code = int(status)
-    if code < 100:
-        raise InvalidResponse(f"Invalid status code in status line {status_line!r}")
-    items, first = parse_fields(head[eol + 2 : -2])
-    return Head(int(minor), code, reason or "", ResponseHeaders(items, first))
+    if not head.endswith("\r\n\r\n"):
+        # Only a bare LF can end a head otherwise (see find_head_end).
+        raise InvalidResponse("Response head does not end in an empty line with CRLF")
+    items, first = parse_fields(head[eol + 2 : -2], max_fields)
+    return Head(int(minor), int(status), reason or "", ResponseHeaders(items, first))
 
 
-def parse_fields(block: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
+def parse_fields(block: str, max_fields: int | None = None,
+                 ) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """Parse a field block (each line ending in CRLF, without the empty line).
 
     Returns the ``(name, value)`` pairs in order and a dict from lower-cased
-    name to the first value.
+    name to the first value. More than *max_fields* fields (default: the
+    package's `MAX_HEADER_FIELDS`) raise `InvalidResponse`.
     """
     if _BLOCK_RE.fullmatch(block) is None:
         items = _parse_fields_slow(block)
     else:
         items = _FIELD_RE.findall(block)
-    if len(items) > MAX_HEADER_FIELDS:
-        raise InvalidResponse(f"Too many header fields ({len(items)} > {MAX_HEADER_FIELDS})")
+    if max_fields is None:
+        max_fields = getattr(_limits(), "MAX_HEADER_FIELDS", MAX_HEADER_FIELDS)
+    if len(items) > max_fields:
+        raise InvalidResponse(f"Too many header fields ({len(items)} > {max_fields})")
     first = {}
     for name, value in reversed(items):
         first[name.lower()] = value
@@ -215,9 +276,11 @@ def _parse_fields_slow(block: str) -> list[tuple[str, str]]:
     """Parse a block that has an unusual line: fold it, or say exactly what is wrong."""
     items: list[tuple[str, str]] = []
     lines = block.split("\r\n")
-    if lines[-1] != "":
-        raise InvalidResponse("Header block does not end in CRLF")  # pragma: no cover
-    for line in lines[:-1]:
+    last = lines.pop()
+    if last:
+        # Reached with a bare LF before the empty line, e.g. "Name: value\n\r\n".
+        raise InvalidResponse(f"Header line does not end in CRLF: {last[:200]!r}")
+    for line in lines:
         if "\n" in line:
             raise InvalidResponse(f"Bare LF in header line {line[:200]!r}")
         if "\r" in line:
@@ -336,9 +399,20 @@ def parse_chunk_size(line: bytes | bytearray | memoryview) -> int:
     return int(m[1], 16)
 
 
-def parse_trailers(block: str) -> CaseInsensitiveDict:
-    """The trailer fields of a chunked body; repeated fields are joined with ', '."""
-    items, _ = parse_fields(block)
+def parse_trailers(block: str, max_size: int | None = None,
+                   max_fields: int | None = None) -> CaseInsensitiveDict:
+    """The trailer fields of a chunked body; repeated fields are joined with ', '.
+
+    *block* holds the field lines (each ending in CRLF) without the final empty
+    line. The section, empty line included, may not exceed *max_size* bytes, nor
+    hold more than *max_fields* fields (defaults: the package's
+    `MAX_HEADER_SIZE` and `MAX_HEADER_FIELDS`).
+    """
+    if max_size is None:
+        max_size = getattr(_limits(), "MAX_HEADER_SIZE", MAX_HEADER_SIZE)
+    if len(block) + 2 > max_size:
+        raise InvalidResponse(f"Trailer section exceeds {max_size} bytes")
+    items, _ = parse_fields(block, max_fields)
     trailers = CaseInsensitiveDict()
     for name, value in items:
         if name in trailers:

@@ -43,6 +43,7 @@ class PlainTransport:
         self._recv_into = sock.recv_into
         self._recv = sock.recv
         self._send = sock.send
+        self._idle_poller: Any = None
 
     def recv_into(self, buf: memoryview) -> int:
         """Receive into *buf*: the count, 0 at EOF, -1 if it would block."""
@@ -120,13 +121,14 @@ class PlainTransport:
                     views[0] = views[0][n:]
             n = self.sendv(views)
 
-    def is_idle_readable(self) -> bool:
-        """True if the socket is readable right now (EOF, an error, or unasked data)."""
-        import select
+    def dropped(self) -> bool:
+        """For an idle connection: True if the server closed it or sent unasked bytes."""
+        if self._idle_poller is None:
+            import select
 
-        poller = select.poll()
-        poller.register(self.fd, POLLIN)
-        return bool(poller.poll(0))
+            self._idle_poller = select.poll()
+            self._idle_poller.register(self.fd, POLLIN)
+        return bool(self._idle_poller.poll(0))
 
     def close(self) -> None:
         try:
@@ -190,8 +192,14 @@ class TLSTransport(PlainTransport):
             return self.send(b"".join(parts))
         return self.send(parts[0])
 
-    def is_idle_readable(self) -> bool:
-        return bool(self.sock.pending()) or super().is_idle_readable()
+    def dropped(self) -> bool:
+        if not self.sock.pending() and not super().dropped():
+            return False
+        # Readable may only mean TLS records without data (e.g. TLS 1.3 session tickets).
+        try:
+            return self.recv_into(memoryview(bytearray(1))) != -1
+        except ConnectionClosed:
+            return True
 
 
 class _TraceMixin:

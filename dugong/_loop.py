@@ -1,0 +1,295 @@
+"""`eval_coroutines`: many ``co_`` generators in one `selectors` loop, and driver helpers.
+
+The helpers (`wait_events`, `file_id`) are shared with the asyncio driver in
+``_aio``: both check each yielded value the same way and decide the same way
+whether a registration can be kept.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import time
+from collections import deque
+from collections.abc import Generator
+from typing import Any
+
+from ._exceptions import ConnectionTimedOut
+from ._poll import POLLIN, POLLOUT, PollNeeded
+
+__all__ = ["NOTHING", "READ", "WRITE", "eval_coroutines", "file_id", "wait_events"]
+
+#: Direction bit: wait until readable (the value of `selectors.EVENT_READ`).
+READ = selectors.EVENT_READ
+#: Direction bit: wait until writable (the value of `selectors.EVENT_WRITE`).
+WRITE = selectors.EVENT_WRITE
+
+_ALL_BITS = POLLIN | POLLOUT
+#: "no registration" (a generator that yields None must not look like a repeated wait)
+NOTHING: Any = object()
+
+
+def wait_events(pn: object) -> tuple[int, int]:
+    """Check a value a ``co_`` generator yielded: its fd and `READ`/`WRITE` bits.
+
+    Raises `TypeError` if *pn* is not a `PollNeeded`, `ValueError` if its mask
+    asks for neither `POLLIN` nor `POLLOUT`, or for other events as well.
+    """
+    if not isinstance(pn, PollNeeded):
+        raise TypeError(f"co_ generator yielded {pn!r}, not a PollNeeded")
+    fd, mask = pn
+    if not mask & _ALL_BITS or mask & ~_ALL_BITS:
+        raise ValueError(f"co_ generator yielded {pn!r}: the mask must be POLLIN, POLLOUT "
+                         "or both")
+    return fd, (READ if mask & POLLIN else 0) | (WRITE if mask & POLLOUT else 0)
+
+
+def file_id(fd: int) -> tuple[int, int] | None:
+    """What identifies the open file behind *fd*: ``(st_dev, st_ino)``, None if unknown.
+
+    A registration is kept for a new wait on the same fd only if this is
+    unchanged: a socket closed and replaced by another one under the same
+    number would otherwise never be watched (epoll forgets closed files).
+    """
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if st.st_ino else None
+
+
+def _directions(events: int) -> str:
+    return {READ: "reading", WRITE: "writing"}.get(events, "reading and writing")
+
+
+def _name(gen: Any) -> str:
+    return str(getattr(gen, "__qualname__", None) or type(gen).__name__)
+
+
+class _Task:
+    """One generator of `eval_coroutines` and what it waits for."""
+
+    __slots__ = ("events", "fd", "fid", "gen", "index", "pn", "serial")
+
+    def __init__(self, index: int, gen: Generator[Any, None, Any]) -> None:
+        self.index = index
+        self.gen = gen
+        self.fd = -1  # -1: not registered
+        self.events = 0
+        self.pn: object = NOTHING  # the PollNeeded the registration was made for
+        self.fid: tuple[int, int] | None = None
+        self.serial = 0  # counts waits, to recognise outdated deadlines
+
+
+class _Runner:
+    """The loop behind `eval_coroutines`."""
+
+    def __init__(self, sel: selectors.BaseSelector, size: int, timeout: float | None,
+                 return_exceptions: bool) -> None:
+        self.sel = sel
+        self.results: list[Any] = [None] * size
+        self.timeout = timeout
+        self.return_exceptions = return_exceptions
+        self.active: set[_Task] = set()
+        self.ready: list[_Task] = []
+        # fd -> {READ or WRITE: the task waiting for it}
+        self.owners: dict[int, dict[int, _Task]] = {}
+        # (deadline, serial, task) in the order the waits began, hence by deadline
+        self.deadlines: deque[tuple[float, int, _Task]] = deque()
+
+    # -- registrations
+
+    def register(self, task: _Task, pn: object) -> None:
+        fd, events = wait_events(pn)
+        if fd == task.fd and events == task.events and task.fid is not None \
+                and file_id(fd) == task.fid:
+            task.pn = pn  # same wait on the same open file: keep the registration
+            return
+        self.release(task)
+        owners = self.owners.get(fd)
+        if owners is None:
+            self.sel.register(fd, events)
+            self.owners[fd] = owners = {}
+        else:
+            for bit in (READ, WRITE):
+                other = owners.get(bit)
+                if events & bit and other is not None:
+                    raise RuntimeError(
+                        f"fd {fd} is already waited on for {_directions(bit)} by another "
+                        f"generator ({_name(other.gen)}); one reader and one writer per fd")
+            self.sel.modify(fd, events | _union(owners))
+        for bit in (READ, WRITE):
+            if events & bit:
+                owners[bit] = task
+        task.fd, task.events, task.pn, task.fid = fd, events, pn, file_id(fd)
+
+    def release(self, task: _Task) -> None:
+        fd = task.fd
+        if fd < 0:
+            return
+        owners = self.owners[fd]
+        for bit in (READ, WRITE):
+            if task.events & bit:
+                del owners[bit]
+        task.fd, task.events, task.pn, task.fid = -1, 0, NOTHING, None
+        if not owners:
+            del self.owners[fd]
+            try:
+                self.sel.unregister(fd)
+            except (KeyError, ValueError, OSError):  # pragma: no cover - already gone
+                pass
+            return
+        try:
+            self.sel.modify(fd, _union(owners))
+        except OSError:
+            # The fd was closed under the other waiter: let it find out by itself.
+            del self.owners[fd]
+            try:
+                self.sel.unregister(fd)
+            except (KeyError, ValueError, OSError):
+                pass
+            for other in set(owners.values()):
+                other.fd, other.events, other.pn, other.fid = -1, 0, NOTHING, None
+                self.ready.append(other)
+
+    # -- running
+
+    def step(self, task: _Task) -> None:
+        try:
+            pn = task.gen.send(None)
+        except StopIteration as exc:
+            self.finish(task)
+            self.results[task.index] = exc.value
+            return
+        except Exception as exc:
+            self.finish(task)
+            self.failed(task, exc)
+            return
+        except BaseException:
+            self.finish(task)
+            raise
+        if self.timeout is not None:
+            task.serial += 1
+            self.deadlines.append((time.monotonic() + self.timeout, task.serial, task))
+        if pn is task.pn:
+            return
+        try:
+            self.register(task, pn)
+        except Exception as exc:
+            self.finish(task)
+            task.gen.close()
+            self.failed(task, exc)
+
+    def finish(self, task: _Task) -> None:
+        self.release(task)
+        self.active.discard(task)
+
+    def failed(self, task: _Task, exc: Exception) -> None:
+        if not self.return_exceptions:
+            raise exc
+        self.results[task.index] = exc
+
+    def expire(self, now: float) -> None:
+        """Fail each task whose current wait has passed its deadline."""
+        queue = self.deadlines
+        while queue:
+            deadline, serial, task = queue[0]
+            if task.serial != serial or task not in self.active:
+                queue.popleft()
+                continue
+            if deadline > now:
+                return
+            queue.popleft()
+            self.finish(task)
+            task.gen.close()
+            self.failed(task, ConnectionTimedOut(
+                f"No progress for {self.timeout} seconds (waiting for {task.pn!r})"))
+
+    def run(self) -> None:
+        sel, owners, timeout = self.sel, self.owners, self.timeout
+        while True:
+            while self.ready:
+                batch, self.ready = self.ready, []
+                for task in batch:
+                    if task in self.active:
+                        self.step(task)
+            if not self.active:
+                return
+            wait = None
+            if timeout is not None:
+                now = time.monotonic()
+                self.expire(now)
+                if not self.active:
+                    return
+                wait = max(0.0, self.deadlines[0][0] - now) if self.deadlines else None
+            for key, events in sel.select(wait):
+                fd = key.fd
+                waiting = owners.get(fd)
+                if waiting is None:
+                    continue
+                reader = waiting.get(READ) if events & READ else None
+                writer = waiting.get(WRITE) if events & WRITE else None
+                if reader is not None:
+                    self.step(reader)
+                if writer is not None and writer is not reader and writer.fd == fd:
+                    self.step(writer)
+
+    def close_all(self) -> None:
+        """Close the generators that did not finish (after an exception)."""
+        for task in self.active:
+            self.release(task)
+            try:
+                task.gen.close()
+            except Exception:  # the first exception is the one to report
+                pass
+        self.active.clear()
+
+
+def _union(owners: dict[int, _Task]) -> int:
+    events = 0
+    for bit in owners:
+        events |= bit
+    return events
+
+
+def eval_coroutines(*crts: Generator[Any, None, Any], timeout: float | None = None,
+                    return_exceptions: bool = False) -> list[Any]:
+    """Run several ``co_`` generators concurrently in one `selectors` loop.
+
+    The blocking counterpart of `asyncio.gather` for ``co_`` generators: each
+    one is stepped whenever the `PollNeeded` it yielded is satisfied, using
+    the best selector of the platform (epoll on Linux, kqueue on BSD and
+    macOS). Returns their return values, in the order given.
+
+    Two generators may wait on the same file descriptor in opposite directions
+    (a sender and a receiver on one connection); a second waiter in the same
+    direction fails with `RuntimeError`, a yielded value that is not a
+    `PollNeeded` with `TypeError`.
+
+    Args:
+        crts: the generators, e.g. ``conn.co_readall()``.
+        timeout: if a generator waits longer than this many seconds for one
+            `PollNeeded`, it is closed and fails with `ConnectionTimedOut`
+            (None: no limit).
+        return_exceptions: if False, the first exception of a generator is
+            raised once the other generators are closed; if True, each
+            generator's exception is put in its place in the result list and
+            the others continue.
+    """
+    for crt in crts:
+        if not isinstance(crt, Generator):
+            raise TypeError(f"eval_coroutines() takes co_ generators, not {type(crt).__name__}")
+    with selectors.DefaultSelector() as sel:
+        runner = _Runner(sel, len(crts), timeout, return_exceptions)
+        for index, crt in enumerate(crts):
+            task = _Task(index, crt)
+            runner.active.add(task)
+            runner.ready.append(task)
+        try:
+            runner.run()
+        finally:
+            runner.close_all()
+        return runner.results
+
+
+eval_coroutines.__module__ = "dugong"
