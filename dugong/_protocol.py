@@ -76,10 +76,9 @@ MAX_INTERIM_SIZE: Final = 64 * 1024
 
 _TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _TOKEN_RE = re.compile(f"[{_TCHAR}]+")
-# A field line: name, colon, optional whitespace, value, optional whitespace, CRLF.
-_FIELD_RE = re.compile(f"([{_TCHAR}]+):[ \t]*([^\x00\r\n]*?)[ \t]*\r\n")
-# A block made only of well-formed field lines (the common, fast case).
-_BLOCK_RE = re.compile(f"(?:[{_TCHAR}]+:[^\x00\r\n]*\r\n)*")
+# A well-formed field line, from the start of a line: name, colon, optional
+# whitespace, value (trailing whitespace included), CRLF.
+_FIELD_RE = re.compile(f"^([{_TCHAR}]+):[ \t]*([^\x00\r\n]*)\r\n", re.MULTILINE)
 # status-line = HTTP-version SP status-code [SP reason-phrase]; the SP before an
 # empty reason may be missing, which cannot change the meaning.
 _STATUS_RE = re.compile(
@@ -258,10 +257,13 @@ def parse_fields(block: str, max_fields: int | None = None,
     name to the first value. More than *max_fields* fields (default: the
     package's `MAX_HEADER_FIELDS`) raise `InvalidResponse`.
     """
-    if _BLOCK_RE.fullmatch(block) is None:
+    items = _FIELD_RE.findall(block)
+    # Every line matched only if there are as many fields as line ends; a bare LF, a
+    # lone CR, a NUL, a bad name or a folded line makes the counts differ.
+    if len(items) != block.count("\n"):
         items = _parse_fields_slow(block)
-    else:
-        items = _FIELD_RE.findall(block)
+    elif " \r\n" in block or "\t\r\n" in block:
+        items = [(name, value.rstrip(" \t")) for name, value in items]
     if max_fields is None:
         max_fields = getattr(_limits(), "MAX_HEADER_FIELDS", MAX_HEADER_FIELDS)
     if len(items) > max_fields:
@@ -328,9 +330,8 @@ class Framing(NamedTuple):
 _NO_BODY_STATUS = frozenset((204, 304))
 
 
-def _joined(headers: ResponseHeaders, name: str, first: str | None) -> str | None:
-    if first is None or len(headers._first) == len(headers._items):
-        return first  # no repeated fields at all
+def _joined(headers: ResponseHeaders, name: str, first: str) -> str:
+    """All values of a field that may be repeated, joined as one list."""
     values = headers.get_all(name)
     return first if values is None or len(values) == 1 else ", ".join(values)
 
@@ -347,20 +348,32 @@ def body_framing(method: str, head: Head) -> Framing:
     """
     headers = head.headers
     first = headers._first
+    repeated = len(first) != len(headers._items)
     conn = first.get("connection")
     if conn is None:
         will_close = head.minor == 0
     else:
-        conn = _joined(headers, "connection", conn) or ""
-        tokens = _tokens(conn)
-        will_close = "close" in tokens or (head.minor == 0 and "keep-alive" not in tokens)
+        if repeated:
+            conn = _joined(headers, "connection", conn)
+        conn = conn.lower()
+        if conn == "keep-alive":
+            will_close = False
+        elif conn == "close":
+            will_close = True
+        else:
+            tokens = _tokens(conn)
+            will_close = "close" in tokens or (head.minor == 0 and "keep-alive" not in tokens)
     status = head.status
     if method == "HEAD" or status < 200 or status in _NO_BODY_STATUS:
         return Framing(BodyKind.NONE, 0, will_close)
     te = first.get("transfer-encoding")
     cl = first.get("content-length")
+    if te is None and cl is not None and not repeated and cl.isdigit() and cl.isascii() \
+            and len(cl) <= 18:
+        return Framing(BodyKind.LENGTH, int(cl), will_close)
     if te is not None:
-        te = _joined(headers, "transfer-encoding", te) or ""
+        if repeated:
+            te = _joined(headers, "transfer-encoding", te)
         if cl is not None:
             return _error(InvalidResponse(
                 f"Response has both Transfer-Encoding ({te!r}) and Content-Length ({cl!r})"))
@@ -372,14 +385,15 @@ def body_framing(method: str, head: Head) -> Framing:
         return _error(UnsupportedResponse(
             f"Unsupported Transfer-Encoding {te!r} (dugong decodes only chunked)"))
     if cl is not None:
-        values = _tokens(_joined(headers, "content-length", cl) or "")
+        if repeated:
+            cl = _joined(headers, "content-length", cl)
+        values = _tokens(cl)
         if not values or any(_DIGITS_RE.fullmatch(v) is None for v in values):
             return _error(InvalidResponse(f"Invalid Content-Length {cl!r}"))
         if len(set(map(int, values))) != 1:
             return _error(InvalidResponse(
                 f"Conflicting Content-Length values: {', '.join(values)}"))
-        length = int(values[0])
-        return Framing(BodyKind.LENGTH, length, will_close)
+        return Framing(BodyKind.LENGTH, int(values[0]), will_close)
     if will_close:
         return Framing(BodyKind.UNTIL_CLOSE, None, True)
     return _error(UnsupportedResponse(

@@ -1,0 +1,58 @@
+"""Sphinx configuration for the dugong documentation.
+
+Built by ``make doc`` (``sphinx-build -W --keep-going -b html doc doc/html``).
+The build runs offline, so there is no intersphinx.
+"""
+
+import os
+import sys
+
+# Document the source tree next to this directory, even without an install.
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+import dugong
+
+project = "dugong"
+author = "the dugong developers"
+copyright = "the dugong developers"
+release = dugong.__version__
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+]
+
+autodoc_member_order = "bysource"
+default_role = "py:obj"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False  # "Returns:" reads better with the type inline
+
+root_doc = "index"
+exclude_patterns = ["html", "_build"]
+templates_path: list[str] = []
+
+html_theme = "alabaster"
+html_static_path: list[str] = []
+html_show_sourcelink = False
+
+# Every cross-reference must resolve. The build runs offline, without an
+# inventory of the standard library, so references to stdlib and builtin
+# names (which autodoc also makes from type hints) are left as plain text.
+nitpicky = True
+_STDLIB_MODULES = (
+    "asyncio|builtins|collections|email|errno|io|os|select|selectors|socket|ssl|"
+    "threading|time|types|typing"
+)
+_BUILTIN_NAMES = (
+    "Any|BaseException|ConnectionError|Exception|InterruptedError|OSError|RuntimeError|"
+    "TimeoutError|TypeError|UnicodeEncodeError|ValueError|"
+    "None|bool|bytearray|bytes|dict|float|int|list|memoryview|object|str|tuple|type"
+)
+nitpick_ignore_regex = [
+    (r"py:.*", rf"(?:{_STDLIB_MODULES})(?:\..+)?"),
+    (r"py:.*", rf"(?:{_BUILTIN_NAMES})"),
+    # Type variables of generic signatures.
+    (r"py:.*", r"(?:dugong\.(?:_\w+\.)?)?_?T"),
+]

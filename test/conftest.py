@@ -1,0 +1,178 @@
+"""Fixtures shared by dugong's tests.
+
+Servers (see ``servers.py``):
+
+* ``scripted_server(script, *, repeat=False, ssl_context=None, host="127.0.0.1")``
+  starts a `servers.ScriptedServer`;
+* ``http_server``: a started `servers.HTTPTestServer`; ``https_server`` the same
+  over TLS; ``make_http_server(*, ssl_context=None, host="127.0.0.1")`` starts more.
+
+Every server made through these fixtures is stopped when the test ends, and
+then the problems it saw are raised (``check()``), so they fail the test.
+
+Drivers: ``drive(conn, name, *args, **kwargs)`` runs ``conn.name(...)``
+("blocking") or drives ``conn.co_name(...)`` with a ``selectors`` loop
+("select"); every test using it runs once in each mode.
+
+TLS: a trustme CA made once per session, a certificate for localhost,
+127.0.0.1 and ::1, and fresh ``ssl.SSLContext`` objects for each test:
+``tls_server_context`` and ``tls_client_context`` (which trusts the CA).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pytest
+import trustme
+
+from servers import (
+    HOST,
+    HTTPTestServer,
+    ScriptedServer,
+    Step,
+    select_loop,
+)
+
+#: How long a co_ generator may take in the "select" driver before the test fails.
+DRIVE_TIMEOUT = 30.0
+
+
+def _stop_and_check(servers: list[Any]) -> None:
+    """Stop every server, then raise the errors of all of them at once."""
+    failures = []
+    for server in servers:
+        server.stop()
+    for server in servers:
+        try:
+            server.check()
+        except AssertionError as exc:
+            failures.append(str(exc))
+    if failures:
+        pytest.fail("\n".join(failures), pytrace=False)
+
+
+# --------------------------------------------------------------------- servers
+
+
+@pytest.fixture
+def scripted_server() -> Iterator[Callable[..., ScriptedServer]]:
+    """Factory: ``scripted_server(script_or_scripts, *, repeat=False, ssl_context=None,
+    host=HOST) -> ScriptedServer`` (already started)."""
+    started: list[ScriptedServer] = []
+
+    def factory(
+        scripts: Sequence[Step] | Sequence[Sequence[Step]],
+        *,
+        repeat: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        host: str = HOST,
+    ) -> ScriptedServer:
+        server = ScriptedServer(scripts, repeat=repeat, ssl_context=ssl_context, host=host)
+        started.append(server)
+        return server.start()
+
+    yield factory
+    _stop_and_check(started)
+
+
+@pytest.fixture
+def make_http_server() -> Iterator[Callable[..., HTTPTestServer]]:
+    """Factory: ``make_http_server(*, ssl_context=None, host=HOST) -> HTTPTestServer``
+    (already started)."""
+    started: list[HTTPTestServer] = []
+
+    def factory(*, ssl_context: ssl.SSLContext | None = None, host: str = HOST) -> HTTPTestServer:
+        server = HTTPTestServer(ssl_context=ssl_context, host=host)
+        started.append(server)
+        return server.start()
+
+    yield factory
+    _stop_and_check(started)
+
+
+@pytest.fixture
+def http_server(make_http_server: Callable[..., HTTPTestServer]) -> HTTPTestServer:
+    """A plain-HTTP `servers.HTTPTestServer` on 127.0.0.1."""
+    return make_http_server()
+
+
+@pytest.fixture
+def https_server(
+    make_http_server: Callable[..., HTTPTestServer], tls_server_context: ssl.SSLContext
+) -> HTTPTestServer:
+    """A `servers.HTTPTestServer` speaking TLS with the ``tls_server_context`` certificate."""
+    return make_http_server(ssl_context=tls_server_context)
+
+
+# --------------------------------------------------------------------- drivers
+
+
+class Driver:
+    """Runs one operation of an ``HTTPConnection`` in the mode of the ``drive`` fixture.
+
+    ``drive(conn, "read_response")`` is ``conn.read_response()`` in "blocking" mode,
+    and ``conn.co_read_response()`` driven by `servers.select_loop` in "select" mode;
+    either way the result is returned and exceptions propagate.
+    """
+
+    def __init__(self, mode: str, timeout: float = DRIVE_TIMEOUT) -> None:
+        if mode not in ("blocking", "select"):
+            raise ValueError(f"unknown drive mode {mode!r}")
+        self.mode = mode
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"Driver({self.mode!r})"
+
+    def __call__(self, conn: Any, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith("co_"):
+            raise ValueError(f"give the blocking name, not {name!r}")
+        if self.mode == "blocking":
+            return getattr(conn, name)(*args, **kwargs)
+        return self.run(getattr(conn, "co_" + name)(*args, **kwargs))
+
+    def run(self, gen: Any) -> Any:
+        """Drive any co_ generator with the selector loop (whatever the mode)."""
+        import dugong
+
+        return select_loop(gen, timeout=self.timeout, wait_type=dugong.PollNeeded)
+
+
+@pytest.fixture(params=["blocking", "select"])
+def drive(request: pytest.FixtureRequest) -> Driver:
+    """``drive(conn, name, *args, **kwargs)``: see `Driver`; ``drive.mode`` says which."""
+    return Driver(request.param)
+
+
+# --------------------------------------------------------------------- TLS
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> trustme.CA:
+    """A certificate authority made for this test session."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def tls_server_cert(tls_ca: trustme.CA) -> trustme.LeafCert:
+    """A server certificate for localhost, 127.0.0.1 and ::1, signed by ``tls_ca``."""
+    return tls_ca.issue_cert("localhost", "127.0.0.1", "::1")
+
+
+@pytest.fixture
+def tls_server_context(tls_server_cert: trustme.LeafCert) -> ssl.SSLContext:
+    """A fresh server-side context presenting ``tls_server_cert``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_server_cert.configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def tls_client_context(tls_ca: trustme.CA) -> ssl.SSLContext:
+    """A fresh client-side context that trusts ``tls_ca`` (and checks host names)."""
+    context = ssl.create_default_context()
+    tls_ca.configure_trust(context)
+    return context
