@@ -538,7 +538,7 @@ class HTTPConnection:
                             framing.length)
         self._body_done = False
         if kind is BodyKind.LENGTH and framing.length:
-            self._body = _Body(kind, framing.length, resp, framing.will_close)  # type: ignore[arg-type]
+            self._body = _Body(kind, framing.length, resp, framing.will_close)
         elif kind is BodyKind.CHUNKED:
             self._body = _Body(kind, 0, resp, framing.will_close)
         elif kind is BodyKind.UNTIL_CLOSE:
@@ -837,7 +837,8 @@ class HTTPConnection:
         """Receive into the empty buffer; EOF ends an until-close body, else raises."""
         tr = self._tr
         rbuf = self._buf
-        assert tr is not None and rbuf is not None
+        assert tr is not None
+        assert rbuf is not None
         while True:
             n = tr.recv_into(rbuf.space())
             if n > 0:
@@ -872,7 +873,7 @@ class HTTPConnection:
             body.left = 0
             self._end_body(body.will_close)
             return data
-        parts = []
+        parts: list[bytes] = []
         while True:
             data = yield from self.co_read(1 << 20)
             if not data:

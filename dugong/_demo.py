@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import selectors
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -12,7 +11,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from ._connection import BodyFollowing, HTTPConnection
-from ._poll import POLLIN, PollNeeded
+from ._loop import eval_coroutines
+from ._poll import PollNeeded
 
 __all__ = ["DemoServer", "drive_all", "main"]
 
@@ -24,7 +24,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _reply(self, status: int, body: bytes, close: bool = False) -> None:
@@ -58,7 +58,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._reply(200, f"{len(body)} bytes, md5 {digest}\n".encode())
 
     def _read_chunked(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int(self.rfile.readline().split(b";")[0], 16)
             if not size:
@@ -89,52 +89,8 @@ class DemoServer(http.server.ThreadingHTTPServer):
         self._thread.join()
 
 
-def drive_all(*gens: Generator[Any, None, Any]) -> list[Any]:
-    """Run several co_ generators to completion in one `selectors` loop; their results."""
-    results: list[Any] = [None] * len(gens)
-    sel = selectors.DefaultSelector()
-    # fd -> {event bit: (index, generator)}
-    waiting: dict[int, dict[int, tuple[int, Generator[Any, None, Any]]]] = {}
-
-    def step(i: int, gen: Generator[Any, None, Any]) -> None:
-        try:
-            pn = next(gen)
-        except StopIteration as exc:
-            results[i] = exc.value
-            return
-        assert isinstance(pn, PollNeeded)
-        event = selectors.EVENT_READ if pn.mask & POLLIN else selectors.EVENT_WRITE
-        slots = waiting.setdefault(pn.fd, {})
-        slots[event] = (i, gen)
-        mask = 0
-        for bit in slots:
-            mask |= bit
-        if len(slots) == 1 and mask == event:
-            try:
-                sel.register(pn.fd, mask)
-            except KeyError:
-                sel.modify(pn.fd, mask)
-        else:
-            sel.modify(pn.fd, mask)
-
-    for i, gen in enumerate(gens):
-        step(i, gen)
-    while waiting:
-        for key, events in sel.select():
-            slots = waiting[key.fd]
-            ready = [slots.pop(bit) for bit in list(slots) if events & bit]
-            if slots:
-                remaining = 0
-                for bit in slots:
-                    remaining |= bit
-                sel.modify(key.fd, remaining)
-            else:
-                del waiting[key.fd]
-                sel.unregister(key.fd)
-            for i, gen in ready:
-                step(i, gen)
-    sel.close()
-    return results
+#: The demo's select loop is the public `dugong.eval_coroutines`.
+drive_all = eval_coroutines
 
 
 @contextmanager
@@ -177,7 +133,7 @@ def main(out: Callable[[str], None] = print) -> int:
                     ok += resp.status == 200 and len(body) == i % 50
                 return ok
 
-            sent, ok = drive_all(sender(), receiver())
+            sent, ok = eval_coroutines(sender(), receiver())
             out(f"   sent {sent} requests, {ok} responses arrived complete and in order")
 
         with _step("Chunked upload of 1 MiB in 16 pieces (BodyFollowing())", out):
