@@ -59,6 +59,17 @@ class BodyFollowing:
     ``BodyFollowing(n)`` announces exactly *n* bytes (``Content-Length``);
     ``BodyFollowing()`` sends the body chunked: each non-empty ``write()`` is
     one chunk and ``write(b'')`` ends the body.
+
+    Args:
+        length: the number of body bytes that will follow, or None for a
+            chunked body.
+
+    Raises:
+        TypeError: *length* is neither an int nor None.
+        ValueError: *length* is negative.
+
+    Attributes:
+        length (int | None): the announced length; None for a chunked body.
     """
 
     __slots__ = ("length",)
@@ -89,6 +100,8 @@ class HTTPResponse:
             (chunked, or read until the server closes).
         trailers: trailer fields of a chunked body (a `CaseInsensitiveDict`),
             filled once the body has been read; empty otherwise.
+
+    `HTTPConnection.read_response` makes these; programs do not create them.
     """
 
     __slots__ = ("headers", "length", "method", "path", "reason", "status", "trailers")
@@ -144,16 +157,56 @@ class HTTPConnection:
     """One HTTP/1.1 connection to one server.
 
     Args:
-        hostname: the server's name or address (IPv6 without brackets).
+        hostname: the server's name or address (an IPv6 address with or
+            without brackets).
         port: defaults to 80, or 443 when *ssl_context* is given.
-        ssl_context: an `ssl.SSLContext` to talk TLS with the server.
+        ssl_context: an `ssl.SSLContext` to talk TLS with the server. It is
+            used as given: its ``check_hostname`` and ``verify_mode`` decide
+            what is checked; the host name is sent for SNI.
         proxy: ``(host, port)`` of an HTTP proxy: plain requests go to it in
             absolute form, TLS goes through a ``CONNECT`` tunnel.
+
+    Raises:
+        ValueError: *hostname* is empty or contains a space, a slash, CR, LF
+            or NUL, or *port* is not between 1 and 65535.
+        TypeError: *proxy* is not a ``(host, port)`` pair of str and int.
+
+    Nothing is resolved or sent here: the first request opens the connection
+    (or `connect` does), and the next request opens it again after
+    `disconnect` or `reset`.
 
     Every method that may wait for the network has a ``co_`` twin: a
     generator that yields `PollNeeded` instead of blocking and returns the
     result. The blocking methods run their twin with `eval_coroutine` and
     raise `ConnectionTimedOut` when one wait exceeds `timeout` seconds.
+
+    Used in a ``with`` block, the connection is closed (`disconnect`) when the
+    block ends. While a response body is being read, the connection also
+    reads like a binary file (`readable`, `read`, `readinto`, ``closed``
+    always False), so that `io.TextIOWrapper` and similar wrappers can
+    decode it.
+
+    If the environment variable ``DUGONG_TRACEFILE`` is set to a file name
+    containing ``%d``, every byte sent and received is appended to that file,
+    ``%d`` replaced by a number unique to the connection.
+
+    Attributes:
+        timeout (float | None): seconds a blocking method may go without any
+            progress before it raises `ConnectionTimedOut`; None (the
+            default) waits without limit. Connecting and the TLS handshake
+            count too. It limits each wait, not the whole call: a slow but
+            steady server never triggers it. A timeout in the middle of an
+            exchange leaves the connection unusable (`StateError`) until
+            `reset`. ``co_`` generators ignore it: their driver decides.
+        expect100_timeout (float | None): seconds to wait for the answer to
+            ``Expect: 100-continue``; None (the default) waits without limit.
+            When the time has passed without an answer, `read_response`
+            returns a ``100 Continue`` response as if the server had sent it.
+        hostname (str): the server's name or address, as given (without
+            brackets).
+        port (int): the server's port.
+        ssl_context: the `ssl.SSLContext`, or None for plain HTTP.
+        proxy (tuple[str, int] | None): the proxy's ``(host, port)``, or None.
     """
 
     #: seconds a blocking method may wait without progress (None: no limit)
@@ -205,7 +258,12 @@ class HTTPConnection:
     # -- connection management ----------------------------------------------------------
 
     def co_connect(self) -> Co[None]:
-        """Generator twin of `connect`: yields `PollNeeded`, ignores `timeout`."""
+        """Generator twin of `connect`: yields `PollNeeded` instead of blocking.
+
+        Name resolution runs in a helper thread whose end is signalled through
+        a file descriptor, so not even the resolver blocks the loop. It ignores
+        `timeout`: the driver decides how long to wait.
+        """
         self.disconnect()
         tr = yield from co_open(self.hostname, self.port, self.ssl_context, self.proxy)
         self._tr = tr
@@ -214,16 +272,30 @@ class HTTPConnection:
     def connect(self) -> None:
         """Open the connection now (it is otherwise opened by the first request).
 
-        An open connection is closed first. Raises `HostnameNotResolvable`,
-        `DNSUnavailable`, `ConnectionTimedOut`, an `OSError` from the
-        connect, or an `ssl.SSLError` from the TLS handshake.
+        An open connection is closed first, and its pending requests are
+        forgotten. Name resolution, the TCP connect, a proxy's ``CONNECT``
+        tunnel and the TLS handshake each count as waits for `timeout`.
+
+        Raises:
+            HostnameNotResolvable: the host name does not exist.
+            DNSUnavailable: no DNS server could be reached.
+            ConnectionError: the proxy refused the ``CONNECT`` tunnel (the
+                message gives its status).
+            ConnectionClosed: the server or proxy closed the connection during
+                the TLS handshake or before answering ``CONNECT``.
+            InvalidResponse: the proxy's answer to ``CONNECT`` is malformed.
+            OSError: the TCP connect failed, e.g. `ConnectionRefusedError`.
+            ssl.SSLError: the TLS handshake failed, e.g.
+                `ssl.SSLCertVerificationError`.
+            ConnectionTimedOut: no progress for `timeout` seconds.
         """
         return eval_coroutine(self.co_connect(), self.timeout)
 
     def disconnect(self) -> None:
         """Close the connection and forget all pending requests and responses.
 
-        Never raises for a broken connection. The next request connects anew.
+        Never raises, even for a broken connection. The object stays usable:
+        the next request connects anew.
         """
         tr = self._tr
         if tr is not None:
@@ -241,7 +313,13 @@ class HTTPConnection:
         self._stale = False
 
     def reset(self) -> None:
-        """Like `disconnect`: use it to recover from an error."""
+        """Close the connection and forget its state, like `disconnect`.
+
+        Use it after an error: a connection whose exchange was cut short (an
+        invalid response, a timeout, an interrupted ``co_`` generator) raises
+        `StateError` until it is reset, and one the server closed raises
+        `ConnectionClosed`.
+        """
         self.disconnect()
 
     def __enter__(self) -> HTTPConnection:
@@ -256,7 +334,16 @@ class HTTPConnection:
         return bool(self._pending) or self._body is not None
 
     def get_ssl_peercert(self, binary_form: bool = False) -> Any:
-        """The server's certificate (see `ssl.SSLSocket.getpeercert`); None for plain HTTP."""
+        """The server's certificate, as `ssl.SSLSocket.getpeercert` gives it.
+
+        Args:
+            binary_form: True for the DER-encoded certificate (bytes), False
+                for a dict of its fields (empty if the context does not
+                verify certificates).
+
+        Returns None for plain HTTP. Connects first (blocking) if the
+        connection is not open, raising what `connect` raises.
+        """
         if self.ssl_context is None:
             return None
         if self._tr is None:
@@ -265,7 +352,12 @@ class HTTPConnection:
         return self._tr.sock.getpeercert(binary_form)  # type: ignore[attr-defined]
 
     def get_ssl_cipher(self) -> tuple[str, str, int] | None:
-        """The TLS cipher in use (see `ssl.SSLSocket.cipher`); None for plain HTTP."""
+        """The TLS cipher in use: ``(name, protocol, secret bits)``.
+
+        As `ssl.SSLSocket.cipher` gives it; None for plain HTTP. Connects
+        first (blocking) if the connection is not open, raising what
+        `connect` raises.
+        """
         if self.ssl_context is None:
             return None
         if self._tr is None:
@@ -313,7 +405,11 @@ class HTTPConnection:
     def co_send_request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
                         body: _Buffer | BodyFollowing | None = None,
                         expect100: bool = False) -> Co[None]:
-        """Generator twin of `send_request`: yields `PollNeeded`, ignores `timeout`."""
+        """Generator twin of `send_request`: yields `PollNeeded` instead of blocking.
+
+        Opening the connection (if needed) does not block either. It ignores
+        `timeout`: the driver decides how long to wait.
+        """
         body_length: int | None = None
         names: tuple[str, ...] = _BODY_FIELD_NAMES
         data: _Buffer | None = None
@@ -352,8 +448,9 @@ class HTTPConnection:
                                  "read its response before sending another request")
             self.disconnect()  # the server may still wait for the old body
         tr = self._tr
+        buf = self._buf
         if tr is not None and not self._pending and self._body is None and (
-                self._buf or tr.dropped()):
+                (buf is not None and buf.end != buf.start) or tr.dropped()):
             # Idle, and the server closed it (or sent something unasked, e.g. a 408) since
             # the last response: nothing of this request was sent, so a new connection is safe.
             log.debug("%s port %d: idle connection dropped by the server, reconnecting",
@@ -395,29 +492,52 @@ class HTTPConnection:
 
         Args:
             method: the request method, e.g. ``'GET'``.
-            path: the request target, e.g. ``'/index.html?x=1'``.
-            headers: extra header fields (str to str, latin-1 encodable).
-                ``Host``, ``Accept-Encoding: identity`` and ``Connection:
-                keep-alive`` are added unless given.
+            path: the request target, e.g. ``'/index.html?x=1'`` (through a
+                plain-HTTP proxy, dugong sends it in absolute form).
+            headers: extra header fields, any mapping of str to str whose
+                names and values are latin-1 encodable. ``Host``,
+                ``Accept-Encoding: identity`` and ``Connection: keep-alive``
+                are added unless given; the body's framing fields
+                (``Content-Length``, ``Transfer-Encoding``) are always
+                dugong's.
             body: None (no body, ``Content-Length: 0``), a bytes-like object
-                (sent now, with ``Content-Length`` and ``Content-MD5``), or a
-                `BodyFollowing` (only the head is sent now; the body follows
-                through `write`).
+                (sent now, with ``Content-Length`` and, unless given,
+                ``Content-MD5``), or a `BodyFollowing` (only the head is sent
+                now; the body follows through `write`).
             expect100: send ``Expect: 100-continue`` (needs `BodyFollowing`);
                 call `read_response` next, and write the body only if it
                 returns status 100.
 
-        Responses may be read later; any number of requests may be sent
-        first (pipelining). Raises `StateError` while the previous request's
-        body is unfinished, `ConnectionClosed` if the server closed the
-        connection, `ValueError`/`TypeError` for arguments that cannot be
-        sent (before anything is sent).
+        The responses are read later with `read_response`: any number of
+        requests may be sent first (pipelining), and one thread may send
+        while another one reads.
+
+        Raises:
+            ValueError: a method, path, header name or value that cannot be
+                sent (CR, LF or NUL in it, not latin-1, a method or field name
+                that is not an HTTP token), or *expect100* without
+                `BodyFollowing`. Nothing was sent.
+            TypeError: *body*, a header value or the path has the wrong type.
+                Nothing was sent.
+            StateError: the previous request's body is unfinished, or the
+                connection must be `reset` first.
+            ConnectionClosed: the connection is closed: the server closed it,
+                or announced ``Connection: close`` in an earlier response. If
+                it breaks while this request is being sent, the request
+                counts as sent: `read_response` can still fetch an answer the
+                server sent before closing.
+            ConnectionTimedOut: no progress for `timeout` seconds.
+
+        Opening the connection may also raise what `connect` raises.
         """
         return eval_coroutine(self.co_send_request(method, path, headers, body, expect100),
                               self.timeout)
 
     def co_write(self, buf: _Buffer) -> Co[None]:
-        """Generator twin of `write`: yields `PollNeeded`, ignores `timeout`."""
+        """Generator twin of `write`: yields `PollNeeded` instead of blocking.
+
+        It ignores `timeout`: the driver decides how long to wait.
+        """
         state = self._send
         size = buf.nbytes if isinstance(buf, memoryview) else len(buf)
         if state is _Send.BODY:
@@ -460,13 +580,22 @@ class HTTPConnection:
     def write(self, buf: _Buffer) -> None:
         """Send part of the request body announced with `BodyFollowing`.
 
-        With ``BodyFollowing(n)``, raises `ExcessBodyData` (sending nothing)
-        if *buf* exceeds what is left of the *n* bytes. With a chunked body,
-        each non-empty *buf* is one chunk and ``write(b'')`` ends the body.
-        Raises `StateError` if no body is expected or while waiting for 100
-        Continue. If the connection breaks, raises `ConnectionClosed`; the
-        request then counts as sent, so `read_response` may still get an
-        answer the server sent before it closed.
+        Args:
+            buf: the next part of the body, any bytes-like object. After
+                ``BodyFollowing(n)`` the writes must add up to exactly *n*
+                bytes; the request is complete when they do. After
+                ``BodyFollowing()`` each non-empty *buf* is sent as one chunk,
+                and ``write(b'')`` ends the body.
+
+        Raises:
+            ExcessBodyData: *buf* is longer than what is left of the
+                announced length. Nothing was sent.
+            StateError: no body is expected, or the ``100 Continue`` awaited
+                by an ``expect100`` request has not been read yet.
+            ConnectionClosed: the connection broke. The request then counts
+                as sent, so `read_response` may still fetch an answer the
+                server sent before it closed.
+            ConnectionTimedOut: no progress for `timeout` seconds.
         """
         return eval_coroutine(self.co_write(buf), self.timeout)
 
@@ -485,7 +614,11 @@ class HTTPConnection:
                                    f"{self._closed_reason}")
 
     def co_read_response(self) -> Co[HTTPResponse]:
-        """Generator twin of `read_response`: yields `PollNeeded`, ignores `timeout`."""
+        """Generator twin of `read_response`: yields `PollNeeded` instead of blocking.
+
+        It ignores `timeout`: the driver decides how long to wait. The
+        `HTTPResponse` is its return value.
+        """
         if self._body is not None or not self._pending or self._closed_reason is not None \
                 or self._broken is not None:
             self._check_read_response()
@@ -522,8 +655,7 @@ class HTTPConnection:
         except Exception as exc:
             self._break(f"an invalid response ({exc})")
             raise
-        self._pending.popleft()
-        if len(self._pending) == 0 and self._send is not _Send.IDLE \
+        if len(self._pending) == 1 and self._send is not _Send.IDLE \
                 and self._send is not _Send.CLOSED:
             # Answered before the whole body was sent (or instead of 100 Continue): the
             # server may still read body bytes, so this connection carries no more requests.
@@ -537,6 +669,8 @@ class HTTPConnection:
         resp = HTTPResponse(req.method, req.path, status, head.reason, head.headers,
                             framing.length)
         self._body_done = False
+        # The body is set up before the request leaves the queue, so that a thread sending
+        # meanwhile never sees the connection idle while this response is being read.
         if kind is BodyKind.LENGTH and framing.length:
             self._body = _Body(kind, framing.length, resp, framing.will_close)
         elif kind is BodyKind.CHUNKED:
@@ -545,7 +679,8 @@ class HTTPConnection:
             self._body = _Body(kind, _UNTIL_CLOSE, resp, True)
         elif kind is BodyKind.ERROR:
             self._body = _Body(kind, 0, resp, True, framing.error)
-        else:
+        self._pending.popleft()
+        if self._body is None:
             self._end_body(framing.will_close)
         return resp
 
@@ -561,15 +696,32 @@ class HTTPConnection:
         return HTTPResponse(req.method, req.path, 100, reason, headers, 0)
 
     def read_response(self) -> HTTPResponse:
-        """Read the status line and header of the next response.
+        """Read the status line and header fields of the next response.
 
-        Returns an `HTTPResponse`; its body must be read (`read`, `readinto`,
-        `readall`, `discard`) before the next call. Interim 1xx responses are
-        skipped, except the ``100 Continue`` awaited by an ``expect100``
-        request, which is returned. Raises `StateError` if no response is
-        pending or the previous body is unread, `ConnectionClosed` if the
-        connection ends first, `InvalidResponse` or `UnsupportedResponse` for
-        responses dugong cannot read.
+        Responses come in the order in which the requests were sent. Interim
+        1xx responses are skipped, except the ``100 Continue`` awaited by an
+        ``expect100`` request, which is returned (with ``length`` 0). The body
+        of the response must then be read (`read`, `readinto`, `readall`) or
+        dropped (`discard`) before the next call. A problem with the body's
+        framing is raised by the first body read, so that the status and
+        header fields can still be looked at.
+
+        Returns:
+            HTTPResponse: the status, reason and header fields, and in
+            ``length`` how many body bytes follow (None: unknown).
+
+        Raises:
+            StateError: no response is pending, or the previous body has not
+                been read completely.
+            ConnectionClosed: the connection ended before the response did, or
+                an earlier response announced ``Connection: close`` (pipelined
+                requests are never sent again silently).
+            InvalidResponse: the response is not valid HTTP/1.x, or exceeds
+                `MAX_LINE_SIZE`, `MAX_HEADER_SIZE`, `MAX_HEADER_FIELDS` or
+                `MAX_INTERIM_SIZE`.
+            UnsupportedResponse: the status line gives an HTTP version other
+                than 1.x.
+            ConnectionTimedOut: no progress for `timeout` seconds.
         """
         return eval_coroutine(self.co_read_response(), self.timeout)
 
@@ -712,7 +864,11 @@ class HTTPConnection:
             self._break(f"an invalid response body ({exc})")
 
     def co_readinto(self, buf: Any) -> Co[int]:
-        """Generator twin of `readinto`: yields `PollNeeded`, ignores `timeout`."""
+        """Generator twin of `readinto`: yields `PollNeeded` instead of blocking.
+
+        It ignores `timeout`: the driver decides how long to wait. The byte
+        count is its return value.
+        """
         body = self._body
         if body is None:
             return self._no_body()
@@ -758,12 +914,30 @@ class HTTPConnection:
             raise
 
     def readinto(self, buf: Any) -> int:
-        """Read body bytes into the writable buffer *buf*.
+        """Read body bytes into *buf*, without an intermediate copy.
 
-        Returns the count, 0 once the body is complete. Large reads go from
-        the socket straight into *buf*. Raises `ConnectionClosed` if the
-        connection ends before the body does, and the body's framing error
-        (`InvalidResponse`, `UnsupportedResponse`) if it has one.
+        When nothing is buffered, the bytes go from the socket straight into
+        *buf*: the way to read large bodies.
+
+        Args:
+            buf: a writable bytes-like object, e.g. a `bytearray` or a
+                `memoryview` slice of one.
+
+        Returns:
+            int: how many bytes were stored, at most ``len(buf)``; 0 once the
+            body is complete (and for an empty *buf*).
+
+        Raises:
+            ConnectionClosed: the connection ended before the body did (never
+                returned as short data).
+            InvalidResponse: the body's framing is invalid, e.g. a malformed
+                chunk size.
+            UnsupportedResponse: the body's end cannot be known: a transfer
+                coding other than chunked, or neither length nor chunking on a
+                connection that stays open.
+            StateError: the response's head has not been read yet (call
+                `read_response` first).
+            ConnectionTimedOut: no progress for `timeout` seconds.
         """
         return eval_coroutine(self.co_readinto(buf), self.timeout)
 
@@ -781,7 +955,11 @@ class HTTPConnection:
         raise ConnectionClosed("Server closed the connection in the middle of a chunked body")
 
     def co_read(self, size: int | None = None) -> Co[bytes]:
-        """Generator twin of `read`: yields `PollNeeded`, ignores `timeout`."""
+        """Generator twin of `read`: yields `PollNeeded` instead of blocking.
+
+        It ignores `timeout`: the driver decides how long to wait. The bytes
+        are its return value.
+        """
         if size is None or size < 0:
             return (yield from self.co_readall())
         body = self._body
@@ -850,18 +1028,42 @@ class HTTPConnection:
             yield tr.want
 
     def read(self, size: int | None = None) -> bytes:
-        """Read up to *size* body bytes (all of them if *size* is None).
+        """Read up to *size* body bytes.
 
-        Returns b'' only once the body is complete. Raises `ConnectionClosed`
-        if the connection ends before the body does, never returning short
-        data as complete.
+        Args:
+            size: the most bytes to return; None (or a negative number) reads
+                the rest of the body, like `readall`.
+
+        Returns:
+            bytes: at least one byte while the body lasts (possibly fewer
+            than *size*); ``b''`` once it is complete, and for ``size=0``.
+            After the body, every call returns ``b''`` until the next
+            `read_response`.
+
+        Raises:
+            ConnectionClosed: the connection ended before the body did (never
+                returned as short data).
+            InvalidResponse: the body's framing is invalid, e.g. a malformed
+                chunk size.
+            UnsupportedResponse: the body's end cannot be known: a transfer
+                coding other than chunked, or neither length nor chunking on a
+                connection that stays open.
+            StateError: the response's head has not been read yet (call
+                `read_response` first).
+            ConnectionTimedOut: no progress for `timeout` seconds.
+
+        ``read1`` is the same method, for `io` wrappers.
         """
         return eval_coroutine(self.co_read(size), self.timeout)
 
     read1 = read
 
     def co_readall(self) -> Co[bytes]:
-        """Generator twin of `readall`: yields `PollNeeded`, ignores `timeout`."""
+        """Generator twin of `readall`: yields `PollNeeded` instead of blocking.
+
+        It ignores `timeout`: the driver decides how long to wait. The bytes
+        are its return value.
+        """
         body = self._body
         if body is None:
             self._no_body()
@@ -881,15 +1083,31 @@ class HTTPConnection:
             parts.append(data)
 
     def readall(self) -> bytes:
-        """Read the whole (remaining) response body and return it as bytes.
+        """Read the rest of the response body.
 
-        Raises `ConnectionClosed` if the connection ends before the body
-        does, and the body's framing error if it has one.
+        Returns:
+            bytes: everything up to the end of the body; ``b''`` if the body
+            is already complete.
+
+        Raises:
+            ConnectionClosed: the connection ended before the body did (never
+                returned as short data).
+            InvalidResponse: the body's framing is invalid, e.g. a malformed
+                chunk size.
+            UnsupportedResponse: the body's end cannot be known: a transfer
+                coding other than chunked, or neither length nor chunking on a
+                connection that stays open.
+            StateError: the response's head has not been read yet (call
+                `read_response` first).
+            ConnectionTimedOut: no progress for `timeout` seconds.
         """
         return eval_coroutine(self.co_readall(), self.timeout)
 
     def co_discard(self) -> Co[None]:
-        """Generator twin of `discard`: yields `PollNeeded`, ignores `timeout`."""
+        """Generator twin of `discard`: yields `PollNeeded` instead of blocking.
+
+        It ignores `timeout`: the driver decides how long to wait.
+        """
         while self._body is not None:
             body = self._body
             rbuf = self._buf
@@ -904,15 +1122,31 @@ class HTTPConnection:
         self._no_body()
 
     def discard(self) -> None:
-        """Read and throw away the rest of the response body.
+        """Read the rest of the response body and throw it away.
 
         Use it to skip a body that is not needed while keeping the connection
-        usable. Raises like `readall`.
+        usable for the next response.
+
+        Raises:
+            ConnectionClosed: the connection ended before the body did (never
+                returned as short data).
+            InvalidResponse: the body's framing is invalid, e.g. a malformed
+                chunk size.
+            UnsupportedResponse: the body's end cannot be known: a transfer
+                coding other than chunked, or neither length nor chunking on a
+                connection that stays open.
+            StateError: the response's head has not been read yet (call
+                `read_response` first).
+            ConnectionTimedOut: no progress for `timeout` seconds.
         """
         return eval_coroutine(self.co_discard(), self.timeout)
 
     def co_read_raw(self, size: int) -> Co[bytes]:
-        """Generator twin of `read_raw`: yields `PollNeeded`, ignores `timeout`."""
+        """Generator twin of `read_raw`: yields `PollNeeded` instead of blocking.
+
+        It ignores `timeout`: the driver decides how long to wait. The bytes
+        are its return value.
+        """
         self._break("read_raw()")
         rbuf = self._buf
         if rbuf is not None and rbuf.end > rbuf.start:
@@ -929,8 +1163,15 @@ class HTTPConnection:
     def read_raw(self, size: int) -> bytes:
         """Debugging aid: read up to *size* raw bytes from the connection.
 
-        Buffered bytes come first, then the socket; b'' at EOF. The
-        connection must be reset afterwards.
+        Bytes already buffered come first, then the socket. The connection
+        then no longer knows where it is in the byte stream: it raises
+        `StateError` until `reset`.
+
+        Args:
+            size: the most bytes to return.
+
+        Returns:
+            bytes: what arrived; ``b''`` once the server has closed.
         """
         return eval_coroutine(self.co_read_raw(size), self.timeout)
 
