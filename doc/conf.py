@@ -23,6 +23,11 @@ extensions = [
     "sphinx.ext.napoleon",
 ]
 
+# Public classes say ``__module__ = "dugong"``, so autodoc's source analyser
+# looks for them in dugong/__init__.py and cannot see their source order (nor
+# ``#:`` comments on their attributes). api.rst therefore lists class members
+# one by one, each ``co_`` method right after its blocking twin, and the
+# attributes are described in "Attributes:" sections of the docstrings.
 autodoc_member_order = "bysource"
 default_role = "py:obj"
 napoleon_google_docstring = True
@@ -30,6 +35,8 @@ napoleon_numpy_docstring = False
 napoleon_use_rtype = False  # "Returns:" reads better with the type inline
 
 root_doc = "index"
+# Names in every page resolve against the package, as in the API reference.
+rst_prolog = ".. currentmodule:: dugong\n"
 exclude_patterns = ["html", "_build"]
 templates_path: list[str] = []
 
@@ -42,7 +49,7 @@ html_show_sourcelink = False
 # names (which autodoc also makes from type hints) are left as plain text.
 nitpicky = True
 _STDLIB_MODULES = (
-    "asyncio|builtins|collections|email|errno|io|os|select|selectors|socket|ssl|"
+    "asyncio|builtins|collections|email|errno|http|io|os|select|selectors|socket|ssl|"
     "threading|time|types|typing"
 )
 _BUILTIN_NAMES = (

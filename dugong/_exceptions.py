@@ -122,6 +122,13 @@ def is_temp_network_error(exc: BaseException) -> bool:
     refused, broken, not connected or timed out, or that the call should be
     tried again.  Anything else (including `HostnameNotResolvable` and
     `InvalidResponse`) is False.
+
+    Args:
+        exc: the exception that was caught.
+
+    Returns:
+        bool: True if the operation may succeed when simply tried again (after
+        `HTTPConnection.reset`); False if a retry would fail the same way.
     """
     if isinstance(exc, (ConnectionClosed, ConnectionTimedOut, DNSUnavailable)):
         return True

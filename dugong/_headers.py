@@ -15,6 +15,14 @@ class CaseInsensitiveDict(MutableMapping[str, Any]):
 
     Iteration gives each key in the spelling with which it was last set.
     ``==`` compares against any mapping, ignoring the case of keys.
+
+    Args:
+        data: initial items: a mapping, or an iterable of ``(key, value)``
+            pairs, as for `dict`.
+        kwargs: more initial items.
+
+    dugong uses it for request header fields (any mapping passed as
+    ``headers=`` is read into one) and for `HTTPResponse.trailers`.
     """
 
     __slots__ = ("_store",)

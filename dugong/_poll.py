@@ -34,6 +34,17 @@ class PollNeeded(tuple[int, int]):
     generator wants to be resumed even if *fd* is not ready (dugong uses it for
     `HTTPConnection.expect100_timeout`). dugong's drivers honour it; a loop that
     ignores it merely waits longer.
+
+    Args:
+        fd: the file descriptor to wait for.
+        mask: `POLLIN`, `POLLOUT` or both, or-ed together.
+        deadline: the `time.monotonic` time to resume at, ready or not
+            (None: no deadline).
+
+    Attributes:
+        deadline (float | None): the `time.monotonic` time at which to resume
+            the generator even if *fd* is not ready; None (the usual case) if
+            there is no such time.
     """
 
     #: `time.monotonic` time to resume the generator at, ready or not (None: no deadline)
@@ -52,14 +63,20 @@ class PollNeeded(tuple[int, int]):
 
     @property
     def mask(self) -> int:
-        """The events to wait for: `POLLIN`, `POLLOUT` or both."""
+        """The events to wait for (`POLLIN`, `POLLOUT` or both)."""
         return self[1]
 
     def poll(self, timeout: float | None = None) -> bool:
         """Wait until the event happens (or the `deadline` passes).
 
-        Returns True when the generator should be resumed, False if *timeout*
-        seconds passed first.
+        Uses `select.poll`, or `select.select` where poll is missing.
+
+        Args:
+            timeout: the most seconds to wait; None waits without limit.
+
+        Returns:
+            bool: True when the generator should be resumed, False if
+            *timeout* seconds passed first.
         """
         deadline = self.deadline
         if deadline is not None:
@@ -100,10 +117,25 @@ def _to_ms(timeout: float) -> int:
 def eval_coroutine(crt: Generator[Any, None, _T], timeout: float | None = None) -> _T:
     """Run the ``co_`` generator *crt* to completion, waiting with poll.
 
-    Each `PollNeeded` that *crt* yields is waited for; if one wait takes
-    longer than *timeout* seconds, *crt* is closed and `ConnectionTimedOut` is
-    raised. ``timeout=None`` waits without limit, ``0`` does not wait at all.
-    Returns the generator's return value.
+    This is how the blocking methods of `HTTPConnection` work: each one is
+    ``eval_coroutine`` of its ``co_`` twin with `HTTPConnection.timeout`.
+
+    Args:
+        crt: the generator, e.g. ``conn.co_readall()``.
+        timeout: the most seconds one wait may take: each `PollNeeded` that
+            *crt* yields is waited for (with `select.poll`, or `select.select`
+            where poll is missing). None waits without limit, ``0`` does not
+            wait at all.
+
+    Returns:
+        The generator's return value.
+
+    Raises:
+        ConnectionTimedOut: a wait took longer than *timeout*; *crt* has been
+            closed.
+        TypeError: *crt* yielded something other than a `PollNeeded`.
+
+    Any exception of the generator itself propagates.
     """
     send = crt.send
     try:
