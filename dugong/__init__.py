@@ -5,6 +5,9 @@ generator twin that yields `PollNeeded` instead of blocking, so that any event
 loop can drive it.
 """
 
+from typing import TYPE_CHECKING, Any
+
+from ._anyio import run_async
 from ._connect import DNS_TEST_HOSTNAMES, create_socket
 from ._connection import BodyFollowing, HTTPConnection, HTTPResponse
 from ._exceptions import (
@@ -20,6 +23,7 @@ from ._exceptions import (
     is_temp_network_error,
 )
 from ._headers import CaseInsensitiveDict
+from ._loop import eval_coroutines
 from ._poll import POLLIN, POLLOUT, PollNeeded, eval_coroutine
 from ._protocol import (
     BUFFER_SIZE,
@@ -29,7 +33,20 @@ from ._protocol import (
     MAX_LINE_SIZE,
 )
 
+if TYPE_CHECKING:
+    from ._aio import AioFuture
+
 __version__ = "4.0.0.dev0"
+
+
+def __getattr__(name: str) -> Any:
+    # AioFuture is loaded on first use, so that `import dugong` does not import asyncio.
+    if name == "AioFuture":
+        from ._aio import AioFuture
+
+        globals()["AioFuture"] = AioFuture
+        return AioFuture
+    raise AttributeError(f"module 'dugong' has no attribute {name!r}")
 
 __all__ = [
     "BUFFER_SIZE",
@@ -40,6 +57,7 @@ __all__ = [
     "MAX_LINE_SIZE",
     "POLLIN",
     "POLLOUT",
+    "AioFuture",
     "BodyFollowing",
     "CaseInsensitiveDict",
     "ConnectionClosed",
@@ -57,5 +75,7 @@ __all__ = [
     "__version__",
     "create_socket",
     "eval_coroutine",
+    "eval_coroutines",
     "is_temp_network_error",
+    "run_async",
 ]

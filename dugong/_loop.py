@@ -7,6 +7,9 @@ whether a registration can be kept.
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
 import os
 import selectors
 import time
@@ -17,7 +20,9 @@ from typing import Any
 from ._exceptions import ConnectionTimedOut
 from ._poll import POLLIN, POLLOUT, PollNeeded
 
-__all__ = ["NOTHING", "READ", "WRITE", "eval_coroutines", "file_id", "wait_events"]
+__all__ = [
+    "NOTHING", "READ", "WRITE", "check_generator", "eval_coroutines", "file_id", "wait_events",
+]
 
 #: Direction bit: wait until readable (the value of `selectors.EVENT_READ`).
 READ = selectors.EVENT_READ
@@ -58,6 +63,15 @@ def file_id(fd: int) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if st.st_ino else None
 
 
+def check_generator(crt: object, who: str) -> None:
+    """Raise `TypeError` unless *crt* is a generator (a ``co_`` method's result)."""
+    if not isinstance(crt, Generator):
+        import inspect
+
+        hint = " (an async coroutine: await it instead)" if inspect.iscoroutine(crt) else ""
+        raise TypeError(f"{who} takes co_ generators, not {type(crt).__name__}{hint}")
+
+
 def _directions(events: int) -> str:
     return {READ: "reading", WRITE: "writing"}.get(events, "reading and writing")
 
@@ -96,6 +110,9 @@ class _Runner:
         self.owners: dict[int, dict[int, _Task]] = {}
         # (deadline, serial, task) in the order the waits began, hence by deadline
         self.deadlines: deque[tuple[float, int, _Task]] = deque()
+        # heap of (PollNeeded.deadline, order, serial, task): resume then, ready or not
+        self.wakeups: list[tuple[float, int, int, _Task]] = []
+        self.order = itertools.count()
 
     # -- registrations
 
@@ -134,20 +151,16 @@ class _Runner:
         task.fd, task.events, task.pn, task.fid = -1, 0, NOTHING, None
         if not owners:
             del self.owners[fd]
-            try:
+            with contextlib.suppress(KeyError, ValueError, OSError):
                 self.sel.unregister(fd)
-            except (KeyError, ValueError, OSError):  # pragma: no cover - already gone
-                pass
             return
         try:
             self.sel.modify(fd, _union(owners))
         except OSError:
             # The fd was closed under the other waiter: let it find out by itself.
             del self.owners[fd]
-            try:
+            with contextlib.suppress(KeyError, ValueError, OSError):
                 self.sel.unregister(fd)
-            except (KeyError, ValueError, OSError):
-                pass
             for other in set(owners.values()):
                 other.fd, other.events, other.pn, other.fid = -1, 0, NOTHING, None
                 self.ready.append(other)
@@ -168,17 +181,20 @@ class _Runner:
         except BaseException:
             self.finish(task)
             raise
+        task.serial += 1  # a new wait: deadlines of the previous one are void
+        if pn is not task.pn:
+            try:
+                self.register(task, pn)
+            except Exception as exc:
+                self.finish(task)
+                task.gen.close()
+                self.failed(task, exc)
+                return
         if self.timeout is not None:
-            task.serial += 1
             self.deadlines.append((time.monotonic() + self.timeout, task.serial, task))
-        if pn is task.pn:
-            return
-        try:
-            self.register(task, pn)
-        except Exception as exc:
-            self.finish(task)
-            task.gen.close()
-            self.failed(task, exc)
+        wakeup = pn.deadline
+        if wakeup is not None:
+            heapq.heappush(self.wakeups, (wakeup, next(self.order), task.serial, task))
 
     def finish(self, task: _Task) -> None:
         self.release(task)
@@ -200,10 +216,25 @@ class _Runner:
             if deadline > now:
                 return
             queue.popleft()
+            exc = ConnectionTimedOut(
+                f"No progress for {self.timeout} seconds (waiting for {task.pn!r})")
             self.finish(task)
             task.gen.close()
-            self.failed(task, ConnectionTimedOut(
-                f"No progress for {self.timeout} seconds (waiting for {task.pn!r})"))
+            self.failed(task, exc)
+
+    def wake(self, now: float) -> float | None:
+        """Queue the tasks whose `PollNeeded.deadline` has come; the next one."""
+        heap = self.wakeups
+        while heap:
+            deadline, _, serial, task = heap[0]
+            if task.serial != serial or task not in self.active:
+                heapq.heappop(heap)
+            elif deadline <= now:
+                heapq.heappop(heap)
+                self.ready.append(task)
+            else:
+                return deadline
+        return None
 
     def run(self) -> None:
         sel, owners, timeout = self.sel, self.owners, self.timeout
@@ -216,12 +247,21 @@ class _Runner:
             if not self.active:
                 return
             wait = None
-            if timeout is not None:
+            if self.wakeups or timeout is not None:
                 now = time.monotonic()
-                self.expire(now)
-                if not self.active:
-                    return
-                wait = max(0.0, self.deadlines[0][0] - now) if self.deadlines else None
+                wakeup = self.wake(now) if self.wakeups else None
+                if self.ready:
+                    continue
+                if timeout is not None:
+                    self.expire(now)
+                    if not self.active:
+                        return
+                    if self.deadlines:
+                        wait = self.deadlines[0][0] - now
+                if wakeup is not None and (wait is None or wakeup - now < wait):
+                    wait = wakeup - now
+                if wait is not None:
+                    wait = max(0.0, wait)
             for key, events in sel.select(wait):
                 fd = key.fd
                 waiting = owners.get(fd)
@@ -238,10 +278,8 @@ class _Runner:
         """Close the generators that did not finish (after an exception)."""
         for task in self.active:
             self.release(task)
-            try:
+            with contextlib.suppress(Exception):  # the first exception is the one to report
                 task.gen.close()
-            except Exception:  # the first exception is the one to report
-                pass
         self.active.clear()
 
 
@@ -266,6 +304,9 @@ def eval_coroutines(*crts: Generator[Any, None, Any], timeout: float | None = No
     direction fails with `RuntimeError`, a yielded value that is not a
     `PollNeeded` with `TypeError`.
 
+    A `PollNeeded` with a `~PollNeeded.deadline` resumes its generator at
+    that time even if the descriptor is not ready.
+
     Args:
         crts: the generators, e.g. ``conn.co_readall()``.
         timeout: if a generator waits longer than this many seconds for one
@@ -277,8 +318,7 @@ def eval_coroutines(*crts: Generator[Any, None, Any], timeout: float | None = No
             the others continue.
     """
     for crt in crts:
-        if not isinstance(crt, Generator):
-            raise TypeError(f"eval_coroutines() takes co_ generators, not {type(crt).__name__}")
+        check_generator(crt, "eval_coroutines()")
     with selectors.DefaultSelector() as sel:
         runner = _Runner(sel, len(crts), timeout, return_exceptions)
         for index, crt in enumerate(crts):

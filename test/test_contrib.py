@@ -1,0 +1,344 @@
+"""The contrib/ programs, run as subprocesses against local servers."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+
+from servers import Request, Step, body_for
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CONTRIB = ROOT / "contrib"
+TIMEOUT = 60
+
+
+def env() -> dict[str, str]:
+    """The environment of the programs: the dugong of this working tree comes first."""
+    variables = dict(os.environ)
+    variables["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return variables
+
+
+def run(name: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, str(CONTRIB / name), *args], capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=TIMEOUT, env=env(), check=False)
+
+
+def run_with_tty_stderr(name: str, *args: str) -> tuple[int, bytes, str]:
+    """Run a program with stderr on a pseudo-terminal: exit status, stdout, terminal text."""
+    master, slave = pty.openpty()
+    with subprocess.Popen([sys.executable, str(CONTRIB / name), *args], env=env(),
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=slave) as proc:
+        os.close(slave)
+        assert proc.stdout is not None
+        terminal = bytearray()
+        deadline = time.monotonic() + TIMEOUT
+        try:
+            while time.monotonic() < deadline:
+                if not select.select([master], [], [], 0.5)[0]:
+                    continue
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the program has exited and closed the terminal
+                    break
+                if not data:
+                    break
+                terminal += data
+            else:
+                proc.kill()
+                pytest.fail(f"{name} did not finish within {TIMEOUT} s")
+        finally:
+            os.close(master)
+        out = proc.stdout.read()
+        status = proc.wait(TIMEOUT)
+    return status, out, terminal.decode()
+
+
+def screen_lines(terminal: str) -> list[str]:
+    """The successive states of the progress line in what a terminal received."""
+    return [line.strip() for line in terminal.replace("\n", "\r").split("\r") if line.strip()]
+
+
+def response(body: bytes, *fields: str) -> bytes:
+    head = "".join(f"{field}\r\n" for field in (f"Content-Length: {len(body)}", *fields))
+    return f"HTTP/1.1 200 OK\r\n{head}\r\n".encode() + body
+
+
+def answers(status_of: dict[str, int], last: int, only: int | None = None,
+            close_after: str | None = None) -> Callable[[list[Request]], bytes]:
+    """Step.send data: answers to the *last* requests read (the first *only* of them),
+    status by path (404 if not given), ``Connection: close`` on *close_after*."""
+
+    def make(requests: list[Request]) -> bytes:
+        out = b""
+        for request in requests[-last:][:only]:
+            status = status_of.get(request.path, 404)
+            reason = "OK" if status == 200 else "Not Found"
+            body = f"{request.path}\n".encode()
+            extra = "Connection: close\r\n" if request.path == close_after else ""
+            out += (f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n{extra}"
+                    f"\r\n").encode() + body
+        return out
+
+    return make
+
+
+# --------------------------------------------------------------------- httpcat
+
+
+def test_httpcat_prints_bodies(http_server):
+    res = run("httpcat.py", f"{http_server.url}/size/100000",
+              f"{http_server.url}/chunked/5000?chunk=700", f"{http_server.url}/size/0")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == body_for(100_000) + body_for(5000)
+    assert res.stderr == b""
+    assert [r.target for r in http_server.requests] == [
+        "/size/100000", "/chunked/5000?chunk=700", "/size/0"]
+
+
+def test_httpcat_reconnects_after_connection_close(http_server):
+    res = run("httpcat.py", f"{http_server.url}/close/3000", f"{http_server.url}/size/10")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == body_for(3000) + body_for(10)
+
+
+def test_httpcat_https_with_cafile(https_server, tls_ca, tmp_path):
+    cafile = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(cafile))
+    url = f"https://127.0.0.1:{https_server.port}/size/20000"
+    res = run("httpcat.py", "--cafile", str(cafile), url)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == body_for(20000)
+
+    res = run("httpcat.py", url)  # the system's CAs do not know the test CA
+    assert res.returncode == 1
+    assert res.stdout == b""
+    assert re.search(rb"^httpcat: https://\S+: SSLCertVerificationError: .*certificate verify "
+                     rb"failed", res.stderr)
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("/status/404", b"server answered 404 Not Found"),
+    ("/status/503", b"server answered 503 Service Unavailable"),
+])
+def test_httpcat_error_status(http_server, path, message):
+    res = run("httpcat.py", f"{http_server.url}/size/5", f"{http_server.url}{path}",
+              f"{http_server.url}/size/7")
+    assert res.returncode == 1
+    assert res.stdout == body_for(5)  # stops at the error
+    assert res.stderr == b"httpcat: " + f"{http_server.url}{path}: ".encode() + message + b"\n"
+
+
+def test_httpcat_connection_errors_and_bad_urls(scripted_server, unused_port):
+    res = run("httpcat.py", f"http://127.0.0.1:{unused_port}/")
+    assert res.returncode == 1
+    assert b"ConnectionRefusedError" in res.stderr and b"Connection refused" in res.stderr
+
+    server = scripted_server([Step.read_request(), Step.send(b"HTTP/1.1 200 OK\r\n"
+                                                             b"Content-Length: 100\r\n\r\nshort"),
+                              Step.close()])
+    res = run("httpcat.py", f"http://127.0.0.1:{server.port}/")
+    assert res.returncode == 1
+    assert res.stdout == b"short"
+    assert re.search(rb"ConnectionClosed: .*after 5 of 100 body bytes", res.stderr)
+
+    res = run("httpcat.py", "ftp://example.invalid/file")
+    assert res.returncode == 2
+    assert b"ftp://example.invalid/file: not an http:// or https:// URL" in res.stderr
+
+
+def test_httpcat_output_file_without_terminal(http_server, tmp_path):
+    out = tmp_path / "body"
+    res = run("httpcat.py", "-o", str(out), f"{http_server.url}/size/300000")
+    assert res.returncode == 0, res.stderr
+    assert out.read_bytes() == body_for(300_000)
+    assert res.stdout == b"" and res.stderr == b""  # no progress line off a terminal
+
+
+def test_httpcat_progress_line_on_a_terminal(scripted_server, tmp_path):
+    size = 1 << 20
+    body = body_for(size)
+    server = scripted_server([
+        Step.read_request(),
+        Step.send(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n".encode()
+                  + body[:200_000]),
+        Step.sleep(0.7),
+        Step.send(body[200_000:]),
+    ])
+    out = tmp_path / "big"
+    status, stdout, terminal = run_with_tty_stderr(
+        "httpcat.py", "-o", str(out), f"http://127.0.0.1:{server.port}/big")
+    assert status == 0, terminal
+    assert out.read_bytes() == body
+    assert stdout == b""
+    lines = screen_lines(terminal)
+    assert len(lines) >= 2, terminal
+    *updates, final = lines
+    # While running: bytes of the total, percentage, rate and time left.
+    assert any(re.fullmatch(r"[\d.]+ (B|KiB|MiB) of 1\.0 MiB +\d+%  [\d.]+ \w+/s  0:00:\d\d left",
+                            line) for line in updates), lines
+    assert re.fullmatch(r"1\.0 MiB of 1\.0 MiB  100%  [\d.]+ \w+/s  in 0:00:0\d", final), lines
+
+
+def test_httpcat_progress_without_length(http_server, tmp_path):
+    out = tmp_path / "chunked"
+    status, _, terminal = run_with_tty_stderr(
+        "httpcat.py", "-o", str(out), f"{http_server.url}/chunked/50000")
+    assert status == 0, terminal
+    assert out.read_bytes() == body_for(50000)
+    lines = screen_lines(terminal)
+    assert re.fullmatch(r"48\.8 KiB  [\d.]+ \w+/s  in 0:00:0\d", lines[-1]), lines
+    for line in lines[:-1]:  # updates: no total, no percentage, the time so far
+        assert re.fullmatch(r"[\d.]+ (B|KiB)  [\d.]+ \w+/s  0:00:0\d", line), lines
+
+
+# --------------------------------------------------------------------- extract_links
+
+PAGE = b"""<!doctype html>
+<html><head><title>links</title>
+<link rel="stylesheet" href="style.css">
+<script src="/js/app.js"></script></head>
+<body>
+<a href="/a">first</a> <a href="b?x=1#frag">second</a> <a href="/a#again">first again</a>
+<a href="/missing">gone</a> <img src="img/logo.png"> <a href="#top">self</a>
+<a href="http://other.invalid/x">elsewhere</a> <a href="mailto:someone@example.org">mail</a>
+</body></html>
+"""
+
+LOCAL_PATHS = ["/dir/style.css", "/js/app.js", "/a", "/dir/b?x=1", "/missing",
+               "/dir/img/logo.png", "/dir/index.html"]
+
+
+def test_extract_links_pipelines_the_same_host_links(scripted_server):
+    statuses = {path.split("?")[0]: 200 for path in LOCAL_PATHS if path != "/missing"}
+    n = len(LOCAL_PATHS)
+    server = scripted_server([
+        Step.read_request(),
+        Step.send(response(PAGE, "Content-Type: text/html; charset=utf-8")),
+        # All requests arrive before the first answer: they were pipelined.
+        *[Step.read_request() for _ in range(n)],
+        Step.send(answers(statuses, n)),
+    ])
+    res = run("extract_links.py", f"http://127.0.0.1:{server.port}/dir/index.html")
+    assert res.returncode == 1, res.stderr  # /missing is a broken link
+    lines = res.stdout.decode().splitlines()
+    assert lines[0] == (f"8 links on http://127.0.0.1:{server.port}/dir/index.html: "
+                        f"{n} on this server, 1 elsewhere")
+    base = f"http://127.0.0.1:{server.port}"
+    expected = [("404 Not Found" if p == "/missing" else "200 OK", base + p) for p in LOCAL_PATHS]
+    assert [(line.split()[0], line.split()[-1]) for line in lines[1:1 + n]] == [
+        (status.split()[0], url) for status, url in expected]
+    assert lines[1 + n].split()[-1] == "http://other.invalid/x"
+    assert lines[-1] == f"1 of {n} fetched links failed"
+    assert [r.target for r in server.requests[0]] == ["/dir/index.html", *LOCAL_PATHS]
+
+
+def test_extract_links_resends_after_the_server_closes(scripted_server):
+    page = b'<base href="/sub/"><a href="one">1</a><a href="two">2</a><a href="three">3</a>'
+    ok = {"/sub/one": 200, "/sub/two": 200, "/sub/three": 200}
+    server = scripted_server([
+        [Step.read_request(), Step.send(response(page)),
+         Step.read_request(), Step.read_request(), Step.read_request(),
+         Step.send(answers(ok, 3, only=1, close_after="/sub/one")),
+         Step.close()],
+        [Step.read_request(), Step.read_request(), Step.send(answers(ok, 2))],
+    ])
+    res = run("extract_links.py", f"http://127.0.0.1:{server.port}/")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout.decode()
+    for path in ok:
+        assert re.search(rf"^200 OK +http://127\.0\.0\.1:{server.port}{path}$", out, re.M), out
+    assert out.splitlines()[-1] == "all 3 fetched links answered"
+    assert [[r.target for r in reqs] for reqs in server.requests] == [
+        ["/", "/sub/one", "/sub/two", "/sub/three"], ["/sub/two", "/sub/three"]]
+
+
+def test_extract_links_page_errors(http_server):
+    res = run("extract_links.py", f"{http_server.url}/status/500")
+    assert res.returncode == 1
+    assert res.stderr.endswith(b"server answered 500 Internal Server Error\n")
+    res = run("extract_links.py", "not a url")
+    assert res.returncode == 2
+
+
+# --------------------------------------------------------------------- pipeline1
+
+
+def test_pipeline1_fetches_in_order(http_server, tmp_path):
+    urls = [f"{http_server.url}/size/{i * 10}" for i in range(200)]
+    res = run("pipeline1.py", "-o", str(tmp_path), *urls)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.decode().splitlines()
+    assert len(lines) == 201
+    for i, line in enumerate(lines[:200]):
+        assert line.split() == ["200", "OK", str(i * 10), "bytes", urls[i]]
+        assert (tmp_path / str(i + 1)).read_bytes() == body_for(i * 10)
+    assert re.fullmatch(r"200 responses in [\d.]+ s \(\d+ requests/s\), 0 with an error status",
+                        lines[-1])
+
+
+def test_pipeline1_really_pipelines(scripted_server):
+    server = scripted_server([*[Step.read_request() for _ in range(3)],
+                              Step.send(answers({"/x": 200, "/y": 200}, 3))])
+    base = f"http://127.0.0.1:{server.port}"
+    res = run("pipeline1.py", f"{base}/x", f"{base}/y", f"{base}/z")
+    assert res.returncode == 1  # /z is not found
+    assert [line.split()[0] for line in res.stdout.decode().splitlines()[:3]] == [
+        "200", "200", "404"]
+    assert res.stdout.decode().splitlines()[-1].endswith("1 with an error status")
+
+
+def test_pipeline1_errors(http_server, scripted_server):
+    res = run("pipeline1.py", f"{http_server.url}/size/1", "http://other.invalid/")
+    assert res.returncode == 2
+    assert b"all URLs must be on the server of" in res.stderr
+    server = scripted_server([Step.read_request(), Step.read_request(),
+                              Step.send(response(b"ok")), Step.close()])
+    base = f"http://127.0.0.1:{server.port}"
+    res = run("pipeline1.py", f"{base}/1", f"{base}/2")
+    assert res.returncode == 1
+    assert re.search(rb"pipeline1: ConnectionClosed: ", res.stderr), res.stderr
+
+
+# --------------------------------------------------------------------- select_loop
+
+
+def test_select_loop_20_connections_100_requests(http_server):
+    res = run("select_loop.py", "-c", "20", "-n", "100", f"{http_server.url}/size/700")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.decode().splitlines()
+    assert lines[0] == ("20 connections x 100 requests: 2000 responses, "
+                        "2000 with a status below 400, 1400000 body bytes")
+    selector = "EpollSelector" if hasattr(__import__("select"), "epoll") else r"\w+Selector"
+    assert re.fullmatch(rf"[\d.]+ s, \d+ requests/s, {selector}", lines[1])
+    assert len(http_server.requests) == 2000
+
+
+def test_select_loop_errors(http_server, unused_port):
+    res = run("select_loop.py", "-c", "2", "-n", "3", f"{http_server.url}/status/404")
+    assert res.returncode == 1
+    assert b"6 responses, 0 with a status below 400" in res.stdout
+    res = run("select_loop.py", "-c", "3", f"http://127.0.0.1:{unused_port}/")
+    assert res.returncode == 1
+    assert b"select_loop: ConnectionRefusedError" in res.stderr
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A port of 127.0.0.1 on which nothing listens (bound, then closed)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

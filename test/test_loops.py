@@ -1,0 +1,367 @@
+"""eval_coroutines: many co_ generators in one selectors loop, without asyncio."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+import dugong
+from dugong import (
+    POLLIN,
+    POLLOUT,
+    ConnectionTimedOut,
+    HTTPConnection,
+    PollNeeded,
+    eval_coroutines,
+)
+from servers import body_for
+
+Co = Generator[PollNeeded, None, Any]
+
+
+def fill(sock: socket.socket) -> int:
+    """Send into the non-blocking *sock* until its buffers are full; the count."""
+    sent = 0
+    chunk = b"x" * 65536
+    while True:
+        try:
+            sent += sock.send(chunk)
+        except BlockingIOError:
+            return sent
+
+
+def drain(sock: socket.socket, size: int) -> None:
+    """Receive *size* bytes from the blocking *sock*."""
+    while size:
+        size -= len(sock.recv(min(size, 1 << 20)))
+
+
+@pytest.fixture
+def pair() -> Generator[tuple[socket.socket, socket.socket], None, None]:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def receive(sock: socket.socket, size: int) -> Co:
+    """Receive exactly *size* bytes from the non-blocking *sock*."""
+    parts = []
+    while size:
+        try:
+            data = sock.recv(size)
+        except BlockingIOError:
+            yield PollNeeded(sock.fileno(), POLLIN)
+            continue
+        if not data:
+            raise EOFError
+        parts.append(data)
+        size -= len(data)
+    return b"".join(parts)
+
+
+def send(sock: socket.socket, data: bytes) -> Co:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[sock.send(view):]
+        except BlockingIOError:
+            yield PollNeeded(sock.fileno(), POLLOUT)
+    return len(data)
+
+
+# --------------------------------------------------------------------- basics
+
+
+def test_results_in_order_and_immediate_returns(pair):
+    a, b = pair
+
+    def immediate(value: Any) -> Co:
+        return value
+        yield  # pragma: no cover - makes this a generator
+
+    b.sendall(b"hello")
+    assert eval_coroutines(immediate(1), receive(a, 5), immediate(None)) == [1, b"hello", None]
+    assert eval_coroutines() == []
+
+
+def test_sender_and_receiver_share_a_socket(pair):
+    a, b = pair
+    filled = fill(a)
+    data = b"y" * 300_000
+    sender = send(a, data)
+    receiver = receive(a, 3)
+
+    def peer() -> Co:
+        # The other end lives in the same loop: it drains what a sent, then answers.
+        b.setblocking(False)
+        got = yield from receive(b, filled + len(data))
+        yield from send(b, b"end")
+        return len(got)
+
+    assert eval_coroutines(sender, receiver, peer()) == [len(data), b"end", filled + len(data)]
+
+
+def test_bad_arguments_and_yields(pair):
+    a, _ = pair
+    with pytest.raises(TypeError, match="co_ generators, not bytes"):
+        eval_coroutines(b"data")  # type: ignore[arg-type]
+
+    def yields(value: Any) -> Co:
+        yield value
+
+    with pytest.raises(TypeError, match="not a PollNeeded"):
+        eval_coroutines(yields((a.fileno(), POLLIN)))
+    with pytest.raises(ValueError, match="mask must be POLLIN, POLLOUT"):
+        eval_coroutines(yields(PollNeeded(a.fileno(), 0)))
+    with pytest.raises(ValueError, match="mask must be POLLIN, POLLOUT"):
+        eval_coroutines(yields(PollNeeded(a.fileno(), POLLIN | 0x100)))
+
+
+def test_same_direction_twice_is_refused(pair):
+    a, b = pair
+    with pytest.raises(RuntimeError, match=r"already waited on for reading .*receive"):
+        eval_coroutines(receive(a, 1), receive(a, 1))
+    b.setblocking(False)
+    res = eval_coroutines(receive(a, 1), receive(a, 1), send(b, b"a"), return_exceptions=True)
+    assert res[0] == b"a"
+    assert isinstance(res[1], RuntimeError)
+    assert res[2] == 1
+
+
+def test_first_exception_closes_the_others(pair):
+    a, _ = pair
+    closed = []
+
+    def waits_forever() -> Co:
+        try:
+            while True:
+                yield PollNeeded(a.fileno(), POLLIN)
+        finally:
+            closed.append(True)
+
+    def fails() -> Co:
+        yield PollNeeded(a.fileno(), POLLOUT)
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        eval_coroutines(waits_forever(), fails())
+    assert closed == [True]
+
+
+def test_timeout_per_wait(pair):
+    a, b = pair
+
+    def slow_writer() -> Co:
+        # Each wait is short, the whole run longer than the timeout: no timeout.
+        for _ in range(4):
+            yield PollNeeded(a.fileno(), POLLOUT)
+            time.sleep(0.05)
+        return "ok"
+
+    start = time.monotonic()
+    res = eval_coroutines(receive(a, 1), slow_writer(), timeout=0.15, return_exceptions=True)
+    assert 0.15 <= time.monotonic() - start < 2
+    assert isinstance(res[0], ConnectionTimedOut)
+    assert "0.15 seconds" in str(res[0])
+    assert res[1] == "ok"
+    with pytest.raises(ConnectionTimedOut):
+        eval_coroutines(receive(a, 1), timeout=0)
+
+    def stalls_later() -> Co:
+        yield PollNeeded(a.fileno(), POLLOUT)  # ready at once
+        yield PollNeeded(a.fileno(), POLLIN)  # never
+
+    with pytest.raises(ConnectionTimedOut):
+        eval_coroutines(stalls_later(), timeout=0.05)
+    b.sendall(b"z")
+    assert eval_coroutines(receive(a, 1), timeout=0) == [b"z"]
+
+
+def test_registration_follows_a_replaced_socket():
+    """A socket closed and replaced under the same fd number is registered afresh."""
+    a, b = socket.socketpair()
+
+    def reconnects() -> Co:
+        fd = a.fileno()
+        yield PollNeeded(fd, POLLIN)
+        assert a.recv(10) == b"1"
+        a.close()
+        c, d = socket.socketpair()
+        try:
+            if c.fileno() != fd:  # pragma: no cover - depends on the fd allocation
+                pytest.skip("the new socket did not get the old fd number")
+            d.sendall(b"2")
+            yield PollNeeded(fd, POLLIN)  # an equal wait, but on another socket
+            return c.recv(10)
+        finally:
+            c.close()
+            d.close()
+
+    b.sendall(b"1")
+    try:
+        assert eval_coroutines(reconnects(), timeout=5) == [b"2"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_closed_under_the_other_direction_wakes_it(pair):
+    a, b = pair
+    fill(a)
+
+    def receiver() -> Co:
+        yield PollNeeded(a.fileno(), POLLIN)
+        a.close()  # as a connection does when the server hangs up
+        raise EOFError
+
+    def sender() -> Co:
+        while True:
+            yield PollNeeded(a.fileno(), POLLOUT)
+            a.send(b"more")  # fails once the socket is closed
+
+    b.sendall(b"!")
+    start = time.monotonic()
+    res = eval_coroutines(receiver(), sender(), timeout=5, return_exceptions=True)
+    assert time.monotonic() - start < 3
+    assert isinstance(res[0], EOFError)
+    assert isinstance(res[1], OSError) and res[1].errno == errno.EBADF
+
+
+# --------------------------------------------------------------------- HTTP
+
+
+def test_20_connections_100_requests_each(http_server):
+    host, port = http_server.address
+    sizes = [(i * 37) % 3000 for i in range(100)]
+
+    def client(n: int) -> Co:
+        conn = HTTPConnection(host, port)
+        try:
+            total = 0
+            for size in sizes:
+                yield from conn.co_send_request("GET", f"/size/{size}")
+                resp = yield from conn.co_read_response()
+                body = yield from conn.co_readall()
+                assert resp.status == 200 and body == body_for(size)
+                total += len(body)
+            return n, total
+        finally:
+            conn.disconnect()
+
+    res = eval_coroutines(*(client(n) for n in range(20)), timeout=10)
+    assert res == [(n, sum(sizes)) for n in range(20)]
+    assert len(http_server.requests) == 2000
+
+
+def test_pipelined_sender_and_receiver(http_server):
+    conn = HTTPConnection(*http_server.address)
+    count = 300
+
+    def sender() -> Co:
+        for i in range(count):
+            yield from conn.co_send_request("GET", f"/size/{i}")
+        return count
+
+    def receiver() -> Co:
+        for i in range(count):
+            resp = yield from conn.co_read_response()
+            assert resp.path == f"/size/{i}"
+            assert (yield from conn.co_readall()) == body_for(i)
+        return "all in order"
+
+    with conn:
+        conn.connect()  # else the receiver would start before any request is pending
+        assert eval_coroutines(sender(), receiver(), timeout=10) == [count, "all in order"]
+
+
+def test_public_and_used_by_the_demo():
+    from dugong import _demo
+
+    assert "eval_coroutines" in dugong.__all__
+    assert eval_coroutines.__module__ == "dugong"
+    assert _demo.drive_all is eval_coroutines
+
+
+def test_both_directions_and_keyboard_interrupt(pair):
+    a, _ = pair
+
+    def either() -> Co:
+        yield PollNeeded(a.fileno(), POLLIN | POLLOUT)  # writable at once
+        return "resumed"
+
+    assert eval_coroutines(either()) == ["resumed"]
+
+    closed = []
+
+    def waits() -> Co:
+        try:
+            yield PollNeeded(a.fileno(), POLLIN)
+        finally:
+            closed.append(True)
+
+    def interrupted() -> Co:
+        yield PollNeeded(a.fileno(), POLLOUT)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        eval_coroutines(waits(), interrupted(), return_exceptions=True)
+    assert closed == [True]
+
+
+def test_deadline_resumes_without_readiness(pair):
+    a, b = pair
+    b.setblocking(False)
+
+    def waits() -> Co:
+        yield PollNeeded(a.fileno(), POLLIN, start + 0.1)  # nothing arrives
+        first = time.monotonic() - start
+        yield PollNeeded(a.fileno(), POLLIN)  # the data comes at 0.15 s
+        return first, time.monotonic() - start, a.recv(10)
+
+    def later() -> Co:
+        yield PollNeeded(b.fileno(), POLLIN, start + 0.15)  # nothing arrives
+        b.send(b"data")
+        return time.monotonic() - start
+
+    start = time.monotonic()
+    (first, second, data), sent = eval_coroutines(waits(), later(), timeout=0.2)
+    assert 0.1 <= first < 0.15 <= sent <= second < 1
+    assert data == b"data"
+
+    # A deadline beyond the timeout: the timeout comes first.
+    def too_far() -> Co:
+        yield PollNeeded(a.fileno(), POLLIN, time.monotonic() + 5)
+
+    start = time.monotonic()
+    with pytest.raises(ConnectionTimedOut, match=r"0\.1 seconds \(waiting for PollNeeded"):
+        eval_coroutines(too_far(), timeout=0.1)
+    assert time.monotonic() - start < 1
+
+
+def test_expect100_timeout_with_eval_coroutines(scripted_server):
+    from servers import Step
+
+    server = scripted_server([
+        Step.read_request(body=False),
+        Step.read_body(),
+        Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    ])
+    conn = HTTPConnection(*server.address)
+    conn.expect100_timeout = 0.2
+
+    def exchange() -> Co:
+        yield from conn.co_send_request("PUT", "/", body=dugong.BodyFollowing(1), expect100=True)
+        interim = yield from conn.co_read_response()
+        yield from conn.co_write(b"!")
+        resp = yield from conn.co_read_response()
+        return interim.status, resp.status, (yield from conn.co_readall())
+
+    with conn:
+        assert eval_coroutines(exchange(), timeout=5) == [(100, 200, b"ok")]
