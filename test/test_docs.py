@@ -544,3 +544,42 @@ def test_reference_states_the_limits(name: str) -> None:
     stated = f"{value // 1024} KiB" if value % 1024 == 0 and "FIELDS" not in name else str(value)
     block = API_RST[API_RST.index(f".. data:: {name}\n"):].split("\n.. ", 1)[0]
     assert f": {stated}." in " ".join(block.split()), f"api.rst gives another value of {name}"
+
+
+@covers("expect100_deadline.py")
+@pytest.mark.parametrize("server", ["silent", "answers"])
+def test_expect100_deadline(scripted_server: Callable[..., ScriptedServer],
+                            server: str) -> None:
+    answer = b"HTTP/1.1 201 Created\r\nContent-Length: 6\r\n\r\nstored"
+    steps = [Step.read_request(body=False)]
+    if server == "answers":
+        steps.append(Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"))
+    srv = scripted_server(steps + [Step.read_body(), Step.send(answer)])
+    out = lines(run_example("expect100_deadline.py", 0.3 if server == "silent" else 20,
+                            f"http://127.0.0.1:{srv.port}/file"))
+    when = "at the deadline" if server == "silent" else "before the deadline"
+    assert out == [f"100 Continue {when}: sending the body", "201 Created: stored"]
+    srv.wait_done()
+    assert srv.requests[0][0].body == b"some data " * 1000
+
+
+@covers("anyio_fetch.py")
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_anyio_fetch(http_server: HTTPTestServer, backend: str) -> None:
+    urls = [f"{http_server.url}/size/{n}" for n in (0, 10, 100_000)]
+    out = lines(run_example("anyio_fetch.py", backend, 10, *urls))
+    assert out == ["/size/0: 200, 0 bytes", "/size/10: 200, 10 bytes",
+                   "/size/100000: 200, 100000 bytes"]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_anyio_fetch_timeout_and_cancel(scripted_server: Callable[..., ScriptedServer],
+                                        http_server: HTTPTestServer, backend: str) -> None:
+    # One server stalls mid-body: its fetch times out; the other is fine.
+    stall = scripted_server([Step.read_request(),
+                             Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc"),
+                             Step.stop_reading()])
+    out = lines(run_example("anyio_fetch.py", backend, 0.3,
+                            f"http://127.0.0.1:{stall.port}/stall",
+                            f"{http_server.url}/size/5"))
+    assert out == ["/stall: timed out", "/size/5: 200, 5 bytes"]
