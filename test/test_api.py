@@ -16,13 +16,31 @@ import dugong
 from dugong import CaseInsensitiveDict, ConnectionTimedOut, PollNeeded, eval_coroutine
 from dugong._headers import ResponseHeaders
 
-CONTRACT_NAMES = """
-HTTPConnection HTTPResponse BodyFollowing CaseInsensitiveDict PollNeeded POLLIN POLLOUT
-eval_coroutine is_temp_network_error create_socket BUFFER_SIZE MAX_LINE_SIZE
-MAX_HEADER_SIZE DNS_TEST_HOSTNAMES __version__ ConnectionClosed ConnectionTimedOut
-InvalidResponse UnsupportedResponse StateError ExcessBodyData HostnameNotResolvable
-DNSUnavailable
-""".split()
+CONTRACT_NAMES = (
+    "HTTPConnection",
+    "HTTPResponse",
+    "BodyFollowing",
+    "CaseInsensitiveDict",
+    "PollNeeded",
+    "POLLIN",
+    "POLLOUT",
+    "eval_coroutine",
+    "is_temp_network_error",
+    "create_socket",
+    "BUFFER_SIZE",
+    "MAX_LINE_SIZE",
+    "MAX_HEADER_SIZE",
+    "DNS_TEST_HOSTNAMES",
+    "__version__",
+    "ConnectionClosed",
+    "ConnectionTimedOut",
+    "InvalidResponse",
+    "UnsupportedResponse",
+    "StateError",
+    "ExcessBodyData",
+    "HostnameNotResolvable",
+    "DNSUnavailable",
+)
 
 PKG = pathlib.Path(dugong.__file__).parent
 

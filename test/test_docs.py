@@ -554,7 +554,7 @@ def test_expect100_deadline(scripted_server: Callable[..., ScriptedServer],
     steps = [Step.read_request(body=False)]
     if server == "answers":
         steps.append(Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"))
-    srv = scripted_server(steps + [Step.read_body(), Step.send(answer)])
+    srv = scripted_server([*steps, Step.read_body(), Step.send(answer)])
     out = lines(run_example("expect100_deadline.py", 0.3 if server == "silent" else 20,
                             f"http://127.0.0.1:{srv.port}/file"))
     when = "at the deadline" if server == "silent" else "before the deadline"

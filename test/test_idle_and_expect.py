@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from servers import Step
 
 import dugong
 from dugong import BodyFollowing, ConnectionClosed, HTTPConnection, PollNeeded
+from servers import Step
 
 OK_3 = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
 OK_2 = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

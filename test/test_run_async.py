@@ -7,10 +7,10 @@ import time
 
 import anyio
 import pytest
-from servers import Step, body_for
 
 import dugong
 from dugong import BodyFollowing, ConnectionTimedOut, HTTPConnection, StateError, run_async
+from servers import Step, body_for
 
 pytestmark = pytest.mark.anyio
 
