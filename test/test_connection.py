@@ -516,20 +516,31 @@ def test_connect_and_context_manager(http_server):
     assert conn._tr is None
 
 
-def test_interrupted_generator_breaks_connection(conn):
-    conn.send_request("GET", "/size/100000")
-    gen = conn.co_read_response()
-    resp = dugong.eval_coroutine(gen)
-    gen2 = conn.co_read(100000)
-    next(gen2, None)
-    gen2.close()
+def test_interrupted_generator_breaks_connection(scripted_server):
+    srv = scripted_server([
+        [Step.read_request(),
+         Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n0123456789"),
+         Step.stop_reading()],
+        [Step.read_request(), Step.send(OK_3)],
+    ])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    conn.send_request("GET", "/")
+    resp = dugong.eval_coroutine(conn.co_read_response())
+    assert resp.status == 200
+    while len(conn._buf):
+        conn.read(10)  # what arrived; the rest never comes
+    gen = conn.co_read(10)
+    assert isinstance(next(gen), dugong.PollNeeded)
+    gen.close()
     with pytest.raises(StateError, match="reset"):
         conn.read(1)
+    with pytest.raises(StateError, match="reset"):
+        conn.send_request("GET", "/")
     conn.reset()
-    conn.send_request("GET", "/size/3")
+    conn.send_request("GET", "/again")
     conn.read_response()
-    assert conn.readall() == body_for(3)
-    assert resp.status == 200
+    assert conn.readall() == b"abc"
+    conn.disconnect()
 
 
 def test_connection_refused():
