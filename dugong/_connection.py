@@ -655,10 +655,11 @@ class HTTPConnection:
         except Exception as exc:
             self._break(f"an invalid response ({exc})")
             raise
-        if len(self._pending) == 1 and self._send is not _Send.IDLE \
-                and self._send is not _Send.CLOSED:
-            # Answered before the whole body was sent (or instead of 100 Continue): the
-            # server may still read body bytes, so this connection carries no more requests.
+        if len(self._pending) == 1 and self._send is not _Send.IDLE and (
+                self._send is not _Send.CLOSED or self._closed_reason is None):
+            # Answered before the whole body was sent (or instead of 100 Continue, or after
+            # the server cut the body short): the server may still read body bytes, or has
+            # closed, so this connection carries no more requests.
             self._stale = True
             if self._send is _Send.WAIT100:
                 self._send = _Send.IDLE
