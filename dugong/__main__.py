@@ -10,53 +10,60 @@ from ._exceptions import DugongError
 
 
 def fetch(urls: list[str]) -> int:
-    """Write the body of each URL to stdout; 1 on the first error."""
+    """Write the body of each URL to stdout; 1 on the first error, 2 for a bad URL."""
     conn: HTTPConnection | None = None
-    out = sys.stdout.buffer
-    for url in urls:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            print(f"dugong: {url}: not an http:// or https:// URL", file=sys.stderr)
-            return 2
-        context = None
-        if parts.scheme == "https":
-            import ssl
+    try:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                print(f"dugong: {url}: not an http:// or https:// URL", file=sys.stderr)
+                return 2
+            try:
+                port = parts.port
+            except ValueError:
+                print(f"dugong: {url}: invalid port", file=sys.stderr)
+                return 2
+            tls = parts.scheme == "https"
+            if conn is None or (conn.hostname, conn.port, conn.ssl_context is not None) != (
+                    parts.hostname, port or (443 if tls else 80), tls):
+                if conn is not None:
+                    conn.disconnect()
+                context = None
+                if tls:
+                    import ssl
 
-            context = ssl.create_default_context()
-        try:
-            port = parts.port
-        except ValueError:
-            print(f"dugong: {url}: invalid port", file=sys.stderr)
-            return 2
-        key = (parts.hostname, port or (443 if context else 80), parts.scheme)
-        if conn is None or (conn.hostname, conn.port, "https" if conn.ssl_context else
-                            "http") != key:
-            if conn is not None:
-                conn.disconnect()
-            conn = HTTPConnection(parts.hostname, port, ssl_context=context)
-            conn.timeout = 30
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        try:
-            conn.send_request("GET", path)
-            resp = conn.read_response()
-            if resp.status >= 400:
-                conn.discard()
-                print(f"dugong: {url}: {resp.status} {resp.reason}", file=sys.stderr)
+                    context = ssl.create_default_context()
+                conn = HTTPConnection(parts.hostname, port, ssl_context=context)
+                conn.timeout = 30
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            try:
+                _copy_body(conn, path)
+            except _HTTPError as exc:
+                print(f"dugong: {url}: {exc}", file=sys.stderr)
                 return 1
-            while True:
-                data = conn.read(65536)
-                if not data:
-                    break
-                out.write(data)
-            out.flush()
-        except (DugongError, OSError) as exc:
-            print(f"dugong: {url}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
-    if conn is not None:
-        conn.disconnect()
-    return 0
+            except (DugongError, OSError) as exc:
+                print(f"dugong: {url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        if conn is not None:
+            conn.disconnect()
+
+
+class _HTTPError(Exception):
+    """The server answered with an error status."""
+
+
+def _copy_body(conn: HTTPConnection, path: str) -> None:
+    out = sys.stdout.buffer
+    conn.send_request("GET", path)
+    resp = conn.read_response()
+    if resp.status >= 400:
+        conn.discard()
+        raise _HTTPError(f"{resp.status} {resp.reason}")
+    while data := conn.read(65536):
+        out.write(data)
+    out.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
