@@ -259,8 +259,9 @@ def parse_fields(block: str, max_fields: int | None = None,
     """
     items = _FIELD_RE.findall(block)
     # Every line matched only if there are as many fields as line ends; a bare LF, a
-    # lone CR, a NUL, a bad name or a folded line makes the counts differ.
-    if len(items) != block.count("\n"):
+    # lone CR, a NUL, a bad name or a folded line makes the counts differ. A last
+    # line without its CRLF would not be counted at all.
+    if len(items) != block.count("\n") or block[-1:] not in ("\n", ""):
         items = _parse_fields_slow(block)
     elif " \r\n" in block or "\t\r\n" in block:
         items = [(name, value.rstrip(" \t")) for name, value in items]

@@ -21,10 +21,12 @@ TLS: a trustme CA made once per session, a certificate for localhost,
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import hypothesis
 import pytest
 import trustme
 
@@ -38,6 +40,16 @@ from servers import (
 
 #: How long a co_ generator may take in the "select" driver before the test fails.
 DRIVE_TIMEOUT = 30.0
+
+# hypothesis profiles: "dev" (the default) and "ci", a fifth of the examples with a
+# fixed seed; chosen by HYPOTHESIS_PROFILE, else "ci" when CI is set in the
+# environment; ``pytest --hypothesis-profile=NAME`` overrides both. Tests scale
+# their example counts by the profile's max_examples (see test_fuzz.py).
+hypothesis.settings.register_profile("dev", deadline=None)
+hypothesis.settings.register_profile("ci", max_examples=20, deadline=None, derandomize=True,
+                                     database=None)
+hypothesis.settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
 def _stop_and_check(servers: list[Any]) -> None:
