@@ -635,7 +635,7 @@ class HTTPConnection:
                 text = yield from self._co_read_head(max_head, deadline)
                 if text is None:  # no answer in expect100_timeout: go ahead as if 100
                     return self._continue(req, "Continue", ResponseHeaders([]))
-                head = parse_head(text, pkg.MAX_LINE_SIZE)
+                head = parse_head(text, pkg.MAX_LINE_SIZE, max_head, pkg.MAX_HEADER_FIELDS)
                 status = head.status
                 if status >= 200 or status == 101:
                     break
