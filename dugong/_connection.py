@@ -104,7 +104,7 @@ class HTTPResponse:
     `HTTPConnection.read_response` makes these; programs do not create them.
     """
 
-    __slots__ = ("headers", "length", "method", "path", "reason", "status", "trailers")
+    __slots__ = ("_trailers", "headers", "length", "method", "path", "reason", "status")
 
     def __init__(self, method: str, path: str, status: int, reason: str,
                  headers: ResponseHeaders, length: int | None = None) -> None:
@@ -114,7 +114,18 @@ class HTTPResponse:
         self.reason = reason
         self.headers = headers
         self.length = length
-        self.trailers = CaseInsensitiveDict()
+        self._trailers: CaseInsensitiveDict | None = None
+
+    @property
+    def trailers(self) -> CaseInsensitiveDict:
+        """Trailer fields of a chunked body, once it has been read (else empty)."""
+        if self._trailers is None:
+            self._trailers = CaseInsensitiveDict()
+        return self._trailers
+
+    @trailers.setter
+    def trailers(self, value: CaseInsensitiveDict) -> None:
+        self._trailers = value
 
     def __repr__(self) -> str:
         return (f"<HTTPResponse {self.status} {self.reason!r} to {self.method} "
