@@ -7,6 +7,7 @@ resolver (`DNSUnavailable`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -50,9 +51,16 @@ def _test_hostnames() -> Sequence[tuple[str, int]]:
 
 
 def resolve(host: str, port: int) -> list[_AddrInfo]:
-    """Resolve *host* (blocking), raising dugong's DNS exceptions on failure."""
+    """Resolve *host* (blocking), raising dugong's DNS exceptions on failure.
+
+    "No such name" (``EAI_NONAME``, ``EAI_NODATA``) becomes
+    `HostnameNotResolvable` if at least one of ``dugong.DNS_TEST_HOSTNAMES``
+    resolves, else `DNSUnavailable`; "try again" (``EAI_AGAIN``) is
+    `DNSUnavailable` at once. Other resolver errors (e.g. ``EAI_FAIL``, or an
+    invalid port) propagate as the `socket.gaierror` they are.
+    """
     try:
-        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos: list[Any] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         if exc.errno in _NO_SUCH_NAME:
             for test_host, test_port in _test_hostnames():
@@ -65,6 +73,7 @@ def resolve(host: str, port: int) -> list[_AddrInfo]:
         if exc.errno == socket.EAI_AGAIN:
             raise DNSUnavailable(host) from exc
         raise
+    return infos
 
 
 def _literal(host: str, port: int) -> list[_AddrInfo] | None:
@@ -79,14 +88,20 @@ def _literal(host: str, port: int) -> list[_AddrInfo] | None:
 
 
 def co_resolve(host: str, port: int) -> Co[list[_AddrInfo]]:
-    """Resolve *host* in a helper thread, waiting on a pipe instead of blocking."""
+    """Resolve *host* like `resolve`, without blocking the caller.
+
+    IP address literals need no resolver. Names are resolved in a helper
+    thread, which signals its completion through a pipe that the generator
+    waits on (`POLLIN`). Closing the generator early abandons the thread,
+    which then ends by itself.
+    """
     literal = _literal(host, port)
     if literal is not None:
         return literal
     import threading
 
-    rfd, wfd = os.pipe()
     result: list[Any] = []
+    rfd, wfd = os.pipe()
 
     def work() -> None:
         try:
@@ -94,24 +109,26 @@ def co_resolve(host: str, port: int) -> Co[list[_AddrInfo]]:
         except BaseException as exc:  # handed over to the generator
             result.append(exc)
         finally:
-            try:
+            with contextlib.suppress(OSError):  # EPIPE: the generator is gone
                 os.write(wfd, b"!")
-            except OSError:  # the generator is gone
-                pass
             os.close(wfd)
 
     try:
-        threading.Thread(target=work, name=f"dugong-resolve-{host}", daemon=True).start()
+        try:
+            threading.Thread(target=work, name=f"dugong-resolve-{host}", daemon=True).start()
+        except BaseException:
+            os.close(wfd)
+            raise
         while not result:
             yield PollNeeded(rfd, POLLIN)
     finally:
         os.close(rfd)
-    outcome = result[0]
+    outcome = result.pop()
     if isinstance(outcome, BaseException):
         try:
             raise outcome
         finally:
-            del outcome, result[:]
+            del outcome
     return outcome  # type: ignore[no-any-return]
 
 
@@ -149,7 +166,11 @@ def co_tls_handshake(sock: socket.socket, context: Any, hostname: str) -> Co[Any
     """Wrap *sock* with *context* and complete the handshake without blocking."""
     import ssl
 
-    tls = context.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
+    # SNI and the host name check use *hostname*; the context's check_hostname and
+    # verify_mode apply as they are. An EOF without close_notify must raise: see
+    # TLSTransport for why.
+    tls = context.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False,
+                              suppress_ragged_eofs=False)
     fd = tls.fileno()
     try:
         while True:
@@ -175,7 +196,12 @@ def co_tls_handshake(sock: socket.socket, context: Any, hostname: str) -> Co[Any
 
 
 def co_tunnel(tr: PlainTransport, host: str, port: int) -> Co[None]:
-    """Ask the proxy behind *tr* for a CONNECT tunnel to *host*:*port*."""
+    """Ask the proxy behind *tr* for a CONNECT tunnel to *host*:*port*.
+
+    Any answer but 200 raises `ConnectionError` naming the status (as dugong
+    3.x did); a proxy that closes first raises `ConnectionClosed`, an answer
+    that is not HTTP (or too long) `InvalidResponse`.
+    """
     authority = format_host(host, port, -1)
     yield from tr.co_send_all(
         f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode("latin-1")
@@ -197,7 +223,7 @@ def co_tunnel(tr: PlainTransport, host: str, port: int) -> Co[None]:
             raise InvalidResponse("Proxy answer to CONNECT is too long")
         search = max(0, buf.end - 2)
     head = parse_head(buf.data[:end].decode("latin-1"))
-    if not 200 <= head.status < 300:
+    if head.status != 200:
         raise ConnectionError(
             f"Proxy refused CONNECT to {authority}: {head.status} {head.reason}"
         )
@@ -225,18 +251,29 @@ def co_open(
         if ssl_context is not None:
             sock = yield from co_tls_handshake(sock, ssl_context, host)
             log.debug("TLS established with %s (%s)", host, sock.version())
+        return make_transport(sock, tls=ssl_context is not None)
     except BaseException:
         sock.close()
         raise
-    return make_transport(sock, tls=ssl_context is not None)
 
 
 def create_socket(address: tuple[str, int]) -> socket.socket:
     """Connect a (blocking) TCP socket to *address* ``(host, port)``.
 
-    Name resolution failures raise `HostnameNotResolvable` or
-    `DNSUnavailable`; connection errors raise the `OSError` of the last
-    address tried.
+    Each address the name resolves to is tried in turn, until one accepts.
+
+    Args:
+        address: the ``(host, port)`` to connect to.
+
+    Returns:
+        socket.socket: the connected socket, in blocking mode.
+
+    Raises:
+        HostnameNotResolvable: the name does not exist (the DNS server
+            answered, see `DNS_TEST_HOSTNAMES`).
+        DNSUnavailable: no DNS server could be reached.
+        OSError: no address accepted the connection: the error of the last
+            one tried, e.g. `ConnectionRefusedError`.
     """
     host, port = address
     last: OSError | None = None

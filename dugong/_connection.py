@@ -550,7 +550,8 @@ class HTTPConnection:
         It ignores `timeout`: the driver decides how long to wait.
         """
         state = self._send
-        size = buf.nbytes if isinstance(buf, memoryview) else len(buf)
+        size = len(buf) if type(buf) is bytes or type(buf) is bytearray \
+            else memoryview(buf).nbytes
         if state is _Send.BODY:
             if size > self._out_left:
                 raise ExcessBodyData(f"write() of {size} bytes, but only {self._out_left} "
@@ -1167,7 +1168,10 @@ class HTTPConnection:
         if tr is None:
             return b""
         while True:
-            data = tr.recv(size)
+            try:
+                data = tr.recv(size)
+            except ConnectionClosed:
+                return b""  # reset, or TLS without close_notify: for a debug read, the end
             if data is not None:
                 return data
             yield tr.want

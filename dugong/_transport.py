@@ -3,12 +3,19 @@
 A transport turns every `OSError` of the socket into `ConnectionClosed` (keeping
 the original as ``__cause__``) and reports "would block" by returning -1 and
 leaving the `PollNeeded` to wait for in ``want``.
+
+Every method makes the system call first and only reports what to wait for
+when the call itself would block. So bytes that are already there, in the
+kernel or decrypted inside the TLS layer (where the socket's readiness cannot
+see them), are always used before a caller waits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import select
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -21,11 +28,22 @@ __all__ = ["PlainTransport", "TLSTransport", "make_transport"]
 _Buf = bytes | bytearray | memoryview
 _trace_ids = itertools.count(1)
 
+#: Most bytes `TLSTransport.recv` asks of the TLS layer at once. A TLS read
+#: returns at most one record (16 KiB of plaintext), so more would only be
+#: allocated to be thrown away.
+_TLS_RECV_MAX = 64 * 1024
+#: Buffers of `TLSTransport.sendv` up to this total are joined into one TLS write.
+_TLS_JOIN_MAX = 64 * 1024
+
 
 def _closed(exc: OSError, doing: str) -> ConnectionClosed:
     err = ConnectionClosed(f"Connection broken while {doing}: {exc}")
     err.__cause__ = exc
     return err
+
+
+def _nbytes(data: _Buf) -> int:
+    return data.nbytes if isinstance(data, memoryview) else len(data)
 
 
 class PlainTransport:
@@ -76,7 +94,7 @@ class PlainTransport:
             raise _closed(exc, "sending") from exc
 
     def sendv(self, parts: Sequence[_Buf]) -> int:
-        """Send several buffers in one call if possible: the count, or -1."""
+        """Send from several buffers, in order, in one call: the count, or -1."""
         try:
             return self.sock.sendmsg(parts)
         except BlockingIOError:
@@ -86,59 +104,83 @@ class PlainTransport:
             raise _closed(exc, "sending") from exc
 
     def co_send_all(self, data: _Buf) -> Co[None]:
-        """Send all of *data*, waiting as needed."""
+        """Send all of *data*, waiting as needed.
+
+        A call that would block is repeated with the same bytes, as TLS
+        requires (a TLS write that could not finish must be retried with the
+        same data).
+        """
         n = self.send(data)
-        if n == len(data):
+        if n == len(data) and (type(data) is bytes or type(data) is bytearray):
             return
         view = memoryview(data).cast("B")
         total = len(view)
         sent = max(n, 0)
-        while True:
+        while sent < total:
             if n < 0:
                 yield self.want
+            elif not self.tls:
+                # A short send means the socket buffer is full: wait rather than try again.
+                yield self.wait_out
             n = self.send(view[sent:])
             if n > 0:
                 sent += n
-                if sent >= total:
-                    return
 
     def co_send_parts(self, parts: Sequence[_Buf]) -> Co[None]:
-        """Send the buffers in *parts* one after the other, in as few calls as possible."""
-        total = sum(map(len, parts))
-        n = self.sendv(parts)
-        if n == total:
-            return
-        views = [memoryview(p).cast("B") for p in parts if len(p)]
-        while True:
+        """Send the buffers in *parts* one after the other, in as few calls as possible.
+
+        Like `co_send_all`, a call that would block is repeated with the same buffers.
+        """
+        views = [v for v in (memoryview(p).cast("B") for p in parts) if len(v)]
+        while views:
+            n = self.sendv(views)
             if n < 0:
                 yield self.want
-            elif n:
-                while n and n >= len(views[0]):
-                    n -= len(views.pop(0))
-                if not views:
-                    return
-                if n:
-                    views[0] = views[0][n:]
-            n = self.sendv(views)
+                continue
+            while n and n >= len(views[0]):
+                n -= len(views.pop(0))
+            if n:
+                views[0] = views[0][n:]
+            if views and not self.tls:
+                yield self.wait_out  # a short send: the socket buffer is full
 
     def dropped(self) -> bool:
-        """For an idle connection: True if the server closed it or sent unasked bytes."""
-        if self._idle_poller is None:
-            import select
+        """For an idle connection: True if the server closed it or sent unasked bytes.
 
+        A True answer means the connection must not carry another request; it
+        may have consumed some of what arrived.
+        """
+        if self._idle_poller is None:
             self._idle_poller = select.poll()
             self._idle_poller.register(self.fd, POLLIN)
         return bool(self._idle_poller.poll(0))
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # close() of a broken socket
             self.sock.close()
-        except OSError:  # pragma: no cover - close() of a broken socket
-            pass
 
 
 class TLSTransport(PlainTransport):
-    """A TLS socket: honours want-read/want-write in both directions."""
+    """A TLS socket (`ssl.SSLSocket`, non-blocking, handshake done).
+
+    Never hangs on data hidden in the TLS layer: ``recv_into``/``recv`` always
+    ask the TLS layer first, which hands out decrypted bytes it still holds
+    (e.g. the rest of a record that was larger than the previous read) before
+    it touches the socket; -1/None comes only when it needs the socket.
+    ``want`` then tells the direction the TLS layer needs, which need not be
+    the caller's: a read may have to write (e.g. answering a key update) and
+    a write may have to read.
+
+    End of stream: the server's close_notify alert is a clean EOF (0 or
+    b''). A TCP close *without* close_notify raises `ConnectionClosed`
+    instead. A TCP FIN is easily forged by anyone on the path, so treating it
+    as a clean EOF would let an attacker pass off a truncated body as complete
+    (a truncation attack). It only matters for bodies delimited by the close
+    (neither Content-Length nor chunked), which RFC 9112, section 9.8, calls
+    complete only after a valid close_notify; a body with a length or chunked
+    framing has ended before the server closes, so a server that omits
+    close_notify is harmless there.
+    """
 
     tls = True
 
@@ -146,9 +188,22 @@ class TLSTransport(PlainTransport):
         super().__init__(sock)
         import ssl
 
+        # Whoever wrapped the socket: an EOF without close_notify must raise (see above).
+        sock.suppress_ragged_eofs = False
         self._want_read = ssl.SSLWantReadError
         self._want_write = ssl.SSLWantWriteError
         self._zero_return = ssl.SSLZeroReturnError
+        self._ragged_eof = ssl.SSLEOFError
+        self._pending = sock.pending
+
+    @staticmethod
+    def _truncated(exc: OSError) -> ConnectionClosed:
+        err = ConnectionClosed(
+            f"Server closed the TLS connection without close_notify, so the data may "
+            f"have been cut: {exc}"
+        )
+        err.__cause__ = exc
+        return err
 
     def recv_into(self, buf: memoryview) -> int:
         try:
@@ -161,18 +216,29 @@ class TLSTransport(PlainTransport):
             return -1
         except self._zero_return:
             return 0
+        except self._ragged_eof as exc:
+            raise self._truncated(exc) from exc
         except OSError as exc:
             raise _closed(exc, "receiving") from exc
 
     def recv(self, size: int) -> bytes | None:
-        buf = bytearray(size)
-        n = self.recv_into(memoryview(buf))
-        if n < 0:
+        try:
+            return self._recv(size if size <= _TLS_RECV_MAX else _TLS_RECV_MAX)
+        except self._want_read:
+            self.want = self.wait_in
             return None
-        del buf[n:]
-        return bytes(buf)
+        except self._want_write:
+            self.want = self.wait_out
+            return None
+        except self._zero_return:
+            return b""
+        except self._ragged_eof as exc:
+            raise self._truncated(exc) from exc
+        except OSError as exc:
+            raise _closed(exc, "receiving") from exc
 
-    def send(self, data: _Buf) -> int:
+    def _send_tls(self, data: _Buf) -> int:
+        # One TLS write. Not overridden by the trace mixin, so sendv() is traced once.
         try:
             return self._send(data)
         except self._want_read:
@@ -184,16 +250,29 @@ class TLSTransport(PlainTransport):
         except OSError as exc:
             raise _closed(exc, "sending") from exc
 
+    def send(self, data: _Buf) -> int:
+        return self._send_tls(data)
+
     def sendv(self, parts: Sequence[_Buf]) -> int:
-        # TLS sockets have no sendmsg; small pieces are joined, a large one goes alone.
+        """Send from several buffers: the count, or -1.
+
+        TLS sockets have no ``sendmsg``: buffers up to `_TLS_JOIN_MAX` bytes in
+        all are joined and go out in one TLS write (full records rather than a
+        small one per piece); otherwise the first buffer goes alone. The choice
+        depends on *parts* only, so a retry with the same buffers after -1 hands
+        the TLS layer the same bytes again, as it requires.
+        """
         if len(parts) == 1:
-            return self.send(parts[0])
-        if sum(map(len, parts)) <= 16384:
-            return self.send(b"".join(parts))
-        return self.send(parts[0])
+            return self._send_tls(parts[0])
+        total = 0
+        for part in parts:
+            total += _nbytes(part)
+        if total <= _TLS_JOIN_MAX:
+            return self._send_tls(b"".join(parts))
+        return self._send_tls(parts[0])
 
     def dropped(self) -> bool:
-        if not self.sock.pending() and not super().dropped():
+        if not self._pending() and not super().dropped():
             return False
         # Readable may only mean TLS records without data (e.g. TLS 1.3 session tickets).
         try:
@@ -224,7 +303,7 @@ class _TraceMixin:
     def send(self, data: _Buf) -> int:
         n: int = super().send(data)  # type: ignore[misc]
         if n > 0:
-            self._trace.write(memoryview(data)[:n])
+            self._trace.write(memoryview(data).cast("B")[:n])
             self._trace.flush()
         return n
 
@@ -234,8 +313,9 @@ class _TraceMixin:
         for part in parts:
             if left <= 0:
                 break
-            self._trace.write(memoryview(part)[:left])
-            left -= len(part)
+            view = memoryview(part).cast("B")
+            self._trace.write(view[:left])
+            left -= len(view)
         self._trace.flush()
         return n
 

@@ -554,3 +554,35 @@ def test_connection_refused():
     with pytest.raises(ConnectionRefusedError):
         conn.send_request("GET", "/")
     assert dugong.is_temp_network_error(ConnectionRefusedError())
+
+
+@pytest.mark.parametrize("ending", ["close", "reset"])
+def test_read_raw_ends_with_empty_bytes(scripted_server, ending):
+    sent = b"" if ending == "reset" else b"raw bytes"  # a reset may drop unread bytes
+    srv = scripted_server([Step.read_request(), Step.send(sent),
+                           Step.reset() if ending == "reset" else Step.close()])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    conn.send_request("GET", "/")
+    data = b""
+    while chunk := conn.read_raw(100):
+        data += chunk
+    assert data == sent
+    assert conn.read_raw(100) == b""
+    conn.reset()
+
+
+def test_write_counts_bytes_not_items(drive, scripted_server):
+    import array
+
+    srv = scripted_server([Step.read_request(), Step.send(OK_3)])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    items = array.array("i", range(4))  # 4 items, 16 bytes
+    drive(conn, "send_request", "PUT", "/", body=BodyFollowing(16))
+    with pytest.raises(ExcessBodyData):
+        drive(conn, "write", array.array("i", range(5)))
+    drive(conn, "write", items)
+    drive(conn, "read_response")
+    assert drive(conn, "readall") == b"abc"
+    srv.wait_done()
+    assert srv.requests[0][0].body == items.tobytes()
+    conn.disconnect()

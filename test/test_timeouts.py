@@ -1,0 +1,261 @@
+"""HTTPConnection.timeout: connect, handshake, sends and receives of the blocking methods.
+
+Each stall must end in `ConnectionTimedOut` after ``timeout`` seconds plus a
+small margin; a slow but steady server must not trigger it (an idle timeout),
+and the co_ generators ignore it (their driver decides).
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import dugong
+from conftest import Driver
+from dugong import (
+    BodyFollowing,
+    ConnectionTimedOut,
+    HTTPConnection,
+    StateError,
+)
+from servers import Step, body_for
+
+pytestmark = pytest.mark.timeout(60)
+
+#: The connection timeout of these tests (seconds).
+TIMEOUT = 0.3
+#: How much later than TIMEOUT the exception may come (a loaded machine).
+MARGIN = 0.5
+
+OK_3 = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+
+
+class Stopwatch:
+    def __enter__(self) -> Stopwatch:
+        self.start = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.elapsed = time.monotonic() - self.start
+
+
+def times_out(call: Callable[..., Any], *args: Any, **kwargs: Any) -> ConnectionTimedOut:
+    """Run *call*; it must raise ConnectionTimedOut after TIMEOUT (+ MARGIN) seconds."""
+    with Stopwatch() as watch, pytest.raises(ConnectionTimedOut) as info:
+        call(*args, **kwargs)
+    assert TIMEOUT <= watch.elapsed < TIMEOUT + MARGIN, f"took {watch.elapsed:.3f} s"
+    assert dugong.is_temp_network_error(info.value)
+    assert str(TIMEOUT) in str(info.value)
+    return info.value
+
+
+@pytest.fixture(params=["plain", "tls"])
+def tls(request: pytest.FixtureRequest, tls_server_context: Any, tls_client_context: Any
+        ) -> tuple[Any, Any]:
+    """(server context, client context), both None for plain HTTP."""
+    if request.param == "plain":
+        return None, None
+    return tls_server_context, tls_client_context
+
+
+_opened: list[HTTPConnection] = []
+
+
+@pytest.fixture(autouse=True)
+def _disconnect_all() -> Iterator[None]:
+    """A connection that timed out stays open until reset: close them all after each test."""
+    yield
+    while _opened:
+        _opened.pop().disconnect()
+
+
+def connection(port: int, client_context: Any = None, **kwargs: Any) -> HTTPConnection:
+    conn = HTTPConnection("localhost" if client_context else "127.0.0.1", port,
+                          ssl_context=client_context, **kwargs)
+    conn.timeout = TIMEOUT
+    _opened.append(conn)
+    return conn
+
+
+# ------------------------------------------------------------------ opening
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[int]:
+    """A port whose accept queue is full and never drained: a TCP connect never completes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port))
+    yield port
+    filler.close()
+    listener.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux backlog behaviour")
+@pytest.mark.parametrize("method", ["connect", "send_request"])
+def test_tcp_connect(full_backlog, method):
+    conn = connection(full_backlog)
+    args = ("GET", "/") if method == "send_request" else ()
+    times_out(getattr(conn, method), *args)
+    assert conn._tr is None  # nothing half-open is kept
+
+
+def test_name_resolution(monkeypatch):
+    real = socket.getaddrinfo
+
+    def slow(host: str, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(TIMEOUT + MARGIN + 1)
+        return real("127.0.0.1", *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    conn = HTTPConnection("slow.test", 80)
+    conn.timeout = TIMEOUT
+    times_out(conn.connect)
+    assert conn._tr is None
+
+
+@pytest.mark.parametrize("steps", [[], [Step.read(10)]], ids=["silent", "reads-hello"])
+def test_tls_handshake(scripted_server, tls_client_context, steps):
+    # The server accepts, but never answers the ClientHello.
+    srv = scripted_server([*steps, Step.stop_reading()])
+    times_out(connection(srv.port, tls_client_context).connect)
+
+
+def test_tls_handshake_through_tunnel(scripted_server, tls_client_context):
+    srv = scripted_server([Step.read_request(), Step.send(b"HTTP/1.1 200 OK\r\n\r\n"),
+                           Step.stop_reading()])
+    conn = connection(443, tls_client_context, proxy=srv.address)
+    times_out(conn.send_request, "GET", "/")
+
+
+def test_proxy_never_answers_connect(scripted_server, tls_client_context):
+    srv = scripted_server([Step.read_request(), Step.stop_reading()])
+    conn = connection(443, tls_client_context, proxy=srv.address)
+    times_out(conn.send_request, "GET", "/")
+
+
+# ------------------------------------------------------------------ sending
+
+
+@pytest.mark.parametrize("how", ["write", "body", "chunked"])
+def test_upload_stalls(scripted_server, tls, how):
+    # The server reads the head, then no more: the buffers fill and sending stalls.
+    server_context, client_context = tls
+    srv = scripted_server([Step.read_request(body=False), Step.stop_reading()],
+                          ssl_context=server_context)
+    conn = connection(srv.port, client_context)
+    size = 32 * 1024 * 1024
+    data = bytes(size)
+    if how == "body":
+        times_out(conn.send_request, "PUT", "/", body=data)
+        return
+    conn.send_request("PUT", "/", body=BodyFollowing(None if how == "chunked" else size))
+    times_out(conn.write, data)
+    conn.disconnect()
+
+
+# ------------------------------------------------------------------ receiving
+
+
+@pytest.mark.parametrize("where", ["before-head", "in-head", "in-body", "in-chunked-body"])
+def test_response_stalls(scripted_server, tls, where):
+    server_context, client_context = tls
+    sent = {
+        "before-head": b"",
+        "in-head": b"HTTP/1.1 200 OK\r\nContent-Le",
+        "in-body": b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + body_for(50_000),
+        "in-chunked-body": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           b"10\r\n0123456789abcdef\r\n",
+    }[where]
+    steps = [Step.read_request()] + ([Step.send(sent)] if sent else []) + [Step.stop_reading()]
+    srv = scripted_server(steps, ssl_context=server_context)
+    conn = connection(srv.port, client_context)
+    conn.send_request("GET", "/")
+    if where in ("before-head", "in-head"):
+        times_out(conn.read_response)
+        return
+    conn.read_response()
+    if where == "in-body":
+        got = bytearray()
+        while len(got) < 50_000:  # what arrived can be read
+            got += conn.read(50_000 - len(got))
+        assert got == body_for(50_000)
+        times_out(conn.read, 1000)
+    else:
+        assert conn.read(100) == b"0123456789abcdef"
+        times_out(conn.read, 100)
+
+
+@pytest.mark.parametrize("method", ["read", "readinto", "readall", "discard"])
+def test_body_reads_time_out(scripted_server, tls, method):
+    server_context, client_context = tls
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    srv = scripted_server([Step.read_request(), Step.send(head + b"01234"), Step.stop_reading()],
+                          ssl_context=server_context)
+    conn = connection(srv.port, client_context)
+    conn.send_request("GET", "/")
+    conn.read_response()
+    assert conn.read(100) == b"01234"
+    args = {"read": (5,), "readinto": (bytearray(5),), "readall": (), "discard": ()}[method]
+    times_out(getattr(conn, method), *args)
+    conn.disconnect()
+
+
+def test_slow_but_steady_server_is_fine(scripted_server, tls):
+    # 10 bytes every TIMEOUT / 2 seconds: 2.5 TIMEOUT in all, never idle that long.
+    server_context, client_context = tls
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"
+    srv = scripted_server([Step.read_request(),
+                           Step.send(answer, chunk=10, delay=TIMEOUT / 2)],
+                          ssl_context=server_context)
+    conn = connection(srv.port, client_context)
+    with Stopwatch() as watch:
+        conn.send_request("GET", "/")
+        conn.read_response()
+        assert conn.readall() == b"0123456789"
+    assert watch.elapsed > 1.5 * TIMEOUT
+    conn.disconnect()
+
+
+def test_generators_ignore_timeout(scripted_server, tls):
+    server_context, client_context = tls
+    srv = scripted_server([Step.read_request(), Step.sleep(2 * TIMEOUT), Step.send(OK_3)],
+                          ssl_context=server_context)
+    conn = connection(srv.port, client_context)
+    drive = Driver("select")
+    drive(conn, "send_request", "GET", "/")
+    assert drive(conn, "read_response").status == 200
+    assert drive(conn, "readall") == b"abc"
+    conn.disconnect()
+
+
+def test_no_timeout_by_default(scripted_server):
+    srv = scripted_server([Step.read_request(), Step.sleep(2 * TIMEOUT), Step.send(OK_3)])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    assert conn.timeout is None
+    conn.send_request("GET", "/")
+    conn.read_response()
+    assert conn.readall() == b"abc"
+    conn.disconnect()
+
+
+def test_reset_after_timeout(scripted_server):
+    srv = scripted_server([[Step.read_request(), Step.stop_reading()],
+                           [Step.read_request(), Step.send(OK_3)]])
+    conn = connection(srv.port)
+    conn.send_request("GET", "/1")
+    times_out(conn.read_response)
+    with pytest.raises(StateError, match="reset"):
+        conn.read_response()
+    conn.reset()
+    conn.send_request("GET", "/2")
+    conn.read_response()
+    assert conn.readall() == b"abc"
+    conn.disconnect()
