@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Generator
 from typing import Any, TypeVar
 
@@ -40,18 +39,14 @@ async def run_async(crt: Generator[Any, None, _T], timeout: float | None = None)
             if not isinstance(pn, PollNeeded):
                 raise TypeError(f"co_ generator yielded {pn!r}, not a PollNeeded")
             wait = wait_readable if pn[1] & POLLIN else wait_writable
-            limit = timeout
-            until_deadline = False
-            if pn.deadline is not None:
-                left = max(0.0, pn.deadline - time.monotonic())
-                if timeout is None or left <= timeout:
-                    limit, until_deadline = left, True
+            left = pn.until_deadline(timeout)
+            limit = timeout if left is None else left
             if limit is None:
                 await wait(pn[0])
             else:
                 with anyio.move_on_after(limit) as scope:
                     await wait(pn[0])
-                if scope.cancelled_caught and not until_deadline:
+                if scope.cancelled_caught and left is None:
                     raise ConnectionTimedOut(f"No progress for {timeout} seconds")
             pn = crt.send(None)
     except StopIteration as exc:

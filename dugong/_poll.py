@@ -78,13 +78,24 @@ class PollNeeded(tuple[int, int]):
             bool: True when the generator should be resumed, False if
             *timeout* seconds passed first.
         """
-        deadline = self.deadline
-        if deadline is not None:
-            left = max(0.0, deadline - time.monotonic())
-            if timeout is None or left <= timeout:
-                _wait(self[0], self[1], left)
-                return True
+        left = self.until_deadline(timeout)
+        if left is not None:
+            _wait(self[0], self[1], left)
+            return True
         return _wait(self[0], self[1], timeout)
+
+    def until_deadline(self, timeout: float | None) -> float | None:
+        """Seconds left until the `deadline`, if it comes before *timeout* runs out.
+
+        None if there is no deadline or *timeout* ends the wait first: a driver
+        then waits at most *timeout* and treats running out as a timeout,
+        whereas reaching the deadline means resuming the generator.
+        """
+        deadline = self.deadline
+        if deadline is None:
+            return None
+        left = max(0.0, deadline - time.monotonic())
+        return left if timeout is None or left <= timeout else None
 
     def __repr__(self) -> str:
         what = "|".join(
@@ -156,10 +167,9 @@ def eval_coroutine(crt: Generator[Any, None, _T], timeout: float | None = None) 
                     poller.unregister(fd)
                 fd, mask = pn
                 poller.register(fd, mask)
-            deadline = pn.deadline
-            if deadline is not None:
-                left = max(0.0, deadline - time.monotonic())
-                if timeout is None or left <= timeout:
+            if pn.deadline is not None:
+                left = pn.until_deadline(timeout)
+                if left is not None:
                     poller.poll(_to_ms(left))
                     pn = send(None)
                     continue
