@@ -383,8 +383,7 @@ class HTTPConnection:
         if self._broken is None:
             self._broken = why
         self._body = None
-        if self._send is not _Send.CLOSED:
-            self._send = _Send.CLOSED
+        self._send = _Send.CLOSED
 
     def _unusable(self) -> Exception:
         if self._broken is not None:
@@ -393,16 +392,11 @@ class HTTPConnection:
 
     def _lost(self, exc: ConnectionClosed) -> None:
         """The transport died: close it and remember why."""
-        self._closed_reason = str(exc)
-        self._send = _Send.CLOSED
         self._body = None
-        tr = self._tr
-        if tr is not None:
-            self._tr = None
-            tr.close()
+        self._closed(str(exc))
 
-    def _server_closed(self, why: str) -> None:
-        """The server closes after this response: close our side once it is read."""
+    def _closed(self, why: str) -> None:
+        """No request or response can use this connection any more: close our side."""
         self._closed_reason = why
         self._send = _Send.CLOSED
         tr = self._tr
@@ -855,7 +849,7 @@ class HTTPConnection:
         self._body = None
         self._body_done = True
         if will_close:
-            self._server_closed("Server announced that it closes the connection")
+            self._closed("Server announced that it closes the connection")
         elif self._stale and not self._pending:
             self.disconnect()
             self._body_done = True
@@ -959,7 +953,7 @@ class HTTPConnection:
         if body.kind is BodyKind.UNTIL_CLOSE:
             self._body = None
             self._body_done = True
-            self._server_closed("Server closed the connection after the response")
+            self._closed("Server closed the connection after the response")
             return 0
         if body.kind is BodyKind.LENGTH:
             got = (body.response.length or 0) - body.left
