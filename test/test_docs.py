@@ -583,3 +583,23 @@ def test_anyio_fetch_timeout_and_cancel(scripted_server: Callable[..., ScriptedS
                             f"http://127.0.0.1:{stall.port}/stall",
                             f"{http_server.url}/size/5"))
     assert out == ["/stall: timed out", "/size/5: 200, 5 bytes"]
+
+
+@covers("gzip_download.py")
+@pytest.mark.parametrize("compressed", [True, False])
+def test_gzip_download(scripted_server: Callable[..., ScriptedServer], tmp_path: Path,
+                       compressed: bool) -> None:
+    import gzip
+
+    original = body_for(200_000)
+    payload = gzip.compress(original) if compressed else original
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % len(payload)
+    if compressed:
+        head += b"Content-Encoding: gzip\r\n"
+    srv = scripted_server([Step.read_request(), Step.send(head + b"\r\n" + payload)])
+    out = tmp_path / "out.bin"
+    proc = run_example("gzip_download.py", f"http://127.0.0.1:{srv.port}/data", out)
+    assert lines(proc) == [f"received {len(payload)} bytes, wrote {len(original)} bytes"]
+    assert out.read_bytes() == original
+    srv.wait_done()
+    assert srv.requests[0][0].header_all("Accept-Encoding") == ["gzip"]
