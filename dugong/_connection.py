@@ -642,7 +642,7 @@ class HTTPConnection:
                 if text is None:  # no answer in expect100_timeout: go ahead as if 100
                     return self._continue(req, "Continue", ResponseHeaders([]))
                 head = parse_head(text, pkg.MAX_LINE_SIZE, max_head, pkg.MAX_HEADER_FIELDS)
-                status = head.status
+                status = head[1]
                 if status >= 200 or status == 101:
                     break
                 if status == 100 and waiting100:
@@ -669,26 +669,24 @@ class HTTPConnection:
             self._stale = True
             if self._send is _Send.WAIT100:
                 self._send = _Send.IDLE
-        framing = body_framing(req.method, head)
+        kind, length, will_close, error = body_framing(req.method, head)
         if status == 101:
-            framing = framing._replace(kind=BodyKind.NONE, length=0, will_close=True)
-        kind = framing.kind
-        resp = HTTPResponse(req.method, req.path, status, head.reason, head.headers,
-                            framing.length)
+            kind, length, will_close = BodyKind.NONE, 0, True
+        resp = HTTPResponse(req.method, req.path, status, head[2], head[3], length)
         self._body_done = False
         # The body is set up before the request leaves the queue, so that a thread sending
         # meanwhile never sees the connection idle while this response is being read.
-        if kind is BodyKind.LENGTH and framing.length:
-            self._body = _Body(kind, framing.length, resp, framing.will_close)
+        if kind is BodyKind.LENGTH and length:
+            self._body = _Body(kind, length, resp, will_close)
         elif kind is BodyKind.CHUNKED:
-            self._body = _Body(kind, 0, resp, framing.will_close)
+            self._body = _Body(kind, 0, resp, will_close)
         elif kind is BodyKind.UNTIL_CLOSE:
             self._body = _Body(kind, _UNTIL_CLOSE, resp, True)
         elif kind is BodyKind.ERROR:
-            self._body = _Body(kind, 0, resp, True, framing.error)
+            self._body = _Body(kind, 0, resp, True, error)
         self._pending.popleft()
         if self._body is None:
-            self._end_body(framing.will_close)
+            self._end_body(will_close)
         return resp
 
     def _continue(self, req: _Request, reason: str, headers: ResponseHeaders) -> HTTPResponse:

@@ -132,6 +132,32 @@ def request_head(
     added unless the caller gave them. Raises `ValueError` (or `TypeError`)
     for anything that cannot be sent as it is.
     """
+    if not headers:
+        # Requests without caller fields repeat a lot (the same GET again and again):
+        # their heads are kept, keyed by everything that goes into them.
+        key = (method, target, host, body_fields)
+        cached = _plain_heads.get(key)
+        if cached is None:
+            cached = _request_head(method, target, None, host, body_fields, body_names)
+            if len(_plain_heads) >= 512:
+                _plain_heads.clear()
+            _plain_heads[key] = cached
+        return cached
+    return _request_head(method, target, headers, host, body_fields, body_names)
+
+
+# Heads of requests without caller fields, by (method, target, host, body fields).
+_plain_heads: dict[tuple[object, ...], bytes] = {}
+
+
+def _request_head(
+    method: str,
+    target: str,
+    headers: Mapping[str, str] | None,
+    host: str,
+    body_fields: tuple[tuple[str, str], ...] | tuple[()],
+    body_names: tuple[str, ...] | tuple[()],
+) -> bytes:
     _check_token("method", method)
     if not isinstance(target, str):
         raise TypeError(f"path must be str, not {type(target).__name__}")
@@ -246,7 +272,7 @@ def parse_head(head: str, max_line: int | None = None, max_size: int | None = No
         # Only a bare LF can end a head otherwise (see find_head_end).
         raise InvalidResponse("Response head does not end in an empty line with CRLF")
     items, first = parse_fields(head[eol + 2 : -2], max_fields)
-    return Head(int(minor), int(status), reason or "", ResponseHeaders(items, first))
+    return _new(Head, (int(minor), int(status), reason or "", ResponseHeaders(items, first)))
 
 
 def parse_fields(block: str, max_fields: int | None = None,
@@ -309,6 +335,11 @@ def _parse_fields_slow(block: str) -> list[tuple[str, str]]:
     return items
 
 
+# Building the result tuples of the parsers directly skips the Python-level __new__
+# of NamedTuple on every response.
+_new = tuple.__new__
+
+
 class BodyKind(enum.Enum):
     """How the end of a response body is found."""
 
@@ -366,12 +397,12 @@ def body_framing(method: str, head: Head) -> Framing:
             will_close = "close" in tokens or (head.minor == 0 and "keep-alive" not in tokens)
     status = head.status
     if method == "HEAD" or status < 200 or status in _NO_BODY_STATUS:
-        return Framing(BodyKind.NONE, 0, will_close)
+        return _new(Framing, (BodyKind.NONE, 0, will_close, None))
     te = first.get("transfer-encoding")
     cl = first.get("content-length")
     if te is None and cl is not None and not repeated and cl.isdigit() and cl.isascii() \
             and len(cl) <= 18:
-        return Framing(BodyKind.LENGTH, int(cl), will_close)
+        return _new(Framing, (BodyKind.LENGTH, int(cl), will_close, None))
     if te is not None:
         if repeated:
             te = _joined(headers, "transfer-encoding", te)
@@ -380,7 +411,7 @@ def body_framing(method: str, head: Head) -> Framing:
                 f"Response has both Transfer-Encoding ({te!r}) and Content-Length ({cl!r})"))
         codings = _tokens(te)
         if codings == ["chunked"]:
-            return Framing(BodyKind.CHUNKED, None, will_close or head.minor == 0)
+            return _new(Framing, (BodyKind.CHUNKED, None, will_close or head.minor == 0, None))
         if codings.count("chunked") > 1 or not codings:
             return _error(InvalidResponse(f"Invalid Transfer-Encoding {te!r}"))
         return _error(UnsupportedResponse(
