@@ -23,11 +23,10 @@ from ._headers import CaseInsensitiveDict, ResponseHeaders
 from ._poll import Co, PollNeeded, eval_coroutine
 from ._protocol import (
     BodyKind,
-    body_framing,
     find_head_end,
     format_host,
     parse_chunk_size,
-    parse_head,
+    parse_response,
     parse_trailers,
     request_head,
 )
@@ -641,7 +640,8 @@ class HTTPConnection:
                 text = yield from self._co_read_head(max_head, deadline)
                 if text is None:  # no answer in expect100_timeout: go ahead as if 100
                     return self._continue(req, "Continue", ResponseHeaders([]))
-                head = parse_head(text, pkg.MAX_LINE_SIZE, max_head, pkg.MAX_HEADER_FIELDS)
+                head, framing = parse_response(req.method, text, pkg.MAX_LINE_SIZE, max_head,
+                                               pkg.MAX_HEADER_FIELDS)
                 status = head[1]
                 if status >= 200 or status == 101:
                     break
@@ -669,7 +669,7 @@ class HTTPConnection:
             self._stale = True
             if self._send is _Send.WAIT100:
                 self._send = _Send.IDLE
-        kind, length, will_close, error = body_framing(req.method, head)
+        kind, length, will_close, error = framing
         if status == 101:
             kind, length, will_close = BodyKind.NONE, 0, True
         resp = HTTPResponse(req.method, req.path, status, head[2], head[3], length)

@@ -57,6 +57,7 @@ __all__ = [
     "parse_chunk_size",
     "parse_fields",
     "parse_head",
+    "parse_response",
     "parse_trailers",
     "request_head",
 ]
@@ -431,6 +432,34 @@ def body_framing(method: str, head: Head) -> Framing:
     return _error(UnsupportedResponse(
         "Response keeps the connection open but gives its body neither a "
         "Content-Length nor chunked framing"))
+
+
+# Recently parsed heads: servers send the same head again and again (the same
+# resource within the same second of their Date field), so a response whose head
+# text equals one seen before reuses its parse. Bounded in entries and head size.
+_parsed: dict[tuple[str, str, int, int, int], tuple[Head, Framing]] = {}
+_PARSED_ENTRIES = 128
+_PARSED_HEAD_SIZE = 2048
+
+
+def parse_response(method: str, text: str, max_line: int, max_size: int,
+                   max_fields: int) -> tuple[Head, Framing]:
+    """`parse_head` and `body_framing` together, reusing the result for a repeated head.
+
+    The result is shared between equal heads: `ResponseHeaders` is read-only. A
+    framing error is never shared, so that each response raises its own exception.
+    """
+    key = (text, method, max_line, max_size, max_fields)
+    known = _parsed.get(key)
+    if known is not None:
+        return known
+    head = parse_head(text, max_line, max_size, max_fields)
+    result = (head, body_framing(method, head))
+    if len(text) <= _PARSED_HEAD_SIZE and result[1][0] is not BodyKind.ERROR:
+        if len(_parsed) >= _PARSED_ENTRIES:
+            _parsed.clear()
+        _parsed[key] = result
+    return result
 
 
 def _error(exc: Exception) -> Framing:

@@ -1,0 +1,67 @@
+"""Repeated response heads reuse their parse, without sharing errors or ignoring limits."""
+
+from __future__ import annotations
+
+import pytest
+
+import dugong
+from dugong import _protocol as P
+
+HEAD = ("HTTP/1.1 200 OK\r\nServer: test\r\nContent-Length: 3\r\n"
+        "Connection: keep-alive\r\n\r\n")
+
+
+def test_equal_heads_share_one_parse():
+    P._parsed.clear()
+    first = P.parse_response("GET", HEAD, 8192, 65536, 512)
+    again = P.parse_response("GET", "".join(list(HEAD)), 8192, 65536, 512)
+    assert again is first
+    head, framing = first
+    assert (head.status, framing.kind, framing.length) == (200, P.BodyKind.LENGTH, 3)
+    # The method is part of what is remembered: HEAD has no body.
+    assert P.parse_response("HEAD", HEAD, 8192, 65536, 512)[1].kind is P.BodyKind.NONE
+
+
+def test_limits_are_part_of_the_key():
+    P._parsed.clear()
+    P.parse_response("GET", HEAD, 8192, 65536, 512)
+    with pytest.raises(dugong.InvalidResponse, match="Too many header fields"):
+        P.parse_response("GET", HEAD, 8192, 65536, 2)
+
+
+def test_framing_errors_are_never_shared():
+    P._parsed.clear()
+    bad = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+    one = P.parse_response("GET", bad, 8192, 65536, 512)[1].error
+    two = P.parse_response("GET", bad, 8192, 65536, 512)[1].error
+    assert isinstance(one, dugong.InvalidResponse)
+    assert one is not two
+
+
+def test_memory_is_bounded():
+    P._parsed.clear()
+    for i in range(3 * P._PARSED_ENTRIES):
+        P.parse_response("GET", HEAD.replace("test", f"test{i}"), 8192, 65536, 512)
+    assert len(P._parsed) <= P._PARSED_ENTRIES
+    big = HEAD.replace("test", "x" * P._PARSED_HEAD_SIZE)
+    P._parsed.clear()
+    P.parse_response("GET", big, 8192, 65536, 512)
+    assert not P._parsed
+
+
+def test_connection_responses_with_the_same_head(drive, scripted_server):
+    from servers import Step
+
+    resp = HEAD.encode() + b"abc"
+    srv = scripted_server([Step.read_request(), Step.read_request(), Step.send(resp * 2)])
+    conn = dugong.HTTPConnection("127.0.0.1", srv.port)
+    drive(conn, "send_request", "GET", "/1")
+    drive(conn, "send_request", "GET", "/2")
+    r1 = drive(conn, "read_response")
+    assert drive(conn, "readall") == b"abc"
+    r2 = drive(conn, "read_response")
+    assert drive(conn, "readall") == b"abc"
+    assert (r1.path, r2.path) == ("/1", "/2")
+    assert r1.headers["server"] == r2.headers["server"] == "test"
+    assert r1 is not r2
+    conn.disconnect()
