@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 PKG_STAMP   := $(VENV)/.stamp-package
 DEV_STAMP   := $(VENV)/.stamp-dev
 
-.PHONY: test demo lint doc bench bench-quick clean
+.PHONY: test test-pythons demo lint doc bench bench-quick clean
 
 # ------------------------------------------------------------------ set-up
 
@@ -39,6 +39,11 @@ test: $(DEV_STAMP) $(PKG_STAMP)
 	$(PY) -m coverage erase
 	$(PY) -m coverage run -m pytest $(PYTEST_ARGS)
 	$(PY) -m coverage report
+
+# The core tests under every other CPython >= 3.11 on this machine (each in its
+# own .venv-pyX.Y); the main Python is covered by `make test`.
+test-pythons:
+	bash .ci/other-pythons
 
 # A demonstration against a local server that dugong's demo starts itself.
 demo: $(PKG_STAMP)
