@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import dugong
+from co_helpers import Co, fill, receive, send
 from dugong import (
     POLLIN,
     POLLOUT,
@@ -25,8 +26,6 @@ from dugong import (
     StateError,
 )
 from servers import Step, body_for
-
-Co = Generator[PollNeeded, None, Any]
 
 
 def run(coro: Any) -> Any:
@@ -47,15 +46,6 @@ def registered(fd: int) -> int:
         return 0
 
 
-def fill(sock: socket.socket) -> int:
-    sent = 0
-    while True:
-        try:
-            sent += sock.send(b"x" * 65536)
-        except BlockingIOError:
-            return sent
-
-
 @pytest.fixture
 def pair() -> Generator[tuple[socket.socket, socket.socket], None, None]:
     a, b = socket.socketpair()
@@ -64,31 +54,6 @@ def pair() -> Generator[tuple[socket.socket, socket.socket], None, None]:
     yield a, b
     a.close()
     b.close()
-
-
-def receive(sock: socket.socket, size: int) -> Co:
-    parts = []
-    while size:
-        try:
-            data = sock.recv(size)
-        except BlockingIOError:
-            yield PollNeeded(sock.fileno(), POLLIN)
-            continue
-        if not data:
-            raise EOFError("peer closed")
-        parts.append(data)
-        size -= len(data)
-    return b"".join(parts)
-
-
-def send(sock: socket.socket, data: bytes) -> Co:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[sock.send(view):]
-        except BlockingIOError:
-            yield PollNeeded(sock.fileno(), POLLOUT)
-    return len(data)
 
 
 # --------------------------------------------------------------------- basics

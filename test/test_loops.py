@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import dugong
+from co_helpers import Co, fill, receive, send
 from dugong import (
     POLLIN,
     POLLOUT,
@@ -20,19 +21,6 @@ from dugong import (
     eval_coroutines,
 )
 from servers import body_for
-
-Co = Generator[PollNeeded, None, Any]
-
-
-def fill(sock: socket.socket) -> int:
-    """Send into the non-blocking *sock* until its buffers are full; the count."""
-    sent = 0
-    chunk = b"x" * 65536
-    while True:
-        try:
-            sent += sock.send(chunk)
-        except BlockingIOError:
-            return sent
 
 
 def drain(sock: socket.socket, size: int) -> None:
@@ -48,32 +36,6 @@ def pair() -> Generator[tuple[socket.socket, socket.socket], None, None]:
     yield a, b
     a.close()
     b.close()
-
-
-def receive(sock: socket.socket, size: int) -> Co:
-    """Receive exactly *size* bytes from the non-blocking *sock*."""
-    parts = []
-    while size:
-        try:
-            data = sock.recv(size)
-        except BlockingIOError:
-            yield PollNeeded(sock.fileno(), POLLIN)
-            continue
-        if not data:
-            raise EOFError
-        parts.append(data)
-        size -= len(data)
-    return b"".join(parts)
-
-
-def send(sock: socket.socket, data: bytes) -> Co:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[sock.send(view):]
-        except BlockingIOError:
-            yield PollNeeded(sock.fileno(), POLLOUT)
-    return len(data)
 
 
 # --------------------------------------------------------------------- basics
