@@ -137,28 +137,9 @@ def request_head(
         # Requests without caller fields repeat a lot (the same GET again and again):
         # their heads are kept, keyed by everything that goes into them.
         key = (method, target, host, body_fields)
-        cached = _plain_heads.get(key)
-        if cached is None:
-            cached = _request_head(method, target, None, host, body_fields, body_names)
-            if len(_plain_heads) >= 512:
-                _plain_heads.clear()
-            _plain_heads[key] = cached
-        return cached
-    return _request_head(method, target, headers, host, body_fields, body_names)
-
-
-# Heads of requests without caller fields, by (method, target, host, body fields).
-_plain_heads: dict[tuple[object, ...], bytes] = {}
-
-
-def _request_head(
-    method: str,
-    target: str,
-    headers: Mapping[str, str] | None,
-    host: str,
-    body_fields: tuple[tuple[str, str], ...] | tuple[()],
-    body_names: tuple[str, ...] | tuple[()],
-) -> bytes:
+        known = _plain_heads.get(key)
+        if known is not None:
+            return known
     _check_token("method", method)
     if not isinstance(target, str):
         raise TypeError(f"path must be str, not {type(target).__name__}")
@@ -202,7 +183,16 @@ def _request_head(
     # A CR, LF or NUL from the caller shows as a surplus over the lines we wrote.
     if head.count("\n") != lines or head.count("\r") != lines or "\x00" in head:
         _find_bad_value(headers)
-    return head.encode("latin-1")
+    data = head.encode("latin-1")
+    if not headers:
+        if len(_plain_heads) >= 512:
+            _plain_heads.clear()
+        _plain_heads[key] = data
+    return data
+
+
+# Heads of requests without caller fields, by (method, target, host, body fields).
+_plain_heads: dict[tuple[object, ...], bytes] = {}
 
 
 def _find_bad_value(headers: Mapping[str, str] | None) -> None:

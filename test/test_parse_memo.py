@@ -65,3 +65,20 @@ def test_connection_responses_with_the_same_head(drive, scripted_server):
     assert r1.headers["server"] == r2.headers["server"] == "test"
     assert r1 is not r2
     conn.disconnect()
+
+
+def test_request_heads_without_caller_fields_are_reused_and_still_checked():
+    P._plain_heads.clear()
+    fields = (("Content-Length", "0"),)
+    names = ("content-length", "transfer-encoding")
+    one = P.request_head("GET", "/a", None, "h", fields, names)
+    assert P.request_head("GET", "/a", {}, "h", fields, names) is one
+    assert P.request_head("GET", "/a", None, "other", fields, names) != one
+    for _ in range(2):  # a refused head is never remembered
+        with pytest.raises(ValueError, match="invalid request target"):
+            P.request_head("GET", "/a b", None, "h", fields, names)
+    for i in range(1200):
+        P.request_head("GET", f"/{i}", None, "h", fields, names)
+    assert len(P._plain_heads) <= 512
+    with_fields = P.request_head("GET", "/a", {"X": "1"}, "h", fields, names)
+    assert b"X: 1\r\n" in with_fields
