@@ -347,7 +347,37 @@ class _Stopped(Exception):
     """The server is stopping."""
 
 
-class ScriptedServer:
+class _Checked:
+    """What both servers share: collected errors, ``check()``, use as a context manager."""
+
+    #: names the server in the message of ``check()``
+    label = "server"
+    errors: list[str]
+    _lock: threading.Lock
+
+    def start(self) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def stop(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise ``AssertionError`` listing every error seen so far."""
+        with self._lock:
+            errors = list(self.errors)
+        if errors:
+            raise AssertionError(f"{self.label} errors:\n  " + "\n  ".join(errors))
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.stop()
+        if exc_type is None:
+            self.check()
+
+
+class ScriptedServer(_Checked):
     """A raw-socket server that plays a script of `Step`\\ s on each connection.
 
     *scripts* is either one script (a sequence of `Step`) or a sequence of
@@ -373,6 +403,8 @@ class ScriptedServer:
     the server keeps the connection open and records what arrives until the
     client closes; bytes arriving then are an error.
     """
+
+    label = "scripted server"
 
     def __init__(
         self,
@@ -487,20 +519,6 @@ class ScriptedServer:
         for sock in sockets:
             sock.close()
 
-    def check(self) -> None:
-        """Raise ``AssertionError`` listing every error seen so far."""
-        with self._lock:
-            errors = list(self.errors)
-        if errors:
-            raise AssertionError("scripted server errors:\n  " + "\n  ".join(errors))
-
-    def __enter__(self) -> ScriptedServer:
-        return self.start()
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.stop()
-        if exc_type is None:
-            self.check()
 
     # -- internals
 
@@ -1144,7 +1162,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-class HTTPTestServer:
+class HTTPTestServer(_Checked):
     """A threaded ``http.server`` (HTTP/1.1, keep-alive) with predictable paths.
 
     Paths (any method; HEAD gets the headers without the body; request bodies
@@ -1180,6 +1198,8 @@ class HTTPTestServer:
     unexpected exceptions of the handlers (disconnects, resets and TLS errors
     are not errors); ``check()`` raises them.
     """
+
+    label = "HTTP test server"
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None, host: str = HOST):
         self.ssl_context = ssl_context
@@ -1243,19 +1263,6 @@ class HTTPTestServer:
             if thread.is_alive():
                 self._error(f"{thread.name} did not stop")
 
-    def check(self) -> None:
-        with self._lock:
-            errors = list(self.errors)
-        if errors:
-            raise AssertionError("HTTP test server errors:\n  " + "\n  ".join(errors))
-
-    def __enter__(self) -> HTTPTestServer:
-        return self.start()
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.stop()
-        if exc_type is None:
-            self.check()
 
 
 # =====================================================================================
