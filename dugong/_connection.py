@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 import sys
 import time
 from collections import deque
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from ._buffer import RecvBuffer
 from ._connect import co_open
@@ -138,12 +137,14 @@ class _Request(NamedTuple):
     body_length: int | None  # announced with BodyFollowing; None: chunked or no body
 
 
-class _Send(enum.Enum):
-    IDLE = "no request body in progress"
-    BODY = "sending a body of known length"
-    CHUNKED = "sending a chunked body"
-    WAIT100 = "waiting for 100 Continue"
-    CLOSED = "the connection broke while sending"
+class _Send:
+    """What the sending side is doing (string constants: see `BodyKind`)."""
+
+    IDLE: Final = "no request body in progress"
+    BODY: Final = "sending a body of known length"
+    CHUNKED: Final = "sending a chunked body"
+    WAIT100: Final = "waiting for 100 Continue"
+    CLOSED: Final = "the connection broke while sending"
 
 
 class _Body:
@@ -151,7 +152,7 @@ class _Body:
 
     __slots__ = ("error", "kind", "left", "need_crlf", "response", "will_close")
 
-    def __init__(self, kind: BodyKind, left: int, response: HTTPResponse,
+    def __init__(self, kind: str, left: int, response: HTTPResponse,
                  will_close: bool, error: Exception | None = None) -> None:
         self.kind = kind
         #: bytes that may be read before framing work is due (chunk data or length)
@@ -258,6 +259,8 @@ class HTTPConnection:
         self._out_left = 0
         self._body: _Body | None = None
         self._body_done = False
+        self._interim = 0  # bytes of 1xx heads skipped since the last final response
+        self._head_seen = 0  # bytes of the next head already searched for its end
         #: why no further request or response can use this connection
         self._closed_reason: str | None = None
         #: why the connection must be reset before further use
@@ -318,6 +321,7 @@ class HTTPConnection:
         self._out_left = 0
         self._body = None
         self._body_done = False
+        self._interim = self._head_seen = 0
         self._closed_reason = None
         self._broken = None
         self._stale = False
@@ -445,7 +449,7 @@ class HTTPConnection:
         if self._send is not _Send.IDLE:
             if self._broken is not None or self._closed_reason is not None:
                 raise self._unusable()
-            raise StateError(f"Cannot send a request now: {self._send.value}")
+            raise StateError(f"Cannot send a request now: {self._send}")
         if self._stale:
             if self._pending or self._body is not None:
                 raise StateError("The server answered before the request body was sent; "
@@ -618,39 +622,96 @@ class HTTPConnection:
             raise ConnectionClosed(f"No response to {req.method} {req.path}: "
                                    f"{self._closed_reason}")
 
+    def _start_response(self) -> tuple[_Request, bool]:
+        """Check that a response may be read now: its request, and if a 100 is awaited."""
+        if self._body is not None or not self._pending or self._closed_reason is not None \
+                or self._broken is not None:
+            self._check_read_response()
+        req = self._pending[0]
+        return req, req.expect100 and self._send is _Send.WAIT100 and len(self._pending) == 1
+
+    def _buffered_response(self, req: _Request, waiting100: bool) -> HTTPResponse | None:
+        """The response to *req* if its head is buffered, else None (more bytes needed).
+
+        Interim 1xx heads are consumed on the way, except an awaited ``100``.
+        This is all of `read_response` that does not wait.
+        """
+        pkg = _pkg()
+        try:
+            while True:
+                text = self._buffered_head(pkg.MAX_HEADER_SIZE)
+                if text is None:
+                    return None
+                head, framing = parse_response(req.method, text, pkg.MAX_LINE_SIZE,
+                                               pkg.MAX_HEADER_SIZE, pkg.MAX_HEADER_FIELDS)
+                status = head[1]
+                if status >= 200 or status == 101:
+                    return self._final_response(req, head, framing)
+                if status == 100 and waiting100:
+                    return self._continue(req, head[2], head[3])
+                self._interim += len(text)
+                if self._interim > pkg.MAX_INTERIM_SIZE:
+                    raise InvalidResponse(
+                        f"Interim (1xx) responses exceed {pkg.MAX_INTERIM_SIZE} bytes")
+        except Exception as exc:
+            self._break(f"an invalid response ({exc})")
+            raise
+
+    def _buffered_head(self, limit: int) -> str | None:
+        """Take the next response head (status line to empty line) from the buffer
+        as latin-1 text; None if its end has not arrived yet."""
+        buf = self._buf
+        if buf is None:
+            return None  # closed: filling the buffer raises ConnectionClosed
+        start, end = buf.start, buf.end
+        if end == start:
+            return None
+        stop = find_head_end(buf.data, start, end, start + self._head_seen)
+        if stop >= 0:
+            self._head_seen = 0
+            buf.start = stop
+            return str(buf.view[start:stop], "latin-1")
+        seen = end - start - 2
+        if seen > limit:
+            raise InvalidResponse(f"Response head exceeds {limit} bytes")
+        self._head_seen = max(0, seen)
+        return None
+
     def co_read_response(self) -> Co[HTTPResponse]:
         """Generator twin of `read_response`: yields `PollNeeded` instead of blocking.
 
         It ignores `timeout`: the driver decides how long to wait. The
         `HTTPResponse` is its return value.
         """
-        if self._body is not None or not self._pending or self._closed_reason is not None \
-                or self._broken is not None:
-            self._check_read_response()
-        req = self._pending[0]
-        pkg = _pkg()
-        max_head = pkg.MAX_HEADER_SIZE
-        interim = 0
-        waiting100 = req.expect100 and self._send is _Send.WAIT100 and len(self._pending) == 1
+        req, waiting100 = self._start_response()
         deadline = None
         if waiting100 and self.expect100_timeout is not None:
             deadline = time.monotonic() + self.expect100_timeout
         try:
             while True:
-                text = yield from self._co_read_head(max_head, deadline)
-                if text is None:  # no answer in expect100_timeout: go ahead as if 100
+                resp = self._buffered_response(req, waiting100)
+                if resp is not None:
+                    return resp
+                buf = self._buf
+                assert buf is not None
+                if deadline is None or buf.end != buf.start:
+                    yield from self._co_fill("before sending a complete response head"
+                                             if buf.end > buf.start else
+                                             "before sending a response")
+                    continue
+                # Awaiting 100 Continue, and nothing arrived yet: wait until the deadline.
+                tr = self._tr
+                assert tr is not None
+                n = tr.recv_into(buf.space())
+                if n > 0:
+                    buf.end += n
+                elif n == 0:
+                    raise ConnectionClosed(
+                        "Server closed the connection before sending a response")
+                elif time.monotonic() >= deadline:  # no answer: go ahead as if 100
                     return self._continue(req, "Continue", ResponseHeaders([]))
-                head, framing = parse_response(req.method, text, pkg.MAX_LINE_SIZE, max_head,
-                                               pkg.MAX_HEADER_FIELDS)
-                status = head[1]
-                if status >= 200 or status == 101:
-                    break
-                if status == 100 and waiting100:
-                    return self._continue(req, head.reason, head.headers)
-                interim += len(text)
-                if interim > pkg.MAX_INTERIM_SIZE:
-                    raise InvalidResponse(
-                        f"Interim (1xx) responses exceed {pkg.MAX_INTERIM_SIZE} bytes")
+                else:
+                    yield PollNeeded(tr.want[0], tr.want[1], deadline)
         except ConnectionClosed as exc:
             self._pending.popleft()
             self._lost(exc)
@@ -661,6 +722,11 @@ class HTTPConnection:
         except Exception as exc:
             self._break(f"an invalid response ({exc})")
             raise
+
+    def _final_response(self, req: _Request, head: Any, framing: Any) -> HTTPResponse:
+        """Set up the body of the final response whose head was just parsed."""
+        self._interim = 0
+        status = head[1]
         if len(self._pending) == 1 and self._send is not _Send.IDLE and (
                 self._send is not _Send.CLOSED or self._closed_reason is None):
             # Answered before the whole body was sent (or instead of 100 Continue, or after
@@ -691,6 +757,7 @@ class HTTPConnection:
 
     def _continue(self, req: _Request, reason: str, headers: ResponseHeaders) -> HTTPResponse:
         """The body of an expect100 request may be sent now."""
+        self._interim = 0
         if req.body_length is None:
             self._send = _Send.CHUNKED
         elif req.body_length:
@@ -728,6 +795,9 @@ class HTTPConnection:
                 than 1.x.
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
+        resp = self._buffered_response(*self._start_response())
+        if resp is not None:  # the head was buffered: no generator needed
+            return resp
         return eval_coroutine(self.co_read_response(), self.timeout)
 
     def _co_fill(self, what: str) -> Co[int]:
@@ -744,44 +814,6 @@ class HTTPConnection:
             if n == 0:
                 raise ConnectionClosed(f"Server closed the connection {what}")
             yield tr.want
-
-    def _co_read_head(self, limit: int, deadline: float | None = None) -> Co[str | None]:
-        """Read one response head (status line to empty line) as latin-1 text.
-
-        With a *deadline* (`time.monotonic` time), return None if not a byte
-        arrived by then.
-        """
-        buf = self._buf
-        if buf is None:
-            raise ConnectionClosed("Connection closed")
-        seen = 0  # bytes already searched, relative to buf.start
-        while deadline is not None and buf.end == buf.start:
-            tr = self._tr
-            assert tr is not None
-            n = tr.recv_into(buf.space())
-            if n > 0:
-                buf.end += n
-            elif n == 0:
-                raise ConnectionClosed("Server closed the connection before sending a response")
-            elif time.monotonic() >= deadline:
-                return None
-            else:
-                yield PollNeeded(tr.want[0], tr.want[1], deadline)
-        while True:
-            if buf.end > buf.start:
-                end = find_head_end(buf.data, buf.start, buf.end, buf.start + seen)
-                if end >= 0:
-                    text = str(buf.view[buf.start:end], "latin-1")
-                    buf.start = end
-                    return text
-                seen = max(0, buf.end - buf.start - 2)
-                if seen > limit:
-                    raise InvalidResponse(f"Response head exceeds {limit} bytes")
-            yield from self._co_fill("before sending a complete response head"
-                                     if buf.end > buf.start else
-                                     "before sending a response")
-            buf = self._buf
-            assert buf is not None
 
     def _co_read_line(self, limit: int, what: str) -> Co[bytes]:
         """Read one CRLF-terminated line of the body framing, without the CRLF."""
@@ -1063,12 +1095,9 @@ class HTTPConnection:
 
     read1 = read
 
-    def co_readall(self) -> Co[bytes]:
-        """Generator twin of `readall`: yields `PollNeeded` instead of blocking.
-
-        It ignores `timeout`: the driver decides how long to wait. The bytes
-        are its return value.
-        """
+    def _buffered_body(self) -> bytes | None:
+        """The rest of the body if no waiting is needed to get it (it is buffered, or
+        there is none), else None."""
         body = self._body
         if body is None:
             self._no_body()
@@ -1079,6 +1108,17 @@ class HTTPConnection:
             data = rbuf.take(body.left)
             body.left = 0
             self._end_body(body.will_close)
+            return data
+        return None
+
+    def co_readall(self) -> Co[bytes]:
+        """Generator twin of `readall`: yields `PollNeeded` instead of blocking.
+
+        It ignores `timeout`: the driver decides how long to wait. The bytes
+        are its return value.
+        """
+        data = self._buffered_body()
+        if data is not None:
             return data
         parts: list[bytes] = []
         while True:
@@ -1106,6 +1146,9 @@ class HTTPConnection:
                 `read_response` first).
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
+        data = self._buffered_body()
+        if data is not None:  # no generator needed
+            return data
         return eval_coroutine(self.co_readall(), self.timeout)
 
     def co_discard(self) -> Co[None]:

@@ -443,6 +443,24 @@ def test_monkeypatched_max_interim_size(drive, scripted_server, monkeypatch):
                "Interim .* exceed 81 bytes")
 
 
+def test_interim_budget_spans_separate_arrivals(drive, scripted_server, monkeypatch):
+    """1xx heads that arrive in several pieces count together against the limit, both
+    those already buffered when read_response() starts and those it waits for."""
+    interim = b"HTTP/1.1 102 Processing\r\n\r\n"  # 27 bytes
+    monkeypatch.setattr(dugong, "MAX_INTERIM_SIZE", 3 * len(interim))
+    srv = serve(scripted_server, answer(OK_3 + interim * 2, Step.sleep(0.2),
+                                        Step.send(interim * 2), Step.sleep(0.2),
+                                        Step.send(OK_3), requests=2))
+    conn = connect(srv)
+    drive(conn, "send_request", "GET", "/first")
+    drive(conn, "send_request", "GET", "/second")
+    assert drive(conn, "read_response").status == 200
+    assert drive(conn, "readall") == b"abc"  # the next two 1xx heads are buffered now
+    with pytest.raises(InvalidResponse, match="Interim .* exceed 81 bytes"):
+        drive(conn, "read_response")
+    recovers(drive, conn, srv)
+
+
 # ------------------------------------------------------------------ cuts at every offset
 
 CUT_RESPONSES = {
