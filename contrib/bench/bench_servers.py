@@ -122,6 +122,9 @@ http {{
     access_log off;
     sendfile off;
     tcp_nodelay on;
+    open_file_cache max=64 inactive=3600s;
+    open_file_cache_valid 3600s;
+    etag off;
     keepalive_requests 1000000000;
     keepalive_timeout 3600s;
     default_type application/octet-stream;
