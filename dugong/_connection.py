@@ -22,6 +22,7 @@ from ._headers import CaseInsensitiveDict, ResponseHeaders
 from ._poll import Co, PollNeeded, eval_coroutine
 from ._protocol import (
     BodyKind,
+    _new,
     find_head_end,
     format_host,
     parse_chunk_size,
@@ -418,6 +419,18 @@ class HTTPConnection:
         Opening the connection (if needed) does not block either. It ignores
         `timeout`: the driver decides how long to wait.
         """
+        rest = self._send_request_now(method, path, headers, body, expect100)
+        if rest is not None:
+            yield from rest
+
+    def _send_request_now(self, method: str, path: str, headers: Mapping[str, str] | None,
+                          body: _Buffer | BodyFollowing | None,
+                          expect100: bool) -> Co[None] | None:
+        """All of `send_request` that needs no waiting.
+
+        Returns None if the request went out whole at once (the usual case),
+        else a generator that completes it, connecting first if needed.
+        """
         body_length: int | None = None
         names: tuple[str, ...] = _BODY_FIELD_NAMES
         data: _Buffer | None = None
@@ -463,35 +476,76 @@ class HTTPConnection:
             # the last response: nothing of this request was sent, so a new connection is safe.
             log.debug("%s port %d: idle connection dropped by the server, reconnecting",
                       self.hostname, self.port)
+            self.disconnect()
             tr = None
+        req = _new(_Request, (method, path, expect100, body_length))
+        follows = isinstance(body, BodyFollowing)
+        if data is None:
+            out = head
+        elif size < 8192:
+            out = head + data
+        else:
+            return self._co_send_request_rest(req, follows, (head, data), None)
         if tr is None:
-            yield from self.co_connect()
-            tr = self._tr
-            assert tr is not None
-        self._pending.append(_Request(method, path, expect100, body_length))
+            return self._co_send_request_rest(req, follows, out, None)
+        self._pending.append(req)
+        n = self._send_now(tr, out)
+        if n != len(out):
+            return self._co_send_request_rest(req, follows, out, n)
+        self._request_sent(req, follows)
+        return None
+
+    def _co_send_request_rest(self, req: _Request, follows: bool,
+                              out: _Buffer | tuple[_Buffer, ...],
+                              first: int | None) -> Co[None]:
+        """Finish `send_request`: *first* is what sending *out* returned, or None if
+        nothing was tried yet (then connect if needed, and queue *req*)."""
+        if first is None:
+            if self._tr is None:
+                yield from self.co_connect()
+            self._pending.append(req)
+        yield from self._co_send_rest(out, first, "send_request()")
+        self._request_sent(req, follows)
+
+    def _request_sent(self, req: _Request, follows: bool) -> None:
+        """The head (and a body given as bytes) is sent: await the body, if one follows."""
+        if follows:
+            length = req.body_length
+            if req.expect100:
+                self._send = _Send.WAIT100
+                self._out_left = length if length is not None else -1
+            elif length is None:
+                self._send = _Send.CHUNKED
+            elif length:
+                self._send = _Send.BODY
+                self._out_left = length
+
+    def _send_now(self, tr: PlainTransport, out: _Buffer) -> int:
+        """Try to send *out* at once: what `PlainTransport.send` returns."""
         try:
-            if data is None:
-                yield from tr.co_send_all(head)
-            elif size < 8192:
-                yield from tr.co_send_all(head + data)
-            else:
-                yield from tr.co_send_parts((head, data))
+            return tr.send(out)
         except ConnectionClosed:
             # The request may have reached the server: read_response() can still tell.
             self._send = _Send.CLOSED
             raise
-        except GeneratorExit:
-            self._break("an interrupted send_request()")
+
+    def _co_send_rest(self, out: _Buffer | tuple[_Buffer, ...], first: int | None,
+                      what: str) -> Co[None]:
+        """Send what is left of *out* (a bytes-like object whose first send returned
+        *first*, or a tuple of them to send in order)."""
+        tr = self._tr
+        assert tr is not None
+        try:
+            if type(out) is tuple:
+                yield from tr.co_send_parts(out)
+            else:
+                yield from tr.co_send_all(out, first)  # type: ignore[arg-type]
+        except ConnectionClosed:
+            self._send = _Send.CLOSED  # the request counts as sent
             raise
-        if isinstance(body, BodyFollowing):
-            if expect100:
-                self._send = _Send.WAIT100
-                self._out_left = body_length if body_length is not None else -1
-            elif body_length is None:
-                self._send = _Send.CHUNKED
-            elif body_length:
-                self._send = _Send.BODY
-                self._out_left = body_length
+        except GeneratorExit:
+            self._break(f"an interrupted {what}")
+            raise
 
     def send_request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
                      body: _Buffer | BodyFollowing | None = None,
@@ -538,14 +592,22 @@ class HTTPConnection:
 
         Opening the connection may also raise what `connect` raises.
         """
-        return eval_coroutine(self.co_send_request(method, path, headers, body, expect100),
-                              self.timeout)
+        rest = self._send_request_now(method, path, headers, body, expect100)
+        if rest is not None:
+            eval_coroutine(rest, self.timeout)
 
     def co_write(self, buf: _Buffer) -> Co[None]:
         """Generator twin of `write`: yields `PollNeeded` instead of blocking.
 
         It ignores `timeout`: the driver decides how long to wait.
         """
+        rest = self._write_now(buf)
+        if rest is not None:
+            yield from rest
+
+    def _write_now(self, buf: _Buffer) -> Co[None] | None:
+        """All of `write` that needs no waiting: None if *buf* went out whole at once,
+        else a generator that completes the write."""
         state = self._send
         size = len(buf) if type(buf) is bytes or type(buf) is bytearray \
             else memoryview(buf).nbytes
@@ -554,10 +616,11 @@ class HTTPConnection:
                 raise ExcessBodyData(f"write() of {size} bytes, but only {self._out_left} "
                                      "of the announced body length are left")
             if not size:
-                return
-            parts: tuple[_Buffer, ...] = (buf,)
+                return None
+            out: _Buffer = buf
+            total = size
         elif state is _Send.CHUNKED:
-            parts = (b"%X\r\n" % size, buf, b"\r\n") if size else (b"0\r\n\r\n",)
+            out, total = b"0\r\n\r\n", 5  # the last chunk, for write(b"")
         elif state is _Send.IDLE:
             raise StateError("No request body is expected: send a request with "
                              "body=BodyFollowing(...) first")
@@ -568,17 +631,21 @@ class HTTPConnection:
         tr = self._tr
         if tr is None:
             raise ConnectionClosed(self._closed_reason or "Connection closed")
-        try:
-            if len(parts) == 1:
-                yield from tr.co_send_all(parts[0])
-            else:
-                yield from tr.co_send_parts(parts)
-        except ConnectionClosed:
-            self._send = _Send.CLOSED  # the request counts as sent
-            raise
-        except GeneratorExit:
-            self._break("an interrupted write()")
-            raise
+        if state is _Send.CHUNKED and size:  # size line, data and CRLF in one call
+            return self._co_write_rest(state, size, (b"%X\r\n" % size, buf, b"\r\n"), None)
+        n = self._send_now(tr, out)
+        if n == total:
+            self._wrote(state, size)
+            return None
+        return self._co_write_rest(state, size, out, n)
+
+    def _co_write_rest(self, state: str, size: int, out: _Buffer | tuple[_Buffer, ...],
+                       first: int | None) -> Co[None]:
+        yield from self._co_send_rest(out, first, "write()")
+        self._wrote(state, size)
+
+    def _wrote(self, state: str, size: int) -> None:
+        """*size* body bytes are sent (a chunk or the last chunk, if chunked)."""
         if state is _Send.BODY:
             self._out_left -= size
             if not self._out_left:
@@ -606,7 +673,9 @@ class HTTPConnection:
                 server sent before it closed.
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
-        return eval_coroutine(self.co_write(buf), self.timeout)
+        rest = self._write_now(buf)
+        if rest is not None:
+            eval_coroutine(rest, self.timeout)
 
     # -- responses ----------------------------------------------------------------------
 

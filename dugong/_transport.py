@@ -103,14 +103,16 @@ class PlainTransport:
         except OSError as exc:
             raise _closed(exc, "sending") from exc
 
-    def co_send_all(self, data: _Buf) -> Co[None]:
+    def co_send_all(self, data: _Buf, first: int | None = None) -> Co[None]:
         """Send all of *data*, waiting as needed.
 
         A call that would block is repeated with the same bytes, as TLS
         requires (a TLS write that could not finish must be retried with the
-        same data).
+        same data). *first* is what the caller's own `send` of *data* returned,
+        if it made one (callers try that first: it saves a generator when the
+        socket takes everything at once).
         """
-        n = self.send(data)
+        n = self.send(data) if first is None else first
         if n == len(data) and (type(data) is bytes or type(data) is bytearray):
             return
         view = memoryview(data).cast("B")
