@@ -41,6 +41,7 @@ _Buffer = bytes | bytearray | memoryview
 # Reads of at least this many bytes go straight from the socket to the caller.
 _DIRECT_READ = 16 * 1024
 # "No limit" for the body of a response that ends when the server closes.
+_LAST_HEAD_SIZE = 2048  # longer heads are not kept for the repeated-head shortcut
 _UNTIL_CLOSE = 1 << 62
 _BODY_FIELD_NAMES = ("content-length", "transfer-encoding")
 _EXPECT_FIELD_NAMES = ("content-length", "transfer-encoding", "expect")
@@ -262,6 +263,8 @@ class HTTPConnection:
         self._body_done = False
         self._interim = 0  # bytes of 1xx heads skipped since the last final response
         self._head_seen = 0  # bytes of the next head already searched for its end
+        #: the previous response head: (bytes, method, limits, its parse), or None
+        self._last_head: tuple[bytes, str, tuple[int, int, int], Any] | None = None
         #: why no further request or response can use this connection
         self._closed_reason: str | None = None
         #: why the connection must be reset before further use
@@ -706,19 +709,35 @@ class HTTPConnection:
         This is all of `read_response` that does not wait.
         """
         pkg = _pkg()
+        limits = (pkg.MAX_LINE_SIZE, pkg.MAX_HEADER_SIZE, pkg.MAX_HEADER_FIELDS)
         try:
             while True:
-                text = self._buffered_head(pkg.MAX_HEADER_SIZE)
-                if text is None:
-                    return None
-                head, framing = parse_response(req.method, text, pkg.MAX_LINE_SIZE,
-                                               pkg.MAX_HEADER_SIZE, pkg.MAX_HEADER_FIELDS)
+                buf = self._buf
+                last = self._last_head
+                if last is not None and last[1] == req.method and last[2] == limits \
+                        and buf is not None and buf.data.startswith(last[0], buf.start, buf.end):
+                    # The same bytes as the previous head (the usual case when pipelining:
+                    # the same resource within the same second of the server's Date), so
+                    # the same end and the same parse.
+                    size = len(last[0])
+                    buf.start += size
+                    self._head_seen = 0
+                    head, framing = last[3]
+                else:
+                    text = self._buffered_head(limits[1])
+                    if text is None:
+                        return None
+                    size = len(text)
+                    head, framing = parse_response(req.method, text, *limits)
+                    if framing[0] is not BodyKind.ERROR and size <= _LAST_HEAD_SIZE:
+                        self._last_head = (text.encode("latin-1"), req.method, limits,
+                                           (head, framing))
                 status = head[1]
                 if status >= 200 or status == 101:
                     return self._final_response(req, head, framing)
                 if status == 100 and waiting100:
                     return self._continue(req, head[2], head[3])
-                self._interim += len(text)
+                self._interim += size
                 if self._interim > pkg.MAX_INTERIM_SIZE:
                     raise InvalidResponse(
                         f"Interim (1xx) responses exceed {pkg.MAX_INTERIM_SIZE} bytes")

@@ -67,6 +67,40 @@ def test_connection_responses_with_the_same_head(drive, scripted_server):
     conn.disconnect()
 
 
+def test_a_head_repeating_the_previous_one_is_not_parsed_again(drive, scripted_server,
+                                                                monkeypatch):
+    """On one connection, a head equal byte for byte to the previous one reuses its parse,
+    but only for the same method and the same limits."""
+    from servers import Step
+
+    from dugong import _connection
+
+    calls = []
+
+    def counting(*args):
+        calls.append(args[0])
+        return P.parse_response(*args)
+
+    monkeypatch.setattr(_connection, "parse_response", counting)
+    resp = HEAD.encode() + b"abc"
+    srv = scripted_server([*[Step.read_request()] * 5,
+                           Step.send(resp * 3 + HEAD.encode() + resp)])
+    conn = dugong.HTTPConnection("127.0.0.1", srv.port)
+    for method in ("GET", "GET", "GET", "HEAD", "GET"):
+        drive(conn, "send_request", method, "/")
+    for _ in range(3):
+        assert drive(conn, "read_response").length == 3
+        assert drive(conn, "readall") == b"abc"
+    assert calls == ["GET"]  # the 2nd and 3rd head: same bytes, same parse
+    head = drive(conn, "read_response")  # the same bytes, but HEAD has no body
+    assert (head.method, head.length) == ("HEAD", 0)
+    assert calls == ["GET", "HEAD"]
+    monkeypatch.setattr(dugong, "MAX_HEADER_FIELDS", 2)  # the limits count too
+    with pytest.raises(dugong.InvalidResponse, match="Too many header fields"):
+        drive(conn, "read_response")
+    conn.disconnect()
+
+
 def test_request_heads_without_caller_fields_are_reused_and_still_checked():
     P._plain_heads.clear()
     fields = (("Content-Length", "0"),)
