@@ -483,17 +483,21 @@ class HTTPConnection:
             tr = None
         req = _new(_Request, (method, path, expect100, body_length))
         follows = isinstance(body, BodyFollowing)
+        out: _Buffer | tuple[_Buffer, ...]
         if data is None:
             out = head
+            total = len(head)
         elif size < 8192:
             out = head + data
-        else:
-            return self._co_send_request_rest(req, follows, (head, data), None)
+            total = len(out)
+        else:  # no copy of a large body: head and body in one sendmsg
+            out = (head, data)
+            total = len(head) + size
         if tr is None:
             return self._co_send_request_rest(req, follows, out, None)
         self._pending.append(req)
         n = self._send_now(tr, out)
-        if n != len(out):
+        if n != total:
             return self._co_send_request_rest(req, follows, out, n)
         self._request_sent(req, follows)
         return None
@@ -523,10 +527,11 @@ class HTTPConnection:
                 self._send = _Send.BODY
                 self._out_left = length
 
-    def _send_now(self, tr: PlainTransport, out: _Buffer) -> int:
-        """Try to send *out* at once: what `PlainTransport.send` returns."""
+    def _send_now(self, tr: PlainTransport, out: _Buffer | tuple[_Buffer, ...]) -> int:
+        """Try to send *out* (a bytes-like object, or a tuple of them to send in order)
+        at once: the byte count, or -1 if the socket takes nothing now."""
         try:
-            return tr.send(out)
+            return tr.sendv(out) if type(out) is tuple else tr.send(out)  # type: ignore[arg-type]
         except ConnectionClosed:
             # The request may have reached the server: read_response() can still tell.
             self._send = _Send.CLOSED
@@ -540,7 +545,7 @@ class HTTPConnection:
         assert tr is not None
         try:
             if type(out) is tuple:
-                yield from tr.co_send_parts(out)
+                yield from tr.co_send_parts(out, first)
             else:
                 yield from tr.co_send_all(out, first)  # type: ignore[arg-type]
         except ConnectionClosed:
@@ -620,7 +625,7 @@ class HTTPConnection:
                                      "of the announced body length are left")
             if not size:
                 return None
-            out: _Buffer = buf
+            out: _Buffer | tuple[_Buffer, ...] = buf
             total = size
         elif state is _Send.CHUNKED:
             out, total = b"0\r\n\r\n", 5  # the last chunk, for write(b"")
@@ -635,7 +640,9 @@ class HTTPConnection:
         if tr is None:
             raise ConnectionClosed(self._closed_reason or "Connection closed")
         if state is _Send.CHUNKED and size:  # size line, data and CRLF in one call
-            return self._co_write_rest(state, size, (b"%X\r\n" % size, buf, b"\r\n"), None)
+            line = b"%X\r\n" % size
+            out = (line, buf, b"\r\n")
+            total = len(line) + size + 2
         n = self._send_now(tr, out)
         if n == total:
             self._wrote(state, size)

@@ -128,23 +128,33 @@ class PlainTransport:
             if n > 0:
                 sent += n
 
-    def co_send_parts(self, parts: Sequence[_Buf]) -> Co[None]:
+    def co_send_parts(self, parts: Sequence[_Buf], first: int | None = None) -> Co[None]:
         """Send the buffers in *parts* one after the other, in as few calls as possible.
 
-        Like `co_send_all`, a call that would block is repeated with the same buffers.
+        Like `co_send_all`, a call that would block is repeated with the same
+        buffers, and *first* is what the caller's own `sendv` of *parts*
+        returned, if it made one.
         """
+        n = self.sendv(parts) if first is None else first
+        total = 0
+        for part in parts:
+            total += _nbytes(part)
+        if n == total:
+            return
         views = [v for v in (memoryview(p).cast("B") for p in parts) if len(v)]
-        while views:
-            n = self.sendv(views)
+        while True:
             if n < 0:
                 yield self.want
-                continue
-            while n and n >= len(views[0]):
-                n -= len(views.pop(0))
-            if n:
-                views[0] = views[0][n:]
-            if views and not self.tls:
-                yield self.wait_out  # a short send: the socket buffer is full
+            else:
+                while n and n >= len(views[0]):
+                    n -= len(views.pop(0))
+                if not views:
+                    return
+                if n:
+                    views[0] = views[0][n:]
+                if not self.tls:
+                    yield self.wait_out  # a short send: the socket buffer is full
+            n = self.sendv(views)
 
     def dropped(self) -> bool:
         """For an idle connection: True if the server closed it or sent unasked bytes.

@@ -303,7 +303,9 @@ def markdown(report: dict, meta: dict, cfg: dict) -> str:
     out = [f"# dugong benchmark ({meta.get('mode', '?')} mode)", ""]
     out.append(
         f"Python {meta.get('python')} on {meta.get('platform')}, {meta.get('cpus')} CPUs; "
-        f"server: {meta.get('server')}; {cfg['reps']} repetitions per row, interleaved; "
+        f"server: {meta.get('server')}; {cfg['reps']} repetitions per row"
+        + "".join(f", {n} in {w}" for w, n in cfg.get("reps_by_workload", {}).items())
+        + ", interleaved; "
         "everything on 127.0.0.1."
     )
     vers = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k not in ("floor",))
