@@ -40,6 +40,8 @@ _Buffer = bytes | bytearray | memoryview
 
 # Reads of at least this many bytes go straight from the socket to the caller.
 _DIRECT_READ = 16 * 1024
+_WOULD_BLOCK = -1  # a body read step must wait for the socket
+_FRAMING = -2  # a body read step must read chunk framing first
 # "No limit" for the body of a response that ends when the server closes.
 _LAST_HEAD_SIZE = 2048  # longer heads are not kept for the repeated-head shortcut
 _UNTIL_CLOSE = 1 << 62
@@ -51,6 +53,12 @@ _scratch = memoryview(bytearray(64 * 1024))  # where discard() drops bytes
 def _pkg() -> Any:
     """The dugong package, whose tunables (limits, sizes) users may rebind."""
     return sys.modules[__package__ or "dugong"]
+
+
+def _byte_view(buf: Any) -> memoryview:
+    """*buf* as a flat memoryview of bytes."""
+    view = buf if type(buf) is memoryview else memoryview(buf)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
 class BodyFollowing:
@@ -1004,43 +1012,54 @@ class HTTPConnection:
         body = self._body
         if body is None:
             return self._no_body()
-        view = buf if isinstance(buf, memoryview) else memoryview(buf)
-        if view.format != "B" or view.ndim != 1:
-            view = view.cast("B")
+        view = _byte_view(buf)
         if not len(view):
             return 0
-        try:
-            while True:
-                left = body.left
-                if left:
-                    rbuf = self._buf
-                    assert rbuf is not None
-                    if left < len(view):
-                        view = view[:left]
-                    if rbuf.end > rbuf.start:
-                        n = rbuf.take_into(view)
-                    else:
-                        tr = self._tr
-                        assert tr is not None
-                        n = tr.recv_into(view)
-                        if n <= 0:
-                            if n < 0:
-                                yield tr.want
-                                continue
-                            return self._body_eof(body)
-                    body.left = left - n
-                    if body.left == 0 and body.kind is BodyKind.LENGTH:
-                        self._end_body(body.will_close)
-                    return n
-                if body.kind is BodyKind.CHUNKED:
+        while True:
+            n = self._readinto_now(body, view)
+            if n >= 0:
+                return n
+            try:
+                if n == _WOULD_BLOCK:
+                    tr = self._tr
+                    assert tr is not None
+                    yield tr.want
+                else:
                     yield from self._co_chunk_framing(body)
                     if self._body is None:
                         return 0
-                    continue
-                if body.kind is BodyKind.ERROR:
-                    assert body.error is not None
-                    raise body.error
-                raise AssertionError(f"body state {body.kind}")  # pragma: no cover
+            except BaseException as exc:
+                self._body_failed(exc, body)
+                raise
+
+    def _readinto_now(self, body: _Body, view: memoryview) -> int:
+        """One step of `readinto` that never waits: the byte count (0 at the end), or
+        `_WOULD_BLOCK` (wait for the socket) or `_FRAMING` (chunk framing to read)."""
+        try:
+            left = body.left
+            if left:
+                rbuf = self._buf
+                assert rbuf is not None
+                if left < len(view):
+                    view = view[:left]
+                if rbuf.end > rbuf.start:
+                    n = rbuf.take_into(view)
+                else:
+                    tr = self._tr
+                    assert tr is not None
+                    n = tr.recv_into(view)
+                    if n <= 0:
+                        return _WOULD_BLOCK if n < 0 else self._body_eof(body)
+                body.left = left - n
+                if body.left == 0 and body.kind is BodyKind.LENGTH:
+                    self._end_body(body.will_close)
+                return n
+            if body.kind is BodyKind.CHUNKED:
+                return _FRAMING
+            if body.kind is BodyKind.ERROR:
+                assert body.error is not None
+                raise body.error
+            raise AssertionError(f"body state {body.kind}")  # pragma: no cover
         except BaseException as exc:
             self._body_failed(exc, body)
             raise
@@ -1071,6 +1090,13 @@ class HTTPConnection:
                 `read_response` first).
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
+        body = self._body
+        if body is not None and body.left:
+            view = _byte_view(buf)
+            if len(view):
+                n = self._readinto_now(body, view)
+                if n >= 0:  # no generator needed
+                    return n
         return eval_coroutine(self.co_readinto(buf), self.timeout)
 
     def _body_eof(self, body: _Body) -> int:
@@ -1100,64 +1126,68 @@ class HTTPConnection:
             return b""
         if not size:
             return b""
-        try:
-            while True:
-                left = body.left
-                if left:
-                    rbuf = self._buf
-                    assert rbuf is not None
-                    if size > left:
-                        size = left
-                    if rbuf.end > rbuf.start:
-                        data = rbuf.take(size)
-                    elif size >= _DIRECT_READ:
-                        tr = self._tr
-                        assert tr is not None
-                        got = tr.recv(size)
-                        if not got:
-                            if got is None:
-                                yield tr.want
-                                continue
-                            self._body_eof(body)
-                            return b""
-                        data = got
-                    else:
-                        yield from self._co_fill_body(body)
-                        if self._body is None:
-                            return b""
-                        continue
-                    body.left = left - len(data)
-                    if body.left == 0 and body.kind is BodyKind.LENGTH:
-                        self._end_body(body.will_close)
-                    return data
-                if body.kind is BodyKind.CHUNKED:
+        while True:
+            data = self._read_now(body, size)
+            if type(data) is bytes:
+                return data
+            try:
+                if data == _WOULD_BLOCK:
+                    tr = self._tr
+                    assert tr is not None
+                    yield tr.want
+                else:
                     yield from self._co_chunk_framing(body)
                     if self._body is None:
                         return b""
-                    continue
-                if body.kind is BodyKind.ERROR:
-                    assert body.error is not None
-                    raise body.error
-                raise AssertionError(f"body state {body.kind}")  # pragma: no cover
+            except BaseException as exc:
+                self._body_failed(exc, body)
+                raise
+
+    def _read_now(self, body: _Body, size: int) -> bytes | int:
+        """One step of `read` that never waits: up to *size* bytes (b'' at the end), or
+        `_WOULD_BLOCK` (wait for the socket) or `_FRAMING` (chunk framing to read)."""
+        try:
+            left = body.left
+            if left:
+                rbuf = self._buf
+                assert rbuf is not None
+                if size > left:
+                    size = left
+                if rbuf.end > rbuf.start:
+                    data = rbuf.take(size)
+                else:
+                    tr = self._tr
+                    assert tr is not None
+                    if size >= _DIRECT_READ:  # large: straight from the socket
+                        got = tr.recv(size)
+                        if not got:
+                            if got is None:
+                                return _WOULD_BLOCK
+                            self._body_eof(body)
+                            return b""
+                        data = got
+                    else:  # small: fill the buffer, so the next reads need no system call
+                        n = tr.recv_into(rbuf.space())
+                        if n <= 0:
+                            if n < 0:
+                                return _WOULD_BLOCK
+                            self._body_eof(body)
+                            return b""
+                        rbuf.end += n
+                        data = rbuf.take(size)
+                body.left = left - len(data)
+                if body.left == 0 and body.kind is BodyKind.LENGTH:
+                    self._end_body(body.will_close)
+                return data
+            if body.kind is BodyKind.CHUNKED:
+                return _FRAMING
+            if body.kind is BodyKind.ERROR:
+                assert body.error is not None
+                raise body.error
+            raise AssertionError(f"body state {body.kind}")  # pragma: no cover
         except BaseException as exc:
             self._body_failed(exc, body)
             raise
-
-    def _co_fill_body(self, body: _Body) -> Co[None]:
-        """Receive into the empty buffer; EOF ends an until-close body, else raises."""
-        tr = self._tr
-        rbuf = self._buf
-        assert tr is not None
-        assert rbuf is not None
-        while True:
-            n = tr.recv_into(rbuf.space())
-            if n > 0:
-                rbuf.end += n
-                return
-            if n == 0:
-                self._body_eof(body)
-                return
-            yield tr.want
 
     def read(self, size: int | None = None) -> bytes:
         """Read up to *size* body bytes.
@@ -1186,6 +1216,11 @@ class HTTPConnection:
 
         ``read1`` is the same method, for `io` wrappers.
         """
+        body = self._body
+        if body is not None and size is not None and size > 0 and body.left:
+            data = self._read_now(body, size)
+            if type(data) is bytes:  # no generator needed
+                return data
         return eval_coroutine(self.co_read(size), self.timeout)
 
     read1 = read
