@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import socket
 import sys
@@ -23,13 +22,13 @@ from ._exceptions import (
     HostnameNotResolvable,
     InvalidResponse,
 )
+from ._log import debug
 from ._poll import POLLIN, POLLOUT, Co, PollNeeded
 from ._protocol import find_head_end, format_host, parse_head
 from ._transport import PlainTransport, make_transport
 
 __all__ = ["DNS_TEST_HOSTNAMES", "co_open", "co_resolve", "create_socket", "resolve"]
 
-log = logging.getLogger("dugong")
 
 #: Host names that should always resolve; used to tell a missing name from DNS trouble.
 DNS_TEST_HOSTNAMES: Sequence[tuple[str, int]] = (
@@ -242,15 +241,15 @@ def co_open(
     target = proxy if proxy is not None else (host, port)
     infos = yield from resolver(*target)
     sock = yield from co_tcp_connect(infos)
-    log.debug("connected to %s port %d", target[0], target[1])
+    debug("connected to %s port %d", target[0], target[1])
     try:
         if proxy is not None and ssl_context is not None:
             tr = PlainTransport(sock)
             yield from co_tunnel(tr, host, port)
-            log.debug("tunnel to %s port %d through %s port %d", host, port, *proxy)
+            debug("tunnel to %s port %d through %s port %d", host, port, *proxy)
         if ssl_context is not None:
             sock = yield from co_tls_handshake(sock, ssl_context, host)
-            log.debug("TLS established with %s (%s)", host, sock.version())
+            debug("TLS established with %s (%s)", host, sock.version())
         return make_transport(sock, tls=ssl_context is not None)
     except BaseException:
         sock.close()

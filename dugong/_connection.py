@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from collections import deque
@@ -19,6 +18,7 @@ from ._exceptions import (
     StateError,
 )
 from ._headers import CaseInsensitiveDict, ResponseHeaders
+from ._log import debug
 from ._poll import Co, PollNeeded, eval_coroutine
 from ._protocol import (
     BodyKind,
@@ -34,7 +34,6 @@ from ._transport import PlainTransport
 
 __all__ = ["BodyFollowing", "HTTPConnection", "HTTPResponse"]
 
-log = logging.getLogger("dugong")
 
 _Buffer = bytes | bytearray | memoryview
 
@@ -43,8 +42,8 @@ _DIRECT_READ = 16 * 1024
 _WOULD_BLOCK = -1  # a body read step must wait for the socket
 _FRAMING = -2  # a body read step must read chunk framing first
 # "No limit" for the body of a response that ends when the server closes.
-_LAST_HEAD_SIZE = 2048  # longer heads are not kept for the repeated-head shortcut
 _UNTIL_CLOSE = 1 << 62
+_LAST_HEAD_SIZE = 2048  # longer heads are not kept for the repeated-head shortcut
 _BODY_FIELD_NAMES = ("content-length", "transfer-encoding")
 _EXPECT_FIELD_NAMES = ("content-length", "transfer-encoding", "expect")
 _scratch = memoryview(bytearray(64 * 1024))  # where discard() drops bytes
@@ -326,7 +325,7 @@ class HTTPConnection:
         if tr is not None:
             self._tr = None
             tr.close()
-            log.debug("disconnected from %s port %d", self.hostname, self.port)
+            debug("disconnected from %s port %d", self.hostname, self.port)
         self._buf = None
         self._pending.clear()
         self._send = _Send.IDLE
@@ -418,7 +417,7 @@ class HTTPConnection:
         if tr is not None:
             self._tr = None
             tr.close()
-            log.debug("%s port %d: %s", self.hostname, self.port, why)
+            debug("%s port %d: %s", self.hostname, self.port, why)
 
     # -- requests -----------------------------------------------------------------------
 
@@ -485,7 +484,7 @@ class HTTPConnection:
                 (buf is not None and buf.end != buf.start) or tr.dropped()):
             # Idle, and the server closed it (or sent something unasked, e.g. a 408) since
             # the last response: nothing of this request was sent, so a new connection is safe.
-            log.debug("%s port %d: idle connection dropped by the server, reconnecting",
+            debug("%s port %d: idle connection dropped by the server, reconnecting",
                       self.hostname, self.port)
             self.disconnect()
             tr = None
@@ -1019,18 +1018,33 @@ class HTTPConnection:
             n = self._readinto_now(body, view)
             if n >= 0:
                 return n
-            try:
-                if n == _WOULD_BLOCK:
-                    tr = self._tr
-                    assert tr is not None
-                    yield tr.want
-                else:
-                    yield from self._co_chunk_framing(body)
-                    if self._body is None:
-                        return 0
-            except BaseException as exc:
-                self._body_failed(exc, body)
-                raise
+            yield from self._co_body_wait(body, n)
+            if self._body is None:  # the last chunk was read
+                return 0
+
+    @staticmethod
+    def _nothing_left(body: _Body) -> int:
+        """A body read step with no body bytes due: chunk framing comes next, or the
+        framing error found with the head is raised now."""
+        if body.kind is BodyKind.CHUNKED:
+            return _FRAMING
+        if body.kind is BodyKind.ERROR:
+            assert body.error is not None
+            raise body.error
+        raise AssertionError(f"body state {body.kind}")  # pragma: no cover
+
+    def _co_body_wait(self, body: _Body, need: int) -> Co[None]:
+        """Wait for what a body read step needs: the socket, or the chunk framing."""
+        try:
+            if need == _WOULD_BLOCK:
+                tr = self._tr
+                assert tr is not None
+                yield tr.want
+            else:
+                yield from self._co_chunk_framing(body)
+        except BaseException as exc:
+            self._body_failed(exc, body)
+            raise
 
     def _readinto_now(self, body: _Body, view: memoryview) -> int:
         """One step of `readinto` that never waits: the byte count (0 at the end), or
@@ -1054,12 +1068,7 @@ class HTTPConnection:
                 if body.left == 0 and body.kind is BodyKind.LENGTH:
                     self._end_body(body.will_close)
                 return n
-            if body.kind is BodyKind.CHUNKED:
-                return _FRAMING
-            if body.kind is BodyKind.ERROR:
-                assert body.error is not None
-                raise body.error
-            raise AssertionError(f"body state {body.kind}")  # pragma: no cover
+            return self._nothing_left(body)
         except BaseException as exc:
             self._body_failed(exc, body)
             raise
@@ -1130,18 +1139,9 @@ class HTTPConnection:
             data = self._read_now(body, size)
             if type(data) is bytes:
                 return data
-            try:
-                if data == _WOULD_BLOCK:
-                    tr = self._tr
-                    assert tr is not None
-                    yield tr.want
-                else:
-                    yield from self._co_chunk_framing(body)
-                    if self._body is None:
-                        return b""
-            except BaseException as exc:
-                self._body_failed(exc, body)
-                raise
+            yield from self._co_body_wait(body, data)  # type: ignore[arg-type]
+            if self._body is None:  # the last chunk was read
+                return b""
 
     def _read_now(self, body: _Body, size: int) -> bytes | int:
         """One step of `read` that never waits: up to *size* bytes (b'' at the end), or
@@ -1179,12 +1179,7 @@ class HTTPConnection:
                 if body.left == 0 and body.kind is BodyKind.LENGTH:
                     self._end_body(body.will_close)
                 return data
-            if body.kind is BodyKind.CHUNKED:
-                return _FRAMING
-            if body.kind is BodyKind.ERROR:
-                assert body.error is not None
-                raise body.error
-            raise AssertionError(f"body state {body.kind}")  # pragma: no cover
+            return self._nothing_left(body)
         except BaseException as exc:
             self._body_failed(exc, body)
             raise
