@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ast
 import inspect
-import re
 import os
 import pathlib
+import re
 import select
 import socket
 import time

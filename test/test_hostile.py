@@ -456,7 +456,7 @@ def test_interim_budget_spans_separate_arrivals(drive, scripted_server, monkeypa
     drive(conn, "send_request", "GET", "/second")
     assert drive(conn, "read_response").status == 200
     assert drive(conn, "readall") == b"abc"  # the next two 1xx heads are buffered now
-    with pytest.raises(InvalidResponse, match="Interim .* exceed 81 bytes"):
+    with pytest.raises(InvalidResponse, match=r"Interim .* exceed 81 bytes"):
         drive(conn, "read_response")
     recovers(drive, conn, srv)
 

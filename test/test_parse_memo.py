@@ -71,9 +71,8 @@ def test_a_head_repeating_the_previous_one_is_not_parsed_again(drive, scripted_s
                                                                 monkeypatch):
     """On one connection, a head equal byte for byte to the previous one reuses its parse,
     but only for the same method and the same limits."""
-    from servers import Step
-
     from dugong import _connection
+    from servers import Step
 
     calls = []
 
