@@ -420,6 +420,17 @@ def build_plan(cfg: dict, nginx_port: int, sink_port: int, small_body: bytes) ->
             unit="req",
             depth=depth,
         )
+        # the same with one send() per request, as a client must whose send_request
+        # puts each request on the wire before it returns
+        row(
+            "W2",
+            "floor",
+            f"each-d{depth}",
+            f"pre-built, one send() per request, depth {depth}",
+            dict(p2),
+            unit="req",
+            depth=depth,
+        )
     # W3
     size3 = cfg["w3_size"]
     p3 = {

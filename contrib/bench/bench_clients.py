@@ -1388,17 +1388,27 @@ class FloorRunner(Runner):
         return Result(self.p["n"], nbytes)
 
     def run_w2(self, check):
-        # keep between depth/2 and depth requests in flight
+        # keep between depth/2 and depth requests in flight; "window": each group of
+        # requests in one sendall, "each": one sendall per request
         sock, req, n, depth = self.sock, self.req, self.p["n"], self.p["depth"]
+        each = self.variant.startswith("each")
         half = max(1, depth // 2)
+
+        def send(k):
+            if each:
+                for _ in range(k):
+                    sock.sendall(req)
+            else:
+                sock.sendall(req * k)
+
         sent = min(depth, n)
-        sock.sendall(req * sent)
+        send(sent)
         nbytes = 0
         for i in range(1, n + 1):
             nbytes += self.small(check)
             if i % half == 0 and sent < n:
                 k = min(half, n - sent)
-                sock.sendall(req * k)
+                send(k)
                 sent += k
         return Result(n, nbytes)
 
