@@ -55,7 +55,9 @@ class RecvBuffer:
     def take(self, n: int) -> bytes:
         """Remove and return up to *n* buffered bytes."""
         start = self.start
-        stop = min(start + n, self.end)
+        stop = start + n
+        if stop > self.end:
+            stop = self.end
         self.start = stop
         return self.view[start:stop].tobytes()
 

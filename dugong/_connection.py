@@ -506,7 +506,8 @@ class HTTPConnection:
         n = self._send_now(tr, out)
         if n != total:
             return self._co_send_request_rest(req, follows, out, n)
-        self._request_sent(req, follows)
+        if follows:
+            self._request_sent(req)
         return None
 
     def _co_send_request_rest(self, req: _Request, follows: bool,
@@ -519,20 +520,20 @@ class HTTPConnection:
                 yield from self.co_connect()
             self._pending.append(req)
         yield from self._co_send_rest(out, first, "send_request()")
-        self._request_sent(req, follows)
-
-    def _request_sent(self, req: _Request, follows: bool) -> None:
-        """The head (and a body given as bytes) is sent: await the body, if one follows."""
         if follows:
-            length = req.body_length
-            if req.expect100:
-                self._send = _Send.WAIT100
-                self._out_left = length if length is not None else -1
-            elif length is None:
-                self._send = _Send.CHUNKED
-            elif length:
-                self._send = _Send.BODY
-                self._out_left = length
+            self._request_sent(req)
+
+    def _request_sent(self, req: _Request) -> None:
+        """The head of a request with `BodyFollowing` is sent: await its body."""
+        length = req.body_length
+        if req.expect100:
+            self._send = _Send.WAIT100
+            self._out_left = length if length is not None else -1
+        elif length is None:
+            self._send = _Send.CHUNKED
+        elif length:
+            self._send = _Send.BODY
+            self._out_left = length
 
     def _send_now(self, tr: PlainTransport, out: _Buffer | tuple[_Buffer, ...]) -> int:
         """Try to send *out* (a bytes-like object, or a tuple of them to send in order)
@@ -829,7 +830,7 @@ class HTTPConnection:
         """Set up the body of the final response whose head was just parsed."""
         self._interim = 0
         status = head[1]
-        if len(self._pending) == 1 and self._send is not _Send.IDLE and (
+        if self._send is not _Send.IDLE and len(self._pending) == 1 and (
                 self._send is not _Send.CLOSED or self._closed_reason is None):
             # Answered before the whole body was sent (or instead of 100 Continue, or after
             # the server cut the body short): the server may still read body bytes, or has
