@@ -302,6 +302,22 @@ def test_big_bytes_body(drive, conn):
     assert body == data
 
 
+def test_request_waits_while_the_server_reads_nothing(drive, scripted_server):
+    """A request larger than the socket buffers: the first send is short, and the rest
+    of head and body goes out once the server reads again."""
+    big = body_for(16_000_000)
+    srv = scripted_server([Step.sleep(0.3), Step.read_request(),
+                           Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    drive(conn, "connect")  # so that send_request tries its first send right away
+    drive(conn, "send_request", "PUT", "/", body=big)
+    assert drive(conn, "read_response").status == 200
+    assert drive(conn, "readall") == b"ok"
+    srv.wait_done()
+    assert srv.requests[0][0].body == big
+    conn.disconnect()
+
+
 def test_expect100_accepted(drive, conn, http_server):
     data = body_for(5000)
     drive(conn, "send_request", "PUT", "/echo", body=BodyFollowing(len(data)), expect100=True)
