@@ -723,6 +723,9 @@ class HTTPConnection:
         Interim 1xx heads are consumed on the way, except an awaited ``100``.
         This is all of `read_response` that does not wait.
         """
+        buf = self._buf
+        if buf is None or buf.end == buf.start:
+            return None  # nothing to parse yet
         pkg = _pkg()
         limits = (pkg.MAX_LINE_SIZE, pkg.MAX_HEADER_SIZE, pkg.MAX_HEADER_FIELDS)
         try:
