@@ -128,8 +128,11 @@ def _to_ms(timeout: float) -> int:
 def eval_coroutine(crt: Generator[Any, None, _T], timeout: float | None = None) -> _T:
     """Run the ``co_`` generator *crt* to completion, waiting with poll.
 
-    This is how the blocking methods of `HTTPConnection` work: each one is
-    ``eval_coroutine`` of its ``co_`` twin with `HTTPConnection.timeout`.
+    This is how the blocking methods of `HTTPConnection` wait: each one runs
+    the same steps as its ``co_`` twin, and what would have been yielded is
+    waited for here, with `HTTPConnection.timeout`. (When nothing has to be
+    waited for, e.g. a response already received, they finish without
+    creating a generator at all.)
 
     Args:
         crt: the generator, e.g. ``conn.co_readall()``.
