@@ -33,6 +33,7 @@ import time
 import traceback
 import tracemalloc
 from collections import deque
+from typing import ClassVar
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -91,12 +92,19 @@ class Result:
 
 
 class Runner:
-    """One (client, workload, variant): set up once, run many times."""
+    """One (client, workload, variant): set up once, run many times.
 
-    def __init__(self, p: dict):
+    ``lib`` is the client's module (dugong, http.client, httpx, ...).
+    """
+
+    def __init__(self, lib, variant: str, p: dict, workload: str):
+        self.lib = lib
+        self.variant = variant
+        self.workload = workload
         self.p = p
         self.host = p["host"]
         self.port = p["port"]
+        self.base = f"http://{self.host}:{self.port}"
 
     def setup(self) -> None:
         pass
@@ -123,6 +131,31 @@ class Hasher:
     def __init__(self, check: bool):
         self.n = 0
         self.h = hashlib.sha256() if check else None
+
+    def drain(self, read) -> None:
+        """Call ``read(READ_SIZE)`` until it returns nothing, counting (and, when
+        checking, digesting) what it returns."""
+        h = self.h
+        while True:
+            data = read(READ_SIZE)
+            if not data:
+                return
+            self.n += len(data)
+            if h is not None:
+                h.update(data)
+            del data  # freed before the next read (W7 measures the peak)
+
+    def drain_into(self, readinto, view) -> None:
+        """Call ``readinto(view)`` until it returns 0, counting (and digesting);
+        *view* is the caller's reused buffer."""
+        h = self.h
+        while True:
+            k = readinto(view)
+            if not k:
+                return
+            self.n += k
+            if h is not None:
+                h.update(view[:k])
 
     def verify(self, p: dict, size: int) -> None:
         if self.n != size:
@@ -234,8 +267,31 @@ class PollLoop:
 # ==========================================================================
 
 
-class DugongClient:
+class Client:
+    """A client library loaded in this worker: its module, its version, and
+    the runner class of each workload it can do."""
+
+    runners: ClassVar[dict[str, type[Runner]]] = {}
+    #: why the W7 idle-connection row cannot be measured, if it cannot
+    no_idle: str | None = None
+
     def __init__(self, name: str):
+        self.lib, self.version = self.load(name)
+
+    def load(self, name: str):
+        raise NotImplementedError
+
+    def runner(self, workload: str, variant: str, p: dict) -> Runner:
+        if workload == "W7" and variant == "idle" and self.no_idle:
+            raise NotSupported(self.no_idle)
+        cls = self.runners.get(workload)
+        if cls is None:
+            raise NotSupported(f"no {workload} runner for this client")
+        return cls(self.lib, variant, p, workload)
+
+
+class DugongClient(Client):
+    def load(self, name: str):
         if name == "dugong-3.8.2":
             where = os.environ["BENCH_DUGONG_REF"]
         else:
@@ -246,30 +302,14 @@ class DugongClient:
         mod_file = os.path.abspath(dugong.__file__)
         if not mod_file.startswith(os.path.abspath(where) + os.sep):
             raise RuntimeError(f"imported dugong from {mod_file}, not from {where}")
-        self.mod = dugong
-        self.version = getattr(dugong, "__version__", "?")
-
-    def runner(self, workload: str, variant: str, p: dict) -> Runner:
-        cls = {
-            "W1": DugongW1,
-            "W2": DugongW2,
-            "W3": DugongW3,
-            "W4": DugongW4,
-            "W5": DugongW5,
-            "W7": DugongW7,
-        }[workload]
-        return cls(self.mod, variant, p)
+        return dugong, getattr(dugong, "__version__", "?")
 
 
 class DugongRunner(Runner):
-    def __init__(self, mod, variant: str, p: dict):
-        super().__init__(p)
-        self.mod = mod
-        self.variant = variant
-        self.conn = None
+    conn = None
 
     def setup(self) -> None:
-        self.conn = self.mod.HTTPConnection(self.host, self.port)
+        self.conn = self.lib.HTTPConnection(self.host, self.port)
 
     def close(self) -> None:
         if self.conn is not None:
@@ -313,7 +353,7 @@ class DugongW2(DugongRunner):
 
     def _run_co(self, check):
         conn, path, depth, n = self.conn, self.p["path"], self.p["depth"], self.p["n"]
-        loop = PollLoop(self.mod.POLLIN, self.mod.POLLOUT)
+        loop = PollLoop(self.lib.POLLIN, self.lib.POLLOUT)
         state = {"done": 0, "bytes": 0}
 
         def sender():
@@ -351,23 +391,9 @@ class DugongW3(DugongRunner):
             raise WrongAnswer(f"response length {resp.length}, expected {size}")
         hs = Hasher(check)
         if self.variant == "read":
-            while True:
-                data = conn.read(READ_SIZE)
-                if not data:
-                    break
-                hs.n += len(data)
-                if check:
-                    hs.h.update(data)
+            hs.drain(conn.read)
         else:
-            buf = self.buf
-            view = memoryview(buf)
-            while True:
-                k = conn.readinto(buf)
-                if not k:
-                    break
-                hs.n += k
-                if check:
-                    hs.h.update(view[:k])
+            hs.drain_into(conn.readinto, self.buf)
         hs.verify(self.p, size)
         return Result(1, hs.n)
 
@@ -378,7 +404,7 @@ class DugongW4(DugongRunner):
         self.pieces = pieces()
 
     def run(self, check):
-        conn, size, mod = self.conn, self.p["size"], self.mod
+        conn, size, mod = self.conn, self.p["size"], self.lib
         headers = {"X-Digest": "1"} if check else None
         if self.variant == "plain":
             conn.send_request("PUT", "/upload", headers=headers, body=mod.BodyFollowing(size))
@@ -411,7 +437,7 @@ class DugongW5(DugongRunner):
     ``aio``: asyncio with one AioFuture per request."""
 
     def setup(self):
-        mod, p = self.mod, self.p
+        mod, p = self.lib, self.p
         self.conns = []
         for _ in range(p["conns"]):
             conn = mod.HTTPConnection(self.host, self.port)
@@ -439,7 +465,7 @@ class DugongW5(DugongRunner):
         m = self.p["n"]
         total = [0]
         if self.variant == "poll":
-            loop = PollLoop(self.mod.POLLIN, self.mod.POLLOUT)
+            loop = PollLoop(self.lib.POLLIN, self.lib.POLLOUT)
 
             def task(conn):
                 for _ in range(m):
@@ -452,7 +478,7 @@ class DugongW5(DugongRunner):
                 loop.spawn(task(conn))
             loop.run()
         else:
-            AioFuture = self.mod.AioFuture
+            AioFuture = self.lib.AioFuture
 
             async def task(conn):
                 for _ in range(m):
@@ -476,25 +502,23 @@ class DugongW7(DugongRunner):
             conn.send_request("GET", f"/gen/{size}")
             resp = conn.read_response()
             check_status(resp.status)
-            while True:
-                data = conn.read(READ_SIZE)
-                if not data:
-                    break
-                hs.n += len(data)
-                if check:
-                    hs.h.update(data)
-                del data
+            hs.drain(conn.read)
         hs.verify(self.p, size)
         return Result(1, hs.n, peak=tr.peak)
 
     def _one_idle(self):
-        conn = self.mod.HTTPConnection(self.host, self.port)
+        conn = self.lib.HTTPConnection(self.host, self.port)
         conn.send_request("GET", self.p["path"])
         conn.read_response()
         conn.readall()
-        limit = getattr(self.mod, "BUFFER_SIZE", 64 * 1024) + 8 * 1024
+        limit = getattr(self.lib, "BUFFER_SIZE", 64 * 1024) + 8 * 1024
         return conn, conn.disconnect, limit
 
+
+DugongClient.runners = {
+    "W1": DugongW1, "W2": DugongW2, "W3": DugongW3, "W4": DugongW4, "W5": DugongW5,
+    "W7": DugongW7,
+}
 
 # ==========================================================================
 # memory helpers (W7)
@@ -541,32 +565,18 @@ def idle_cost(p: dict, make_one) -> Result:
 # ==========================================================================
 
 
-class HttpClientClient:
-    def __init__(self, name):
+class HttpClientClient(Client):
+    def load(self, name):
         import http.client
 
-        self.hc = http.client
-        self.version = sys.version.split()[0]
-
-    def runner(self, workload, variant, p):
-        return {
-            "W1": HcW1,
-            "W3": HcW3,
-            "W4": HcW4,
-            "W5": HcW5,
-            "W7": HcW7,
-        }[workload](self.hc, variant, p)
+        return http.client, sys.version.split()[0]
 
 
 class HcRunner(Runner):
-    def __init__(self, hc, variant, p):
-        super().__init__(p)
-        self.hc = hc
-        self.variant = variant
-        self.conn = None
+    conn = None
 
     def setup(self):
-        self.conn = self.hc.HTTPConnection(self.host, self.port)
+        self.conn = self.lib.HTTPConnection(self.host, self.port)
 
     def close(self):
         if self.conn is not None:
@@ -598,22 +608,10 @@ class HcW3(HcRunner):
         check_status(resp.status)
         hs = Hasher(check)
         if self.variant == "read":
-            while True:
-                data = resp.read(READ_SIZE)
-                if not data:
-                    break
-                hs.n += len(data)
-                if check:
-                    hs.h.update(data)
+            hs.drain(resp.read)
         else:
             view = memoryview(self.buf)
-            while True:
-                k = resp.readinto(view)
-                if not k:
-                    break
-                hs.n += k
-                if check:
-                    hs.h.update(view[:k])
+            hs.drain_into(resp.readinto, view)
         hs.verify(self.p, size)
         return Result(1, hs.n)
 
@@ -647,7 +645,9 @@ class HcW5(HcRunner):
     """32 threads, one HTTPConnection each."""
 
     def setup(self):
-        self.conns = [self.hc.HTTPConnection(self.host, self.port) for _ in range(self.p["conns"])]
+        self.conns = [
+            self.lib.HTTPConnection(self.host, self.port) for _ in range(self.p["conns"])
+        ]
 
     def close(self):
         for conn in self.conns:
@@ -693,49 +693,35 @@ class HcW7(HcRunner):
             conn.request("GET", f"/gen/{size}")
             resp = conn.getresponse()
             check_status(resp.status)
-            while True:
-                data = resp.read(READ_SIZE)
-                if not data:
-                    break
-                hs.n += len(data)
-                if check:
-                    hs.h.update(data)
-                del data
+            hs.drain(resp.read)
             del resp
         hs.verify(self.p, size)
         return Result(1, hs.n, peak=tr.peak)
 
     def _one_idle(self):
-        conn = self.hc.HTTPConnection(self.host, self.port)
+        conn = self.lib.HTTPConnection(self.host, self.port)
         conn.request("GET", self.p["path"])
         conn.getresponse().read()
         return conn, conn.close, None
 
+
+HttpClientClient.runners = {"W1": HcW1, "W3": HcW3, "W4": HcW4, "W5": HcW5, "W7": HcW7}
 
 # ==========================================================================
 # urllib3
 # ==========================================================================
 
 
-class Urllib3Client:
-    def __init__(self, name):
+class Urllib3Client(Client):
+    def load(self, name):
         import urllib3
 
-        self.u3 = urllib3
-        self.version = urllib3.__version__
-
-    def runner(self, workload, variant, p):
-        return {"W1": U3W1, "W3": U3W3, "W4": U3W4, "W7": U3W7}[workload](self.u3, variant, p)
+        return urllib3, urllib3.__version__
 
 
 class U3Runner(Runner):
-    def __init__(self, u3, variant, p):
-        super().__init__(p)
-        self.u3 = u3
-        self.variant = variant
-
     def setup(self):
-        self.pool = self.u3.HTTPConnectionPool(self.host, self.port, maxsize=1, retries=False)
+        self.pool = self.lib.HTTPConnectionPool(self.host, self.port, maxsize=1, retries=False)
 
     def close(self):
         self.pool.close()
@@ -763,22 +749,10 @@ class U3W3(U3Runner):
         check_status(resp.status)
         hs = Hasher(check)
         if self.variant == "read":
-            while True:
-                data = resp.read(READ_SIZE)
-                if not data:
-                    break
-                hs.n += len(data)
-                if check:
-                    hs.h.update(data)
+            hs.drain(resp.read)
         else:
             view = memoryview(self.buf)
-            while True:
-                k = resp.readinto(view)
-                if not k:
-                    break
-                hs.n += k
-                if check:
-                    hs.h.update(view[:k])
+            hs.drain_into(resp.readinto, view)
         resp.release_conn()
         hs.verify(self.p, size)
         return Result(1, hs.n)
@@ -811,14 +785,7 @@ class U3W7(U3Runner):
         with Traced() as tr:
             resp = self.pool.request("GET", f"/gen/{size}", preload_content=False)
             check_status(resp.status)
-            while True:
-                data = resp.read(READ_SIZE)
-                if not data:
-                    break
-                hs.n += len(data)
-                if check:
-                    hs.h.update(data)
-                del data
+            hs.drain(resp.read)
             resp.release_conn()
             del resp
         hs.verify(self.p, size)
@@ -833,31 +800,23 @@ class U3W7(U3Runner):
         return conn, conn.close, None
 
 
+Urllib3Client.runners = {"W1": U3W1, "W3": U3W3, "W4": U3W4, "W7": U3W7}
+
 # ==========================================================================
 # httpx (sync)
 # ==========================================================================
 
 
-class HttpxClient:
-    def __init__(self, name):
+class HttpxClient(Client):
+    def load(self, name):
         import httpx
 
-        self.httpx = httpx
-        self.version = httpx.__version__
-
-    def runner(self, workload, variant, p):
-        return {"W1": HxW1, "W3": HxW3, "W4": HxW4, "W7": HxW7}[workload](self.httpx, variant, p)
+        return httpx, httpx.__version__
 
 
 class HxRunner(Runner):
-    def __init__(self, httpx, variant, p):
-        super().__init__(p)
-        self.httpx = httpx
-        self.variant = variant
-        self.base = f"http://{self.host}:{self.port}"
-
     def setup(self):
-        self.client = self.httpx.Client(trust_env=False, timeout=60)
+        self.client = self.lib.Client(trust_env=False, timeout=60)
 
     def close(self):
         self.client.close()
@@ -919,6 +878,8 @@ class HxW7(HxRunner):
         return Result(1, hs.n, peak=tr.peak)
 
 
+HttpxClient.runners = {"W1": HxW1, "W3": HxW3, "W4": HxW4, "W7": HxW7}
+
 # ==========================================================================
 # asyncio clients: httpx.AsyncClient and aiohttp
 # ==========================================================================
@@ -927,14 +888,8 @@ class HxW7(HxRunner):
 class AsyncRunner(Runner):
     """Runs each repetition with run_until_complete on one persistent loop."""
 
-    def __init__(self, lib, variant, p):
-        super().__init__(p)
-        self.lib = lib
-        self.variant = variant
-        self.base = f"http://{self.host}:{self.port}"
-        self.loop = asyncio.new_event_loop()
-
     def setup(self):
+        self.loop = asyncio.new_event_loop()
         self.loop.run_until_complete(self.asetup())
 
     def run(self, check):
@@ -950,51 +905,8 @@ class AsyncRunner(Runner):
     async def aclose(self):
         pass
 
-
-async def apiece_iter(size: int):
-    for piece in piece_iter(size):
-        yield piece
-
-
-class HttpxAsyncClient:
-    def __init__(self, name):
-        import httpx
-
-        self.httpx = httpx
-        self.version = httpx.__version__
-
-    def runner(self, workload, variant, p):
-        if workload == "W7" and variant == "idle":
-            raise NotSupported("no single-connection object to measure")
-        return HxaRunner(self.httpx, variant, p, workload)
-
-
-class HxaRunner(AsyncRunner):
-    def __init__(self, httpx, variant, p, workload):
-        super().__init__(httpx, variant, p)
-        self.workload = workload
-
-    async def asetup(self):
-        limits = self.lib.Limits(
-            max_connections=self.p.get("conns", 1), max_keepalive_connections=100
-        )
-        self.client = self.lib.AsyncClient(trust_env=False, timeout=60, limits=limits)
-        if self.workload == "W5":
-            # open all connections before timing
-            await asyncio.gather(
-                *(self.client.get(self.base + self.p["path"]) for _ in range(self.p["conns"]))
-            )
-
-    async def aclose(self):
-        await self.client.aclose()
-
-    async def get_small(self, check):
-        resp = await self.client.get(self.base + self.p["path"])
-        check_status(resp.status_code)
-        return self.check_small(resp.content, check)
-
     async def arun(self, check):
-        p, client = self.p, self.client
+        p = self.p
         if self.workload == "W1":
             nbytes = 0
             for _ in range(p["n"]):
@@ -1018,51 +930,89 @@ class HxaRunner(AsyncRunner):
             tr = Traced() if self.workload == "W7" else None
             if tr:
                 tr.__enter__()
-            async with client.stream("GET", url) as resp:
-                check_status(resp.status_code)
-                async for data in resp.aiter_bytes(READ_SIZE):
-                    hs.n += len(data)
-                    if check:
-                        hs.h.update(data)
-                    del data
+            await self.download(url, hs, check)
             if tr:
                 tr.__exit__(None, None, None)
             hs.verify(p, size)
             return Result(1, hs.n, **({"peak": tr.peak} if tr else {}))
         if self.workload == "W4":
-            size = p["size"]
-            if self.variant == "expect100":
-                raise NotSupported("httpx has no 100-continue support")
-            headers = {"X-Digest": "1"} if check else {}
-            if self.variant == "plain":
-                headers["Content-Length"] = str(size)
-            resp = await client.put(
-                self.base + "/upload", content=apiece_iter(size), headers=headers
-            )
-            check_status(resp.status_code)
-            check_sink_answer(resp.content, size, p["digest"] if check else None)
-            return Result(1, size)
+            return await self.upload(check)
         raise NotSupported(self.workload)
 
+    # per library: one small GET, a streamed download, an upload
+    async def get_small(self, check) -> int:
+        raise NotImplementedError
 
-class AiohttpClient:
-    def __init__(self, name):
+    async def download(self, url: str, hs: Hasher, check: bool) -> None:
+        raise NotImplementedError
+
+    async def upload(self, check: bool) -> Result:
+        raise NotImplementedError
+
+
+async def apiece_iter(size: int):
+    for piece in piece_iter(size):
+        yield piece
+
+
+class HttpxAsyncClient(HttpxClient):
+    no_idle = "no single-connection object to measure"
+
+
+class HxaRunner(AsyncRunner):
+    async def asetup(self):
+        limits = self.lib.Limits(
+            max_connections=self.p.get("conns", 1), max_keepalive_connections=100
+        )
+        self.client = self.lib.AsyncClient(trust_env=False, timeout=60, limits=limits)
+        if self.workload == "W5":
+            # open all connections before timing
+            await asyncio.gather(
+                *(self.client.get(self.base + self.p["path"]) for _ in range(self.p["conns"]))
+            )
+
+    async def aclose(self):
+        await self.client.aclose()
+
+    async def get_small(self, check):
+        resp = await self.client.get(self.base + self.p["path"])
+        check_status(resp.status_code)
+        return self.check_small(resp.content, check)
+
+    async def download(self, url, hs, check):
+        async with self.client.stream("GET", url) as resp:
+            check_status(resp.status_code)
+            async for data in resp.aiter_bytes(READ_SIZE):
+                hs.n += len(data)
+                if check:
+                    hs.h.update(data)
+                del data
+
+    async def upload(self, check):
+        p, size = self.p, self.p["size"]
+        if self.variant == "expect100":
+            raise NotSupported("httpx has no 100-continue support")
+        headers = {"X-Digest": "1"} if check else {}
+        if self.variant == "plain":
+            headers["Content-Length"] = str(size)
+        resp = await self.client.put(
+            self.base + "/upload", content=apiece_iter(size), headers=headers
+        )
+        check_status(resp.status_code)
+        check_sink_answer(resp.content, size, p["digest"] if check else None)
+        return Result(1, size)
+
+
+class AiohttpClient(Client):
+    no_idle = "no single-connection object to measure"
+
+    def load(self, name):
         import aiohttp
 
-        self.aiohttp = aiohttp
-        self.version = aiohttp.__version__
-
-    def runner(self, workload, variant, p):
-        if workload == "W7" and variant == "idle":
-            raise NotSupported("no single-connection object to measure")
-        return AioRunner(self.aiohttp, variant, p, workload)
+        return aiohttp, aiohttp.__version__
 
 
 class AioRunner(AsyncRunner):
-    def __init__(self, aiohttp, variant, p, workload):
-        super().__init__(aiohttp, variant, p)
-        self.workload = workload
-
     async def asetup(self):
         conns = self.p.get("conns", 1)
         connector = self.lib.TCPConnector(limit=conns, limit_per_host=conns)
@@ -1083,79 +1033,50 @@ class AioRunner(AsyncRunner):
             check_status(resp.status)
         return self.check_small(body, check)
 
-    async def arun(self, check):
-        p, session = self.p, self.session
-        if self.workload == "W1":
-            nbytes = 0
-            for _ in range(p["n"]):
-                nbytes += await self.get_small(check)
-            return Result(p["n"], nbytes)
-        if self.workload == "W5":
-            totals = []
+    async def download(self, url, hs, check):
+        async with self.session.get(url) as resp:
+            check_status(resp.status)
+            while True:
+                data = await resp.content.read(READ_SIZE)
+                if not data:
+                    break
+                hs.n += len(data)
+                if check:
+                    hs.h.update(data)
+                del data
 
-            async def task():
-                total = 0
-                for _ in range(p["n"]):
-                    total += await self.get_small(check)
-                totals.append(total)
+    async def upload(self, check):
+        p, size = self.p, self.p["size"]
+        headers = {"X-Digest": "1"} if check else {}
+        kw = {}
+        if self.variant in ("plain", "expect100"):
+            headers["Content-Length"] = str(size)
+        if self.variant == "expect100":
+            kw["expect100"] = True
+        async with self.session.put(
+            self.base + "/upload", data=apiece_iter(size), headers=headers, **kw
+        ) as resp:
+            body = await resp.read()
+            check_status(resp.status)
+        check_sink_answer(body, size, p["digest"] if check else None)
+        return Result(1, size)
 
-            await asyncio.gather(*(task() for _ in range(p["conns"])))
-            return Result(p["n"] * p["conns"], sum(totals))
-        if self.workload in ("W3", "W7"):
-            size = p["size"]
-            url = self.base + (p["path"] if self.workload == "W3" else f"/gen/{size}")
-            hs = Hasher(check)
-            tr = Traced() if self.workload == "W7" else None
-            if tr:
-                tr.__enter__()
-            async with session.get(url) as resp:
-                check_status(resp.status)
-                while True:
-                    data = await resp.content.read(READ_SIZE)
-                    if not data:
-                        break
-                    hs.n += len(data)
-                    if check:
-                        hs.h.update(data)
-                    del data
-            if tr:
-                tr.__exit__(None, None, None)
-            hs.verify(p, size)
-            return Result(1, hs.n, **({"peak": tr.peak} if tr else {}))
-        if self.workload == "W4":
-            size = p["size"]
-            headers = {"X-Digest": "1"} if check else {}
-            kw = {}
-            if self.variant in ("plain", "expect100"):
-                headers["Content-Length"] = str(size)
-            if self.variant == "expect100":
-                kw["expect100"] = True
-            async with session.put(
-                self.base + "/upload", data=apiece_iter(size), headers=headers, **kw
-            ) as resp:
-                body = await resp.read()
-                check_status(resp.status)
-            check_sink_answer(body, size, p["digest"] if check else None)
-            return Result(1, size)
-        raise NotSupported(self.workload)
 
+HttpxAsyncClient.runners = dict.fromkeys(("W1", "W3", "W4", "W5", "W7"), HxaRunner)
+AiohttpClient.runners = dict.fromkeys(("W1", "W3", "W4", "W5", "W7"), AioRunner)
 
 # ==========================================================================
 # pycurl
 # ==========================================================================
 
 
-class PycurlClient:
-    def __init__(self, name):
+class PycurlClient(Client):
+    no_idle = "libcurl's buffers are not traced by tracemalloc"
+
+    def load(self, name):
         import pycurl
 
-        self.pycurl = pycurl
-        self.version = pycurl.version.split()[0]
-
-    def runner(self, workload, variant, p):
-        if workload == "W7" and variant == "idle":
-            raise NotSupported("libcurl's buffers are not traced by tracemalloc")
-        return CurlRunner(self.pycurl, variant, p, workload)
+        return pycurl, pycurl.version.split()[0]
 
 
 class _CurlUploadSource:
@@ -1177,15 +1098,8 @@ class _CurlUploadSource:
 
 
 class CurlRunner(Runner):
-    def __init__(self, pycurl, variant, p, workload):
-        super().__init__(p)
-        self.pc = pycurl
-        self.variant = variant
-        self.workload = workload
-        self.base = f"http://{self.host}:{self.port}"
-
     def setup(self):
-        pc = self.pc
+        pc = self.lib
         self.c = c = pc.Curl()
         c.setopt(pc.NOSIGNAL, 1)
         c.setopt(pc.PROXY, "")
@@ -1204,7 +1118,7 @@ class CurlRunner(Runner):
         self.c.close()
 
     def run(self, check):
-        pc, c, p = self.pc, self.c, self.p
+        pc, c, p = self.lib, self.c, self.p
         if self.workload == "W1":
             nbytes = 0
             for _ in range(p["n"]):
@@ -1255,6 +1169,8 @@ class CurlRunner(Runner):
             return Result(1, size)
         raise NotSupported(self.workload)
 
+
+PycurlClient.runners = dict.fromkeys(("W1", "W3", "W4", "W5", "W7"), CurlRunner)
 
 # ==========================================================================
 # the raw-socket floor
@@ -1339,20 +1255,12 @@ def get_request(host: str, port: int, path: str) -> bytes:
     )
 
 
-class FloorClient:
-    def __init__(self, name):
-        self.version = "-"
-
-    def runner(self, workload, variant, p):
-        return FloorRunner(variant, p, workload)
+class FloorClient(Client):
+    def load(self, name):
+        return None, "-"
 
 
 class FloorRunner(Runner):
-    def __init__(self, variant, p, workload):
-        super().__init__(p)
-        self.variant = variant
-        self.workload = workload
-
     def setup(self):
         p = self.p
         n_socks = p.get("conns", 1) if self.workload == "W5" else 1
@@ -1537,6 +1445,8 @@ def sendmsg_all(sock: socket.socket, bufs: list) -> None:
         sock.sendall(memoryview(b)[sent:])
         sent = 0
 
+
+FloorClient.runners = dict.fromkeys(("W1", "W2", "W3", "W4", "W5", "W7"), FloorRunner)
 
 # ==========================================================================
 # the worker loop
