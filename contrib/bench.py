@@ -411,26 +411,12 @@ def build_plan(cfg: dict, nginx_port: int, sink_port: int, small_body: bytes) ->
                 unit="req",
                 depth=depth,
             )
-        row(
-            "W2",
-            "floor",
-            f"window-d{depth}",
-            f"pre-built, depth {depth}",
-            dict(p2),
-            unit="req",
-            depth=depth,
-        )
-        # the same with one send() per request, as a client must whose send_request
-        # puts each request on the wire before it returns
-        row(
-            "W2",
-            "floor",
-            f"each-d{depth}",
-            f"pre-built, one send() per request, depth {depth}",
-            dict(p2),
-            unit="req",
-            depth=depth,
-        )
+        # "each": one send() per request, as a client must whose send_request puts
+        # each request on the wire before it returns
+        floors = (("window", "pre-built"), ("each", "pre-built, one send() per request"))
+        for kind, label in floors:
+            row("W2", "floor", f"{kind}-d{depth}", f"{label}, depth {depth}", dict(p2),
+                unit="req", depth=depth)
     # W3
     size3 = cfg["w3_size"]
     p3 = {
