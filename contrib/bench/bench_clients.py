@@ -38,7 +38,7 @@ from typing import ClassVar
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bench_servers import PATTERN_SIZE, PIECE_SIZE, pattern  # noqa: E402
+from bench_servers import PATTERN_SIZE, PIECE_SIZE, ReceiveBuffer, pattern  # noqa: E402
 
 READ_SIZE = 64 * 1024
 N_DISTINCT_PIECES = PATTERN_SIZE // PIECE_SIZE  # 16
@@ -1177,28 +1177,14 @@ PycurlClient.runners = dict.fromkeys(("W1", "W3", "W4", "W5", "W7"), CurlRunner)
 # ==========================================================================
 
 
-class FloorReader:
+class FloorReader(ReceiveBuffer):
     """Fixed receive buffer; finds the end of each response, nothing more."""
 
     def __init__(self, sock: socket.socket, size: int = READ_SIZE):
-        self.sock = sock
-        self.size = size
-        self.buf = bytearray(size)
-        self.view = memoryview(self.buf)
-        self.start = 0
-        self.end = 0
+        super().__init__(sock, size)
 
-    def _fill(self) -> None:
-        if self.start == self.end:
-            self.start = self.end = 0
-        elif self.end == self.size:
-            n = self.end - self.start
-            self.buf[:n] = self.view[self.start : self.end]
-            self.start, self.end = 0, n
-        got = self.sock.recv_into(self.view[self.end :])
-        if not got:
-            raise WrongAnswer("server closed the connection")
-        self.end += got
+    def closed(self, where: str) -> Exception:
+        return WrongAnswer(f"server closed the connection {where}".strip())
 
     def head(self) -> tuple[int, int]:
         """Consume one response head; return (status, Content-Length or 0)."""
@@ -1216,24 +1202,7 @@ class FloorReader:
 
     def body(self, length: int, hs: Hasher | None = None) -> None:
         """Consume ``length`` body bytes (digesting them when checking)."""
-        avail = self.end - self.start
-        if avail >= length:
-            if hs is not None and hs.h is not None:
-                hs.h.update(self.view[self.start : self.start + length])
-            self.start += length
-            return
-        if hs is not None and hs.h is not None:
-            hs.h.update(self.view[self.start : self.end])
-        remaining = length - avail
-        self.start = self.end = 0
-        view, recv_into, size = self.view, self.sock.recv_into, self.size
-        while remaining:
-            k = recv_into(view, remaining if remaining < size else size)
-            if not k:
-                raise WrongAnswer("server closed the connection inside a body")
-            if hs is not None and hs.h is not None:
-                hs.h.update(view[:k])
-            remaining -= k
+        self.skip(length, hs.h if hs is not None else None)
 
     def body_bytes(self, length: int) -> bytes:
         while self.end - self.start < length:

@@ -249,28 +249,64 @@ class _ClientGone(Exception):
     pass
 
 
-class _SinkConnection:
-    BUFSIZE = 1 << 20
-    MAX_HEAD = 64 * 1024
+class ReceiveBuffer:
+    """A fixed receive buffer over a blocking socket: unread bytes are
+    ``buf[start:end]``. Used by the sink and by the benchmark's raw-socket floor."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, size: int):
         self.sock = sock
-        self.buf = bytearray(self.BUFSIZE)
+        self.size = size
+        self.buf = bytearray(size)
         self.view = memoryview(self.buf)
         self.start = 0
         self.end = 0
 
+    def closed(self, where: str) -> Exception:
+        """The exception for a peer that closed the connection *where*."""
+        return ConnectionError(f"peer closed the connection {where}")
+
     def _fill(self) -> None:
         if self.start == self.end:
             self.start = self.end = 0
-        elif self.end == len(self.buf):
+        elif self.end == self.size:
             n = self.end - self.start
             self.buf[:n] = self.view[self.start : self.end]
             self.start, self.end = 0, n
         got = self.sock.recv_into(self.view[self.end :])
         if not got:
-            raise _ClientGone
+            raise self.closed("")
         self.end += got
+
+    def skip(self, n: int, hasher) -> None:
+        """Consume ``n`` bytes, feeding them to ``hasher`` if it is not None."""
+        avail = self.end - self.start
+        if avail >= n:
+            if hasher is not None:
+                hasher.update(self.view[self.start : self.start + n])
+            self.start += n
+            return
+        if hasher is not None:
+            hasher.update(self.view[self.start : self.end])
+        n -= avail
+        self.start = self.end = 0
+        view, recv_into, size = self.view, self.sock.recv_into, self.size
+        while n:
+            k = recv_into(view, n if n < size else size)
+            if not k:
+                raise self.closed("inside a body")
+            if hasher is not None:
+                hasher.update(view[:k])
+            n -= k
+
+
+class _SinkConnection(ReceiveBuffer):
+    MAX_HEAD = 64 * 1024
+
+    def __init__(self, sock: socket.socket):
+        super().__init__(sock, 1 << 20)
+
+    def closed(self, where: str) -> Exception:
+        return _ClientGone()
 
     def read_until(self, delim: bytes, limit: int) -> bytes:
         while True:
@@ -282,25 +318,6 @@ class _SinkConnection:
             if self.end - self.start > limit:
                 raise ValueError("line or head too long")
             self._fill()
-
-    def skip(self, n: int, hasher) -> None:
-        """Consume ``n`` body bytes, feeding them to ``hasher`` if given."""
-        while n:
-            avail = self.end - self.start
-            if avail:
-                k = avail if avail < n else n
-                if hasher is not None:
-                    hasher.update(self.view[self.start : self.start + k])
-                self.start += k
-                n -= k
-                continue
-            self.start = self.end = 0
-            k = self.sock.recv_into(self.view, n if n < self.BUFSIZE else self.BUFSIZE)
-            if not k:
-                raise _ClientGone
-            if hasher is not None:
-                hasher.update(self.view[:k])
-            n -= k
 
     def serve(self) -> None:
         sock = self.sock
