@@ -21,6 +21,7 @@ from ._headers import CaseInsensitiveDict, ResponseHeaders
 from ._log import debug
 from ._poll import Co, PollNeeded, eval_coroutine
 from ._protocol import (
+    _PARSED_HEAD_SIZE,
     BodyKind,
     _new,
     find_head_end,
@@ -43,7 +44,6 @@ _WOULD_BLOCK = -1  # a body read step must wait for the socket
 _FRAMING = -2  # a body read step must read chunk framing first
 # "No limit" for the body of a response that ends when the server closes.
 _UNTIL_CLOSE = 1 << 62
-_LAST_HEAD_SIZE = 2048  # longer heads are not kept for the repeated-head shortcut
 _BODY_FIELD_NAMES = ("content-length", "transfer-encoding")
 _EXPECT_FIELD_NAMES = ("content-length", "transfer-encoding", "expect")
 _scratch = memoryview(bytearray(64 * 1024))  # where discard() drops bytes
@@ -730,10 +730,9 @@ class HTTPConnection:
         limits = (pkg.MAX_LINE_SIZE, pkg.MAX_HEADER_SIZE, pkg.MAX_HEADER_FIELDS)
         try:
             while True:
-                buf = self._buf
                 last = self._last_head
                 if last is not None and last[1] == req.method and last[2] == limits \
-                        and buf is not None and buf.data.startswith(last[0], buf.start, buf.end):
+                        and buf.data.startswith(last[0], buf.start, buf.end):
                     # The same bytes as the previous head (the usual case when pipelining:
                     # the same resource within the same second of the server's Date), so
                     # the same end and the same parse.
@@ -742,12 +741,12 @@ class HTTPConnection:
                     self._head_seen = 0
                     head, framing = last[3]
                 else:
-                    text = self._buffered_head(limits[1])
+                    text = self._buffered_head(buf, limits[1])
                     if text is None:
                         return None
                     size = len(text)
                     head, framing = parse_response(req.method, text, *limits)
-                    if framing[0] is not BodyKind.ERROR and size <= _LAST_HEAD_SIZE:
+                    if framing[0] is not BodyKind.ERROR and size <= _PARSED_HEAD_SIZE:
                         self._last_head = (text.encode("latin-1"), req.method, limits,
                                            (head, framing))
                 status = head[1]
@@ -763,12 +762,9 @@ class HTTPConnection:
             self._break(f"an invalid response ({exc})")
             raise
 
-    def _buffered_head(self, limit: int) -> str | None:
-        """Take the next response head (status line to empty line) from the buffer
-        as latin-1 text; None if its end has not arrived yet."""
-        buf = self._buf
-        if buf is None:
-            return None  # closed: filling the buffer raises ConnectionClosed
+    def _buffered_head(self, buf: RecvBuffer, limit: int) -> str | None:
+        """Take the next response head (status line to empty line) from *buf* as
+        latin-1 text; None if its end has not arrived yet."""
         start, end = buf.start, buf.end
         if end == start:
             return None

@@ -433,7 +433,7 @@ def body_framing(method: str, head: Head) -> Framing:
 # text equals one seen before reuses its parse. Bounded in entries and head size.
 _parsed: dict[tuple[str, str, int, int, int], tuple[Head, Framing]] = {}
 _PARSED_ENTRIES = 128
-_PARSED_HEAD_SIZE = 2048
+_PARSED_HEAD_SIZE = 2048  # also bounds the head a connection remembers
 
 
 def parse_response(method: str, text: str, max_line: int, max_size: int,
