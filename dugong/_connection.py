@@ -44,14 +44,14 @@ _WOULD_BLOCK = -1  # a body read step must wait for the socket
 _FRAMING = -2  # a body read step must read chunk framing first
 # "No limit" for the body of a response that ends when the server closes.
 _UNTIL_CLOSE = 1 << 62
+_NO_BODY_FIELDS = (("Content-Length", "0"),)
 _BODY_FIELD_NAMES = ("content-length", "transfer-encoding")
 _EXPECT_FIELD_NAMES = ("content-length", "transfer-encoding", "expect")
 _scratch = memoryview(bytearray(64 * 1024))  # where discard() drops bytes
 
 
-def _pkg() -> Any:
-    """The dugong package, whose tunables (limits, sizes) users may rebind."""
-    return sys.modules[__package__ or "dugong"]
+#: The dugong package, whose tunables (limits, sizes) users may rebind.
+_package: Any = sys.modules[__package__ or "dugong"]
 
 
 def _byte_view(buf: Any) -> memoryview:
@@ -270,6 +270,8 @@ class HTTPConnection:
         self._body_done = False
         self._interim = 0  # bytes of 1xx heads skipped since the last final response
         self._head_seen = 0  # bytes of the next head already searched for its end
+        #: the last bodiless request without caller fields: (method, path, its parts)
+        self._last_request: tuple[str, str, Any] | None = None
         #: the previous response head: (bytes, method, limits, its parse), or None
         self._last_head: tuple[bytes, str, tuple[int, int, int], Any] | None = None
         #: why no further request or response can use this connection
@@ -291,7 +293,7 @@ class HTTPConnection:
         self.disconnect()
         tr = yield from co_open(self.hostname, self.port, self.ssl_context, self.proxy)
         self._tr = tr
-        self._buf = RecvBuffer(_pkg().BUFFER_SIZE)
+        self._buf = RecvBuffer(_package.BUFFER_SIZE)
 
     def connect(self) -> None:
         """Open the connection now (it is otherwise opened by the first request).
@@ -441,11 +443,59 @@ class HTTPConnection:
         Returns None if the request went out whole at once (the usual case),
         else a generator that completes it, connecting first if needed.
         """
+        if body is None and not headers and not expect100:
+            # Bodiless requests without caller fields repeat a lot (pipelined GETs): the last
+            # one's bytes and queue entry are kept, as both depend only on method and path.
+            last = self._last_request
+            if last is not None and last[0] == method and last[1] == path:
+                req, out, total = last[2]
+            else:
+                parts = self._request_parts(method, path, None, None, False)
+                self._last_request = (method, path, parts)
+                req, out, total = parts
+            follows = False
+        else:
+            req, out, total = self._request_parts(method, path, headers, body, expect100)
+            follows = isinstance(body, BodyFollowing)
+        if self._send is not _Send.IDLE:
+            if self._broken is not None or self._closed_reason is not None:
+                raise self._unusable()
+            raise StateError(f"Cannot send a request now: {self._send}")
+        if self._stale:
+            if self._pending or self._body is not None:
+                raise StateError("The server answered before the request body was sent; "
+                                 "read its response before sending another request")
+            self.disconnect()  # the server may still wait for the old body
+        tr = self._tr
+        buf = self._buf
+        if tr is not None and not self._pending and self._body is None and (
+                (buf is not None and buf.end != buf.start) or tr.dropped()):
+            # Idle, and the server closed it (or sent something unasked, e.g. a 408) since
+            # the last response: nothing of this request was sent, so a new connection is safe.
+            debug("%s port %d: idle connection dropped by the server, reconnecting",
+                      self.hostname, self.port)
+            self.disconnect()
+            tr = None
+        if tr is None:
+            return self._co_send_request_rest(req, follows, out, None)
+        self._pending.append(req)
+        n = self._send_now(tr, out)
+        if n != total:
+            return self._co_send_request_rest(req, follows, out, n)
+        if follows:
+            self._request_sent(req)
+        return None
+
+    def _request_parts(self, method: str, path: str, headers: Mapping[str, str] | None,
+                       body: _Buffer | BodyFollowing | None,
+                       expect100: bool) -> tuple[_Request, _Buffer | tuple[_Buffer, ...], int]:
+        """Check the arguments of a request: its queue entry, what to send now (the
+        head, with the body if there is one) and the byte count of that."""
         body_length: int | None = None
         names: tuple[str, ...] = _BODY_FIELD_NAMES
         data: _Buffer | None = None
         if body is None:
-            fields: tuple[tuple[str, str], ...] = (("Content-Length", "0"),)
+            fields: tuple[tuple[str, str], ...] = _NO_BODY_FIELDS
         elif isinstance(body, BodyFollowing):
             body_length = body.length
             if body_length is None:
@@ -468,47 +518,13 @@ class HTTPConnection:
             raise ValueError("expect100=True needs body=BodyFollowing(...)")
         head = request_head(method, self._target_prefix + path if self._target_prefix
                             else path, headers, self._host_field, fields, names)
-
-        if self._send is not _Send.IDLE:
-            if self._broken is not None or self._closed_reason is not None:
-                raise self._unusable()
-            raise StateError(f"Cannot send a request now: {self._send}")
-        if self._stale:
-            if self._pending or self._body is not None:
-                raise StateError("The server answered before the request body was sent; "
-                                 "read its response before sending another request")
-            self.disconnect()  # the server may still wait for the old body
-        tr = self._tr
-        buf = self._buf
-        if tr is not None and not self._pending and self._body is None and (
-                (buf is not None and buf.end != buf.start) or tr.dropped()):
-            # Idle, and the server closed it (or sent something unasked, e.g. a 408) since
-            # the last response: nothing of this request was sent, so a new connection is safe.
-            debug("%s port %d: idle connection dropped by the server, reconnecting",
-                      self.hostname, self.port)
-            self.disconnect()
-            tr = None
         req = _new(_Request, (method, path, expect100, body_length))
-        follows = isinstance(body, BodyFollowing)
-        out: _Buffer | tuple[_Buffer, ...]
         if data is None:
-            out = head
-            total = len(head)
-        elif size < 8192:
+            return req, head, len(head)
+        if size < 8192:
             out = head + data
-            total = len(out)
-        else:  # no copy of a large body: head and body in one sendmsg
-            out = (head, data)
-            total = len(head) + size
-        if tr is None:
-            return self._co_send_request_rest(req, follows, out, None)
-        self._pending.append(req)
-        n = self._send_now(tr, out)
-        if n != total:
-            return self._co_send_request_rest(req, follows, out, n)
-        if follows:
-            self._request_sent(req)
-        return None
+            return req, out, len(out)
+        return req, (head, data), len(head) + size  # a large body is not copied: one sendmsg
 
     def _co_send_request_rest(self, req: _Request, follows: bool,
                               out: _Buffer | tuple[_Buffer, ...],
@@ -709,24 +725,25 @@ class HTTPConnection:
             raise ConnectionClosed(f"No response to {req.method} {req.path}: "
                                    f"{self._closed_reason}")
 
-    def _start_response(self) -> tuple[_Request, bool]:
-        """Check that a response may be read now: its request, and if a 100 is awaited."""
-        if self._body is not None or not self._pending or self._closed_reason is not None \
-                or self._broken is not None:
-            self._check_read_response()
-        req = self._pending[0]
-        return req, req.expect100 and self._send is _Send.WAIT100 and len(self._pending) == 1
+    def _awaiting_100(self, req: _Request) -> bool:
+        """True if *req* is the only request out and waits for ``100 Continue``."""
+        return req.expect100 and self._send is _Send.WAIT100 and len(self._pending) == 1
 
-    def _buffered_response(self, req: _Request, waiting100: bool) -> HTTPResponse | None:
-        """The response to *req* if its head is buffered, else None (more bytes needed).
+    def _buffered_response(self) -> HTTPResponse | None:
+        """The next response if its head is buffered, else None (more bytes needed).
 
+        Raises what `read_response` raises when no response may be read now.
         Interim 1xx heads are consumed on the way, except an awaited ``100``.
         This is all of `read_response` that does not wait.
         """
+        if self._body is not None or not self._pending or self._closed_reason is not None \
+                or self._broken is not None:
+            self._check_read_response()
         buf = self._buf
         if buf is None or buf.end == buf.start:
             return None  # nothing to parse yet
-        pkg = _pkg()
+        req = self._pending[0]
+        pkg = _package
         limits = (pkg.MAX_LINE_SIZE, pkg.MAX_HEADER_SIZE, pkg.MAX_HEADER_FIELDS)
         try:
             while True:
@@ -752,7 +769,7 @@ class HTTPConnection:
                 status = head[1]
                 if status >= 200 or status == 101:
                     return self._final_response(req, head, framing)
-                if status == 100 and waiting100:
+                if status == 100 and self._awaiting_100(req):
                     return self._continue(req, head[2], head[3])
                 self._interim += size
                 if self._interim > pkg.MAX_INTERIM_SIZE:
@@ -785,35 +802,38 @@ class HTTPConnection:
         It ignores `timeout`: the driver decides how long to wait. The
         `HTTPResponse` is its return value.
         """
-        req, waiting100 = self._start_response()
+        resp = self._buffered_response()
+        if resp is not None:
+            return resp
+        req = self._pending[0]
         deadline = None
-        if waiting100 and self.expect100_timeout is not None:
+        if self.expect100_timeout is not None and self._awaiting_100(req):
             deadline = time.monotonic() + self.expect100_timeout
         try:
             while True:
-                resp = self._buffered_response(req, waiting100)
-                if resp is not None:
-                    return resp
                 buf = self._buf
                 assert buf is not None
                 if deadline is None or buf.end != buf.start:
                     yield from self._co_fill("before sending a complete response head"
                                              if buf.end > buf.start else
                                              "before sending a response")
-                    continue
-                # Awaiting 100 Continue, and nothing arrived yet: wait until the deadline.
-                tr = self._tr
-                assert tr is not None
-                n = tr.recv_into(buf.space())
-                if n > 0:
-                    buf.end += n
-                elif n == 0:
-                    raise ConnectionClosed(
-                        "Server closed the connection before sending a response")
-                elif time.monotonic() >= deadline:  # no answer: go ahead as if 100
-                    return self._continue(req, "Continue", ResponseHeaders([]))
                 else:
-                    yield PollNeeded(tr.want[0], tr.want[1], deadline)
+                    # Awaiting 100 Continue, and nothing arrived yet: wait until the deadline.
+                    tr = self._tr
+                    assert tr is not None
+                    n = tr.recv_into(buf.space())
+                    if n > 0:
+                        buf.end += n
+                    elif n == 0:
+                        raise ConnectionClosed(
+                            "Server closed the connection before sending a response")
+                    elif time.monotonic() >= deadline:  # no answer: go ahead as if 100
+                        return self._continue(req, "Continue", ResponseHeaders([]))
+                    else:
+                        yield PollNeeded(tr.want[0], tr.want[1], deadline)
+                resp = self._buffered_response()
+                if resp is not None:
+                    return resp
         except ConnectionClosed as exc:
             self._pending.popleft()
             self._lost(exc)
@@ -897,7 +917,7 @@ class HTTPConnection:
                 than 1.x.
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
-        resp = self._buffered_response(*self._start_response())
+        resp = self._buffered_response()
         if resp is not None:  # the head was buffered: no generator needed
             return resp
         return eval_coroutine(self.co_read_response(), self.timeout)
@@ -946,7 +966,7 @@ class HTTPConnection:
                 raise InvalidResponse("Chunk data is not followed by CRLF")
             buf.start += 2
             body.need_crlf = False
-        pkg = _pkg()
+        pkg = _package
         line = yield from self._co_read_line(pkg.MAX_LINE_SIZE, "chunk-size line")
         size = parse_chunk_size(line)
         if size:
