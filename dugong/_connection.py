@@ -111,7 +111,8 @@ class HTTPResponse:
     `HTTPConnection.read_response` makes these; programs do not create them.
     """
 
-    __slots__ = ("_trailers", "headers", "length", "method", "path", "reason", "status")
+    __slots__ = ("_error", "_kind", "_left", "_need_crlf", "_trailers", "_will_close",
+                 "headers", "length", "method", "path", "reason", "status")
 
     def __init__(self, method: str, path: str, status: int, reason: str,
                  headers: ResponseHeaders, length: int | None = None) -> None:
@@ -122,6 +123,18 @@ class HTTPResponse:
         self.headers = headers
         self.length = length
         self._trailers: CaseInsensitiveDict | None = None
+
+    def _start_body(self, kind: str, left: int, will_close: bool,
+                    error: Exception | None = None) -> HTTPResponse:
+        """Mark this as the response whose body the connection reads next."""
+        self._kind = kind
+        #: bytes that may be read before framing work is due (chunk data, or the length)
+        self._left = left
+        self._will_close = will_close
+        self._error = error
+        #: chunked: the CRLF after the chunk data is still to come
+        self._need_crlf = False
+        return self
 
     @property
     def trailers(self) -> CaseInsensitiveDict:
@@ -154,23 +167,6 @@ class _Send:
     CHUNKED: Final = "sending a chunked body"
     WAIT100: Final = "waiting for 100 Continue"
     CLOSED: Final = "the connection broke while sending"
-
-
-class _Body:
-    """Progress through one response body."""
-
-    __slots__ = ("error", "kind", "left", "need_crlf", "response", "will_close")
-
-    def __init__(self, kind: str, left: int, response: HTTPResponse,
-                 will_close: bool, error: Exception | None = None) -> None:
-        self.kind = kind
-        #: bytes that may be read before framing work is due (chunk data or length)
-        self.left = left
-        self.response = response
-        self.will_close = will_close
-        self.error = error
-        #: chunked: the CRLF after the chunk data is still to come
-        self.need_crlf = False
 
 
 class HTTPConnection:
@@ -266,7 +262,7 @@ class HTTPConnection:
         self._pending: deque[_Request] = deque()
         self._send = _Send.IDLE
         self._out_left = 0
-        self._body: _Body | None = None
+        self._body: HTTPResponse | None = None
         self._body_done = False
         self._interim = 0  # bytes of 1xx heads skipped since the last final response
         self._head_seen = 0  # bytes of the next head already searched for its end
@@ -865,13 +861,13 @@ class HTTPConnection:
         # The body is set up before the request leaves the queue, so that a thread sending
         # meanwhile never sees the connection idle while this response is being read.
         if kind is BodyKind.LENGTH and length:
-            self._body = _Body(kind, length, resp, will_close)
+            self._body = resp._start_body(kind, length, will_close)
         elif kind is BodyKind.CHUNKED:
-            self._body = _Body(kind, 0, resp, will_close)
+            self._body = resp._start_body(kind, 0, will_close)
         elif kind is BodyKind.UNTIL_CLOSE:
-            self._body = _Body(kind, _UNTIL_CLOSE, resp, True)
+            self._body = resp._start_body(kind, _UNTIL_CLOSE, True)
         elif kind is BodyKind.ERROR:
-            self._body = _Body(kind, 0, resp, True, error)
+            self._body = resp._start_body(kind, 0, True, error)
         self._pending.popleft()
         if self._body is None:
             self._end_body(will_close)
@@ -955,23 +951,23 @@ class HTTPConnection:
                 raise InvalidResponse(f"{what} exceeds {limit} bytes")
             yield from self._co_fill(f"in the middle of the body ({what})")
 
-    def _co_chunk_framing(self, body: _Body) -> Co[None]:
+    def _co_chunk_framing(self, body: HTTPResponse) -> Co[None]:
         """Read what separates chunks: CRLF, the next size line, or the trailer section."""
         buf = self._buf
         assert buf is not None
-        if body.need_crlf:
+        if body._need_crlf:
             while buf.end - buf.start < 2:
                 yield from self._co_fill("in the middle of the body (after chunk data)")
             if buf.data[buf.start:buf.start + 2] != b"\r\n":
                 raise InvalidResponse("Chunk data is not followed by CRLF")
             buf.start += 2
-            body.need_crlf = False
+            body._need_crlf = False
         pkg = _package
         line = yield from self._co_read_line(pkg.MAX_LINE_SIZE, "chunk-size line")
         size = parse_chunk_size(line)
         if size:
-            body.left = size
-            body.need_crlf = True
+            body._left = size
+            body._need_crlf = True
             return
         # Last chunk: the trailer section follows, up to an empty line.
         while buf.end - buf.start < 2:
@@ -993,8 +989,8 @@ class HTTPConnection:
             if not block.endswith("\r\n"):
                 raise InvalidResponse("Trailer section lines do not end in CRLF")
             buf.start = end
-            body.response.trailers = parse_trailers(block)
-        self._end_body(body.will_close)
+            body.trailers = parse_trailers(block)
+        self._end_body(body._will_close)
 
     def _end_body(self, will_close: bool) -> None:
         """The current body is complete."""
@@ -1014,7 +1010,7 @@ class HTTPConnection:
             return 0
         raise StateError("No response body to read: call read_response() first")
 
-    def _body_failed(self, exc: BaseException, body: _Body) -> None:
+    def _body_failed(self, exc: BaseException, body: HTTPResponse) -> None:
         if isinstance(exc, ConnectionClosed):
             self._lost(exc)
         elif isinstance(exc, GeneratorExit):
@@ -1043,17 +1039,17 @@ class HTTPConnection:
                 return 0
 
     @staticmethod
-    def _nothing_left(body: _Body) -> int:
+    def _nothing_left(body: HTTPResponse) -> int:
         """A body read step with no body bytes due: chunk framing comes next, or the
         framing error found with the head is raised now."""
-        if body.kind is BodyKind.CHUNKED:
+        if body._kind is BodyKind.CHUNKED:
             return _FRAMING
-        if body.kind is BodyKind.ERROR:
-            assert body.error is not None
-            raise body.error
-        raise AssertionError(f"body state {body.kind}")  # pragma: no cover
+        if body._kind is BodyKind.ERROR:
+            assert body._error is not None
+            raise body._error
+        raise AssertionError(f"body state {body._kind}")  # pragma: no cover
 
-    def _co_body_wait(self, body: _Body, need: int) -> Co[None]:
+    def _co_body_wait(self, body: HTTPResponse, need: int) -> Co[None]:
         """Wait for what a body read step needs: the socket, or the chunk framing."""
         try:
             if need == _WOULD_BLOCK:
@@ -1066,11 +1062,11 @@ class HTTPConnection:
             self._body_failed(exc, body)
             raise
 
-    def _readinto_now(self, body: _Body, view: memoryview) -> int:
+    def _readinto_now(self, body: HTTPResponse, view: memoryview) -> int:
         """One step of `readinto` that never waits: the byte count (0 at the end), or
         `_WOULD_BLOCK` (wait for the socket) or `_FRAMING` (chunk framing to read)."""
         try:
-            left = body.left
+            left = body._left
             if left:
                 rbuf = self._buf
                 assert rbuf is not None
@@ -1084,9 +1080,9 @@ class HTTPConnection:
                     n = tr.recv_into(view)
                     if n <= 0:
                         return _WOULD_BLOCK if n < 0 else self._body_eof(body)
-                body.left = left - n
-                if body.left == 0 and body.kind is BodyKind.LENGTH:
-                    self._end_body(body.will_close)
+                body._left = left - n
+                if body._left == 0 and body._kind is BodyKind.LENGTH:
+                    self._end_body(body._will_close)
                 return n
             return self._nothing_left(body)
         except BaseException as exc:
@@ -1120,7 +1116,7 @@ class HTTPConnection:
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
         body = self._body
-        if body is not None and body.left:
+        if body is not None and body._left:
             view = _byte_view(buf)
             if len(view):
                 n = self._readinto_now(body, view)
@@ -1128,17 +1124,17 @@ class HTTPConnection:
                     return n
         return eval_coroutine(self.co_readinto(buf), self.timeout)
 
-    def _body_eof(self, body: _Body) -> int:
+    def _body_eof(self, body: HTTPResponse) -> int:
         """The server closed while a body was being read."""
-        if body.kind is BodyKind.UNTIL_CLOSE:
+        if body._kind is BodyKind.UNTIL_CLOSE:
             self._body = None
             self._body_done = True
             self._closed("Server closed the connection after the response")
             return 0
-        if body.kind is BodyKind.LENGTH:
-            got = (body.response.length or 0) - body.left
+        if body._kind is BodyKind.LENGTH:
+            got = (body.length or 0) - body._left
             raise ConnectionClosed(f"Server closed the connection after {got} of "
-                                   f"{body.response.length} body bytes")
+                                   f"{body.length} body bytes")
         raise ConnectionClosed("Server closed the connection in the middle of a chunked body")
 
     def co_read(self, size: int | None = None) -> Co[bytes]:
@@ -1163,11 +1159,11 @@ class HTTPConnection:
             if self._body is None:  # the last chunk was read
                 return b""
 
-    def _read_now(self, body: _Body, size: int) -> bytes | int:
+    def _read_now(self, body: HTTPResponse, size: int) -> bytes | int:
         """One step of `read` that never waits: up to *size* bytes (b'' at the end), or
         `_WOULD_BLOCK` (wait for the socket) or `_FRAMING` (chunk framing to read)."""
         try:
-            left = body.left
+            left = body._left
             if left:
                 rbuf = self._buf
                 assert rbuf is not None
@@ -1195,9 +1191,9 @@ class HTTPConnection:
                             return b""
                         rbuf.end += n
                         data = rbuf.take(size)
-                body.left = left - len(data)
-                if body.left == 0 and body.kind is BodyKind.LENGTH:
-                    self._end_body(body.will_close)
+                body._left = left - len(data)
+                if body._left == 0 and body._kind is BodyKind.LENGTH:
+                    self._end_body(body._will_close)
                 return data
             return self._nothing_left(body)
         except BaseException as exc:
@@ -1232,7 +1228,7 @@ class HTTPConnection:
         ``read1`` is the same method, for `io` wrappers.
         """
         body = self._body
-        if body is not None and size is not None and size > 0 and body.left:
+        if body is not None and size is not None and size > 0 and body._left:
             data = self._read_now(body, size)
             if type(data) is bytes:  # no generator needed
                 return data
@@ -1248,11 +1244,11 @@ class HTTPConnection:
             self._no_body()
             return b""
         rbuf = self._buf
-        if body.kind is BodyKind.LENGTH and rbuf is not None \
-                and rbuf.end - rbuf.start >= body.left:
-            data = rbuf.take(body.left)
-            body.left = 0
-            self._end_body(body.will_close)
+        if body._kind is BodyKind.LENGTH and rbuf is not None \
+                and rbuf.end - rbuf.start >= body._left:
+            data = rbuf.take(body._left)
+            body._left = 0
+            self._end_body(body._will_close)
             return data
         return None
 
@@ -1304,12 +1300,12 @@ class HTTPConnection:
         while self._body is not None:
             body = self._body
             rbuf = self._buf
-            if body.left and rbuf is not None and rbuf.end > rbuf.start:
-                n = min(body.left, rbuf.end - rbuf.start)
+            if body._left and rbuf is not None and rbuf.end > rbuf.start:
+                n = min(body._left, rbuf.end - rbuf.start)
                 rbuf.start += n
-                body.left -= n
-                if body.left == 0 and body.kind is BodyKind.LENGTH:
-                    self._end_body(body.will_close)
+                body._left -= n
+                if body._left == 0 and body._kind is BodyKind.LENGTH:
+                    self._end_body(body._will_close)
                 continue
             yield from self.co_readinto(_scratch)
         self._no_body()
