@@ -475,7 +475,11 @@ class HTTPConnection:
         if tr is None:
             return self._co_send_request_rest(req, follows, out, None)
         self._pending.append(req)
-        n = self._send_now(tr, out)
+        try:
+            n = tr.send(out) if type(out) is not tuple else tr.sendv(out)
+        except ConnectionClosed:
+            self._send = _Send.CLOSED  # the request counts as sent: see _send_now
+            raise
         if n != total:
             return self._co_send_request_rest(req, follows, out, n)
         if follows:
@@ -1244,10 +1248,13 @@ class HTTPConnection:
             self._no_body()
             return b""
         rbuf = self._buf
-        if body._kind is BodyKind.LENGTH and rbuf is not None \
-                and rbuf.end - rbuf.start >= body._left:
-            data = rbuf.take(body._left)
+        assert rbuf is not None
+        start = rbuf.start
+        stop = start + body._left
+        if stop <= rbuf.end and body._kind is BodyKind.LENGTH:
+            rbuf.start = stop
             body._left = 0
+            data = rbuf.view[start:stop].tobytes()
             self._end_body(body._will_close)
             return data
         return None
