@@ -115,3 +115,31 @@ def test_request_heads_without_caller_fields_are_reused_and_still_checked():
     assert len(P._plain_heads) <= 512
     with_fields = P.request_head("GET", "/a", {"X": "1"}, "h", fields, names)
     assert b"X: 1\r\n" in with_fields
+
+
+def test_a_connection_reuses_its_last_plain_request_only_when_it_is_the_same(
+        drive, scripted_server):
+    """The bytes of a bodiless request without caller fields are kept per connection: the
+    same method and path again send the same bytes; anything else is built anew."""
+    from servers import Step
+
+    resp = HEAD.encode() + b"abc"
+    calls = [("GET", "/a", None), ("GET", "/a", None), ("GET", "/b", None),
+             ("HEAD", "/b", None), ("HEAD", "/b", {"X-Extra": "1"}), ("HEAD", "/b", None)]
+    srv = scripted_server([*[Step.read_request()] * len(calls),
+                           Step.send(resp * 3 + HEAD.encode() * 3)])
+    conn = dugong.HTTPConnection("127.0.0.1", srv.port)
+    for method, path, headers in calls:
+        drive(conn, "send_request", method, path, headers)
+    got = []
+    for _ in calls:
+        answer = drive(conn, "read_response")
+        drive(conn, "readall")
+        got.append((answer.method, answer.path))
+    assert got == [(m, p) for m, p, _ in calls]
+    lines = [line for line in srv.received[0].split(b"\r\n") if b" HTTP/1.1" in line]
+    assert lines == [f"{m} {p} HTTP/1.1".encode() for m, p, _ in calls]
+    assert srv.received[0].count(b"X-Extra: 1\r\n") == 1
+    with pytest.raises(ValueError, match="invalid request target"):  # still checked
+        drive(conn, "send_request", "GET", "/a b")
+    conn.disconnect()
