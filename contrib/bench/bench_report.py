@@ -132,25 +132,23 @@ def _server_limit(goal: dict, row: dict, w1: dict | None, floors: list[dict],
     """Say so when a missed pipelining goal needs more than any client could get.
 
     The raw-socket floors' pipelined rates (pre-built requests, almost no
-    client work) show what the server gives: with requests sent in groups
-    (the server's own limit), and with one ``send`` per request (the limit for
-    a client whose ``send_request`` puts each request on the wire before it
-    returns, as dugong's does). A goal above either is out of reach in this
-    run, whatever such a client does.
+    client work; requests sent in groups, and one ``send`` per request) show
+    what the server gives. Only a goal above every floor of the same depth
+    is out of reach in this run: the floors' medians are noisy too, so the
+    best of them is the bar, never the worst.
     """
     if goal["verdict"] != "not met" or not ok(w1):
         return
+    best = max((f for f in floors if ok(f)), key=lambda f: f["median"], default=None)
     need = factor * w1["median"]
-    for floor in floors:
-        if ok(floor) and need > floor["median"]:
-            goal["verdict"] = "out of reach"
-            goal["detail"] += (
-                f"; {factor:g}{X} own W1 = {need:,.0f} req/s is above what the server "
-                f"gives the raw-socket floor ({floor['variant']}: "
-                f"{floor['median']:,.0f} req/s, median); dugong reached "
-                f"{row['median'] / floor['median']:.2f}{X} that floor"
-            )
-            return
+    if best is not None and need > best["median"]:
+        goal["verdict"] = "out of reach"
+        goal["detail"] += (
+            f"; {factor:g}{X} own W1 = {need:,.0f} req/s is above what the server "
+            f"gives every raw-socket floor (best: {best['variant']}, "
+            f"{best['median']:,.0f} req/s, median); dugong reached "
+            f"{row['median'] / best['median']:.2f}{X} that floor"
+        )
 
 
 def evaluate_goals(rows: list[dict]) -> list[dict]:
