@@ -412,11 +412,14 @@ def build_plan(cfg: dict, nginx_port: int, sink_port: int, small_body: bytes) ->
                 depth=depth,
             )
         # "each": one send() per request, as a client must whose send_request puts
-        # each request on the wire before it returns
-        floors = (("window", "pre-built"), ("each", "pre-built, one send() per request"))
+        # each request on the wire before it returns; "blocking" and "co": the same
+        # traffic as dugong's rows of those names, one send() per request
+        floors = (("window", f"pre-built, depth {depth}"),
+                  ("each", f"pre-built, one send() per request, depth {depth}"),
+                  ("blocking", f"pre-built, send x{depth}, read x{depth}"),
+                  ("co", f"pre-built, one send() per response read, depth {depth}"))
         for kind, label in floors:
-            row("W2", "floor", f"{kind}-d{depth}", f"{label}, depth {depth}", dict(p2),
-                unit="req", depth=depth)
+            row("W2", "floor", f"{kind}-d{depth}", label, dict(p2), unit="req", depth=depth)
     # W3
     size3 = cfg["w3_size"]
     p3 = {

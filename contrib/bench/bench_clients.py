@@ -1265,11 +1265,25 @@ class FloorRunner(Runner):
         return Result(self.p["n"], nbytes)
 
     def run_w2(self, check):
-        # keep between depth/2 and depth requests in flight; "window": each group of
-        # requests in one sendall, "each": one sendall per request
+        """Four traffic patterns: "window" and "each" keep between depth/2 and depth
+        requests in flight (a group of requests in one sendall, or one sendall per
+        request); "blocking" and "co" do what dugong's rows of the same names do
+        (depth requests then depth responses; one request per response read)."""
         sock, req, n, depth = self.sock, self.req, self.p["n"], self.p["depth"]
-        each = self.variant.startswith("each")
-        half = max(1, depth // 2)
+        pattern = self.variant.rsplit("-", 1)[0]
+        nbytes = 0
+        if pattern == "blocking":
+            done = 0
+            while done < n:
+                batch = min(depth, n - done)
+                for _ in range(batch):
+                    sock.sendall(req)
+                for _ in range(batch):
+                    nbytes += self.small(check)
+                done += batch
+            return Result(n, nbytes)
+        each = pattern != "window"
+        step = 1 if pattern == "co" else max(1, depth // 2)
 
         def send(k):
             if each:
@@ -1280,11 +1294,10 @@ class FloorRunner(Runner):
 
         sent = min(depth, n)
         send(sent)
-        nbytes = 0
         for i in range(1, n + 1):
             nbytes += self.small(check)
-            if i % half == 0 and sent < n:
-                k = min(half, n - sent)
+            if i % step == 0 and sent < n:
+                k = min(step, n - sent)
                 send(k)
                 sent += k
         return Result(n, nbytes)
