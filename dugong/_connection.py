@@ -802,47 +802,60 @@ class HTTPConnection:
         It ignores `timeout`: the driver decides how long to wait. The
         `HTTPResponse` is its return value.
         """
+        resp = self._response_now()
+        if resp is None:
+            resp = yield from self._co_response_wait()
+        return resp
+
+    def _response_now(self) -> HTTPResponse | None:
+        """All of `read_response` that does not wait: the next response, from what is
+        buffered and what the socket holds now; None if the socket must be waited for."""
         resp = self._buffered_response()
-        if resp is not None:
-            return resp
+        while resp is None:
+            tr = self._tr
+            buf = self._buf
+            try:
+                if tr is None or buf is None:
+                    raise ConnectionClosed("Connection closed before sending a response")
+                n = tr.recv_into(buf.space())
+                if n == 0:
+                    raise ConnectionClosed(
+                        "Server closed the connection before sending a "
+                        + ("complete response head" if buf.end > buf.start else "response"))
+            except ConnectionClosed as exc:
+                self._pending.popleft()
+                self._lost(exc)
+                raise
+            if n < 0:
+                return None
+            buf.end += n
+            resp = self._buffered_response()
+        return resp
+
+    def _co_response_wait(self) -> Co[HTTPResponse]:
+        """The rest of `read_response` after `_response_now` found nothing to read:
+        wait for the socket (at most until `expect100_timeout` if a 100 is awaited)."""
         req = self._pending[0]
         deadline = None
         if self.expect100_timeout is not None and self._awaiting_100(req):
             deadline = time.monotonic() + self.expect100_timeout
         try:
             while True:
+                tr = self._tr
                 buf = self._buf
+                assert tr is not None
                 assert buf is not None
                 if deadline is None or buf.end != buf.start:
-                    yield from self._co_fill("before sending a complete response head"
-                                             if buf.end > buf.start else
-                                             "before sending a response")
+                    yield tr.want
+                elif time.monotonic() >= deadline:  # no answer to Expect: go ahead as if 100
+                    return self._continue(req, "Continue", ResponseHeaders([]))
                 else:
-                    # Awaiting 100 Continue, and nothing arrived yet: wait until the deadline.
-                    tr = self._tr
-                    assert tr is not None
-                    n = tr.recv_into(buf.space())
-                    if n > 0:
-                        buf.end += n
-                    elif n == 0:
-                        raise ConnectionClosed(
-                            "Server closed the connection before sending a response")
-                    elif time.monotonic() >= deadline:  # no answer: go ahead as if 100
-                        return self._continue(req, "Continue", ResponseHeaders([]))
-                    else:
-                        yield PollNeeded(tr.want[0], tr.want[1], deadline)
-                resp = self._buffered_response()
+                    yield PollNeeded(tr.want[0], tr.want[1], deadline)
+                resp = self._response_now()
                 if resp is not None:
                     return resp
-        except ConnectionClosed as exc:
-            self._pending.popleft()
-            self._lost(exc)
-            raise
         except GeneratorExit:
             self._break("an interrupted read_response()")
-            raise
-        except Exception as exc:
-            self._break(f"an invalid response ({exc})")
             raise
 
     def _final_response(self, req: _Request, head: Any, framing: Any) -> HTTPResponse:
@@ -917,10 +930,10 @@ class HTTPConnection:
                 than 1.x.
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
-        resp = self._buffered_response()
-        if resp is not None:  # the head was buffered: no generator needed
-            return resp
-        return eval_coroutine(self.co_read_response(), self.timeout)
+        resp = self._response_now()
+        if resp is None:  # nothing to read yet: only then a generator, to wait
+            resp = eval_coroutine(self._co_response_wait(), self.timeout)
+        return resp
 
     def _co_fill(self, what: str) -> Co[int]:
         """Receive more bytes into the buffer: their count, never 0 (EOF raises)."""
