@@ -478,7 +478,7 @@ class HTTPConnection:
         try:
             n = tr.send(out) if type(out) is not tuple else tr.sendv(out)
         except ConnectionClosed:
-            self._send = _Send.CLOSED  # the request counts as sent: see _send_now
+            self._send = _Send.CLOSED  # it may have reached the server: read_response() tells
             raise
         if n != total:
             return self._co_send_request_rest(req, follows, out, n)
