@@ -602,3 +602,38 @@ def test_write_counts_bytes_not_items(drive, scripted_server):
     srv.wait_done()
     assert srv.requests[0][0].body == items.tobytes()
     conn.disconnect()
+
+
+def test_read_response_takes_what_the_socket_holds_before_it_waits(monkeypatch):
+    """A response that is in the socket but not yet in dugong's buffer is read at once:
+    the waiting generator is made only when nothing has arrived."""
+    import select
+    import socket
+
+    waits = []
+    real = dugong.HTTPConnection._co_response_wait
+
+    def counted(self):
+        waits.append(1)
+        return real(self)
+
+    monkeypatch.setattr(dugong.HTTPConnection, "_co_response_wait", counted)
+    with socket.create_server(("127.0.0.1", 0)) as lsock:
+        conn = dugong.HTTPConnection("127.0.0.1", lsock.getsockname()[1])
+        conn.timeout = 5
+        conn.send_request("GET", "/")
+        srv, _ = lsock.accept()
+        with srv:
+            srv.recv(4096)
+            srv.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            assert select.select([conn._tr.fd], [], [], 5)[0]  # arrived, not yet read
+            resp = conn.read_response()
+            assert (resp.status, conn.readall(), waits) == (200, b"ok", [])
+            conn.send_request("GET", "/")
+            srv.recv(4096)
+            answer = threading.Timer(0.05, srv.sendall, [b"HTTP/1.1 204 No Content\r\n\r\n"])
+            answer.start()
+            assert conn.read_response().status == 204
+            answer.join()
+            assert waits == [1]
+        conn.disconnect()
