@@ -361,9 +361,13 @@ class DugongW2(DugongRunner):
                 while i - state["done"] >= depth:
                     yield WAIT
                 yield from conn.co_send_request("GET", path)
+                if loop.parked:  # the receiver read every answer and waits for a request
+                    loop.unpark()
 
         def receiver():
             for _ in range(n):
+                while not conn.response_pending():  # all answered: the sender is behind
+                    yield WAIT
                 resp = yield from conn.co_read_response()
                 body = yield from conn.co_readall()
                 check_status(resp.status)
