@@ -469,17 +469,13 @@ class HTTPConnection:
             # Idle, and the server closed it (or sent something unasked, e.g. a 408) since
             # the last response: nothing of this request was sent, so a new connection is safe.
             debug("%s port %d: idle connection dropped by the server, reconnecting",
-                      self.hostname, self.port)
+                  self.hostname, self.port)
             self.disconnect()
             tr = None
         if tr is None:
             return self._co_send_request_rest(req, follows, out, None)
         self._pending.append(req)
-        try:
-            n = tr.send(out) if type(out) is not tuple else tr.sendv(out)
-        except ConnectionClosed:
-            self._send = _Send.CLOSED  # it may have reached the server: read_response() tells
-            raise
+        n = self._send_now(tr, out)
         if n != total:
             return self._co_send_request_rest(req, follows, out, n)
         if follows:
@@ -812,23 +808,17 @@ class HTTPConnection:
         buffered and what the socket holds now; None if the socket must be waited for."""
         resp = self._buffered_response()
         while resp is None:
-            tr = self._tr
             buf = self._buf
             try:
-                if tr is None or buf is None:
-                    raise ConnectionClosed("Connection closed before sending a response")
-                n = tr.recv_into(buf.space())
-                if n == 0:
-                    raise ConnectionClosed(
-                        "Server closed the connection before sending a "
-                        + ("complete response head" if buf.end > buf.start else "response"))
+                n = self._fill_now("before sending a complete response head"
+                                   if buf is not None and buf.end > buf.start else
+                                   "before sending a response")
             except ConnectionClosed as exc:
                 self._pending.popleft()
                 self._lost(exc)
                 raise
             if n < 0:
                 return None
-            buf.end += n
             resp = self._buffered_response()
         return resp
 
@@ -935,19 +925,28 @@ class HTTPConnection:
             resp = eval_coroutine(self._co_response_wait(), self.timeout)
         return resp
 
-    def _co_fill(self, what: str) -> Co[int]:
-        """Receive more bytes into the buffer: their count, never 0 (EOF raises)."""
+    def _fill_now(self, what: str) -> int:
+        """Receive what the socket holds now into the buffer: the count, or -1 if
+        nothing is there yet. EOF raises, *what* saying what was cut short."""
         tr = self._tr
         buf = self._buf
         if tr is None or buf is None:
             raise ConnectionClosed(f"Connection closed {what}")
+        n = tr.recv_into(buf.space())
+        if n > 0:
+            buf.end += n
+        elif n == 0:
+            raise ConnectionClosed(f"Server closed the connection {what}")
+        return n
+
+    def _co_fill(self, what: str) -> Co[int]:
+        """Receive more bytes into the buffer: their count, never 0 (EOF raises)."""
         while True:
-            n = tr.recv_into(buf.space())
+            n = self._fill_now(what)
             if n > 0:
-                buf.end += n
                 return n
-            if n == 0:
-                raise ConnectionClosed(f"Server closed the connection {what}")
+            tr = self._tr
+            assert tr is not None
             yield tr.want
 
     def _co_read_line(self, limit: int, what: str) -> Co[bytes]:
