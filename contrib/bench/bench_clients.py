@@ -132,17 +132,20 @@ class Hasher:
         self.n = 0
         self.h = hashlib.sha256() if check else None
 
+    def add(self, data) -> None:
+        """Count *data* and, when checking, digest it."""
+        self.n += len(data)
+        if self.h is not None:
+            self.h.update(data)
+
     def drain(self, read) -> None:
         """Call ``read(READ_SIZE)`` until it returns nothing, counting (and, when
         checking, digesting) what it returns."""
-        h = self.h
         while True:
             data = read(READ_SIZE)
             if not data:
                 return
-            self.n += len(data)
-            if h is not None:
-                h.update(data)
+            self.add(data)
             del data  # freed before the next read (W7 measures the peak)
 
     def drain_into(self, readinto, view) -> None:
@@ -844,9 +847,7 @@ class HxW3(HxRunner):
         with self.client.stream("GET", self.base + self.p["path"]) as resp:
             check_status(resp.status_code)
             for data in resp.iter_bytes(READ_SIZE):
-                hs.n += len(data)
-                if check:
-                    hs.h.update(data)
+                hs.add(data)
         hs.verify(self.p, size)
         return Result(1, hs.n)
 
@@ -874,9 +875,7 @@ class HxW7(HxRunner):
         with Traced() as tr, self.client.stream("GET", f"{self.base}/gen/{size}") as resp:
             check_status(resp.status_code)
             for data in resp.iter_bytes(READ_SIZE):
-                hs.n += len(data)
-                if check:
-                    hs.h.update(data)
+                hs.add(data)
                 del data
         hs.verify(self.p, size)
         return Result(1, hs.n, peak=tr.peak)
@@ -987,9 +986,7 @@ class HxaRunner(AsyncRunner):
         async with self.client.stream("GET", url) as resp:
             check_status(resp.status_code)
             async for data in resp.aiter_bytes(READ_SIZE):
-                hs.n += len(data)
-                if check:
-                    hs.h.update(data)
+                hs.add(data)
                 del data
 
     async def upload(self, check):
@@ -1044,9 +1041,7 @@ class AioRunner(AsyncRunner):
                 data = await resp.content.read(READ_SIZE)
                 if not data:
                     break
-                hs.n += len(data)
-                if check:
-                    hs.h.update(data)
+                hs.add(data)
                 del data
 
     async def upload(self, check):
@@ -1135,12 +1130,7 @@ class CurlRunner(Runner):
         if self.workload in ("W3", "W7"):
             hs = Hasher(check)
 
-            def sink(data):
-                hs.n += len(data)
-                if check:
-                    hs.h.update(data)
-
-            c.setopt(pc.WRITEFUNCTION, sink)
+            c.setopt(pc.WRITEFUNCTION, hs.add)
             if self.workload == "W7":
                 c.setopt(pc.URL, f"{self.base}/gen/{p['size']}")
                 with Traced() as tr:

@@ -132,8 +132,8 @@ def _server_limit(goal: dict, row: dict, w1: dict | None, floors: list[dict],
     """Say so when a missed pipelining goal needs more than any client could get.
 
     The raw-socket floors' pipelined rates (pre-built requests, almost no
-    client work; requests sent in groups, and one ``send`` per request) show
-    what the server gives. Only a goal above every floor of the same depth
+    client work, in each of the floor's traffic patterns) show what the
+    server gives. Only a goal above every floor of the same depth
     is out of reach in this run: the floors' medians are noisy too, so the
     best of them is the bar, never the worst.
     """
