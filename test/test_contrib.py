@@ -342,3 +342,27 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(("floors", "verdict"), [
+    ((50_000, 45_000), "out of reach"),  # 4 x W1 = 52,000 is above every floor
+    ((45_000, 60_000), "not met"),  # one floor of the depth got more: reachable
+])
+def test_bench_report_calls_a_pipelining_goal_out_of_reach_only_above_every_floor(
+        monkeypatch, floors, verdict):
+    monkeypatch.syspath_prepend(str(CONTRIB / "bench"))
+    import bench_report
+
+    def row(client, workload, variant, median, **extra):
+        return {"id": f"{workload}/{client}/{variant}", "client": client,
+                "workload": workload, "variant": variant, "status": "ok",
+                "median": median, "cpu": 1.0, **extra}
+
+    rows = [row("dugong", "W1", "seq", 13_000), row("http.client", "W1", "seq", 5_000),
+            row("dugong", "W2", "blocking-d16", 48_000, depth=16),
+            row("dugong-3.8.2", "W2", "blocking-d16", 2_000, depth=16)]
+    rows += [row("floor", "W2", f"p{i}-d16", median, depth=16)
+             for i, median in enumerate(floors)]
+    goals = bench_report.evaluate_goals(rows)
+    (own,) = [g for g in goals if g["goal"] == "vs own W1 rate"]
+    assert own["verdict"] == verdict
