@@ -56,6 +56,7 @@ from bench_servers import (  # noqa: E402
     Sink,
     find_nginx,
     pattern,
+    process_cpu,
     stop_process,
     stream_digest,
     write_pattern_file,
@@ -542,6 +543,8 @@ class Bench:
         self.unavailable: dict[str, str] = {}
         self.versions: dict[str, str] = {}
         self.errors: list[str] = []
+        #: port -> PID of the process serving it, whose CPU time each timed run records
+        self.servers: dict[int, int] = {}
 
     # workers ----------------------------------------------------------------
 
@@ -677,6 +680,8 @@ class Bench:
                 if len(s) >= cfg["slow_reps"] and min(x["wall"] for x in s) > cfg["slow"]:
                     continue  # a slow row: fewer repetitions keep the full run short
                 worker = self.worker(row["client"])
+                server = self.servers.get(row["params"].get("port"))
+                busy0 = process_cpu(server)
                 try:
                     ans = (
                         worker.call({"op": "run", "row": row["id"]})
@@ -688,6 +693,10 @@ class Bench:
                 if "error" in ans:
                     self.row_failed(row, ans["error"])
                     continue
+                busy1 = process_cpu(server)
+                if busy0 is not None and busy1 is not None:
+                    # the server idles outside the timed part, so this is its CPU for the run
+                    ans["server_cpu"] = busy1 - busy0
                 row["samples"].append(ans)
         for row in active:
             worker = self.worker(row["client"])
@@ -896,6 +905,9 @@ def main(argv=None) -> int:
                 row["params"] = dict(row["params"], path=f"/gen/{cfg['w3_size']}")
 
         bench = Bench(args, cfg, python, venv, install_status, workdir)
+        bench.servers[sink_port] = sink.proc.pid
+        if nginx is not None and nginx.worker_pid() is not None:
+            bench.servers[nginx_port] = nginx.worker_pid()
         bench.start_workers(clients)
         results = []
         for w in workloads:

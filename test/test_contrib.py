@@ -366,3 +366,58 @@ def test_bench_report_calls_a_pipelining_goal_out_of_reach_only_above_every_floo
     goals = bench_report.evaluate_goals(rows)
     (own,) = [g for g in goals if g["goal"] == "vs own W1 rate"]
     assert own["verdict"] == verdict
+
+
+def test_bench_server_cpu_counts_a_process_and_finds_its_children(monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.syspath_prepend(str(CONTRIB / "bench"))
+    import bench_servers
+
+    if bench_servers.process_cpu(os.getpid()) is None:
+        pytest.skip("no /proc schedstat here")
+    assert bench_servers.process_cpu(None) is None
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    try:
+        assert child.pid in bench_servers.child_pids(os.getpid())
+        before = bench_servers.process_cpu(os.getpid())
+        sum(range(3_000_000))  # some CPU time of this process's own
+        assert bench_servers.process_cpu(os.getpid()) > before
+    finally:
+        child.stdin.close()
+        child.wait()
+    assert bench_servers.process_cpu(child.pid) is None  # gone
+
+
+def test_bench_report_server_share_of_a_core(monkeypatch):
+    monkeypatch.syspath_prepend(str(CONTRIB / "bench"))
+    import bench_report
+
+    def row(client, workload, variant, samples, **extra):
+        r = {"id": f"{workload}/{client}/{variant}", "client": client, "workload": workload,
+             "variant": variant, "label": variant, "status": "ok", "unit": "req",
+             "samples": samples, **extra}
+        bench_report.row_stats(r)
+        return r
+
+    def run(wall, server_cpu=None):
+        s = {"wall": wall, "cpu": wall / 2, "ops": 1000, "bytes": 0}
+        return s if server_cpu is None else {**s, "server_cpu": server_cpu}
+
+    w1 = row("floor", "W1", "seq", [run(0.1, 0.05), run(0.2, 0.05), run(0.1, 0.04)])
+    assert w1["median"] == 10_000
+    assert w1["server_busy"] == pytest.approx(0.4)  # median of 50 %, 25 %, 40 %
+    assert row("floor", "W1", "seq", [run(0.1, 0.05), run(0.1)])["server_busy"] is None
+    d16 = row("floor", "W2", "a-d16", [run(1 / 30, 1 / 30)], depth=16)
+    row_b = row("floor", "W2", "b-d16", [run(0.05, 0.04)], depth=16)
+    d64 = row("floor", "W2", "a-d64", [run(0.025, 0.02)], depth=64)
+    text = bench_report.floor_pipelining([w1, d16, row_b, d64])
+    X = bench_report.X
+    assert text == (f"The raw-socket floor's own W1 rate is 10,000 req/s, server CPU 40% of "
+                    f"a core; its best pipelined rate is 3.00{X} that at depth 16 (a-d16, "
+                    f"server CPU 100% of a core) and 4.00{X} that at depth 64 (a-d64, server "
+                    "CPU 80% of a core).")
+    assert bench_report.floor_pipelining([d16, d64]) is None  # no W1 floor

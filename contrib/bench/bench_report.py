@@ -71,6 +71,9 @@ def row_stats(row: dict) -> None:
         return
     row["median"] = statistics.median(rates)
     row["min"], row["max"] = min(rates), max(rates)
+    # the server's CPU time over the wall time of each run: the share of one core it used
+    busy = [x["server_cpu"] / x["wall"] for x in s if "server_cpu" in x]
+    row["server_busy"] = statistics.median(busy) if len(busy) == len(s) else None
     row["cpu"] = statistics.median(cpus)
     peaks = [x["peak"] for x in s if "peak" in x]
     if peaks:
@@ -146,9 +149,31 @@ def _server_limit(goal: dict, row: dict, w1: dict | None, floors: list[dict],
         goal["detail"] += (
             f"; {factor:g}{X} own W1 = {need:,.0f} req/s is above what the server "
             f"gives every raw-socket floor (best: {best['variant']}, "
-            f"{best['median']:,.0f} req/s, median); dugong reached "
+            f"{best['median']:,.0f} req/s, median{_busy_note(best)}); dugong reached "
             f"{row['median'] / best['median']:.2f}{X} that floor"
         )
+
+
+def _busy_note(row: dict) -> str:
+    busy = row.get("server_busy")
+    return "" if busy is None else f", server CPU {busy:.0%} of a core"
+
+
+def floor_pipelining(rows: list[dict]) -> str | None:
+    """How many times its own sequential (W1) rate the raw-socket floor reaches by
+    pipelining, at each depth: the most any client can get from this server."""
+    w1 = next((r for r in rows if r["workload"] == "W1" and r["client"] == "floor" and ok(r)),
+              None)
+    floors = [r for r in rows if r["workload"] == "W2" and r["client"] == "floor" and ok(r)]
+    if w1 is None or not floors:
+        return None
+    parts = []
+    for depth in sorted({r.get("depth") for r in floors}, key=lambda d: d or 0):
+        best = max((r for r in floors if r.get("depth") == depth), key=lambda r: r["median"])
+        parts.append(f"{best['median'] / w1['median']:.2f}{X} that at depth {depth} "
+                     f"({best['label']}{_busy_note(best)})")
+    return (f"The raw-socket floor's own W1 rate is {w1['median']:,.0f} req/s"
+            f"{_busy_note(w1)}; its best pipelined rate is {' and '.join(parts)}.")
 
 
 def evaluate_goals(rows: list[dict]) -> list[dict]:
@@ -411,6 +436,7 @@ def markdown(report: dict, meta: dict, cfg: dict) -> str:
             f"{rate_name} (median)",
             "range",
             cpu_name,
+            "server CPU",
             X + " http.client",
             "CPU " + X + " http.client",
             X + " floor",
@@ -420,7 +446,7 @@ def markdown(report: dict, meta: dict, cfg: dict) -> str:
         for r in wrows:
             if not ok(r):
                 lines.append(
-                    [client_name(r, versions), r["label"], status_cell(r), "", "", "", "", "", ""]
+                    [client_name(r, versions), r["label"], status_cell(r)] + [""] * 7
                 )
                 continue
             lines.append(
@@ -430,6 +456,7 @@ def markdown(report: dict, meta: dict, cfg: dict) -> str:
                     fnum(r["median"]),
                     f"{fnum(r['min'])}{DASH}{fnum(r['max'])}",
                     fnum(r["cpu"]),
+                    "—" if r.get("server_busy") is None else f"{r['server_busy']:.0%}",
                     fratio(r.get("x_http_client")),
                     fratio(r.get("cpu_x_http_client")),
                     fratio(r.get("x_floor")),
@@ -438,6 +465,8 @@ def markdown(report: dict, meta: dict, cfg: dict) -> str:
             )
         out += _table(header, lines)
         out.append("")
+        if w == "W2" and floor_pipelining(rows):
+            out += [floor_pipelining(rows), ""]
     goals = report["goals"]
     if goals:
         met = sum(g["verdict"] == "met" for g in goals)

@@ -87,6 +87,44 @@ def wait_connectable(port: int, proc: subprocess.Popen, timeout: float = 10.0) -
             time.sleep(0.05)
 
 
+def process_cpu(pid: int | None) -> float | None:
+    """CPU seconds that process *pid* (all its threads) has run so far; None where
+    Linux's ``/proc`` cannot tell. The scheduler's own nanosecond count is used:
+    the tick-sampled ``utime`` and ``stime`` are too coarse for runs of a few
+    hundred milliseconds."""
+    if pid is None:
+        return None
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+        total = 0
+        for tid in tids:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as fh:
+                total += int(fh.read().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return total / 1e9
+
+
+def child_pids(pid: int) -> list[int]:
+    """The PIDs of the processes whose parent is *pid* (Linux ``/proc``; else [])."""
+    found = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            found.append(int(name))
+    return found
+
+
 def stop_process(
     proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 5.0
 ) -> None:
@@ -233,6 +271,11 @@ class Nginx:
                 if attempt == 2:
                     raise RuntimeError(f"nginx did not start: {exc}\n{err}") from None
         raise AssertionError("unreachable")
+
+    def worker_pid(self) -> int | None:
+        """The PID of the one worker process, which does all the serving."""
+        kids = child_pids(self.proc.pid) if self.proc is not None else []
+        return kids[0] if len(kids) == 1 else None
 
     def stop(self) -> None:
         # SIGQUIT: graceful shutdown of the master and its worker
