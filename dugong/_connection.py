@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final, NamedTuple
 
@@ -13,13 +13,14 @@ from ._buffer import RecvBuffer
 from ._connect import co_open
 from ._exceptions import (
     ConnectionClosed,
+    ConnectionTimedOut,
     ExcessBodyData,
     InvalidResponse,
     StateError,
 )
 from ._headers import CaseInsensitiveDict, ResponseHeaders
 from ._log import debug
-from ._poll import Co, PollNeeded, eval_coroutine
+from ._poll import Co, PollNeeded, _to_ms, eval_coroutine
 from ._protocol import (
     _PARSED_HEAD_SIZE,
     BodyKind,
@@ -193,8 +194,10 @@ class HTTPConnection:
 
     Every method that may wait for the network has a ``co_`` twin: a
     generator that yields `PollNeeded` instead of blocking and returns the
-    result. The blocking methods run their twin with `eval_coroutine` and
-    raise `ConnectionTimedOut` when one wait exceeds `timeout` seconds.
+    result. The blocking methods run the same steps as their twin, waiting
+    with poll where the twin would yield (with `eval_coroutine`, or with a
+    poll of their own for reads), and raise `ConnectionTimedOut` when one
+    wait exceeds `timeout` seconds.
 
     Used in a ``with`` block, the connection is closed (`disconnect`) when the
     block ends. While a response body is being read, the connection also
@@ -416,6 +419,27 @@ class HTTPConnection:
             self._tr = None
             tr.close()
             debug("%s port %d: %s", self.hostname, self.port, why)
+
+    def _block(self, want: PollNeeded, unwind: Callable[..., Co[Any]], *args: Any) -> None:
+        """Wait in a blocking method for *want* (of the transport), at most `timeout`
+        seconds, without the generator that `eval_coroutine` would need.
+
+        *unwind* (with *args*) makes the ``co_`` twin's waiting part. If the wait
+        ends in an exception (`ConnectionTimedOut`, or an interrupt), that
+        generator is started and closed at its first wait, as `eval_coroutine`
+        closes it, so that the connection ends up in the same state.
+        """
+        tr = self._tr
+        assert tr is not None
+        timeout = self.timeout
+        try:
+            if not tr.wait(want[1], None if timeout is None else _to_ms(timeout)):
+                raise ConnectionTimedOut(f"No progress for {timeout} seconds")
+        except BaseException:
+            crt = unwind(*args)
+            next(crt)
+            crt.close()
+            raise
 
     # -- requests -----------------------------------------------------------------------
 
@@ -920,9 +944,18 @@ class HTTPConnection:
                 than 1.x.
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
+        resp = self._buffered_response()
+        if resp is not None:
+            return resp
+        if self.expect100_timeout is not None:  # the wait may have a deadline
+            return eval_coroutine(self.co_read_response(), self.timeout)
+        tr = self._tr
+        if tr is not None and tr.drained:  # the socket was empty: wait before receiving
+            self._block(tr.wait_in, self._co_response_wait)
         resp = self._response_now()
-        if resp is None:  # nothing to read yet: only then a generator, to wait
-            resp = eval_coroutine(self._co_response_wait(), self.timeout)
+        while resp is None:
+            self._block(self._tr.want, self._co_response_wait)  # type: ignore[union-attr]
+            resp = self._response_now()
         return resp
 
     def _fill_now(self, what: str) -> int:
@@ -1135,10 +1168,23 @@ class HTTPConnection:
         if body is not None and body._left:
             view = _byte_view(buf)
             if len(view):
+                self._wait_if_drained(body)
                 n = self._readinto_now(body, view)
-                if n >= 0:  # no generator needed
+                while n == _WOULD_BLOCK:
+                    self._block(self._tr.want, self._co_body_wait, body, n)  # type: ignore[union-attr]
+                    n = self._readinto_now(body, view)
+                if n >= 0:
                     return n
-        return eval_coroutine(self.co_readinto(buf), self.timeout)
+        return eval_coroutine(self.co_readinto(buf), self.timeout)  # chunk framing, or no body
+
+    def _wait_if_drained(self, body: HTTPResponse) -> None:
+        """Before a blocking body read: if nothing is buffered and the last receive
+        emptied the socket, wait for it first (cheaper than a receive that fails)."""
+        tr = self._tr
+        if tr is not None and tr.drained:
+            rbuf = self._buf
+            if rbuf is not None and rbuf.end == rbuf.start:
+                self._block(tr.wait_in, self._co_body_wait, body, _WOULD_BLOCK)
 
     def _body_eof(self, body: HTTPResponse) -> int:
         """The server closed while a body was being read."""
@@ -1245,10 +1291,14 @@ class HTTPConnection:
         """
         body = self._body
         if body is not None and size is not None and size > 0 and body._left:
+            self._wait_if_drained(body)
             data = self._read_now(body, size)
-            if type(data) is bytes:  # no generator needed
+            while data == _WOULD_BLOCK:
+                self._block(self._tr.want, self._co_body_wait, body, data)  # type: ignore[union-attr]
+                data = self._read_now(body, size)
+            if type(data) is bytes:
                 return data
-        return eval_coroutine(self.co_read(size), self.timeout)
+        return eval_coroutine(self.co_read(size), self.timeout)  # chunk framing, or no body
 
     read1 = read
 
@@ -1307,9 +1357,14 @@ class HTTPConnection:
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
         data = self._buffered_body()
-        if data is not None:  # no generator needed
+        if data is not None:
             return data
-        return eval_coroutine(self.co_readall(), self.timeout)
+        parts: list[bytes] = []
+        while True:  # as co_readall
+            data = self.read(1 << 20)
+            if not data:
+                return b"".join(parts)
+            parts.append(data)
 
     def co_discard(self) -> Co[None]:
         """Generator twin of `discard`: yields `PollNeeded` instead of blocking.

@@ -128,11 +128,12 @@ def _to_ms(timeout: float) -> int:
 def eval_coroutine(crt: Generator[Any, None, _T], timeout: float | None = None) -> _T:
     """Run the ``co_`` generator *crt* to completion, waiting with poll.
 
-    This is how the blocking methods of `HTTPConnection` wait: each one runs
-    the same steps as its ``co_`` twin, and what would have been yielded is
-    waited for here, with `HTTPConnection.timeout`. (When nothing has to be
-    waited for, e.g. a response already received, they finish without
-    creating a generator at all.)
+    This is how the blocking methods of `HTTPConnection` connect and send
+    when they must wait: each one runs the same steps as its ``co_`` twin,
+    and what would have been yielded is waited for here, with
+    `HTTPConnection.timeout`. (When nothing has to be waited for, they finish
+    without creating a generator at all; the reads wait for the socket with a
+    poll of their own between the same steps.)
 
     Args:
         crt: the generator, e.g. ``conn.co_readall()``.

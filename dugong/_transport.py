@@ -61,27 +61,36 @@ class PlainTransport:
         self._recv_into = sock.recv_into
         self._recv = sock.recv
         self._send = sock.send
-        self._idle_poller: Any = None
+        #: The last receive emptied the kernel's buffer (it got less than it asked for): the
+        #: next one will likely find nothing, so a blocking caller should wait first.
+        #: Never set for TLS, whose layer may hold bytes the socket's readiness cannot see.
+        self.drained = False
+        self._poller: Any = None  # a select.poll for this socket alone, made when needed
+        self._poll_mask = 0
 
     def recv_into(self, buf: memoryview) -> int:
         """Receive into *buf*: the count, 0 at EOF, -1 if it would block."""
         try:
-            return self._recv_into(buf)
+            n: int = self._recv_into(buf)
         except BlockingIOError:
             self.want = self.wait_in
             return -1
         except OSError as exc:
             raise _closed(exc, "receiving") from exc
+        self.drained = n < len(buf)
+        return n
 
     def recv(self, size: int) -> bytes | None:
         """Receive up to *size* bytes: b'' at EOF, None if it would block."""
         try:
-            return self._recv(size)
+            data: bytes = self._recv(size)
         except BlockingIOError:
             self.want = self.wait_in
             return None
         except OSError as exc:
             raise _closed(exc, "receiving") from exc
+        self.drained = len(data) < size
+        return data
 
     def send(self, data: _Buf) -> int:
         """Send what the socket takes now: the count, or -1 if it would block."""
@@ -162,10 +171,24 @@ class PlainTransport:
         A True answer means the connection must not carry another request; it
         may have consumed some of what arrived.
         """
-        if self._idle_poller is None:
-            self._idle_poller = select.poll()
-            self._idle_poller.register(self.fd, POLLIN)
-        return bool(self._idle_poller.poll(0))
+        return bool(self._poller_for(POLLIN).poll(0))
+
+    def wait(self, mask: int, timeout_ms: int | None) -> bool:
+        """Block until the socket is ready for one of the events in *mask*, at most
+        *timeout_ms* milliseconds (None: no limit). False if the time ran out.
+        This is how blocking methods wait without a generator."""
+        return bool(self._poller_for(mask).poll(timeout_ms))
+
+    def _poller_for(self, mask: int) -> Any:
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(self.fd, mask)
+            self._poll_mask = mask
+        elif mask != self._poll_mask:
+            poller.modify(self.fd, mask)
+            self._poll_mask = mask
+        return poller
 
     def close(self) -> None:
         with contextlib.suppress(OSError):  # close() of a broken socket

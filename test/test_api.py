@@ -87,15 +87,19 @@ def test_co_methods_pair_with_blocking_twins(plain, co):
     assert f"`{plain}`" in generator.__doc__
     assert len(blocking.__doc__) > len(generator.__doc__)
     # One implementation: the blocking twin runs its co_ method with eval_coroutine, or
-    # both start with the same no-wait step and the blocking twin runs the generator
-    # that step returns when waiting is needed.
+    # both run the same no-wait step, and the blocking twin waits between steps
+    # (_block), runs the co_ generator for the rest, or calls the blocking twins of
+    # the co_ methods that its co_ twin calls.
     src = _code(blocking)
     if f"eval_coroutine(self.{co}(" not in src:
-        shared = set(re.findall(r"self\.(_\w+)\(", src)) & set(
-            re.findall(r"self\.(_\w+)\(", _code(generator)))
+        calls = set(re.findall(r"self\.(_\w+)\(", src))
+        shared = calls & set(re.findall(r"self\.(_\w+)\(", _code(generator)))
         assert shared, f"{plain} and {co} share no step"
-        assert "eval_coroutine(" in src
-        assert src.count("\n") < 8, f"{plain} does more than the shared step"
+        assert calls - shared <= {"_block"}, f"{plain} does more than the shared steps"
+        twins = re.findall(r"self\.co_(\w+)\(", _code(generator))
+        assert "eval_coroutine(" in src or "_block(" in src or any(
+            f"self.{name}(" in src for name in twins)
+        assert src.count("\n") < 14, f"{plain} does more than the shared steps"
 
 
 def _code(func):

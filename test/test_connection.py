@@ -606,18 +606,22 @@ def test_write_counts_bytes_not_items(drive, scripted_server):
 
 def test_read_response_takes_what_the_socket_holds_before_it_waits(monkeypatch):
     """A response that is in the socket but not yet in dugong's buffer is read at once:
-    the waiting generator is made only when nothing has arrived."""
+    read_response waits (without a generator) only when nothing has arrived."""
     import select
     import socket
 
     waits = []
-    real = dugong.HTTPConnection._co_response_wait
+    real = dugong.HTTPConnection._block
 
-    def counted(self):
+    def counted(self, *args):
         waits.append(1)
-        return real(self)
+        return real(self, *args)
 
-    monkeypatch.setattr(dugong.HTTPConnection, "_co_response_wait", counted)
+    def no_generator(self):
+        raise AssertionError("read_response made the waiting generator")
+
+    monkeypatch.setattr(dugong.HTTPConnection, "_block", counted)
+    monkeypatch.setattr(dugong.HTTPConnection, "_co_response_wait", no_generator)
     with socket.create_server(("127.0.0.1", 0)) as lsock:
         conn = dugong.HTTPConnection("127.0.0.1", lsock.getsockname()[1])
         conn.timeout = 5

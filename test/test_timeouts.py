@@ -208,6 +208,59 @@ def test_body_reads_time_out(scripted_server, tls, method):
     conn.disconnect()
 
 
+class Interrupt(Exception):
+    """Raised by a signal handler in the middle of a blocking wait."""
+
+
+@pytest.mark.parametrize("method", ["read_response", "read", "readinto", "readall"])
+@pytest.mark.parametrize("stop", ["timeout", "interrupt"])
+def test_a_stopped_wait_leaves_the_connection_unusable(scripted_server, tls, method, stop):
+    """A blocking read whose wait ends in a timeout or in an exception from a signal
+    handler leaves the connection needing reset(), as a closed co_ generator does."""
+    import signal
+    import threading
+
+    server_context, client_context = tls
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    srv = scripted_server(
+        [[Step.read_request()] + ([] if method == "read_response" else
+                                  [Step.send(head + b"01234")]) + [Step.stop_reading()],
+         [Step.read_request(), Step.send(OK_3)]], ssl_context=server_context)
+    conn = connection(srv.port, client_context)
+    conn.send_request("GET", "/1")
+    if method != "read_response":
+        conn.read_response()
+        assert conn.read(5) == b"01234"
+    args = {"read": (5,), "readinto": (bytearray(5),)}.get(method, ())
+    if stop == "timeout":
+        times_out(getattr(conn, method), *args)
+    else:
+        if not hasattr(signal, "pthread_kill"):
+            pytest.skip("needs pthread_kill")
+
+        def handler(signum: int, frame: object) -> None:
+            raise Interrupt
+
+        old = signal.signal(signal.SIGUSR1, handler)
+        conn.timeout = None
+        timer = threading.Timer(0.1, signal.pthread_kill,
+                                (threading.main_thread().ident, signal.SIGUSR1))
+        try:
+            timer.start()
+            with pytest.raises(Interrupt):
+                getattr(conn, method)(*args)
+        finally:
+            timer.join()
+            signal.signal(signal.SIGUSR1, old)
+    with pytest.raises(StateError, match="reset"):
+        getattr(conn, method)(*args)
+    conn.reset()
+    conn.send_request("GET", "/2")
+    conn.read_response()
+    assert conn.readall() == b"abc"
+    conn.disconnect()
+
+
 def test_slow_but_steady_server_is_fine(scripted_server, tls):
     # 10 bytes every TIMEOUT / 2 seconds: 2.5 TIMEOUT in all, never idle that long.
     server_context, client_context = tls
