@@ -65,8 +65,11 @@ class PlainTransport:
         #: next one will likely find nothing, so a blocking caller should wait first.
         #: Never set for TLS, whose layer may hold bytes the socket's readiness cannot see.
         self.drained = False
-        self._poller: Any = None  # a select.poll for this socket alone, made when needed
+        # select.poll objects for this socket alone, made when needed: one for blocking
+        # waits, one for dropped() (a thread may send while another one waits to read)
+        self._poller: Any = None
         self._poll_mask = 0
+        self._idle_poller: Any = None
 
     def recv_into(self, buf: memoryview) -> int:
         """Receive into *buf*: the count, 0 at EOF, -1 if it would block."""
@@ -171,15 +174,15 @@ class PlainTransport:
         A True answer means the connection must not carry another request; it
         may have consumed some of what arrived.
         """
-        return bool(self._poller_for(POLLIN).poll(0))
+        if self._idle_poller is None:
+            self._idle_poller = select.poll()
+            self._idle_poller.register(self.fd, POLLIN)
+        return bool(self._idle_poller.poll(0))
 
     def wait(self, mask: int, timeout_ms: int | None) -> bool:
         """Block until the socket is ready for one of the events in *mask*, at most
         *timeout_ms* milliseconds (None: no limit). False if the time ran out.
         This is how blocking methods wait without a generator."""
-        return bool(self._poller_for(mask).poll(timeout_ms))
-
-    def _poller_for(self, mask: int) -> Any:
         poller = self._poller
         if poller is None:
             poller = self._poller = select.poll()
@@ -188,7 +191,7 @@ class PlainTransport:
         elif mask != self._poll_mask:
             poller.modify(self.fd, mask)
             self._poll_mask = mask
-        return poller
+        return bool(poller.poll(timeout_ms))
 
     def close(self) -> None:
         with contextlib.suppress(OSError):  # close() of a broken socket
