@@ -56,6 +56,7 @@ from bench_servers import (  # noqa: E402
     Sink,
     find_nginx,
     pattern,
+    pin_process,
     process_cpu,
     stop_process,
     stream_digest,
@@ -255,7 +256,8 @@ class WorkerFailed(Exception):
 class Worker:
     """One client in its own process, driven over a JSON line protocol."""
 
-    def __init__(self, name: str, python: str, env: dict, workdir: str, timeout: float):
+    def __init__(self, name: str, python: str, env: dict, workdir: str, timeout: float,
+                 cpus: set[int] | None = None):
         self.name = name
         self.timeout = timeout
         self.errlog = os.path.join(workdir, f"worker-{name}.log")
@@ -268,6 +270,8 @@ class Worker:
             env=env,
             cwd=workdir,
         )
+        if cpus:
+            pin_process(self.proc.pid, cpus)
         self._buf = b""
         self.hello: dict | None = None
 
@@ -545,6 +549,8 @@ class Bench:
         self.errors: list[str] = []
         #: port -> PID of the process serving it, whose CPU time each timed run records
         self.servers: dict[int, int] = {}
+        #: the CPUs the client workers run on (None: wherever the system puts them)
+        self.client_cpus: set[int] | None = None
 
     # workers ----------------------------------------------------------------
 
@@ -562,7 +568,8 @@ class Bench:
                 self.unavailable[name] = f"{REFERENCE} is not installed in the benchmark venv"
                 continue
             pending[name] = Worker(
-                name, self.python, worker_env(name, self.venv), self.workdir, self.cfg["timeout"]
+                name, self.python, worker_env(name, self.venv), self.workdir, self.cfg["timeout"],
+                self.client_cpus,
             )
         for name, w in pending.items():
             self._greet(name, w)
@@ -590,7 +597,8 @@ class Bench:
             w.stop()
             del self.workers[name]
             w = Worker(
-                name, self.python, worker_env(name, self.venv), self.workdir, self.cfg["timeout"]
+                name, self.python, worker_env(name, self.venv), self.workdir, self.cfg["timeout"],
+                self.client_cpus,
             )
             self._greet(name, w)
             w = self.workers.get(name)
@@ -803,6 +811,8 @@ def parse_args(argv=None):
         "--chart", help="PNG chart (default doc/_static/bench.png, quick: bench-results-quick.png)"
     )
     ap.add_argument("--no-chart", action="store_true", help="do not draw the chart")
+    ap.add_argument("--pin", action="store_true",
+                    help="run the servers on the first CPU and the clients on the others")
     ap.add_argument("--markdown", help="also write the tables to this file")
     ap.add_argument("--venv", help="benchmark virtualenv (default .venv-bench in the repository)")
     ap.add_argument(
@@ -908,6 +918,14 @@ def main(argv=None) -> int:
         bench.servers[sink_port] = sink.proc.pid
         if nginx is not None and nginx.worker_pid() is not None:
             bench.servers[nginx_port] = nginx.worker_pid()
+        if args.pin:
+            # servers on the first CPU, clients on the others: no client ever waits for
+            # the scheduler to move the server off its core, or the other way round
+            cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+            if len(cpus) >= 2 and all(pin_process(pid, {cpus[0]})
+                                      for pid in set(bench.servers.values())):
+                bench.client_cpus = set(cpus[1:])
+                log(f"servers pinned to CPU {cpus[0]}, clients to {sorted(bench.client_cpus)}")
         bench.start_workers(clients)
         results = []
         for w in workloads:

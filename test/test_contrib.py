@@ -421,3 +421,32 @@ def test_bench_report_server_share_of_a_core(monkeypatch):
                     f"server CPU 100% of a core) and 4.00{X} that at depth 64 (a-d64, server "
                     "CPU 80% of a core).")
     assert bench_report.floor_pipelining([d16, d64]) is None  # no W1 floor
+
+
+def test_bench_pins_a_process_and_its_threads(monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.syspath_prepend(str(CONTRIB / "bench"))
+    import bench_servers
+
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs sched_setaffinity and two CPUs")
+    cpu = min(os.sched_getaffinity(0))
+    code = ("import os, sys, threading\n"
+            "sys.stdin.readline()\n"  # pinned by now
+            "t = threading.Thread(target=lambda: print(sorted(os.sched_getaffinity(0))))\n"
+            "t.start(); t.join()\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert bench_servers.pin_process(child.pid, {cpu})
+        assert os.sched_getaffinity(child.pid) == {cpu}
+        out, _ = child.communicate("go\n", timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+    assert out.strip() == f"[{cpu}]"  # a thread started later inherits the pinning
+    assert not bench_servers.pin_process(child.pid, {cpu})  # gone
+    assert not bench_servers.pin_process(None, {cpu})

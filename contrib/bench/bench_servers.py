@@ -105,6 +105,19 @@ def process_cpu(pid: int | None) -> float | None:
     return total / 1e9
 
 
+def pin_process(pid: int | None, cpus: set[int]) -> bool:
+    """Keep every thread of process *pid* (and the threads it starts later) on
+    *cpus*; False where the system cannot."""
+    if pid is None or not hasattr(os, "sched_setaffinity"):
+        return False
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            os.sched_setaffinity(int(tid), cpus)
+    except OSError:
+        return False
+    return True
+
+
 def child_pids(pid: int) -> list[int]:
     """The PIDs of the processes whose parent is *pid* (Linux ``/proc``; else [])."""
     found = []
