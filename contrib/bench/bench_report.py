@@ -465,8 +465,8 @@ def markdown(report: dict, meta: dict, cfg: dict) -> str:
             )
         out += _table(header, lines)
         out.append("")
-        if w == "W2" and floor_pipelining(rows):
-            out += [floor_pipelining(rows), ""]
+        if w == "W2" and (line := floor_pipelining(rows)):
+            out += [line, ""]
     goals = report["goals"]
     if goals:
         met = sum(g["verdict"] == "met" for g in goals)
