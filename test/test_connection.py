@@ -641,3 +641,49 @@ def test_read_response_takes_what_the_socket_holds_before_it_waits(monkeypatch):
             answer.join()
             assert waits == [1]
         conn.disconnect()
+
+
+@pytest.mark.parametrize("method", ["read_response", "read", "readinto", "readall"])
+def test_blocking_reads_wait_before_receiving_from_an_emptied_socket(method):
+    """After a receive that emptied the socket, a blocking read waits for the socket
+    first instead of making a receive that fails (and costs an exception)."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as lsock:
+        conn = dugong.HTTPConnection("127.0.0.1", lsock.getsockname()[1])
+        conn.timeout = 5
+        conn.send_request("GET", "/")
+        srv, _ = lsock.accept()
+        with srv:
+            srv.recv(4096)
+            srv.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+            resp = conn.read_response()  # takes the head and "ab": the socket is empty now
+            assert resp.status == 200
+            tr = conn._tr
+            failed = []
+            recv_into, recv = tr._recv_into, tr._recv
+
+            def counted(real):
+                def call(*args):
+                    try:
+                        return real(*args)
+                    except BlockingIOError:
+                        failed.append(1)
+                        raise
+                return call
+
+            tr._recv_into, tr._recv = counted(recv_into), counted(recv)
+            assert conn.read(2) == b"ab"
+            threading.Timer(0.05, srv.sendall, [b"cd"]).start()
+            if method == "read_response":
+                assert conn.read(2) == b"cd"
+                conn.send_request("GET", "/")
+                threading.Timer(0.05, srv.sendall, [b"HTTP/1.1 204 No Content\r\n\r\n"]).start()
+                assert conn.read_response().status == 204
+            elif method == "readinto":
+                buf = bytearray(2)
+                assert (conn.readinto(buf), buf) == (2, bytearray(b"cd"))
+            else:
+                assert getattr(conn, method)(*([2] if method == "read" else [])) == b"cd"
+            assert failed == []
+        conn.disconnect()
