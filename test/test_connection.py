@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
+import socket
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -604,11 +607,25 @@ def test_write_counts_bytes_not_items(drive, scripted_server):
     conn.disconnect()
 
 
+@contextlib.contextmanager
+def one_request_sent() -> Iterator[tuple[dugong.HTTPConnection, socket.socket]]:
+    """A connection (timeout 5 s) that has sent ``GET /``, and the server's end of it,
+    the request read: the test answers byte by byte."""
+    with socket.create_server(("127.0.0.1", 0)) as lsock:
+        conn = dugong.HTTPConnection("127.0.0.1", lsock.getsockname()[1])
+        conn.timeout = 5
+        conn.send_request("GET", "/")
+        srv, _ = lsock.accept()
+        with srv:
+            srv.recv(4096)
+            yield conn, srv
+        conn.disconnect()
+
+
 def test_read_response_takes_what_the_socket_holds_before_it_waits(monkeypatch):
     """A response that is in the socket but not yet in dugong's buffer is read at once:
     read_response waits (without a generator) only when nothing has arrived."""
     import select
-    import socket
 
     waits = []
     real = dugong.HTTPConnection._block
@@ -622,68 +639,52 @@ def test_read_response_takes_what_the_socket_holds_before_it_waits(monkeypatch):
 
     monkeypatch.setattr(dugong.HTTPConnection, "_block", counted)
     monkeypatch.setattr(dugong.HTTPConnection, "_co_response_wait", no_generator)
-    with socket.create_server(("127.0.0.1", 0)) as lsock:
-        conn = dugong.HTTPConnection("127.0.0.1", lsock.getsockname()[1])
-        conn.timeout = 5
+    with one_request_sent() as (conn, srv):
+        srv.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        assert select.select([conn._tr.fd], [], [], 5)[0]  # arrived, not yet read
+        resp = conn.read_response()
+        assert (resp.status, conn.readall(), waits) == (200, b"ok", [])
         conn.send_request("GET", "/")
-        srv, _ = lsock.accept()
-        with srv:
-            srv.recv(4096)
-            srv.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            assert select.select([conn._tr.fd], [], [], 5)[0]  # arrived, not yet read
-            resp = conn.read_response()
-            assert (resp.status, conn.readall(), waits) == (200, b"ok", [])
-            conn.send_request("GET", "/")
-            srv.recv(4096)
-            answer = threading.Timer(0.05, srv.sendall, [b"HTTP/1.1 204 No Content\r\n\r\n"])
-            answer.start()
-            assert conn.read_response().status == 204
-            answer.join()
-            assert waits == [1]
-        conn.disconnect()
+        srv.recv(4096)
+        answer = threading.Timer(0.05, srv.sendall, [b"HTTP/1.1 204 No Content\r\n\r\n"])
+        answer.start()
+        assert conn.read_response().status == 204
+        answer.join()
+        assert waits == [1]
 
 
 @pytest.mark.parametrize("method", ["read_response", "read", "readinto", "readall"])
 def test_blocking_reads_wait_before_receiving_from_an_emptied_socket(method):
     """After a receive that emptied the socket, a blocking read waits for the socket
     first instead of making a receive that fails (and costs an exception)."""
-    import socket
+    with one_request_sent() as (conn, srv):
+        srv.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        resp = conn.read_response()  # takes the head and "ab": the socket is empty now
+        assert resp.status == 200
+        tr = conn._tr
+        failed = []
+        recv_into, recv = tr._recv_into, tr._recv
 
-    with socket.create_server(("127.0.0.1", 0)) as lsock:
-        conn = dugong.HTTPConnection("127.0.0.1", lsock.getsockname()[1])
-        conn.timeout = 5
-        conn.send_request("GET", "/")
-        srv, _ = lsock.accept()
-        with srv:
-            srv.recv(4096)
-            srv.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
-            resp = conn.read_response()  # takes the head and "ab": the socket is empty now
-            assert resp.status == 200
-            tr = conn._tr
-            failed = []
-            recv_into, recv = tr._recv_into, tr._recv
+        def counted(real):
+            def call(*args):
+                try:
+                    return real(*args)
+                except BlockingIOError:
+                    failed.append(1)
+                    raise
+            return call
 
-            def counted(real):
-                def call(*args):
-                    try:
-                        return real(*args)
-                    except BlockingIOError:
-                        failed.append(1)
-                        raise
-                return call
-
-            tr._recv_into, tr._recv = counted(recv_into), counted(recv)
-            assert conn.read(2) == b"ab"
-            threading.Timer(0.05, srv.sendall, [b"cd"]).start()
-            if method == "read_response":
-                assert conn.read(2) == b"cd"
-                conn.send_request("GET", "/")
-                threading.Timer(0.05, srv.sendall, [b"HTTP/1.1 204 No Content\r\n\r\n"]).start()
-                assert conn.read_response().status == 204
-            elif method == "readinto":
-                buf = bytearray(2)
-                assert (conn.readinto(buf), buf) == (2, bytearray(b"cd"))
-            else:
-                assert getattr(conn, method)(*([2] if method == "read" else [])) == b"cd"
-            assert failed == []
-        conn.disconnect()
+        tr._recv_into, tr._recv = counted(recv_into), counted(recv)
+        assert conn.read(2) == b"ab"
+        threading.Timer(0.05, srv.sendall, [b"cd"]).start()
+        if method == "read_response":
+            assert conn.read(2) == b"cd"
+            conn.send_request("GET", "/")
+            threading.Timer(0.05, srv.sendall, [b"HTTP/1.1 204 No Content\r\n\r\n"]).start()
+            assert conn.read_response().status == 204
+        elif method == "readinto":
+            buf = bytearray(2)
+            assert (conn.readinto(buf), buf) == (2, bytearray(b"cd"))
+        else:
+            assert getattr(conn, method)(*([2] if method == "read" else [])) == b"cd"
+        assert failed == []
