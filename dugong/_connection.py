@@ -831,7 +831,12 @@ class HTTPConnection:
         """All of `read_response` that does not wait: the next response, from what is
         buffered and what the socket holds now; None if the socket must be waited for."""
         resp = self._buffered_response()
-        while resp is None:
+        return resp if resp is not None else self._received_response()
+
+    def _received_response(self) -> HTTPResponse | None:
+        """The second half of `_response_now`, for when the buffer holds no complete
+        response: receive what the socket holds and parse it (None: nothing came)."""
+        while True:
             buf = self._buf
             try:
                 n = self._fill_now("before sending a complete response head"
@@ -844,7 +849,8 @@ class HTTPConnection:
             if n < 0:
                 return None
             resp = self._buffered_response()
-        return resp
+            if resp is not None:
+                return resp
 
     def _co_response_wait(self) -> Co[HTTPResponse]:
         """The rest of `read_response` after `_response_now` found nothing to read:
@@ -865,7 +871,7 @@ class HTTPConnection:
                     return self._continue(req, "Continue", ResponseHeaders([]))
                 else:
                     yield PollNeeded(tr.want[0], tr.want[1], deadline)
-                resp = self._response_now()
+                resp = self._received_response()
                 if resp is not None:
                     return resp
         except GeneratorExit:
@@ -952,10 +958,10 @@ class HTTPConnection:
         tr = self._tr
         if tr is not None and tr.drained:  # the socket was empty: wait before receiving
             self._block(tr.wait_in, self._co_response_wait)
-        resp = self._response_now()
+        resp = self._received_response()
         while resp is None:
             self._block(self._tr.want, self._co_response_wait)  # type: ignore[union-attr]
-            resp = self._response_now()
+            resp = self._received_response()
         return resp
 
     def _fill_now(self, what: str) -> int:
