@@ -86,7 +86,7 @@ CORE_CLIENTS = {"dugong", "http.client", "floor"}
 FULL = {
     "reps": 5,
     # short rows whose goals sit close to their bar: more repetitions steady the medians
-    "reps_by_workload": {"W1": 11, "W2": 11, "W3": 9, "W4": 11},
+    "reps_by_workload": {"W1": 15, "W2": 21, "W3": 15, "W4": 21},
     "warmup": 1,
     "w1_n": 4000,
     "w2_n": 12000,
