@@ -450,3 +450,29 @@ def test_bench_pins_a_process_and_its_threads(monkeypatch):
     assert out.strip() == f"[{cpu}]"  # a thread started later inherits the pinning
     assert not bench_servers.pin_process(child.pid, {cpu})  # gone
     assert not bench_servers.pin_process(None, {cpu})
+
+
+def test_bench_receive_buffers_start_on_a_page_and_keep_unread_bytes(monkeypatch):
+    import ctypes
+    import mmap
+    import socket
+
+    monkeypatch.syspath_prepend(str(CONTRIB / "bench"))
+    import bench_servers
+
+    buf = bench_servers.page_aligned(3 * mmap.PAGESIZE)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    assert address % mmap.PAGESIZE == 0
+    assert len(buf) == 3 * mmap.PAGESIZE and buf[:] == bytes(len(buf))
+
+    a, b = socket.socketpair()
+    with a, b:
+        reader = bench_servers.ReceiveBuffer(a, 16)
+        b.sendall(b"0123456789abcdef")
+        while reader.end < 16:
+            reader._fill()
+        reader.start = 10  # "abcdef" unread, the buffer full: the next fill moves it
+        b.sendall(b"XYZ")
+        reader._fill()
+        assert bytes(reader.view[reader.start:reader.end]) == b"abcdefXYZ"
+        assert reader.buf.find(b"fX", reader.start, reader.end) == 5

@@ -38,7 +38,13 @@ from typing import ClassVar
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bench_servers import PATTERN_SIZE, PIECE_SIZE, ReceiveBuffer, pattern  # noqa: E402
+from bench_servers import (  # noqa: E402
+    PATTERN_SIZE,
+    PIECE_SIZE,
+    ReceiveBuffer,
+    page_aligned,
+    pattern,
+)
 
 READ_SIZE = 64 * 1024
 N_DISTINCT_PIECES = PATTERN_SIZE // PIECE_SIZE  # 16
@@ -387,7 +393,7 @@ class DugongW2(DugongRunner):
 class DugongW3(DugongRunner):
     def setup(self):
         super().setup()
-        self.buf = bytearray(READ_SIZE)
+        self.buf = memoryview(page_aligned(READ_SIZE))
 
     def run(self, check):
         conn, size = self.conn, self.p["size"]
@@ -606,7 +612,7 @@ class HcW1(HcRunner):
 class HcW3(HcRunner):
     def setup(self):
         super().setup()
-        self.buf = bytearray(READ_SIZE)
+        self.buf = memoryview(page_aligned(READ_SIZE))
 
     def run(self, check):
         conn, size = self.conn, self.p["size"]
@@ -748,7 +754,7 @@ class U3W1(U3Runner):
 class U3W3(U3Runner):
     def setup(self):
         super().setup()
-        self.buf = bytearray(READ_SIZE)
+        self.buf = memoryview(page_aligned(READ_SIZE))
 
     def run(self, check):
         size = self.p["size"]
