@@ -54,6 +54,7 @@ from bench_servers import (  # noqa: E402
     SMALL_SIZE,
     Nginx,
     Sink,
+    cpu_between,
     find_nginx,
     pattern,
     pin_process,
@@ -704,7 +705,7 @@ class Bench:
                 busy1 = process_cpu(server)
                 if busy0 is not None and busy1 is not None:
                     # the server idles outside the timed part, so this is its CPU for the run
-                    ans["server_cpu"] = busy1 - busy0
+                    ans["server_cpu"] = cpu_between(busy0, busy1)
                 row["samples"].append(ans)
         for row in active:
             worker = self.worker(row["client"])

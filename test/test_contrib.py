@@ -385,11 +385,23 @@ def test_bench_server_cpu_counts_a_process_and_finds_its_children(monkeypatch):
         assert child.pid in bench_servers.child_pids(os.getpid())
         before = bench_servers.process_cpu(os.getpid())
         sum(range(3_000_000))  # some CPU time of this process's own
-        assert bench_servers.process_cpu(os.getpid()) > before
+        after = bench_servers.process_cpu(os.getpid())
+        assert os.getpid() in after  # the main thread's id is the process's
+        assert bench_servers.cpu_between(before, after) > 0
     finally:
         child.stdin.close()
         child.wait()
     assert bench_servers.process_cpu(child.pid) is None  # gone
+
+
+
+def test_bench_server_cpu_leaves_out_a_thread_that_ended(monkeypatch):
+    monkeypatch.syspath_prepend(str(CONTRIB / "bench"))
+    import bench_servers
+
+    before = {1: 5_000_000_000, 2: 3_000_000_000}  # thread 2 ends before the second look
+    after = {1: 5_250_000_000, 3: 500_000_000}  # thread 3 started during the run
+    assert bench_servers.cpu_between(before, after) == pytest.approx(0.75)
 
 
 def test_bench_report_server_share_of_a_core(monkeypatch):
@@ -476,3 +488,32 @@ def test_bench_receive_buffers_start_on_a_page_and_keep_unread_bytes(monkeypatch
         reader._fill()
         assert bytes(reader.view[reader.start:reader.end]) == b"abcdefXYZ"
         assert reader.buf.find(b"fX", reader.start, reader.end) == 5
+
+
+def test_bench_bulk_rows_run_each_repetition_on_a_new_connection(monkeypatch):
+    monkeypatch.syspath_prepend(str(CONTRIB / "bench"))
+    import bench_clients
+
+    class Counting(bench_clients.Runner):
+        def __init__(self, workload):
+            super().__init__(None, "v", {"host": "127.0.0.1", "port": 1}, workload)
+            self.calls: list[str] = []
+
+        def setup(self):
+            self.calls.append("setup")
+
+        def close(self):
+            self.calls.append("close")
+
+        def run(self, check):
+            self.calls.append("run")
+            return bench_clients.Result(1, 0)
+
+    for workload, calls in (("W3", ["close", "setup", "run"]),
+                            ("W4", ["close", "setup", "run"]),
+                            ("W1", ["run"]), ("W2", ["run"])):
+        runner = Counting(workload)
+        runner.p["n"] = 1
+        sample = bench_clients.run_once(runner)
+        assert runner.calls == calls
+        assert sample["ops"] == 1 and sample["wall"] >= 0

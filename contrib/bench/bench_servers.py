@@ -101,22 +101,28 @@ def wait_connectable(port: int, proc: subprocess.Popen, timeout: float = 10.0) -
             time.sleep(0.05)
 
 
-def process_cpu(pid: int | None) -> float | None:
-    """CPU seconds that process *pid* (all its threads) has run so far; None where
-    Linux's ``/proc`` cannot tell. The scheduler's own nanosecond count is used:
-    the tick-sampled ``utime`` and ``stime`` are too coarse for runs of a few
-    hundred milliseconds."""
+def process_cpu(pid: int | None) -> dict[int, int] | None:
+    """The CPU time that each thread of process *pid* has run so far, in
+    nanoseconds by thread id; None where Linux's ``/proc`` cannot tell. The
+    scheduler's own count is used: the tick-sampled ``utime`` and ``stime`` are
+    too coarse for runs of a few hundred milliseconds."""
     if pid is None:
         return None
     try:
-        tids = os.listdir(f"/proc/{pid}/task")
-        total = 0
-        for tid in tids:
+        times = {}
+        for tid in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as fh:
-                total += int(fh.read().split()[0])
+                times[int(tid)] = int(fh.read().split()[0])
     except (OSError, IndexError, ValueError):
         return None
-    return total / 1e9
+    return times
+
+
+def cpu_between(before: dict[int, int], after: dict[int, int]) -> float:
+    """CPU seconds that the threads seen *after* ran since *before* (a thread that
+    ended in between, e.g. that of a connection closed just before a run, is left
+    out: summing only the live threads would make its earlier time negative)."""
+    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
 
 
 def pin_process(pid: int | None, cpus: set[int]) -> bool:
