@@ -50,7 +50,7 @@ def page_aligned(size: int) -> mmap.mmap:
     """A zeroed, writable buffer of *size* bytes that starts on a page boundary.
 
     Where a receive buffer starts matters here: the kernel's copy into a buffer
-    that starts 4 to 24 bytes past a page boundary took two to three times the
+    that starts 4 to 24 bytes past a page boundary took two to four times the
     CPU of one that starts on it. A ``bytearray`` lands wherever malloc puts it, which
     would give each row of a run a placement, and so a speed, of its own; every
     buffer that the benchmark itself receives into (the floor's, the sink's, and
