@@ -51,10 +51,10 @@ def page_aligned(size: int) -> mmap.mmap:
 
     Where a receive buffer starts matters here: the kernel's copy into a buffer
     that starts 4 to 24 bytes past a page boundary took two to four times the
-    CPU of one that starts on it. A ``bytearray`` lands wherever malloc puts it, which
-    would give each row of a run a placement, and so a speed, of its own; every
-    buffer that the benchmark itself receives into (the floor's, the sink's, and
-    the one each client's ``readinto`` fills) is placed alike instead.
+    CPU of one that starts on it. A ``bytearray`` lands wherever malloc puts it,
+    which would give each row of a run a placement, and so a speed, of its own;
+    every buffer that the benchmark itself receives into (the floor's, the
+    sink's, and the one each client's ``readinto`` fills) is placed alike.
     """
     return mmap.mmap(-1, size)
 
@@ -109,12 +109,18 @@ def process_cpu(pid: int | None) -> dict[int, int] | None:
     if pid is None:
         return None
     try:
-        times = {}
-        for tid in os.listdir(f"/proc/{pid}/task"):
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    times = {}
+    for tid in tids:
+        try:
             with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as fh:
                 times[int(tid)] = int(fh.read().split()[0])
-    except (OSError, IndexError, ValueError):
-        return None
+        except OSError:
+            continue  # the thread ended meanwhile
+        except (IndexError, ValueError):
+            return None
     return times
 
 
