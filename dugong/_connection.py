@@ -7,7 +7,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 from ._buffer import RecvBuffer
 from ._connect import co_open
@@ -60,6 +60,9 @@ def _byte_view(buf: Any) -> memoryview:
     view = buf if type(buf) is memoryview else memoryview(buf)
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
+
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 
 class BodyFollowing:
     """Pass as ``body=`` to send the request body later with `HTTPConnection.write`.
@@ -1174,23 +1177,27 @@ class HTTPConnection:
         if body is not None and body._left:
             view = _byte_view(buf)
             if len(view):
-                self._wait_if_drained(body)
-                n = self._readinto_now(body, view)
-                while n == _WOULD_BLOCK:
-                    self._block(self._tr.want, self._co_body_wait, body, n)  # type: ignore[union-attr]
-                    n = self._readinto_now(body, view)
+                n = self._body_step_blocking(body, self._readinto_now, view)
                 if n >= 0:
                     return n
         return eval_coroutine(self.co_readinto(buf), self.timeout)  # chunk framing, or no body
 
-    def _wait_if_drained(self, body: HTTPResponse) -> None:
-        """Before a blocking body read: if nothing is buffered and the last receive
-        emptied the socket, wait for it first (cheaper than a receive that fails)."""
+    def _body_step_blocking(self, body: HTTPResponse, step: Callable[[HTTPResponse, _A], _R],
+                            arg: _A) -> _R:
+        """Run a body read *step* (`_read_now`, `_readinto_now`) of a blocking read,
+        waiting for the socket between tries; the result is never `_WOULD_BLOCK`.
+        If nothing is buffered and the last receive emptied the socket, it waits
+        first (cheaper than a receive that fails)."""
         tr = self._tr
         if tr is not None and tr.drained:
             rbuf = self._buf
             if rbuf is not None and rbuf.end == rbuf.start:
                 self._block(tr.wait_in, self._co_body_wait, body, _WOULD_BLOCK)
+        got = step(body, arg)
+        while got == _WOULD_BLOCK:
+            self._block(self._tr.want, self._co_body_wait, body, got)  # type: ignore[union-attr]
+            got = step(body, arg)
+        return got
 
     def _body_eof(self, body: HTTPResponse) -> int:
         """The server closed while a body was being read."""
@@ -1297,11 +1304,7 @@ class HTTPConnection:
         """
         body = self._body
         if body is not None and size is not None and size > 0 and body._left:
-            self._wait_if_drained(body)
-            data = self._read_now(body, size)
-            while data == _WOULD_BLOCK:
-                self._block(self._tr.want, self._co_body_wait, body, data)  # type: ignore[union-attr]
-                data = self._read_now(body, size)
+            data = self._body_step_blocking(body, self._read_now, size)
             if type(data) is bytes:
                 return data
         return eval_coroutine(self.co_read(size), self.timeout)  # chunk framing, or no body
