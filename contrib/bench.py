@@ -555,6 +555,11 @@ class Bench:
 
     # workers ----------------------------------------------------------------
 
+    def _new_worker(self, name: str) -> Worker:
+        """Start the worker process of client *name* (on the client CPUs if pinned)."""
+        return Worker(name, self.python, worker_env(name, self.venv), self.workdir,
+                      self.cfg["timeout"], self.client_cpus)
+
     def start_workers(self, clients: list[str]) -> None:
         pending = {}
         for name in clients:
@@ -568,10 +573,7 @@ class Bench:
             ):
                 self.unavailable[name] = f"{REFERENCE} is not installed in the benchmark venv"
                 continue
-            pending[name] = Worker(
-                name, self.python, worker_env(name, self.venv), self.workdir, self.cfg["timeout"],
-                self.client_cpus,
-            )
+            pending[name] = self._new_worker(name)
         for name, w in pending.items():
             self._greet(name, w)
 
@@ -597,10 +599,7 @@ class Bench:
             log(f"{name}: worker died, starting a new one")
             w.stop()
             del self.workers[name]
-            w = Worker(
-                name, self.python, worker_env(name, self.venv), self.workdir, self.cfg["timeout"],
-                self.client_cpus,
-            )
+            w = self._new_worker(name)
             self._greet(name, w)
             w = self.workers.get(name)
         return w
