@@ -194,16 +194,20 @@ def co_tls_handshake(sock: socket.socket, context: Any, hostname: str) -> Co[Any
         raise
 
 
-def co_tunnel(tr: PlainTransport, host: str, port: int) -> Co[None]:
+def co_tunnel(tr: PlainTransport, host: str, port: int,
+              fields: Sequence[tuple[str, str]] = ()) -> Co[None]:
     """Ask the proxy behind *tr* for a CONNECT tunnel to *host*:*port*.
+
+    *fields* are sent with the request (e.g. ``Proxy-Authorization``).
 
     Any answer but 200 raises `ConnectionError` naming the status (as dugong
     3.x did); a proxy that closes first raises `ConnectionClosed`, an answer
     that is not HTTP (or too long) `InvalidResponse`.
     """
     authority = format_host(host, port, -1)
+    extra = "".join(f"{name}: {value}\r\n" for name, value in fields)
     yield from tr.co_send_all(
-        f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode("latin-1")
+        f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{extra}\r\n".encode("latin-1")
     )
     buf = RecvBuffer(4096)
     search = 0
@@ -235,9 +239,11 @@ def co_open(
     port: int,
     ssl_context: Any = None,
     proxy: tuple[str, int] | None = None,
+    proxy_fields: Sequence[tuple[str, str]] = (),
     resolver: Callable[[str, int], Co[list[_AddrInfo]]] = co_resolve,
 ) -> Co[PlainTransport]:
-    """Open a transport to *host*:*port* (through *proxy*, with TLS if *ssl_context*)."""
+    """Open a transport to *host*:*port* (through *proxy*, with TLS if *ssl_context*;
+    *proxy_fields* go with the proxy's ``CONNECT``)."""
     target = proxy if proxy is not None else (host, port)
     infos = yield from resolver(*target)
     sock = yield from co_tcp_connect(infos)
@@ -245,7 +251,7 @@ def co_open(
     try:
         if proxy is not None and ssl_context is not None:
             tr = PlainTransport(sock)
-            yield from co_tunnel(tr, host, port)
+            yield from co_tunnel(tr, host, port, proxy_fields)
             debug("tunnel to %s port %d through %s port %d", host, port, *proxy)
         if ssl_context is not None:
             sock = yield from co_tls_handshake(sock, ssl_context, host)

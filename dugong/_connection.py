@@ -30,6 +30,7 @@ from ._protocol import (
     parse_chunk_size,
     parse_response,
     parse_trailers,
+    proxy_fields,
     request_head,
 )
 from ._transport import PlainTransport
@@ -173,6 +174,10 @@ class _Send:
     CLOSED: Final = "the connection broke while sending"
 
 
+#: send states in which no request body is due
+_IDLE_SEND = frozenset((_Send.IDLE, _Send.CLOSED))
+
+
 class HTTPConnection:
     """One HTTP/1.1 connection to one server.
 
@@ -185,11 +190,16 @@ class HTTPConnection:
             what is checked; the host name is sent for SNI.
         proxy: ``(host, port)`` of an HTTP proxy: plain requests go to it in
             absolute form, TLS goes through a ``CONNECT`` tunnel.
+        proxy_headers: header fields for the proxy alone (e.g.
+            ``Proxy-Authorization``): sent with every plain request through it
+            and with ``CONNECT``, never inside a tunnel.
 
     Raises:
         ValueError: *hostname* is empty or contains a space, a slash, CR, LF
             or NUL, or *port* is not between 1 and 65535.
         TypeError: *proxy* is not a ``(host, port)`` pair of str and int.
+        ValueError: a field of *proxy_headers* that cannot be sent (see
+            `send_request`), or *proxy_headers* without *proxy*.
 
     Nothing is resolved or sent here: the first request opens the connection
     (or `connect` does), and the next request opens it again after
@@ -237,7 +247,8 @@ class HTTPConnection:
     expect100_timeout: float | None = None
 
     def __init__(self, hostname: str, port: int | None = None, ssl_context: Any = None,
-                 proxy: tuple[str, int] | None = None) -> None:
+                 proxy: tuple[str, int] | None = None, *,
+                 proxy_headers: Mapping[str, str] | None = None) -> None:
         if not isinstance(hostname, str) or not hostname:
             raise ValueError(f"invalid host name {hostname!r}")
         if any(c in hostname for c in "\r\n\x00 /"):
@@ -253,10 +264,14 @@ class HTTPConnection:
             phost, pport = proxy
             if not isinstance(phost, str) or not isinstance(pport, int):
                 raise TypeError("proxy must be a (host, port) tuple")
+        if proxy_headers and proxy is None:
+            raise ValueError("proxy_headers needs a proxy")
         self.hostname = hostname
         self.port = port
         self.ssl_context = ssl_context
         self.proxy = proxy
+        #: the proxy's own fields, checked now: (name, value) pairs
+        self._proxy_fields = proxy_fields(proxy_headers)
         self._host_field = format_host(hostname, port, default_port)
         # Plain requests through a proxy carry the absolute URI.
         self._target_prefix = (
@@ -293,7 +308,8 @@ class HTTPConnection:
         `timeout`: the driver decides how long to wait.
         """
         self.disconnect()
-        tr = yield from co_open(self.hostname, self.port, self.ssl_context, self.proxy)
+        tr = yield from co_open(self.hostname, self.port, self.ssl_context, self.proxy,
+                                self._proxy_fields)
         self._tr = tr
         self._buf = RecvBuffer(_package.BUFFER_SIZE)
 
@@ -361,6 +377,37 @@ class HTTPConnection:
     def response_pending(self) -> bool:
         """True while responses, or parts of one, remain to be read."""
         return bool(self._pending) or self._body is not None
+
+    # -- a read-only view of the state, e.g. for pools ------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the connection is open on our side.
+
+        False before the first request, after `disconnect`, and once the
+        server has closed it (in a way dugong has seen: an announced
+        ``Connection: close``, the end of a body read until the close, a
+        broken socket). A server's silent close of an idle connection is
+        found only when the next request starts (and then recovered from).
+        """
+        return self._tr is not None
+
+    @property
+    def is_idle(self) -> bool:
+        """True when nothing is in flight and the connection is usable.
+
+        Every request sent has been answered and its body read, no request
+        body is being sent or waits for ``100 Continue``, and no error left
+        the connection needing `reset`. An idle connection that
+        `is_connected` carries the next request without reconnecting.
+        """
+        return (not self._pending and self._body is None and self._broken is None
+                and self._send in _IDLE_SEND)
+
+    @property
+    def responses_outstanding(self) -> int:
+        """How many requests sent still have their response, or part of it, to be read."""
+        return len(self._pending) + (self._body is not None)
 
     def get_ssl_peercert(self, binary_form: bool = False) -> Any:
         """The server's certificate, as `ssl.SSLSocket.getpeercert` gives it.
@@ -539,6 +586,9 @@ class HTTPConnection:
                             f"not {type(body).__name__}")
         if expect100 and not isinstance(body, BodyFollowing):
             raise ValueError("expect100=True needs body=BodyFollowing(...)")
+        if self._proxy_fields and self._target_prefix:  # for the proxy, which reads them
+            fields += self._proxy_fields
+            names += tuple(name.lower() for name, _ in self._proxy_fields)
         head = request_head(method, self._target_prefix + path if self._target_prefix
                             else path, headers, self._host_field, fields, names)
         req = _new(_Request, (method, path, expect100, body_length))

@@ -58,6 +58,7 @@ __all__ = [
     "parse_head",
     "parse_response",
     "parse_trailers",
+    "proxy_fields",
     "request_head",
 ]
 
@@ -190,16 +191,34 @@ def request_head(
     return data
 
 
+def proxy_fields(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """Check header fields meant for a proxy; return them as ``(name, value)`` pairs.
+
+    Raises `ValueError` (or `TypeError`) for a field that could not be sent.
+    """
+    pairs = tuple((headers or {}).items())
+    for name, value in pairs:
+        _check_token("header name", name)
+        if not isinstance(value, str):
+            raise TypeError(f"value of header {name!r} must be str, not {type(value).__name__}")
+        value.encode("latin-1")
+    _find_bad_value(dict(pairs), found=False)
+    return pairs
+
+
 # Heads of requests without caller fields, by (method, target, host, body fields).
 _plain_heads: dict[tuple[object, ...], bytes] = {}
 
 
-def _find_bad_value(headers: Mapping[str, str] | None) -> None:
+def _find_bad_value(headers: Mapping[str, str] | None, found: bool = True) -> None:
+    """Raise ValueError for the first value with CR, LF or NUL in *headers*; if none
+    has one but one was *found* in the head, for the head."""
     for name, value in (headers or {}).items():
         for ch in "\r\n\x00":
             if ch in value:
                 raise ValueError(f"value of header {name!r} contains {ch!r}: {value!r}")
-    raise ValueError("request head contains CR, LF or NUL")  # pragma: no cover
+    if found:
+        raise ValueError("request head contains CR, LF or NUL")  # pragma: no cover
 
 
 class Head(NamedTuple):

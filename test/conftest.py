@@ -10,6 +10,9 @@ Servers (see ``servers.py``):
 Every server made through these fixtures is stopped when the test ends, and
 then the problems it saw are raised (``check()``), so they fail the test.
 
+``make_proxy(routes)`` starts a `proxy_server.Proxy` (plain requests in absolute
+form, ``CONNECT`` tunnels).
+
 Drivers: ``drive(conn, name, *args, **kwargs)`` runs ``conn.name(...)``
 ("blocking") or drives ``conn.co_name(...)`` with a ``selectors`` loop
 ("select"); every test using it runs once in each mode.
@@ -30,6 +33,7 @@ import hypothesis
 import pytest
 import trustme
 
+from proxy_server import Proxy
 from servers import (
     HOST,
     HTTPTestServer,
@@ -117,6 +121,21 @@ def https_server(
 ) -> HTTPTestServer:
     """A `servers.HTTPTestServer` speaking TLS with the ``tls_server_context`` certificate."""
     return make_http_server(ssl_context=tls_server_context)
+
+
+@pytest.fixture
+def make_proxy() -> Iterator[Callable[..., Proxy]]:
+    """Factory: ``make_proxy(routes=None, **options) -> proxy_server.Proxy`` (started);
+    *routes* maps the authority a client names (``"host:port"``) to the address to
+    relay to."""
+    proxies: list[Proxy] = []
+
+    def factory(routes: dict[str, tuple[str, int]] | None = None, **kwargs: Any) -> Proxy:
+        proxies.append(Proxy(routes or {}, **kwargs))
+        return proxies[-1]
+
+    yield factory
+    _stop_and_check(proxies)
 
 
 # --------------------------------------------------------------------- drivers

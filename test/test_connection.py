@@ -688,3 +688,66 @@ def test_blocking_reads_wait_before_receiving_from_an_emptied_socket(method):
         else:
             assert getattr(conn, method)(*([2] if method == "read" else [])) == b"cd"
         assert failed == []
+
+
+def state(conn):
+    return conn.is_connected, conn.is_idle, conn.responses_outstanding
+
+
+def test_state_view_through_an_exchange(drive, scripted_server):
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"
+    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n!"
+    srv = scripted_server([Step.read_request(), Step.read_request(), Step.send(head + b"abc"),
+                           Step.send(head + b"xyz"), Step.read_request(), Step.send(OK_3),
+                           Step.read_request(), Step.send(closing)])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    assert state(conn) == (False, True, 0)
+    drive(conn, "send_request", "GET", "/a")
+    drive(conn, "send_request", "GET", "/b")
+    assert state(conn) == (True, False, 2)
+    drive(conn, "read_response")
+    assert state(conn) == (True, False, 2)  # the body of the first is still to be read
+    assert drive(conn, "readall") == b"abc"
+    assert state(conn) == (True, False, 1)
+    drive(conn, "read_response")
+    drive(conn, "readall")
+    assert state(conn) == (True, True, 0)
+    drive(conn, "send_request", "PUT", "/c", body=BodyFollowing(3))
+    assert state(conn) == (True, False, 1)
+    drive(conn, "write", b"123")
+    assert state(conn) == (True, False, 1)
+    drive(conn, "read_response")
+    drive(conn, "readall")
+    assert state(conn) == (True, True, 0)
+    drive(conn, "send_request", "GET", "/d")
+    drive(conn, "read_response")
+    drive(conn, "readall")
+    assert state(conn) == (False, True, 0)  # the server announced its close
+    conn.disconnect()
+    assert state(conn) == (False, True, 0)
+
+
+def test_state_view_after_an_error(drive, scripted_server):
+    srv = scripted_server([Step.read_request(), Step.send(b"HTTP/1.1 200 OK\r\nbroken\r\n\r\n")])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    drive(conn, "send_request", "GET", "/")
+    with pytest.raises(dugong.InvalidResponse):
+        drive(conn, "read_response")
+    assert not conn.is_idle  # it needs reset()
+    conn.reset()
+    assert state(conn) == (False, True, 0)
+
+
+def test_state_view_while_waiting_for_100_continue(drive, scripted_server):
+    srv = scripted_server([Step.read_request(body=False),
+                           Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"),
+                           Step.read_body(), Step.send(OK_3)])
+    with HTTPConnection("127.0.0.1", srv.port) as conn:
+        drive(conn, "send_request", "PUT", "/", body=BodyFollowing(2), expect100=True)
+        assert state(conn) == (True, False, 1)
+        assert drive(conn, "read_response").status == 100
+        assert state(conn) == (True, False, 1)
+        drive(conn, "write", b"hi")
+        drive(conn, "read_response")
+        drive(conn, "readall")
+        assert state(conn) == (True, True, 0)

@@ -1,19 +1,12 @@
 """Proxies: plain requests in absolute form, TLS through a CONNECT tunnel, refused tunnels.
 
-`Proxy` is a small proxy on 127.0.0.1 made for these tests: it checks each
-request head it gets (absolute form for plain requests, a well-formed
-``CONNECT`` with a matching ``Host`` for tunnels), records everything the client
-sends, and relays the bytes to the origin server (a test server) and back.
+The proxy is `proxy_server.Proxy`, made by the ``make_proxy`` fixture.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
 import socket
 import ssl
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,191 +18,9 @@ from dugong import (
     HTTPConnection,
     InvalidResponse,
 )
-from servers import STEP_TIMEOUT, Request, Step, body_for, parse_request_head
+from servers import Step, body_for
 
 pytestmark = pytest.mark.timeout(60)
-
-_CONNECT_HEAD = re.compile(rb"CONNECT (\S+) HTTP/1\.1\r\nHost: (\S+)\r\n\r\n")
-
-
-class Proxy:
-    """An HTTP proxy for tests.
-
-    Args:
-        routes: where to connect for an authority (``"host:port"``) the client
-            names; any other authority is an error.
-        connect_answer: if given, every CONNECT gets these bytes as its answer
-            and the connection is closed (a refusing or broken proxy).
-        dribble: send the "200 Connection established" one byte at a time.
-
-    ``heads`` lists, per client connection, the first request head received;
-    ``received`` everything the client sent on each connection. Problems go to
-    ``errors`` and are raised by ``check()``.
-    """
-
-    def __init__(self, routes: dict[str, tuple[str, int]], *,
-                 connect_answer: bytes | None = None, dribble: bool = False) -> None:
-        self.routes = routes
-        self.connect_answer = connect_answer
-        self.dribble = dribble
-        self.heads: list[bytes] = []
-        self.received: list[bytearray] = []
-        self.errors: list[str] = []
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._stopping = False
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.address = ("127.0.0.1", self._listener.getsockname()[1])
-        self._spawn(self._accept_loop)
-
-    def _spawn(self, target: Any, *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        with self._lock:
-            self._threads.append(thread)
-        thread.start()
-
-    def _accept_loop(self) -> None:
-        self._listener.settimeout(0.05)
-        while not self._stopping:
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return  # closed by stop()
-            with self._lock:
-                self._sockets.append(client)
-                record = bytearray()
-                self.received.append(record)
-            self._spawn(self._serve, client, record)
-
-    def _error(self, message: str) -> None:
-        with self._lock:
-            self.errors.append(message)
-
-    def _serve(self, client: socket.socket, record: bytearray) -> None:
-        try:
-            self._serve_checked(client, record)
-        except OSError as exc:
-            if not self._stopping:
-                self._error(f"proxy: {exc!r}")
-
-    def _serve_checked(self, client: socket.socket, record: bytearray) -> None:
-        client.settimeout(STEP_TIMEOUT)
-        data = bytearray()
-        while b"\r\n\r\n" not in data:
-            piece = client.recv(65536)
-            if not piece:
-                return
-            data += piece
-            record += piece
-        end = data.index(b"\r\n\r\n") + 4
-        head, rest = bytes(data[:end]), bytes(data[end:])
-        with self._lock:
-            self.heads.append(head)
-        if head.startswith(b"CONNECT "):
-            match = _CONNECT_HEAD.fullmatch(head)
-            if match is None or match[1] != match[2]:
-                self._error(f"proxy: malformed CONNECT head {head!r}")
-                return
-            if rest:
-                self._error(f"proxy: bytes before the tunnel was answered: {rest!r}")
-            if self.connect_answer is not None:
-                client.sendall(self.connect_answer)
-                client.shutdown(socket.SHUT_WR)
-                return
-            upstream = self._open(match[1].decode())
-            if upstream is None:
-                client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-                return
-            answer = b"HTTP/1.1 200 Connection established\r\n\r\n"
-            for piece in [answer[i:i + 1] for i in range(len(answer))] if self.dribble \
-                    else [answer]:
-                client.sendall(piece)
-        else:
-            request = parse_request_head(head)
-            authority = re.fullmatch(r"http://([^/]+)/.*", request.target)
-            if authority is None:
-                self._error(f"proxy: target not in absolute form: {request.target!r}")
-                return
-            upstream = self._open(authority[1])
-            if upstream is None:
-                return
-            upstream.sendall(head + rest)
-        self._spawn(self._pump, upstream, client, None)
-        self._pump(client, upstream, record)
-
-    def _open(self, authority: str) -> socket.socket | None:
-        if authority not in self.routes:
-            self._error(f"proxy: unexpected authority {authority!r}")
-            return None
-        upstream = socket.create_connection(self.routes[authority], timeout=STEP_TIMEOUT)
-        with self._lock:
-            self._sockets.append(upstream)
-        return upstream
-
-    def _pump(self, src: socket.socket, dst: socket.socket, record: bytearray | None) -> None:
-        try:
-            while data := src.recv(65536):
-                if record is not None:
-                    record += data
-                dst.sendall(data)
-            dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # one side went away: the test sees that from the client side
-
-    def requests(self, index: int = 0) -> list[Request]:
-        """The plain requests the client sent on connection *index*, parsed."""
-        data = bytes(self.received[index])
-        out = []
-        while data:
-            end = data.index(b"\r\n\r\n") + 4
-            request = parse_request_head(data[:end])
-            size = int(request.header("Content-Length", "0"))  # type: ignore[arg-type]
-            request.body = data[end:end + size]
-            data = data[end + size:]
-            out.append(request)
-        return out
-
-    def stop(self) -> None:
-        self._stopping = True
-        with self._lock:
-            threads = list(self._threads)
-        threads[0].join(5)  # the accept loop
-        self._listener.close()
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(5)
-            if thread.is_alive():
-                self._error("proxy thread did not stop")
-
-    def check(self) -> None:
-        if self.errors:
-            raise AssertionError("\n".join(self.errors))
-
-
-@pytest.fixture
-def make_proxy() -> Iterator[Any]:
-    proxies: list[Proxy] = []
-
-    def factory(routes: dict[str, tuple[str, int]] | None = None, **kwargs: Any) -> Proxy:
-        proxies.append(Proxy(routes or {}, **kwargs))
-        return proxies[-1]
-
-    yield factory
-    for proxy in proxies:
-        proxy.stop()
-    for proxy in proxies:
-        proxy.check()
-
 
 def get(drive: Any, conn: HTTPConnection, path: str, **kwargs: Any) -> tuple[int, bytes]:
     drive(conn, "send_request", "GET", path, **kwargs)
@@ -405,3 +216,48 @@ def test_check_hostname_through_tunnel(drive, https_server, tls_ca, make_proxy):
     with pytest.raises(ssl.SSLCertVerificationError, match=r"127\.0\.0\.2"):
         drive(conn, "send_request", "GET", "/")
 
+
+
+# ------------------------------------------------------------------ proxy_headers
+
+AUTH = {"Proxy-Authorization": "Basic dTpw"}
+
+
+def test_proxy_headers_on_plain_requests(drive, http_server, make_proxy):
+    origin = f"127.0.0.1:{http_server.port}"
+    proxy = make_proxy({origin: http_server.address})
+    with HTTPConnection("127.0.0.1", http_server.port, proxy=proxy.address,
+                        proxy_headers=AUTH) as conn:
+        assert get(drive, conn, "/size/3") == (200, body_for(3))
+        drive(conn, "send_request", "GET", "/size/2", headers={"proxy-authorization": "x"})
+        drive(conn, "read_response")
+        drive(conn, "readall")
+    sent = proxy.requests()
+    assert [r.header_all("Proxy-Authorization") for r in sent] == [["Basic dTpw"]] * 2
+
+
+def test_proxy_headers_on_connect_only(drive, https_server, tls_client_context, make_proxy):
+    authority = f"localhost:{https_server.port}"
+    proxy = make_proxy({authority: https_server.address})
+    with HTTPConnection("localhost", https_server.port, ssl_context=tls_client_context,
+                        proxy=proxy.address, proxy_headers=AUTH) as conn:
+        assert get(drive, conn, "/size/5") == (200, body_for(5))
+    assert proxy.heads == [f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"
+                           "Proxy-Authorization: Basic dTpw\r\n\r\n".encode()]
+    assert "Proxy-Authorization" not in dict(https_server.requests[0].headers)
+
+
+@pytest.mark.parametrize(("headers", "error"), [
+    ({"Proxy-Authorization": "a\r\nX: y"}, ValueError),
+    ({"Bad Name": "x"}, ValueError),
+    ({"Proxy-Authorization": "\u20ac"}, ValueError),
+    ({"Proxy-Authorization": 3}, TypeError),
+])
+def test_bad_proxy_headers(headers, error):
+    with pytest.raises(error):
+        HTTPConnection("localhost", proxy=("127.0.0.1", 3128), proxy_headers=headers)
+
+
+def test_proxy_headers_need_a_proxy():
+    with pytest.raises(ValueError, match="needs a proxy"):
+        HTTPConnection("localhost", proxy_headers=AUTH)
