@@ -910,6 +910,7 @@ _EXPECTED_HANDLER_ERRORS = (ConnectionError, TimeoutError, ssl.SSLError, _Client
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     block_on_close = False  # we join our own threads, with a time limit
+    request_queue_size = 128
 
     def __init__(self, owner: HTTPTestServer, host: str, ssl_context: ssl.SSLContext | None):
         self.owner = owner
