@@ -164,17 +164,17 @@ def eval_coroutine(crt: Generator[Any, None, _T], timeout: float | None = None) 
         pn = send(None)
     except StopIteration as exc:
         return exc.value  # type: ignore[no-any-return]
-    if not _HAVE_POLL:
-        return _eval_with_select(crt, pn, timeout)
-    check_wait = _drive.check_wait
-    ms = None if timeout is None else _to_ms(timeout)
-    poller = select.poll()
-    poll = poller.poll
-    last: object = _drive.NOTHING  # the value the registration below was made for
-    fd = -1
-    mask = 0
-    deadline = None
     try:
+        if not _HAVE_POLL:
+            return _eval_with_select(crt, pn, timeout)
+        check_wait = _drive.check_wait
+        ms = None if timeout is None else _to_ms(timeout)
+        poller = select.poll()
+        poll = poller.poll
+        last: object = _drive.NOTHING  # the value the registration below was made for
+        fd = -1
+        mask = 0
+        deadline = None
         while True:
             if pn is not last:
                 new_fd, new_mask = check_wait(pn)
@@ -199,17 +199,13 @@ def eval_coroutine(crt: Generator[Any, None, _T], timeout: float | None = None) 
 
 
 def _eval_with_select(crt: Generator[Any, None, _T], pn: Any, timeout: float | None) -> _T:
-    try:
-        while True:
-            _drive.check_wait(pn)
-            limit, at_deadline = _drive.wait_limit(pn, timeout)
-            if not _wait(pn[0], pn[1], limit) and not at_deadline:
-                raise _drive.timed_out(timeout, pn)
-            pn = crt.send(None)
-    except StopIteration as exc:
-        return exc.value  # type: ignore[no-any-return]
-    finally:
-        crt.close()
+    # eval_coroutine where select.poll is missing; it handles StopIteration and closing.
+    while True:
+        _drive.check_wait(pn)
+        limit, at_deadline = _drive.wait_limit(pn, timeout)
+        if not _wait(pn[0], pn[1], limit) and not at_deadline:
+            raise _drive.timed_out(timeout, pn)
+        pn = crt.send(None)
 
 
 # Last, because _drive imports PollNeeded and the poll bits from here (whichever of
