@@ -1,33 +1,26 @@
 """One adapter per HTTP client: the few operations the workloads need, in its own idiom.
 
-A worker process loads one client and makes one adapter per row (one workload variant).
-An adapter offers what its client can do, out of these methods; a workload whose method
-an adapter lacks gets no row for that client:
+A worker makes one adapter per row (one workload variant). An adapter has those of
+these methods that its client can do; a workload whose method it lacks gets no row:
 
-``connect()`` / ``close()``
-    open the row's connection (before the clock starts) / close all it opened
-``get(path) -> (status, body)``
-    one GET on that connection (W1); asyncio clients have ``aget(url)``
-``send(path)``, ``recv() -> (status, body)``, ``co_send``, ``co_recv``
-    pipelining: send one GET, read the next answer; their co_ generator twins (W2)
-``download(path, buf, take) -> status``
-    one GET whose body goes piece by piece to ``take``: ``read(64 KiB)``, or
-    ``readinto(buf)`` when a buffer is given (W3, W7)
-``upload(mode, size, pieces, headers) -> (status, body)``
-    one PUT of ``pieces``; mode ``plain``, ``expect100`` or ``chunked`` (W4)
-``many(variant, k, path)`` / ``pooled(variant, tasks, url, conns, pipeline)``
-    k tasks with a connection each (W5) / tasks sharing a pool of connections (W8);
-    both return ``run(n, take)``, which makes every task do n GETs
-``idle(path)``
-    a connected, idle connection after one GET (W7)
-
-Tasks run under one of the drivers written once below: serial, threads, an asyncio
-loop, trio, or a loop of co_ generators. Every answer goes to ``take(status, body)``.
+``connect()`` / ``close()``: open the row's connection (untimed) / close all it opened.
+``get(path) -> (status, body)``: one GET on it (W1; asyncio clients: ``aget(url)``).
+``send(path)``, ``recv()`` and ``co_send``, ``co_recv``: pipelining (W2).
+``download(path, buf, take) -> status``: a body piece by piece to ``take``, by
+``read(64 KiB)`` or, given a buffer, ``readinto(buf)`` (W3, W7).
+``upload(mode, size, pieces, headers) -> (status, body)``: mode ``plain``,
+``expect100`` or ``chunked`` (W4).
+``many(variant, k, path)`` / ``pooled(variant, tasks, url, conns, pipeline)``: k tasks
+with a connection each (W5) / tasks sharing a few connections (W8); both return
+``run(n, take)``, which makes every task do n GETs and hands each answer to
+``take(status, body)``. The tasks run under a driver, each written once below:
+serial, threads, asyncio, trio, or a loop of co_ generators.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import importlib.util
 import os
 import platform
@@ -49,21 +42,21 @@ class WrongAnswer(Exception):
 
 
 class NotSupported(Exception):
-    """The client cannot do this variant (the row says n/a)."""
+    """The client cannot do this variant (its row says n/a)."""
 
 
 class Unavailable(Exception):
-    """This version of the client lacks what the row needs (the row says unavailable)."""
+    """This version of the client lacks what the row needs."""
 
 
 # ---------------------------------------------------------------- drivers
 
 
 def serial(fns, n, take):
-    (get,) = fns
-    for _ in range(n):
-        status, body = get()
-        take(status, body)
+    for get in fns:
+        for _ in range(n):
+            status, body = get()
+            take(status, body)
 
 
 def in_threads(fns, n, take):
@@ -84,7 +77,7 @@ def in_threads(fns, n, take):
         raise errors[0]
 
 
-async def _atask(aget, n, take):
+async def atask(aget, n, take):
     for _ in range(n):
         status, body = await aget()
         take(status, body)
@@ -92,7 +85,7 @@ async def _atask(aget, n, take):
 
 def in_asyncio(loop, fns, n, take):
     async def main():
-        await asyncio.gather(*(_atask(f, n, take) for f in fns))
+        await asyncio.gather(*(atask(f, n, take) for f in fns))
 
     loop.run_until_complete(main())
 
@@ -103,7 +96,7 @@ def in_trio(fns, n, take):
     async def main():
         async with trio.open_nursery() as nursery:
             for f in fns:
-                nursery.start_soon(_atask, f, n, take)
+                nursery.start_soon(atask, f, n, take)
 
     trio.run(main)
 
@@ -117,35 +110,31 @@ def in_loop(run_all, fns, n, take):
     run_all(*(task(f) for f in fns))
 
 
-WAIT = object()  # yielded to PollLoop: park until unpark() is called
+WAIT = object()  # yielded to a PollLoop: park until unpark()
 
 
 class PollLoop:
-    """A selectors loop for co_ generators: dugong 3.8.2 has no eval_coroutines, and
-    W2's sender and receiver also yield `WAIT` to park until the other calls unpark().
-    A registration is kept while its fd is waited on again, dropped when unused."""
+    """A selectors loop for co_ generators (dugong 3.8.2 has no eval_coroutines), which
+    may also yield `WAIT` to park until another calls unpark() (W2's sender and
+    receiver). A registration is kept while its fd is waited on again."""
 
     def __init__(self, pollin: int):
-        self.pollin = pollin
-        self.sel = selectors.DefaultSelector()
-        self.ready: deque = deque()
-        self.parked: list = []
+        self.pollin, self.sel = pollin, selectors.DefaultSelector()
+        self.ready, self.parked = deque(), []
         self.waiters: dict[int, dict] = {}  # fd -> {event: generator}
         self.events: dict[int, int] = {}  # fd -> registered events
-        self.waiting = 0
 
     def unpark(self) -> None:
-        if self.parked:
-            self.ready.extend(self.parked)
-            self.parked.clear()
+        self.ready.extend(self.parked)
+        self.parked.clear()
 
     def run(self, *gens) -> None:
-        ready, live = self.ready, len(gens)
-        ready.extend(gens)
-        try:
+        live = len(gens)
+        self.ready.extend(gens)
+        with self.sel:
             while live:
-                while ready:
-                    gen = ready.popleft()
+                while self.ready:
+                    gen = self.ready.popleft()
                     try:
                         want = gen.send(None)
                     except StopIteration:
@@ -154,45 +143,35 @@ class PollLoop:
                     if want is WAIT:
                         self.parked.append(gen)
                     else:
-                        self._wait(gen, want[0], want[1])
-                if not live:
-                    break
-                if not self.waiting:
+                        self.wait(gen, want[0], selectors.EVENT_READ
+                                  if want[1] & self.pollin else selectors.EVENT_WRITE)
+                if live and not any(self.waiters.values()):
                     raise RuntimeError("every generator is parked")
-                for key, events in self.sel.select():
-                    self._wake(key.fd, events)
-        finally:
-            self.sel.close()
+                for key, events in self.sel.select() if live else ():
+                    self.wake(key.fd, events)
 
-    def _wait(self, gen, fd: int, mask: int) -> None:
-        event = selectors.EVENT_READ if mask & self.pollin else selectors.EVENT_WRITE
+    def wait(self, gen, fd: int, event: int) -> None:
         self.waiters.setdefault(fd, {})[event] = gen
-        self.waiting += 1
         had = self.events.get(fd, 0)
         if not had & event:
             (self.sel.modify if had else self.sel.register)(fd, had | event)
             self.events[fd] = had | event
 
-    def _wake(self, fd: int, events: int) -> None:
-        waiters, unused = self.waiters[fd], 0
+    def wake(self, fd: int, events: int) -> None:
         for event in (selectors.EVENT_READ, selectors.EVENT_WRITE):
-            if events & event:
-                gen = waiters.pop(event, None)
-                if gen is None:
-                    unused |= event
+            gen = self.waiters[fd].pop(event, None) if events & event else None
+            if gen is not None:
+                self.ready.append(gen)
+            elif events & event:  # nobody waits for it any more
+                self.events[fd] &= ~event
+                if self.events[fd]:
+                    self.sel.modify(fd, self.events[fd])
                 else:
-                    self.ready.append(gen)
-                    self.waiting -= 1
-        if unused:
-            self.events[fd] &= ~unused
-            if self.events[fd]:
-                self.sel.modify(fd, self.events[fd])
-            else:
-                self.sel.unregister(fd)
-                del self.events[fd], self.waiters[fd]
+                    self.sel.unregister(fd)
+                    del self.events[fd]
 
 
-# ---------------------------------------------------------------- helpers
+# ---------------------------------------------------------------- adapters
 
 
 def drain(read, take):
@@ -208,8 +187,8 @@ def drain_into(readinto, buf, take):
         take(buf[:k])
 
 
-def length_headers(mode, size, headers):
-    """*headers* plus the Content-Length of an upload that is not chunked."""
+def with_length(mode, size, headers):
+    """*headers* and the Content-Length of an upload that is not chunked."""
     return headers if mode == "chunked" else {**headers, "Content-Length": str(size)}
 
 
@@ -218,41 +197,35 @@ async def aiter_of(pieces):
         yield piece
 
 
-def has_module(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
-
-
-# ---------------------------------------------------------------- adapters
-
-
 class Adapter:
-    """What all adapters share; the class attributes say what a client can do."""
+    """What the adapters share; the class attributes say what a client can do."""
 
-    #: W3 variants -> labels (the first also labels W7's stream)
+    MODULE = ""
+    #: W3 variants and their labels (the first also labels W7's stream)
     DOWNLOADS = {"read": "read(64 KiB)", "readinto": "readinto(64 KiB buffer)"}
-    #: W4 modes
-    UPLOADS: tuple[str, ...] = ("plain", "chunked")
-    #: W5 and W8 variants -> labels
-    MANY: dict[str, str] = {}
-    POOLED: dict[str, str] = {}
-    #: requests in flight per connection in W8
-    PIPELINES: tuple[int, ...] = (1,)
-    #: whether W7 can measure one idle connection
-    IDLE = True
+    UPLOADS = ("plain", "chunked")  # W4 modes
+    MANY: dict[str, str] = {}  # W5 variants and their labels
+    POOLED: dict[str, str] = {}  # W8 variants and their labels
+    PIPELINES = (1,)  # requests in flight per connection in W8
+    IDLE = True  # W7 can measure one idle connection
 
     def __init__(self, lib, host: str | None, port: int):
         self.lib, self.host, self.port = lib, host, port
         self.base = f"http://{host}:{port}"
         self.closers: list = []
 
+    @classmethod
+    def load(cls):
+        lib = importlib.import_module(cls.MODULE)
+        return lib, getattr(lib, "__version__", None) or platform.python_version()
+
     def close(self) -> None:
         while self.closers:
             self.closers.pop()()
 
-    def new_loop(self) -> asyncio.AbstractEventLoop:
-        loop = asyncio.new_event_loop()
-        self.closers.append(loop.close)
-        return loop
+    def opened(self, thing, close="close"):
+        self.closers.append(getattr(thing, close))
+        return thing
 
     def sequential(self, path):
         return partial(serial, [partial(self.get, path)])
@@ -269,8 +242,8 @@ class Dugong(Adapter):
     UPLOADS = ("plain", "expect100", "chunked")
     PIPELINES = (1, 16)
 
-    @staticmethod
-    def load():
+    @classmethod
+    def load(cls):
         where = os.path.abspath(os.environ["BENCH_DUGONG"])
         sys.path.insert(0, where)
         import dugong
@@ -281,33 +254,24 @@ class Dugong(Adapter):
 
     def __init__(self, lib, host, port):
         super().__init__(lib, host, port)
-        anyio = hasattr(lib, "run_async") and has_module("anyio")
-        self.MANY = {"loop": "co_ generators, one epoll loop",
-                     "aio": "asyncio, an AioFuture per request"}
-        if anyio:
+        self.MANY = {"loop": "co_ generators, one epoll loop", "aio": "AioFuture, asyncio"}
+        if hasattr(lib, "run_async") and importlib.util.find_spec("anyio"):
             self.MANY["anyio-asyncio"] = "run_async, asyncio"
-            if has_module("trio"):
+            if importlib.util.find_spec("trio"):
                 self.MANY["anyio-trio"] = "run_async, trio"
-        if hasattr(lib, "ConnectionPool") or not lib.__version__.startswith("3."):
+        if not lib.__version__.startswith("3."):  # 3.x has no pool
             self.POOLED = {"loop": "ConnectionPool, eval_coroutines",
                            "aio": "ConnectionPool, AioFuture",
                            "anyio-asyncio": "ConnectionPool, run_async (asyncio)",
                            "threads": "ConnectionPool, 32 threads"}
 
-    def _conn(self):
-        conn = self.lib.HTTPConnection(self.host, self.port)
-        conn.connect()
-        self.closers.append(conn.disconnect)
-        return conn
-
     def connect(self):
-        self.conn = self._conn()
+        self.conn = self.opened(self.lib.HTTPConnection(self.host, self.port), "disconnect")
+        self.conn.connect()
 
     def get(self, path):
-        conn = self.conn
-        conn.send_request("GET", path)
-        status = conn.read_response().status
-        return status, conn.readall()
+        self.conn.send_request("GET", path)
+        return self.recv()
 
     def send(self, path):
         self.conn.send_request("GET", path)
@@ -332,13 +296,12 @@ class Dugong(Adapter):
         return self.conn.response_pending()
 
     def download(self, path, buf, take):
-        conn = self.conn
-        conn.send_request("GET", path)
-        status = conn.read_response().status
+        self.conn.send_request("GET", path)
+        status = self.conn.read_response().status
         if buf is None:
-            drain(conn.read, take)
+            drain(self.conn.read, take)
         else:
-            drain_into(conn.readinto, buf, take)
+            drain_into(self.conn.readinto, buf, take)
         return status
 
     def upload(self, mode, size, pieces, headers):
@@ -359,31 +322,31 @@ class Dugong(Adapter):
             conn.write(b"")
         return self.recv()
 
-    def _tasks(self, variant, co_fns):
+    def tasks(self, variant, co_fns):
         """run(n, take) for tasks given as co_ generator functions, under *variant*."""
         lib = self.lib
         if variant == "loop":
-            run_all = getattr(lib, "eval_coroutines", None)
-            if run_all is None:  # dugong 3.x
-                run_all = lambda *gens: PollLoop(lib.POLLIN).run(*gens)  # noqa: E731
+            run_all = getattr(lib, "eval_coroutines", None) or (
+                lambda *gens: PollLoop(lib.POLLIN).run(*gens))  # dugong 3.x
             return partial(in_loop, run_all, co_fns)
         wrap = lib.AioFuture if variant == "aio" else lib.run_async
         afns = [partial(lambda f: wrap(f()), f) for f in co_fns]
         if variant == "anyio-trio":
             return partial(in_trio, afns)
-        return partial(in_asyncio, self.new_loop(), afns)
+        return partial(in_asyncio, self.opened(asyncio.new_event_loop()), afns)
 
     def many(self, variant, k, path):
-        return self._tasks(variant, [partial(self.co_get, self._conn(), path) for _ in range(k)])
+        conns = [self.opened(self.lib.HTTPConnection(self.host, self.port), "disconnect")
+                 for _ in range(k)]
+        return self.tasks(variant, [partial(self.co_get, conn, path) for conn in conns])
 
     def pooled(self, variant, tasks, url, conns, pipeline):
         if not hasattr(self.lib, "ConnectionPool"):
             raise Unavailable("this dugong has no ConnectionPool yet")
-        pool = self.lib.ConnectionPool(max_connections=conns, pipeline=pipeline)
-        self.closers.append(pool.close)
+        pool = self.opened(self.lib.ConnectionPool(max_connections=conns, pipeline=pipeline))
         if variant == "threads":
             return partial(in_threads, [partial(pool_get, pool, url)] * tasks)
-        return self._tasks(variant, [partial(co_pool_get, pool, url)] * tasks)
+        return self.tasks(variant, [partial(co_pool_get, pool, url)] * tasks)
 
 
 def pool_get(pool, url):
@@ -397,31 +360,18 @@ def co_pool_get(pool, url):
 
 
 class HttpClient(Adapter):
+    MODULE = "http.client"
     MANY = {"threads": "a thread per connection"}
 
-    @staticmethod
-    def load():
-        import http.client
-
-        return http.client, platform.python_version()
-
-    def _conn(self):
-        conn = self.lib.HTTPConnection(self.host, self.port)
-        conn.connect()
-        self.closers.append(conn.close)
-        return conn
-
     def connect(self):
-        self.conn = self._conn()
+        self.conn = self.opened(self.lib.HTTPConnection(self.host, self.port))
+        self.conn.connect()
 
-    @staticmethod
-    def get_on(conn, path):
+    def get(self, path, conn=None):
+        conn = conn or self.conn
         conn.request("GET", path)
         resp = conn.getresponse()
         return resp.status, resp.read()
-
-    def get(self, path):
-        return self.get_on(self.conn, path)
 
     def download(self, path, buf, take):
         self.conn.request("GET", path)
@@ -434,12 +384,13 @@ class HttpClient(Adapter):
 
     def upload(self, mode, size, pieces, headers):
         self.conn.request("PUT", "/upload", body=pieces, encode_chunked=mode == "chunked",
-                          headers=length_headers(mode, size, headers))
+                          headers=with_length(mode, size, headers))
         resp = self.conn.getresponse()
         return resp.status, resp.read()
 
     def many(self, variant, k, path):
-        return partial(in_threads, [partial(self.get_on, self._conn(), path) for _ in range(k)])
+        conns = [self.opened(self.lib.HTTPConnection(self.host, self.port)) for _ in range(k)]
+        return partial(in_threads, [partial(self.get, path, conn) for conn in conns])
 
 
 def fetch(pool, target):
@@ -449,17 +400,12 @@ def fetch(pool, target):
 
 
 class Urllib3(Adapter):
+    MODULE = "urllib3"
     POOLED = {"threads": "PoolManager(maxsize=8, block=True), 32 threads"}
 
-    @staticmethod
-    def load():
-        import urllib3
-
-        return urllib3, urllib3.__version__
-
     def connect(self):
-        self.conn = self.lib.HTTPConnectionPool(self.host, self.port, maxsize=1, retries=False)
-        self.closers.append(self.conn.close)
+        self.conn = self.opened(self.lib.HTTPConnectionPool(self.host, self.port, maxsize=1,
+                                                            retries=False))
 
     def get(self, path):
         return fetch(self.conn, path)
@@ -475,28 +421,22 @@ class Urllib3(Adapter):
 
     def upload(self, mode, size, pieces, headers):
         resp = self.conn.urlopen("PUT", "/upload", body=pieces, chunked=mode == "chunked",
-                                 headers=length_headers(mode, size, headers))
+                                 headers=with_length(mode, size, headers))
         return resp.status, resp.data
 
     def pooled(self, variant, tasks, url, conns, pipeline):
-        manager = self.lib.PoolManager(maxsize=conns, block=True, retries=False)
-        self.closers.append(manager.clear)
+        manager = self.opened(self.lib.PoolManager(maxsize=conns, block=True, retries=False),
+                              "clear")
         return partial(in_threads, [partial(fetch, manager, url)] * tasks)
 
 
 class Httpx(Adapter):
+    MODULE = "httpx"
     DOWNLOADS = {"read": "iter_bytes(64 KiB)"}
     IDLE = False  # no object for one connection
 
-    @staticmethod
-    def load():
-        import httpx
-
-        return httpx, httpx.__version__
-
     def connect(self):
-        self.client = self.lib.Client(trust_env=False, timeout=60)
-        self.closers.append(self.client.close)
+        self.client = self.opened(self.lib.Client(trust_env=False, timeout=60))
 
     def get(self, path):
         resp = self.client.get(self.base + path)
@@ -511,18 +451,18 @@ class Httpx(Adapter):
 
     def upload(self, mode, size, pieces, headers):
         resp = self.client.put(self.base + "/upload", content=pieces,
-                               headers=length_headers(mode, size, headers))
+                               headers=with_length(mode, size, headers))
         return resp.status_code, resp.content
 
 
 class AsyncAdapter(Adapter):
     """An asyncio client: the row's event loop runs each call; W1 is one task."""
 
-    IDLE = False  # no object for one connection
     MANY = {"asyncio": "asyncio tasks"}
+    IDLE = False  # no object for one connection
 
     def connect(self, limit=1):
-        self.loop = self.new_loop()
+        self.loop = self.opened(asyncio.new_event_loop())
         self.loop.run_until_complete(self.aopen(limit))
         self.closers.append(lambda: self.loop.run_until_complete(self.aclose()))
 
@@ -533,12 +473,11 @@ class AsyncAdapter(Adapter):
         return self.loop.run_until_complete(self.adownload(self.base + path, take))
 
     def upload(self, mode, size, pieces, headers):
-        headers = length_headers(mode, size, headers)
+        headers = with_length(mode, size, headers)
         return self.loop.run_until_complete(self.aupload(mode, aiter_of(pieces), headers))
 
     def many(self, variant, k, path):
-        self.connect(k)
-        return partial(in_asyncio, self.loop, [partial(self.aget, self.base + path)] * k)
+        return self.pooled(variant, k, self.base + path, k, 1)
 
     def pooled(self, variant, tasks, url, conns, pipeline):
         self.connect(conns)
@@ -546,9 +485,9 @@ class AsyncAdapter(Adapter):
 
 
 class HttpxAsync(AsyncAdapter):
+    MODULE = "httpx"
     DOWNLOADS = {"read": "aiter_bytes(64 KiB)"}
     POOLED = {"asyncio": "AsyncClient(limits 8), 32 tasks"}
-    load = Httpx.load
 
     async def aopen(self, limit):
         limits = self.lib.Limits(max_connections=limit, max_keepalive_connections=limit)
@@ -574,15 +513,10 @@ class HttpxAsync(AsyncAdapter):
 
 
 class Aiohttp(AsyncAdapter):
+    MODULE = "aiohttp"
     DOWNLOADS = {"read": "content.read(64 KiB)"}
     UPLOADS = ("plain", "expect100", "chunked")
     POOLED = {"asyncio": "ClientSession(limit 8), 32 tasks"}
-
-    @staticmethod
-    def load():
-        import aiohttp
-
-        return aiohttp, aiohttp.__version__
 
     async def aopen(self, limit):
         lib = self.lib
@@ -599,8 +533,7 @@ class Aiohttp(AsyncAdapter):
 
     async def adownload(self, url, take):
         async with self.session.get(url) as resp:
-            read = resp.content.read
-            while data := await read(READ_SIZE):
+            while data := await resp.content.read(READ_SIZE):
                 take(data)
                 del data
         return resp.status
@@ -611,44 +544,31 @@ class Aiohttp(AsyncAdapter):
             return resp.status, await resp.read()
 
 
-class CurlSource:
-    """pycurl's READFUNCTION: the upload pieces, split where curl asks for less."""
-
-    def __init__(self, pieces):
-        self.it, self.rest = iter(pieces), b""
-
-    def read(self, n):
-        data = self.rest or next(self.it, b"")
-        self.rest = data[n:]
-        return data[:n]
-
-
 class Pycurl(Adapter):
+    MODULE = "pycurl"
     DOWNLOADS = {"read": "write callback, 64 KiB buffer"}
     UPLOADS = ("plain", "expect100", "chunked")
     MANY = {"multi": "CurlMulti"}
     POOLED = {"multi": "CurlMulti, 8 handles"}
     IDLE = False  # libcurl's memory is not traced
 
-    @staticmethod
-    def load():
-        import pycurl
+    @classmethod
+    def load(cls):
+        lib = importlib.import_module(cls.MODULE)
+        return lib, lib.version.split()[0]
 
-        return pycurl, pycurl.version.split()[0]
-
-    def _easy(self):
+    def easy(self, url):
         pc = self.lib
-        c = pc.Curl()
+        c = self.opened(pc.Curl())
         for option, value in ((pc.NOSIGNAL, 1), (pc.PROXY, ""), (pc.NOPROXY, "*"),
-                              (pc.TCP_NODELAY, 1), (pc.BUFFERSIZE, READ_SIZE)):
+                              (pc.TCP_NODELAY, 1), (pc.BUFFERSIZE, READ_SIZE), (pc.URL, url)):
             c.setopt(option, value)
-        self.closers.append(c.close)
         return c
 
     def connect(self):
-        self.conn = self._easy()
+        self.conn = self.easy(self.base)
 
-    def _perform(self, path, write):
+    def perform(self, path, write):
         c = self.conn
         c.setopt(self.lib.URL, self.base + path)
         c.setopt(self.lib.WRITEFUNCTION, write)
@@ -657,53 +577,50 @@ class Pycurl(Adapter):
 
     def get(self, path):
         parts = []
-        return self._perform(path, parts.append), b"".join(parts)
+        return self.perform(path, parts.append), b"".join(parts)
 
     def download(self, path, buf, take):
-        return self._perform(path, take)
+        return self.perform(path, take)
 
     def upload(self, mode, size, pieces, headers):
-        pc, c = self.lib, self.conn
+        pc, c, parts = self.lib, self.conn, []
         fields = [f"{name}: {value}" for name, value in headers.items()]
-        if mode == "chunked":
-            fields += ["Transfer-Encoding: chunked", "Expect:"]
-        else:
-            fields.append("Expect: 100-continue" if mode == "expect100" else "Expect:")
-        c.setopt(pc.UPLOAD, 1)
-        c.setopt(pc.INFILESIZE_LARGE, -1 if mode == "chunked" else size)
-        c.setopt(pc.HTTPHEADER, fields)
-        c.setopt(pc.READFUNCTION, CurlSource(pieces).read)
-        parts = []
-        return self._perform("/upload", parts.append), b"".join(parts)
+        fields += {"plain": ["Expect:"], "expect100": ["Expect: 100-continue"],
+                   "chunked": ["Transfer-Encoding: chunked", "Expect:"]}[mode]
+        pieces, rest = iter(pieces), [b""]
+
+        def read(n):  # pieces split where curl asks for less
+            data = rest[0] or next(pieces, b"")
+            rest[0] = data[n:]
+            return data[:n]
+
+        for option, value in ((pc.UPLOAD, 1), (pc.HTTPHEADER, fields), (pc.READFUNCTION, read),
+                              (pc.INFILESIZE_LARGE, -1 if mode == "chunked" else size)):
+            c.setopt(option, value)
+        return self.perform("/upload", parts.append), b"".join(parts)
 
     def many(self, variant, k, path):
-        return self._multi(k, self.base + path, k)
+        return self.pooled(variant, k, self.base + path, k, 1)
 
     def pooled(self, variant, tasks, url, conns, pipeline):
-        return self._multi(conns, url, tasks)
-
-    def _multi(self, k, url, tasks):
-        """run(n, take) for tasks x n GETs of *url* through k handles of one CurlMulti."""
+        """run(n, take): tasks x n GETs of *url* through *conns* handles of a CurlMulti."""
         pc = self.lib
-        multi = pc.CurlMulti()
-        self.closers.append(multi.close)
-        handles = [self._easy() for _ in range(k)]
-        for h in handles:
-            h.setopt(pc.URL, url)
+        multi = self.opened(pc.CurlMulti())
+        handles = [self.easy(url) for _ in range(conns)]
 
         def run(n, take):
-            todo, parts = tasks * n, {}
+            todo, bodies = tasks * n, {}
 
             def start(h):
                 nonlocal todo
                 todo -= 1
-                parts[h] = body = []
-                h.setopt(pc.WRITEFUNCTION, body.append)
+                bodies[h] = []
+                h.setopt(pc.WRITEFUNCTION, bodies[h].append)
                 multi.add_handle(h)
 
             for h in handles[:todo]:
                 start(h)
-            while parts:
+            while bodies:
                 while multi.perform()[0] == pc.E_CALL_MULTI_PERFORM:
                     pass
                 queued, started = 1, False
@@ -713,47 +630,42 @@ class Pycurl(Adapter):
                         raise WrongAnswer(f"curl: {failed[0][2]}")
                     for h in done:
                         multi.remove_handle(h)
-                        take(h.getinfo(pc.RESPONSE_CODE), b"".join(parts.pop(h)))
+                        take(h.getinfo(pc.RESPONSE_CODE), b"".join(bodies.pop(h)))
                         if todo:
                             start(h)
                             started = True
-                if parts and not started:
+                if bodies and not started:
                     multi.select(1.0)
 
         return run
 
 
 class Reader(ReceiveBuffer):
-    """The floor's receive buffer: finds where each response ends, nothing more."""
+    """The floor's receive buffer: it finds where each response ends, nothing more."""
 
-    def __init__(self, sock):
-        super().__init__(sock, READ_SIZE)
-
-    def _head(self, start, end):
+    def head(self, start, end):
         buf = self.buf
         i = buf.find(b"\r\nContent-Length: ", start, end)
         length = int(buf[i + 18:buf.find(b"\r", i + 18, end + 2)]) if i >= 0 else 0
-        return int(buf[start + 9:start + 12]), length
+        return int(buf[start + 9:start + 12]), length, end + 4
 
-    def head(self):
+    def next_head(self):
         """Consume one response head: (status, Content-Length)."""
         while (i := self.buf.find(b"\r\n\r\n", self.start, self.end)) < 0:
             self.fill()
-        answer = self._head(self.start, i)
-        self.start = i + 4
-        return answer
+        status, length, self.start = self.head(self.start, i)
+        return status, length
 
     def parse(self):
-        """The next whole (small) response in the buffer as (status, body), or None."""
-        start = self.start
-        i = self.buf.find(b"\r\n\r\n", start, self.end)
+        """The next whole response in the buffer as (status, body), or None."""
+        i = self.buf.find(b"\r\n\r\n", self.start, self.end)
         if i < 0:
             return None
-        status, length = self._head(start, i)
-        if i + 4 + length > self.end:
+        status, length, body = self.head(self.start, i)
+        if body + length > self.end:
             return None
-        self.start = i + 4 + length
-        return status, bytes(self.view[i + 4:self.start])
+        self.start = body + length
+        return status, bytes(self.view[body:self.start])
 
     def response(self):
         while (answer := self.parse()) is None:
@@ -761,20 +673,30 @@ class Reader(ReceiveBuffer):
         return answer
 
 
-def sendmsg_all(sock, bufs):
-    sent = sock.sendmsg(bufs)
-    for b in bufs:  # rare on a blocking socket: a partial send
-        if sent >= len(b):
-            sent -= len(b)
-        else:
-            sock.sendall(memoryview(b)[sent:])
-            sent = 0
+class Requests(dict):
+    """The floor's pre-built GET requests, by path."""
+
+    def __init__(self, host):
+        self.host = host
+
+    def __missing__(self, path):
+        self[path] = req = (f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                            "Accept-Encoding: identity\r\n\r\n").encode()
+        return req
+
+
+def sendmsg_all(sock, parts):
+    sent = sock.sendmsg(parts)
+    for part in parts:  # a partial send is rare on a blocking socket
+        if sent < len(part):
+            sock.sendall(memoryview(part)[sent:])
+        sent = max(0, sent - len(part))
 
 
 class Floor(Adapter):
-    """The raw-socket floor: pre-built requests, a page-aligned 64 KiB receive buffer, and
-    only enough parsing to find where each response ends. The same traffic as the
-    clients, with as little Python as it takes."""
+    """The raw-socket floor: the same traffic as the clients with as little Python as it
+    takes: pre-built requests, a page-aligned 64 KiB receive buffer, and only enough
+    parsing to find where each response ends."""
 
     DOWNLOADS = {"readinto": "recv_into(64 KiB buffer)"}
     UPLOADS = ("plain", "expect100", "chunked")
@@ -782,115 +704,82 @@ class Floor(Adapter):
     POOLED = {"loop": "8 sockets, one epoll loop"}
     PIPELINES = (1, 16)
 
-    @staticmethod
-    def load():
+    @classmethod
+    def load(cls):
         return None, "-"
 
     def __init__(self, lib, host, port):
         super().__init__(lib, host, port)
-        self.requests: dict[str, bytes] = {}
+        self.requests = Requests(f"{host}:{port}")
 
-    def _socket(self):
-        sock = socket.create_connection((self.host, self.port))
+    def socket(self):
+        sock = self.opened(socket.create_connection((self.host, self.port)))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.closers.append(sock.close)
-        return Reader(sock)
-
-    def _request(self, path):
-        req = self.requests.get(path)
-        if req is None:
-            req = self.requests[path] = (f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}"
-                                         "\r\nAccept-Encoding: identity\r\n\r\n").encode()
-        return req
+        return Reader(sock, READ_SIZE)
 
     def connect(self):
-        self.conn = self._socket()
+        self.conn = self.socket()
 
     def send(self, path):
-        self.conn.sock.sendall(self._request(path))
+        self.conn.sock.sendall(self.requests[path])
 
     def recv(self):
         return self.conn.response()
 
     def get(self, path):
-        self.conn.sock.sendall(self._request(path))
+        self.conn.sock.sendall(self.requests[path])
         return self.conn.response()
 
     def download(self, path, buf, take):
-        rd = self.conn
         self.send(path)
-        status, n = rd.head()
-        have = min(n, rd.end - rd.start)
-        if have:
-            take(rd.view[rd.start:rd.start + have])
-            rd.start += have
-            n -= have
-        if n:
-            rd.start = rd.end = 0
-            view = rd.view if buf is None else buf
-            recv_into, size = rd.sock.recv_into, len(view)
-            while n:
-                k = recv_into(view, n if n < size else size)
-                if not k:
-                    raise WrongAnswer("the server closed the connection inside a body")
-                take(view[:k])
-                n -= k
+        status, n = self.conn.next_head()
+        self.conn.stream(n, take, buf)
         return status
 
     def upload(self, mode, size, pieces, headers):
         rd = self.conn
-        head = f"PUT /upload HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-        head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        if mode == "chunked":
-            head += "Transfer-Encoding: chunked\r\n"
-        else:
-            head += f"Content-Length: {size}\r\n"
-        if mode == "expect100":
-            head += "Expect: 100-continue\r\n"
-        rd.sock.sendall(head.encode() + b"\r\n")
-        if mode == "expect100" and (status := rd.head()[0]) != 100:
+        fields = {**headers, "Expect": "100-continue"} if mode == "expect100" else headers
+        head = "".join(f"{name}: {value}\r\n" for name, value in with_length(mode, size, {
+            "Host": f"{self.host}:{self.port}", **fields}).items())
+        chunked = "Transfer-Encoding: chunked\r\n" if mode == "chunked" else ""
+        rd.sock.sendall(f"PUT /upload HTTP/1.1\r\n{head}{chunked}\r\n".encode())
+        if mode == "expect100" and (status := rd.next_head()[0]) != 100:
             raise WrongAnswer(f"expected 100 Continue, got {status}")
-        if mode == "chunked":
-            for piece in pieces:
+        for piece in pieces:
+            if mode == "chunked":
                 sendmsg_all(rd.sock, [b"%x\r\n" % len(piece), piece, b"\r\n"])
-            rd.sock.sendall(b"0\r\n\r\n")
-        else:
-            for piece in pieces:
+            else:
                 rd.sock.sendall(piece)
+        if mode == "chunked":
+            rd.sock.sendall(b"0\r\n\r\n")
         return rd.response()
 
     def many(self, variant, k, path):
-        return self._mux(k, 1, path, k)
+        return self.pooled(variant, k, path, k, 1)
 
     def pooled(self, variant, tasks, url, conns, pipeline):
-        return self._mux(conns, pipeline, urlsplit(url).path, tasks)
-
-    def _mux(self, nsocks, depth, path, tasks):
-        """run(n, take): tasks x n GETs over nsocks sockets with up to depth in flight
+        """run(n, take): tasks x n GETs over *conns* sockets, up to *pipeline* in flight
         on each, in one selectors loop."""
-        readers = [self._socket() for _ in range(nsocks)]
-        req = self._request(path)
+        readers = [self.socket() for _ in range(conns)]
+        req = self.requests[urlsplit(url).path]
 
         def run(n, take):
             todo, inflight = tasks * n, {}
             with selectors.DefaultSelector() as sel:
                 for rd in readers:
-                    k = min(depth, todo)
-                    if k:
+                    if k := min(pipeline, todo):
                         rd.sock.sendall(req * k)
                         todo -= k
                         inflight[rd] = k
                         sel.register(rd.sock, selectors.EVENT_READ, rd)
                 while inflight:
                     for key, _ in sel.select():
-                        rd = key.data
+                        rd, got = key.data, 0
                         rd.fill()
-                        got = 0
                         while (answer := rd.parse()) is not None:
                             take(*answer)
                             got += 1
-                        more = min(got, todo)
-                        if more:
+                        if more := min(got, todo):
                             rd.sock.sendall(req * more)
                             todo -= more
                         inflight[rd] -= got - more
@@ -901,14 +790,6 @@ class Floor(Adapter):
         return run
 
 
-ADAPTERS = {
-    "dugong": Dugong,
-    "dugong-3.8.2": Dugong,
-    "http.client": HttpClient,
-    "urllib3": Urllib3,
-    "httpx": Httpx,
-    "httpx-async": HttpxAsync,
-    "aiohttp": Aiohttp,
-    "pycurl": Pycurl,
-    "floor": Floor,
-}
+ADAPTERS = {"dugong": Dugong, "dugong-3.8.2": Dugong, "http.client": HttpClient,
+            "urllib3": Urllib3, "httpx": Httpx, "httpx-async": HttpxAsync, "aiohttp": Aiohttp,
+            "pycurl": Pycurl, "floor": Floor}

@@ -1,21 +1,17 @@
 """The workloads, each written once, and the worker process that runs them.
 
-``python bench_workloads.py CLIENT`` loads one client's adapter (bench_adapters.py)
-and speaks JSON lines: it first says ``{"version": V, "rows": [[W, variant, label],
-...]}`` (what the client can do) or ``{"unavailable": reason}``, then answers one line
-per request line:
+``python bench_workloads.py CLIENT`` loads one client's adapter (bench_adapters.py),
+says ``{"version": V, "rows": [[workload, variant, label], ...]}`` (what the client can
+do) or ``{"unavailable": reason}``, then answers one JSON line per request line:
 
-``{"op": "prepare", "row": ID, "workload": W, "variant": V, "params": {...}}``
-    sets the row up, runs it once validating every answer (each status; each small
-    body byte for byte; large bodies and uploads by length and SHA-256), so that a fast
-    but wrong client cannot win, then warms it up. Validation and warm-up runs do at
-    most 1,024 requests and stream at most 64 MiB in W7. Answers ``{"ok": true}``,
-    ``{"na": reason}``, ``{"unavailable": reason}`` or ``{"error": text}``.
-``{"op": "run", "row": ID}``
-    one timed repetition: wall time, this process's CPU time (getrusage: all threads,
-    user + system), requests and body bytes (checked against what was asked), and
-    W7's memory. W3 and W4 first open a new connection, outside the clock.
-``{"op": "close", "row": ID}``
+``{"op": "prepare", "row": ID, "workload": W, "variant": V, "params": {...}}``: set the
+row up, run it once validating every answer (each status; each small body byte for
+byte; large bodies and uploads by length and SHA-256), so that a fast but wrong client
+cannot win, then warm it up; validation and warm-up runs do at most 1,024 requests and
+stream at most 64 MiB in W7. Answers ``ok``, ``na``, ``unavailable`` or ``error``.
+``{"op": "run", "row": ID}``: one timed repetition: wall time, CPU time of this process
+(all threads, user + system), requests and body bytes (checked against what was asked).
+``{"op": "close", "row": ID}``.
 """
 
 from __future__ import annotations
@@ -29,53 +25,34 @@ import sys
 import time
 import traceback
 import tracemalloc
-from typing import ClassVar
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_adapters import (
-    ADAPTERS,
-    READ_SIZE,
-    WAIT,
-    NotSupported,
-    PollLoop,
-    Unavailable,
-    WrongAnswer,
-)
-from bench_servers import (
-    PATTERN_SIZE,
-    PIECE_SIZE,
-    SMALL_SIZE,
-    page_aligned,
-    pattern,
-    stream_digest,
-)
+from bench_adapters import ADAPTERS, READ_SIZE, WAIT, PollLoop, WrongAnswer
+from bench_servers import PATTERN_SIZE, PIECE_SIZE, SMALL_SIZE, page_aligned, pattern
+from bench_servers import stream_digest as digest
 
 CHECK_N = 1024  # requests of a validation or warm-up run, at most
 CHECK_SIZE = 64 << 20  # bytes of W7's validation stream, at most
-DEPTHS = (16, 64)  # W2
-IDLE_CONNS = 8  # W7
 
 
 def piece_iter(size: int):
-    """The upload body: *size* bytes of the pattern in 64 KiB pieces."""
+    """The upload: *size* bytes of the pattern in 64 KiB pieces."""
     pieces = [pattern()[i:i + PIECE_SIZE] for i in range(0, PATTERN_SIZE, PIECE_SIZE)]
     for i in range(size // PIECE_SIZE):
         yield pieces[i % len(pieces)]
 
 
 class Tally:
-    """The answers to GETs of the 1 KiB file: counted and, when checking, compared."""
+    """The answers to GETs of the 1 KiB file: counted and, in a validation run, compared."""
 
     def __init__(self, check: bool):
-        self.expect = pattern()[:SMALL_SIZE] if check else None
-        self.sizes: list[int] = []
+        self.expect, self.sizes = pattern()[:SMALL_SIZE] if check else None, []
 
     def take(self, status, body) -> None:
-        if status != 200:
-            raise WrongAnswer(f"status {status}, not 200")
-        if self.expect is not None and body != self.expect:
-            raise WrongAnswer(f"a body of {len(body)} bytes differs from the 1 KiB file")
+        if status != 200 or (self.expect is not None and body != self.expect):
+            raise WrongAnswer(f"status {status} and a body of {len(body)} bytes that "
+                              "differs from the 1 KiB file")
         self.sizes.append(len(body))
 
     def result(self, want: int) -> dict:
@@ -86,11 +63,10 @@ class Tally:
 
 
 class Stream:
-    """A streamed body: counted and, when checking, digested."""
+    """A streamed body: counted and, in a validation run, digested."""
 
     def __init__(self, check: bool):
-        self.n = 0
-        self.hash = hashlib.sha256() if check else None
+        self.n, self.hash = 0, hashlib.sha256() if check else None
 
     def take(self, data) -> None:
         self.n += len(data)
@@ -98,20 +74,17 @@ class Stream:
             self.hash.update(data)
 
     def result(self, status, size: int) -> dict:
-        if status != 200 or self.n != size:
-            raise WrongAnswer(f"status {status} and {self.n} body bytes, not 200 and {size}")
-        if self.hash is not None and self.hash.hexdigest() != stream_digest(size):
-            raise WrongAnswer("the body differs from the file's")
+        if status != 200 or self.n != size or (
+                self.hash is not None and self.hash.hexdigest() != digest(size)):
+            raise WrongAnswer(f"status {status} and {self.n} body bytes that differ from "
+                              f"the file's {size}")
         return {"ops": 1, "bytes": size}
 
 
 class Workload:
-    """One workload: which rows an adapter gets, how a row is set up, one run."""
+    """Which rows an adapter gets (variant, label), how a row is set up, one run."""
 
-    fresh = False  # a new connection before every repetition (outside the clock)
-
-    def rows(self, a) -> list[tuple[str, str]]:
-        return []
+    fresh = False  # a new connection before every repetition, outside the clock
 
     def setup(self, a, variant: str, p: dict) -> None:
         a.connect()
@@ -119,9 +92,6 @@ class Workload:
     def checked(self, p: dict) -> dict:
         """The parameters of validation and warm-up runs."""
         return dict(p, n=min(p["n"], max(1, CHECK_N // p.get("tasks", 1)))) if "n" in p else p
-
-    def run(self, a, variant: str, p: dict, check: bool) -> dict:
-        raise NotImplementedError
 
 
 class W1(Workload):
@@ -137,30 +107,28 @@ class W1(Workload):
 
 
 class W2(Workload):
-    """Pipelined GETs on one connection: ``batch`` sends depth requests, then reads
-    depth answers; ``co`` keeps depth in flight, one request sent per answer read
-    (dugong: a sender and a receiver co_ generator in one loop)."""
+    """Pipelined GETs on one connection, at depths 16 and 64: ``batch`` sends depth
+    requests, then reads depth answers; ``co`` keeps depth in flight, sending one request
+    per answer read (dugong: a sender and a receiver co_ generator in one loop)."""
 
     def rows(self, a):
-        if not hasattr(a, "send"):
-            return []
         co = "co_ sender+receiver" if hasattr(a, "co_send") else "one send() per answer read"
-        return [row for d in DEPTHS for row in ((f"co-d{d}", f"{co}, depth {d}"),
-                                                (f"batch-d{d}", f"send x{d}, read x{d}"))]
+        return [row for d in (16, 64) for row in ((f"co-d{d}", f"{co}, depth {d}"),
+                                                  (f"batch-d{d}", f"send x{d}, read x{d}"))
+                if hasattr(a, "send")]
 
     def run(self, a, variant, p, check):
         kind, depth = variant.split("-d")
         n, depth, path, tally = p["n"], int(depth), p["path"], Tally(check)
         if kind == "batch":
             for done in range(0, n, depth):
-                k = min(depth, n - done)
-                for _ in range(k):
+                for _ in range(min(depth, n - done)):
                     a.send(path)
-                for _ in range(k):
+                for _ in range(min(depth, n - done)):
                     tally.take(*a.recv())
         elif hasattr(a, "co_send"):
             co_window(a, path, n, depth, tally.take)
-        else:
+        else:  # the floor: the same traffic in blocking calls
             sent = min(depth, n)
             for _ in range(sent):
                 a.send(path)
@@ -174,8 +142,7 @@ class W2(Workload):
 
 def co_window(a, path, n, depth, take):
     """W2's co pattern: a sender and a receiver generator in one loop."""
-    loop = PollLoop(a.lib.POLLIN)
-    done = 0
+    loop, done = PollLoop(a.lib.POLLIN), 0
 
     def sender():
         for i in range(n):
@@ -214,27 +181,27 @@ class W3(Workload):
 
 
 class W4(Workload):
-    """A large upload in 64 KiB pieces to the sink."""
+    """A large upload in 64 KiB pieces, to the sink."""
 
     fresh = True
-    LABELS: ClassVar = {"plain": "Content-Length", "expect100": "Content-Length + 100-continue",
-              "chunked": "chunked"}
+    LABELS = (("plain", "Content-Length"), ("expect100", "Content-Length + 100-continue"),
+              ("chunked", "chunked"))
 
     def rows(self, a):
-        return [(mode, self.LABELS[mode]) for mode in a.UPLOADS]
+        return [(mode, label) for mode, label in self.LABELS if mode in a.UPLOADS]
 
     def run(self, a, variant, p, check):
         size = p["size"]
         headers = {"X-Digest": "1"} if check else {}
         status, body = a.upload(variant, size, piece_iter(size), headers)
-        want = b"%d %s\n" % (size, stream_digest(size).encode() if check else b"-")
+        want = b"%d %s\n" % (size, digest(size).encode() if check else b"-")
         if status != 200 or body != want:
             raise WrongAnswer(f"the sink answered {status} {body[:80]!r}, not {want!r}")
         return {"ops": 1, "bytes": size}
 
 
 class W5(Workload):
-    """Many connections at once, one task each, in the client's concurrency idiom."""
+    """Many connections at once, a task each, in the client's concurrency idiom."""
 
     def rows(self, a):
         return list(a.MANY.items())
@@ -264,8 +231,8 @@ class W7(Workload):
     """Memory: the traced peak while streaming a generated body; an idle connection."""
 
     def rows(self, a):
-        idle = [("idle", "idle connection")] if a.IDLE else []
-        return [("stream", next(iter(a.DOWNLOADS.values()))), *idle]
+        return [("stream", next(iter(a.DOWNLOADS.values())))] + (
+            [("idle", "idle connection")] if a.IDLE else [])
 
     def setup(self, a, variant, p):
         if variant == "stream":
@@ -275,35 +242,23 @@ class W7(Workload):
         return dict(p, size=min(p["size"], CHECK_SIZE)) if "size" in p else p
 
     def run(self, a, variant, p, check):
-        if variant == "idle":
-            return idle_cost(a, p["path"])
-        stream, size = Stream(check), p["size"]
         gc.collect()
         tracemalloc.start()
         try:
             start = tracemalloc.get_traced_memory()[0]
-            tracemalloc.reset_peak()
+            if variant == "idle":  # the mean of eight
+                held = [a.idle(p["path"]) for _ in range(8)]
+                gc.collect()
+                return {"ops": len(held), "bytes": 0,
+                        "idle": (tracemalloc.get_traced_memory()[0] - start) / len(held)}
+            stream, size = Stream(check), p["size"]
             status = a.download(f"/gen/{size}", None, stream.take)
             peak = tracemalloc.get_traced_memory()[1] - start
+            return {**stream.result(status, size), "peak": peak}
         finally:
             tracemalloc.stop()
-        return {**stream.result(status, size), "peak": peak}
-
-
-def idle_cost(a, path: str) -> dict:
-    """Traced memory that one idle, connected connection keeps (the mean of eight)."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        start = tracemalloc.get_traced_memory()[0]
-        held = [a.idle(path) for _ in range(IDLE_CONNS)]
-        gc.collect()
-        cost = (tracemalloc.get_traced_memory()[0] - start) / IDLE_CONNS
-    finally:
-        tracemalloc.stop()
-    del held
-    a.close()
-    return {"ops": IDLE_CONNS, "bytes": 0, "idle": cost}
+            if variant == "idle":
+                a.close()
 
 
 WORKLOADS = {"W1": W1(), "W2": W2(), "W3": W3(), "W4": W4(), "W5": W5(), "W7": W7(),
@@ -320,75 +275,62 @@ class Row:
         """Set up, validate every answer once, warm up."""
         self.w.setup(self.a, self.variant, self.p)
         p = self.w.checked(self.p)
-        self.w.run(self.a, self.variant, p, True)
-        for _ in range(self.p.get("warmup", 0)):
-            self.w.run(self.a, self.variant, p, False)
+        for check in [True] + [False] * self.p.get("warmup", 0):
+            self.w.run(self.a, self.variant, p, check)
 
     def timed(self) -> dict:
         """One timed repetition. W3 and W4 first get a new connection: a TCP connection's
-        receive buffer grows with its early traffic (to 0.8 MiB on one connection and
-        32 MiB on another made alike), which would give a row kept on one connection a
-        speed of its own for the whole run."""
+        receive buffer grows with its early traffic (to 0.8 MiB on one connection, 32 MiB
+        on another made alike), which would give a row that keeps one connection a speed
+        of its own for the whole run."""
         if self.w.fresh:
             self.a.close()
             self.w.setup(self.a, self.variant, self.p)
         gc.collect()
-        r0 = resource.getrusage(resource.RUSAGE_SELF)
-        t0 = time.perf_counter()
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         result = self.w.run(self.a, self.variant, self.p, False)
-        t1 = time.perf_counter()
-        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
         cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         return {"wall": t1 - t0, "cpu": cpu, **result}
 
 
 def serve(name: str, send) -> None:
-    """The worker's loop: JSON requests on standard input, answers through *send*."""
+    """The worker: JSON requests on standard input, answers through *send*."""
     cls = ADAPTERS[name]
     try:
         lib, version = cls.load()
     except Exception as exc:
-        send({"unavailable": f"{type(exc).__name__}: {exc}"})
-        return
+        return send({"unavailable": f"{type(exc).__name__}: {exc}"})
     probe = cls(lib, None, 0)
-    send({"version": version, "rows": [[w, v, label] for w, workload in WORKLOADS.items()
-                                       for v, label in workload.rows(probe)]})
+    send({"version": version, "rows": [[w, *row] for w, workload in WORKLOADS.items()
+                                       for row in workload.rows(probe)]})
     rows: dict[str, Row] = {}
     for line in sys.stdin:
         msg = json.loads(line)
-        rid = msg.get("row")
+        rid = msg["row"]
         try:
             if msg["op"] == "prepare":
-                a = cls(lib, "127.0.0.1", msg["params"]["port"])
-                rows[rid] = Row(a, WORKLOADS[msg["workload"]], msg["variant"], msg["params"])
+                rows[rid] = Row(cls(lib, "127.0.0.1", msg["params"]["port"]),
+                                WORKLOADS[msg["workload"]], msg["variant"], msg["params"])
                 rows[rid].prepare()
-                send({"ok": True})
             elif msg["op"] == "run":
                 send(rows[rid].timed())
+                continue
             else:
                 rows.pop(rid).a.close()
-                send({"ok": True})
+            send({"ok": True})
         except Exception as exc:
-            row = rows.pop(rid, None)
-            if row is not None:
-                row.a.close()
-            if isinstance(exc, NotSupported):
-                send({"na": str(exc)})
-            elif isinstance(exc, Unavailable):
-                send({"unavailable": str(exc)})
-            elif isinstance(exc, WrongAnswer):
-                send({"error": f"wrong answer: {exc}"})
-            else:
-                send({"error": f"{type(exc).__name__}: {exc}",
-                      "traceback": traceback.format_exc(limit=8)})
+            if rid in rows:
+                rows.pop(rid).a.close()
+            kind = {"NotSupported": "na", "Unavailable": "unavailable"}.get(
+                type(exc).__name__, "error")
+            send({kind: f"{type(exc).__name__}: {exc}" if kind == "error" else str(exc),
+                  "traceback": "" if kind != "error" or isinstance(exc, WrongAnswer)
+                  else traceback.format_exc(limit=8)})
 
 
-def main() -> None:
+if __name__ == "__main__":
     # answers go to a private copy of standard output; what libraries print, to stderr
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     serve(sys.argv[1], lambda obj: out.write(json.dumps(obj) + "\n"))
-
-
-if __name__ == "__main__":
-    main()
