@@ -27,8 +27,8 @@ import platform
 import selectors
 import socket
 import sys
-import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -60,21 +60,9 @@ def serial(fns, n, take):
 
 
 def in_threads(fns, n, take):
-    errors = []
-
-    def work(get):
-        try:
-            serial([get], n, take)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(f,)) for f in fns]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    with ThreadPoolExecutor(len(fns)) as pool:
+        for done in [pool.submit(serial, [f], n, take) for f in fns]:
+            done.result()
 
 
 async def atask(aget, n, take):
@@ -174,17 +162,16 @@ class PollLoop:
 # ---------------------------------------------------------------- adapters
 
 
-def drain(read, take):
-    """Hand ``read(64 KiB)`` to *take* until the body ends."""
-    while data := read(READ_SIZE):
-        take(data)
-        del data  # freed before the next read: W7 measures the peak
-
-
-def drain_into(readinto, buf, take):
-    """Hand what ``readinto(buf)`` fills to *take* until the body ends."""
-    while k := readinto(buf):
-        take(buf[:k])
+def pour(body, buf, take):
+    """Hand a body to *take* piece by piece: ``body.read(64 KiB)``, or what
+    ``body.readinto(buf)`` fills when a buffer is given."""
+    if buf is None:
+        while data := body.read(READ_SIZE):
+            take(data)
+            del data  # freed before the next read: W7 measures the peak
+    else:
+        while k := body.readinto(buf):
+            take(buf[:k])
 
 
 def with_length(mode, size, headers):
@@ -298,10 +285,7 @@ class Dugong(Adapter):
     def download(self, path, buf, take):
         self.conn.send_request("GET", path)
         status = self.conn.read_response().status
-        if buf is None:
-            drain(self.conn.read, take)
-        else:
-            drain_into(self.conn.readinto, buf, take)
+        pour(self.conn, buf, take)
         return status
 
     def upload(self, mode, size, pieces, headers):
@@ -376,10 +360,7 @@ class HttpClient(Adapter):
     def download(self, path, buf, take):
         self.conn.request("GET", path)
         resp = self.conn.getresponse()
-        if buf is None:
-            drain(resp.read, take)
-        else:
-            drain_into(resp.readinto, buf, take)
+        pour(resp, buf, take)
         return resp.status
 
     def upload(self, mode, size, pieces, headers):
@@ -412,10 +393,7 @@ class Urllib3(Adapter):
 
     def download(self, path, buf, take):
         resp = self.conn.request("GET", path, preload_content=False)
-        if buf is None:
-            drain(resp.read, take)
-        else:
-            drain_into(resp.readinto, buf, take)
+        pour(resp, buf, take)
         resp.release_conn()
         return resp.status
 
