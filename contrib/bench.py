@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark dugong against other Python HTTP clients and a raw-socket floor, on 127.0.0.1.
 
-    python contrib/bench.py            # full run (make bench): about 15 minutes, 2 cores
+    python contrib/bench.py            # full run (make bench): 15-20 minutes on 2 cores
     python contrib/bench.py --quick    # every client and workload, small counts (CI)
 
 This file sets up the benchmark venv ``.venv-bench`` (the clients of
@@ -246,7 +246,7 @@ class Bench:
             if "ok" not in answer:
                 self.failed(row, answer)
         active = [r for r in rows if r["status"] == "ok"]
-        for rep in range(cfg["reps_by"].get(w, cfg["reps"])):
+        for rep in range(cfg["reps_by"].get(w, cfg["reps"]) if active else 0):
             for row in active[rep % len(active):] + active[:rep % len(active)]:
                 s = row["samples"]
                 if row["status"] != "ok" or (

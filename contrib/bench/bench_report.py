@@ -276,7 +276,7 @@ def chart(results_path: str, out_path: str) -> None:
     meta = data["meta"]
     fig.suptitle(f"dugong benchmark ({meta['mode']} mode), Python {meta['python']}, "
                  f"{meta['cpus']} CPUs, {meta['date']}", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / sum(heights)))
     fig.savefig(out_path, dpi=80)
 
 
