@@ -144,31 +144,19 @@ def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM) -> No
 # ---------------------------------------------------------------- nginx
 
 NGINX_CONF = """\
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-{user}
+worker_processes 1; daemon off; pid {dir}/nginx.pid; {user}
 events {{ worker_connections 1024; }}
 http {{
-    access_log off;
-    sendfile off;
-    tcp_nodelay on;
+    access_log off; sendfile off; tcp_nodelay on; etag off;
+    default_type application/octet-stream;
+    keepalive_requests 1000000000; keepalive_timeout 3600s;
     # without the file cache, nginx opens and stats the file for every request and
     # caps pipelining at about 40,000 requests/s, below what the clients can send
-    open_file_cache max=64 inactive=3600s;
-    open_file_cache_valid 3600s;
-    etag off;
-    keepalive_requests 1000000000;
-    keepalive_timeout 3600s;
-    default_type application/octet-stream;
-    client_body_temp_path {dir}/tmp;
-    proxy_temp_path {dir}/tmp;
-    fastcgi_temp_path {dir}/tmp;
-    uwsgi_temp_path {dir}/tmp;
-    scgi_temp_path {dir}/tmp;
+    open_file_cache max=64 inactive=3600s; open_file_cache_valid 3600s;
+    client_body_temp_path {dir}/tmp; proxy_temp_path {dir}/tmp; scgi_temp_path {dir}/tmp;
+    fastcgi_temp_path {dir}/tmp; uwsgi_temp_path {dir}/tmp;
     server {{
-        listen 127.0.0.1:{port};
-        root {dir}/www;
+        listen 127.0.0.1:{port}; root {dir}/www;
         location /large/ {{ sendfile on; }}
     }}
 }}
