@@ -107,11 +107,11 @@ def setup_venv() -> dict[str, str]:
     for req in reqs if not run_logged([*pip, *reqs]) else ():
         if not run_logged([*pip, req]) and not (req.startswith("pycurl") and apt_install(
                 "libcurl4-openssl-dev", "libssl-dev") and run_logged([*pip, req])):
-            failed[req.split("=")[0]] = f"pip install {req} failed (see {VENV}/setup.log)"
+            failed[req.split("=")[0]] = f"pip install {req} failed: see .venv-bench/setup.log"
     target = os.path.join(VENV, "dugong-3.8.2")
     shutil.rmtree(target, ignore_errors=True)
     if not run_logged([*pip, "--no-deps", "--target", target, REFERENCE]):
-        failed["dugong-3.8.2"] = f"pip install {REFERENCE} failed (see {VENV}/setup.log)"
+        failed["dugong-3.8.2"] = f"pip install {REFERENCE} failed: see .venv-bench/setup.log"
     with open(stamp, "w") as fh:
         json.dump({"requirements": want, "failed": failed}, fh)
     return failed
