@@ -114,6 +114,10 @@ def ratio(a: dict | None, b: dict | None, key: str = "median") -> float | None:
     return a[key] / b[key] if ok(a, key) and ok(b, key) and b[key] else None
 
 
+def meets(value: float, key: str, bar: float) -> bool:
+    return value >= bar if key == "median" else value <= bar
+
+
 def evaluate(rows: list[dict]) -> list[dict]:
     """Each goal's verdict: met, not met, n/a (no data), or out of reach: not met, and
     the raw-socket floor of the same pattern does not reach the bar either."""
@@ -128,15 +132,17 @@ def evaluate(rows: list[dict]) -> list[dict]:
                        and ok(r)), key=lambda r: r["median"], default=None)
         else:
             ref = match(rows, other, row) if other else None
-        value = ratio(row, ref, key) if other else row[key] if ok(row, key) else None
-        reach = ratio(match(rows, "floor", row), ref, key) if other not in (None, "floor") \
-            else None
-
-        def meets(v, higher=key == "median", bar=bar):
-            return v >= bar if higher else v <= bar
-
-        verdict = "n/a" if value is None else "met" if meets(value) else (
-            "out of reach" if reach is not None and not meets(reach) else "not met")
+        if other is None:
+            value, reach = row[key] if ok(row, key) else None, None
+        else:  # how far the floor gets, where it is not the row compared with
+            value = ratio(row, ref, key)
+            reach = ratio(match(rows, "floor", row), ref, key) if other != "floor" else None
+        if value is None:
+            verdict = "n/a"
+        elif meets(value, key, bar):
+            verdict = "met"
+        else:
+            verdict = "not met" if reach is None or meets(reach, key, bar) else "out of reach"
         against = f"{other} ({ref['client']})" if other == "best client" and ref else other
         goals.append({"row": row["id"], "label": row["label"], "key": key, "bar": bar,
                       "against": against, "value": value, "reach": reach, "verdict": verdict})

@@ -28,7 +28,15 @@ import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_adapters import ADAPTERS, READ_SIZE, WAIT, PollLoop, WrongAnswer
+from bench_adapters import (
+    ADAPTERS,
+    READ_SIZE,
+    WAIT,
+    NotSupported,
+    PollLoop,
+    Unavailable,
+    WrongAnswer,
+)
 from bench_servers import PATTERN_SIZE, PIECE_SIZE, SMALL_SIZE, page_aligned, pattern
 from bench_servers import stream_digest as digest
 
@@ -322,11 +330,18 @@ def serve(name: str, send) -> None:
         except Exception as exc:
             if rid in rows:
                 rows.pop(rid).a.close()
-            kind = {"NotSupported": "na", "Unavailable": "unavailable"}.get(
-                type(exc).__name__, "error")
-            send({kind: f"{type(exc).__name__}: {exc}" if kind == "error" else str(exc),
-                  "traceback": "" if kind != "error" or isinstance(exc, WrongAnswer)
-                  else traceback.format_exc(limit=8)})
+            send(failure(exc))
+
+
+def failure(exc: Exception) -> dict:
+    """The answer for a row that failed: n/a, unavailable, or an error."""
+    if isinstance(exc, NotSupported):
+        return {"na": str(exc)}
+    if isinstance(exc, Unavailable):
+        return {"unavailable": str(exc)}
+    if isinstance(exc, WrongAnswer):
+        return {"error": f"wrong answer: {exc}"}
+    return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=8)}
 
 
 if __name__ == "__main__":
