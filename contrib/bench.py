@@ -117,10 +117,6 @@ def setup_venv() -> dict[str, str]:
     return failed
 
 
-class WorkerFailed(Exception):
-    pass
-
-
 class Worker:
     """One client in a process of its own, driven by JSON lines."""
 
@@ -138,34 +134,36 @@ class Worker:
                  os.path.join(BENCH_DIR, "bench_workloads.py"), name],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env, cwd=workdir)
 
-    def receive(self, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            if not select.select([self.proc.stdout], [], [], deadline - time.monotonic())[0]:
-                raise WorkerFailed(f"no answer within {timeout:.0f} s")
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-            if not chunk:
-                with open(self.errlog, errors="replace") as fh:
-                    raise WorkerFailed(f"the worker exited: {fh.read()[-800:]}")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def call(self, msg: dict) -> dict:
+    def call(self, msg: dict | None = None, timeout: float | None = None) -> dict:
+        """Send *msg* (if any) and wait for the answer. A worker that does not answer in
+        time or is gone is stopped; the answer is then an error."""
+        deadline = time.monotonic() + (timeout or self.timeout)
         try:
-            self.proc.stdin.write(json.dumps(msg).encode() + b"\n")
-            self.proc.stdin.flush()
-        except OSError as exc:
-            raise WorkerFailed(f"the worker is gone: {exc}") from None
-        return self.receive(self.timeout)
+            if msg is not None:
+                self.proc.stdin.write(json.dumps(msg).encode() + b"\n")
+                self.proc.stdin.flush()
+            while b"\n" not in self.buf:
+                if not select.select([self.proc.stdout], [], [], deadline - time.monotonic())[0]:
+                    raise OSError("no answer in time")
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                if not chunk:
+                    raise OSError("it exited")
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\n", 1)
+            return json.loads(line)
+        except (OSError, ValueError) as exc:
+            self.stop()
+            with open(self.errlog, errors="replace") as fh:
+                return {"error": f"the worker failed ({exc}): {fh.read()[-800:]}"}
 
     def stop(self) -> None:
-        try:
-            self.proc.stdin.close()  # the worker's loop ends with its input
-            self.proc.wait(10)
-        except (OSError, subprocess.TimeoutExpired):
-            servers.stop_process(self.proc, signal.SIGKILL)
-        self.proc.stdout.close()
+        if self.proc.returncode is None:
+            try:
+                self.proc.stdin.close()  # the worker's loop ends with its input
+                self.proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                servers.stop_process(self.proc, signal.SIGKILL)
+            self.proc.stdout.close()
 
 
 class Bench:
@@ -185,14 +183,11 @@ class Bench:
             else:
                 self.workers[name] = Worker(name, self.workdir, self.cfg["timeout"])
         for name, worker in list(self.workers.items()):
-            try:
-                hello = worker.receive(60)
-            except WorkerFailed as exc:
-                hello = {"unavailable": str(exc)}
-            if "unavailable" in hello:
+            hello = worker.call(timeout=60)
+            if "version" not in hello:
                 self.workers.pop(name).stop()
-                self.unavailable[name] = hello["unavailable"]
-                (self.error if name in CORE else log)(f"{name}: {hello['unavailable']}")
+                self.unavailable[name] = reason = hello.get("unavailable") or hello["error"]
+                (self.error if name in CORE else log)(f"{name}: {reason}")
             else:
                 self.versions[name], self.offers[name] = hello["version"], hello["rows"]
 
@@ -218,13 +213,10 @@ class Bench:
                 if ww == w]
 
     def call(self, row: dict, msg: dict) -> dict:
-        try:
-            return self.workers[row["client"]].call(dict(msg, row=row["id"]))
-        except WorkerFailed as exc:
-            self.workers.pop(row["client"]).stop()
-            return {"error": str(exc)}
-        except KeyError:
+        worker = self.workers[row["client"]]
+        if worker.proc.returncode is not None:
             return {"error": "its worker failed before"}
+        return worker.call(dict(msg, row=row["id"]))
 
     def failed(self, row: dict, answer: dict) -> None:
         """A row that cannot run: n/a, unavailable, or an error (fatal for the core
