@@ -1,4 +1,4 @@
-"""The benchmark's servers and process helpers: nginx, the upload sink, CPU accounting.
+"""The benchmark's servers and process functions: nginx, the upload sink, CPU accounting.
 
 nginx serves the static files (``/1k``, the large download). The *sink* is a small
 raw-socket HTTP/1.1 server in a process of its own (``python bench_servers.py sink``
