@@ -237,6 +237,8 @@ class HTTPConnection:
         signal = self._signal
         if signal is None:
             signal = self._signal = os.pipe()
+            if not self._connecting:  # the sender finished meanwhile (another thread)
+                os.write(signal[1], b"!")
         return PollNeeded(signal[0], POLLIN)
 
     def _connect_waited(self) -> None:
