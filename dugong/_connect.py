@@ -20,6 +20,7 @@ from ._exceptions import (
     DNSUnavailable,
     HostnameNotResolvable,
     InvalidResponse,
+    ProxyError,
 )
 from ._log import debug
 from ._poll import POLLIN, POLLOUT, Co, PollNeeded
@@ -227,8 +228,8 @@ def co_tunnel(tr: PlainTransport, host: str, port: int,
 
     *fields* are sent with the request (e.g. ``Proxy-Authorization``).
 
-    Any answer but 200 raises `ConnectionError` naming the status (as dugong
-    3.x did); a proxy that closes first raises `ConnectionClosed`, an answer
+    Any answer but 200 raises `ProxyError` (a `ConnectionError`, as dugong 3.x
+    raised) naming the status; a proxy that closes first raises `ConnectionClosed`, an answer
     that is not HTTP (or too long) `InvalidResponse`.
     """
     authority = format_host(host, port, -1)
@@ -254,9 +255,8 @@ def co_tunnel(tr: PlainTransport, host: str, port: int,
         search = max(0, buf.end - 2)
     head = parse_head(buf.data[:end].decode("latin-1"))
     if head.status != 200:
-        raise ConnectionError(
-            f"Proxy refused CONNECT to {authority}: {head.status} {head.reason}"
-        )
+        raise ProxyError(f"Proxy refused CONNECT to {authority}: {head.status} {head.reason}",
+                         head.status, head.reason)
     if end != buf.end:
         raise InvalidResponse("Proxy sent data after its answer to CONNECT")
 

@@ -194,8 +194,8 @@ class HTTPConnection:
         Raises:
             HostnameNotResolvable: the host name does not exist.
             DNSUnavailable: no DNS server could be reached.
-            ConnectionError: the proxy refused the ``CONNECT`` tunnel (the
-                message gives its status).
+            ProxyError: the proxy refused the ``CONNECT`` tunnel (the message
+                gives its status); a `ConnectionError` too, as in dugong 3.x.
             ConnectionClosed: the server or proxy closed the connection during
                 the TLS handshake or before answering ``CONNECT``.
             InvalidResponse: the proxy's answer to ``CONNECT`` is malformed.
