@@ -62,4 +62,6 @@ nitpick_ignore_regex = [
     (r"py:.*", rf"(?:{_BUILTIN_NAMES})"),
     # Type variables of generic signatures.
     (r"py:.*", r"(?:dugong\.(?:_\w+\.)?)?_?T"),
+    # Private type aliases of signatures, explained where they are used.
+    (r"py:.*", r"(?:dugong\.(?:_\w+\.)?)?(?:SocketWrapping|WritableBuffer|PeerCert)"),
 ]

@@ -38,7 +38,8 @@ DNS_TEST_HOSTNAMES: Sequence[tuple[str, int]] = (
     ("one.one.one.one", 53),
 )
 
-_AddrInfo = tuple[int, int, int, str, Any]
+_SockAddr = tuple[str, int] | tuple[str, int, int, int]
+_AddrInfo = tuple[int, int, int, str, _SockAddr]
 _NO_SUCH_NAME = frozenset(
     getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)
 )
@@ -54,7 +55,7 @@ def resolve(host: str, port: int) -> list[_AddrInfo]:
     invalid port) propagate as the `socket.gaierror` they are.
     """
     try:
-        infos: list[Any] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos: list[Any] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # _AddrInfo
     except socket.gaierror as exc:
         if exc.errno in _NO_SUCH_NAME:
             for test_host, test_port in PACKAGE.DNS_TEST_HOSTNAMES:
@@ -94,7 +95,7 @@ def co_resolve(host: str, port: int) -> Co[list[_AddrInfo]]:
         return literal
     import threading
 
-    result: list[Any] = []
+    result: list[list[_AddrInfo] | BaseException] = []
     rfd, wfd = os.pipe()
 
     def work() -> None:
@@ -123,10 +124,10 @@ def co_resolve(host: str, port: int) -> Co[list[_AddrInfo]]:
             raise outcome
         finally:
             del outcome
-    return outcome  # type: ignore[no-any-return]
+    return outcome
 
 
-def _connect_error(err: int, addr: Any) -> OSError:
+def _connect_error(err: int, addr: _SockAddr) -> OSError:
     return OSError(err, f"{os.strerror(err)} (connecting to {addr[0]} port {addr[1]})")
 
 

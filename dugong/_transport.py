@@ -18,7 +18,7 @@ import os
 import select
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from ._exceptions import ConnectionClosed
 from ._poll import POLLIN, POLLOUT, Co, PollNeeded
@@ -73,7 +73,7 @@ class PlainTransport:
         # select.poll objects for this socket alone, made when needed, one per mask: a
         # thread may send (POLLOUT) while another one waits to read (POLLIN), and
         # dropped() polls for POLLIN without a wait
-        self._pollers: dict[int, Any] = {}
+        self._pollers: dict[int, select.poll] = {}
 
     def recv_into(self, buf: memoryview) -> int:
         """Receive into *buf*: the count, 0 at EOF, -1 if it would block."""
@@ -326,7 +326,7 @@ class TLSTransport(PlainTransport):
 class _TraceMixin:
     """Appends every byte sent and received to a trace file."""
 
-    _trace: Any
+    _trace: BinaryIO
 
     def recv_into(self, buf: memoryview) -> int:
         n: int = super().recv_into(buf)  # type: ignore[misc]
