@@ -25,6 +25,7 @@ from ._exceptions import (
 from ._headers import CaseInsensitiveDict
 from ._loop import eval_coroutines
 from ._poll import POLLIN, POLLOUT, PollNeeded, eval_coroutine
+from ._pool import ConnectionPool, PoolResponse
 from ._protocol import (
     BUFFER_SIZE,
     MAX_HEADER_FIELDS,
@@ -61,6 +62,7 @@ __all__ = [
     "BodyFollowing",
     "CaseInsensitiveDict",
     "ConnectionClosed",
+    "ConnectionPool",
     "ConnectionTimedOut",
     "DNSUnavailable",
     "DugongError",
@@ -70,6 +72,7 @@ __all__ = [
     "HostnameNotResolvable",
     "InvalidResponse",
     "PollNeeded",
+    "PoolResponse",
     "StateError",
     "UnsupportedResponse",
     "__version__",
