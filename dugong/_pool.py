@@ -146,11 +146,15 @@ def _parse_proxy(url: str, what: str) -> tuple[tuple[str, int], dict[str, str] |
 
 
 class _Wake:
-    """How one waiter is woken: a condition on the pool's lock (a thread), or a file
-    descriptor of its own that becomes readable (a ``co_`` generator).
+    """How one waiter is woken: a condition on the pool's lock (a thread), or a pipe of
+    its own whose reading end becomes readable (a ``co_`` generator).
 
     Every method is called with the pool's lock held, so a descriptor is never
     written to after it was closed (its number may belong to another file by then).
+
+    A pipe, not an eventfd: drivers keep a registration when a generator waits on
+    the same descriptor number again and `os.fstat` says that it is the same file,
+    which cannot tell one eventfd from the next (they all share one inode).
     """
 
     __slots__ = ("cond", "fd", "wfd")
@@ -160,9 +164,7 @@ class _Wake:
         if lock is not None:
             self.cond = threading.Condition(lock)
             self.fd = self.wfd = -1
-        elif _EVENTFD:
-            self.fd = self.wfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        else:  # pragma: no cover - platforms without eventfd
+        else:
             self.fd, self.wfd = os.pipe()
             os.set_blocking(self.fd, False)
             os.set_blocking(self.wfd, False)
@@ -172,7 +174,7 @@ class _Wake:
             self.cond.notify()
         elif self.wfd >= 0:
             with suppress(BlockingIOError):  # a full pipe is readable anyway
-                os.write(self.wfd, _ONE)
+                os.write(self.wfd, b"\0")
 
     def clear(self) -> None:
         """Make the descriptor unreadable again (after a wake-up that changed nothing)."""
@@ -184,12 +186,7 @@ class _Wake:
         if fd >= 0:
             self.fd = self.wfd = -1
             os.close(fd)
-            if wfd != fd:  # pragma: no cover - platforms without eventfd
-                os.close(wfd)
-
-
-_EVENTFD: Final = hasattr(os, "eventfd")
-_ONE: Final = (1).to_bytes(8, "little") if _EVENTFD else b"\0"
+            os.close(wfd)
 
 
 class _Host:
@@ -905,7 +902,9 @@ class ConnectionPool:
         if self._closed:
             raise StateError("The connection pool is closed")
         host = self._host(split)
-        ent = self._grant(host, shared)
+        # First come, first served per origin: nothing overtakes a waiter (a request
+        # that needs an idle connection is not starved by pipelined ones).
+        ent = None if host.waiting else self._grant(host, shared)
         if ent is not None:
             return ent, None
         waiter = _Waiter(host, shared, _Wake(lock))
@@ -986,8 +985,11 @@ class ConnectionPool:
 
     # -- granting and returning connections (all under the lock) ----------------------------
 
-    def _grant(self, host: _Host, shared: bool) -> _Entry | None:
-        """A connection to *host* for one caller, or None if it has to wait."""
+    def _grant(self, host: _Host, shared: bool, evict: bool = True) -> _Entry | None:
+        """A connection to *host* for one caller, or None if it has to wait.
+
+        With *evict*, an idle connection of another origin may be closed to make room.
+        """
         if self._idle and self.idle_timeout is not None:
             self._expire(time.monotonic() - self.idle_timeout)
         idle = host.idle
@@ -1009,7 +1011,7 @@ class ConnectionPool:
                     best = ent
             if best is not None:
                 return self._use(best, True)
-        if self._idle and len(host.entries) < self.max_per_host:
+        if evict and self._idle and len(host.entries) < self.max_per_host:
             # Every idle connection is of another origin (this one has none): close the
             # one idle longest to make room.
             self._drop(next(iter(self._idle)))
@@ -1076,23 +1078,31 @@ class ConnectionPool:
             self._dispatch()
 
     def _dispatch(self) -> None:
-        """Hand connections to the waiters that can have one now, in the order they came."""
+        """Hand connections to the waiters that can have one now, in the order they came.
+
+        First without closing anything, so that an origin's own waiters get its
+        idle connections; then closing idle connections of other origins (which,
+        after the first round, have no waiters) to make room.
+        """
         if self._closed:
             return
-        stuck: set[tuple[_Host, bool]] = set()
-        keep: deque[_Waiter] = deque()
-        for waiter in self._waiters:
-            key = (waiter.host, waiter.shared)
-            ent = None if key in stuck else self._grant(waiter.host, waiter.shared)
-            if ent is None:
-                stuck.add(key)
-                keep.append(waiter)
-                continue
-            waiter.grant = ent
-            waiter.queued = False
-            waiter.host.waiting -= 1
-            waiter.wake.notify()
-        self._waiters = keep
+        for evict in (False, True):
+            stuck: set[_Host] = set()  # an origin whose first waiter must wait on
+            keep: deque[_Waiter] = deque()
+            for waiter in self._waiters:
+                host = waiter.host
+                ent = None if host in stuck else self._grant(host, waiter.shared, evict)
+                if ent is None:
+                    stuck.add(host)
+                    keep.append(waiter)
+                    continue
+                waiter.grant = ent
+                waiter.queued = False
+                host.waiting -= 1
+                waiter.wake.notify()
+            self._waiters = keep
+            if not keep or not self._idle:
+                return
 
     def _take_closing(self) -> list[HTTPConnection]:
         closing = self._closing
