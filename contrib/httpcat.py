@@ -134,15 +134,11 @@ class Fetcher:
         """Write the body of *url* to *out*; the number of bytes."""
         conn, reused = self.connection(url)
         path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        try:
-            conn.send_request("GET", path, headers={"Accept": "*/*"})
-        except dugong.ConnectionClosed:
-            if not reused:
-                raise
+        if reused and not conn.is_connected:
             # The server closed the kept-alive connection after the previous
-            # response: nothing of this request was read, send it afresh.
+            # response (it said so): start afresh.
             conn.reset()
-            conn.send_request("GET", path, headers={"Accept": "*/*"})
+        conn.send_request("GET", path, headers={"Accept": "*/*"})
         resp = conn.read_response()
         if resp.status >= 300:
             conn.discard()

@@ -162,14 +162,24 @@ def co_tcp_connect(infos: list[_AddrInfo]) -> Co[socket.socket]:
 
 
 def co_tls_handshake(sock: socket.socket, context: Any, hostname: str) -> Co[Any]:
-    """Wrap *sock* with *context* and complete the handshake without blocking."""
+    """Wrap *sock* with *context* and complete the handshake without blocking.
+
+    *context* is an `ssl.SSLContext`, or any object whose
+    ``wrap_socket(sock, server_hostname=...)`` returns a socket-like object (as
+    dugong 3.x allowed): see `_wrap_other`.
+    """
     import ssl
 
     # SNI and the host name check use *hostname*; the context's check_hostname and
     # verify_mode apply as they are. An EOF without close_notify must raise: see
     # TLSTransport for why.
-    tls = context.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False,
-                              suppress_ragged_eofs=False)
+    if isinstance(context, ssl.SSLContext):
+        tls = context.wrap_socket(sock, server_hostname=hostname,
+                                  do_handshake_on_connect=False, suppress_ragged_eofs=False)
+    else:
+        tls, handshake_due = _wrap_other(sock, context, hostname)
+        if not handshake_due:
+            return tls
     fd = tls.fileno()
     try:
         while True:
@@ -192,6 +202,29 @@ def co_tls_handshake(sock: socket.socket, context: Any, hostname: str) -> Co[Any
     except BaseException:
         tls.close()
         raise
+
+
+def _wrap_other(sock: socket.socket, context: Any, hostname: str) -> tuple[Any, bool]:
+    """Wrap *sock* with an object that is not an `ssl.SSLContext` but has ``wrap_socket``.
+
+    Returns the wrapped socket (non-blocking) and whether its handshake is still
+    to be done. The non-blocking handshake is used where the object takes
+    ``do_handshake_on_connect=False`` and its result has ``do_handshake``;
+    otherwise it is wrapped as dugong 3.x did, on a blocking socket, and nothing
+    that a plain wrapper may lack is called afterwards.
+    """
+    try:
+        tls = context.wrap_socket(sock, server_hostname=hostname, do_handshake_on_connect=False)
+    except TypeError:  # it takes no such argument
+        pass
+    else:
+        return tls, hasattr(tls, "do_handshake")
+    sock.setblocking(True)
+    tls = context.wrap_socket(sock, server_hostname=hostname)
+    setblocking = getattr(tls, "setblocking", None)
+    if setblocking is not None:
+        setblocking(False)
+    return tls, False
 
 
 def co_tunnel(tr: PlainTransport, host: str, port: int,
@@ -255,8 +288,10 @@ def co_open(
             debug("tunnel to %s port %d through %s port %d", host, port, *proxy)
         if ssl_context is not None:
             sock = yield from co_tls_handshake(sock, ssl_context, host)
-            debug("TLS established with %s (%s)", host, sock.version())
-        return make_transport(sock, tls=ssl_context is not None)
+            version = getattr(sock, "version", None)
+            debug("TLS established with %s (%s)", host, version() if version else "?")
+        # What a context that is not an ssl.SSLContext returns may be a plain socket.
+        return make_transport(sock, tls=type(sock) is not socket.socket)
     except BaseException:
         sock.close()
         raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 from collections import deque
@@ -20,7 +22,7 @@ from ._exceptions import (
 )
 from ._headers import CaseInsensitiveDict, ResponseHeaders
 from ._log import debug
-from ._poll import Co, PollNeeded, _to_ms, eval_coroutine
+from ._poll import POLLIN, Co, PollNeeded, _to_ms, eval_coroutine
 from ._protocol import (
     _PARSED_HEAD_SIZE,
     BodyKind,
@@ -275,7 +277,7 @@ class HTTPConnection:
         self._host_field = format_host(hostname, port, default_port)
         # Plain requests through a proxy carry the absolute URI.
         self._target_prefix = (
-            f"http://{format_host(hostname, port, -1)}"
+            f"http://{format_host(hostname, port, 80)}"
             if proxy is not None and ssl_context is None else ""
         )
         self._tr: PlainTransport | None = None
@@ -297,6 +299,19 @@ class HTTPConnection:
         self._broken: str | None = None
         #: the server may still expect request body bytes: reconnect before the next request
         self._stale = False
+        #: disconnect() was called: reads and writes raise ConnectionClosed until a request
+        self._closed_locally = False
+        #: how many requests at the end of the queue were never sent (the connection had
+        #: closed): read_response() reports each with ConnectionClosed
+        self._unsent = 0
+        #: the request whose body follows (BodyFollowing), until it is answered
+        self._writing: _Request | None = None
+        #: a request's sender is opening the connection
+        self._connecting = False
+        #: a pipe a reader waits on while a sender connects: (read end, write end)
+        self._signal: tuple[int, int] | None = None
+        #: why the connect a reader waited for failed (for that reader)
+        self._connect_failure: ConnectionClosed | None = None
 
     # -- connection management ----------------------------------------------------------
 
@@ -307,11 +322,54 @@ class HTTPConnection:
         a file descriptor, so not even the resolver blocks the loop. It ignores
         `timeout`: the driver decides how long to wait.
         """
-        self.disconnect()
-        tr = yield from co_open(self.hostname, self.port, self.ssl_context, self.proxy,
-                                self._proxy_fields)
-        self._tr = tr
-        self._buf = RecvBuffer(_package.BUFFER_SIZE)
+        self._forget()
+        self._closed_locally = False
+        yield from self._co_open()
+
+    def _co_open(self, req: _Request | None = None) -> Co[None]:
+        """Open the transport, keeping the request queue. *req*, if given, is the queued
+        request whose sender connects: if connecting fails it leaves the queue unsent, and
+        a reader that waits for its response learns why."""
+        self._connecting = True
+        try:
+            tr = yield from co_open(self.hostname, self.port, self.ssl_context, self.proxy,
+                                    self._proxy_fields)
+        except BaseException as exc:
+            if req is not None:
+                with contextlib.suppress(ValueError):
+                    self._pending.remove(req)
+                if self._signal is not None:
+                    err = ConnectionClosed(f"No response to {req.method} {req.path}: the "
+                                           f"connection could not be opened ({exc!r})")
+                    err.request_sent = False
+                    self._connect_failure = err
+            raise
+        else:
+            self._buf = RecvBuffer(_package.BUFFER_SIZE)
+            self._tr = tr
+        finally:
+            self._connecting = False
+            signal = self._signal
+            if signal is not None:
+                with contextlib.suppress(OSError):  # the reader is gone
+                    os.write(signal[1], b"!")
+
+    def _co_connected(self) -> Co[None]:
+        """Wait until the sender that is opening the connection is done (for a reader)."""
+        signal = self._signal
+        if signal is None:
+            signal = self._signal = os.pipe()
+        try:
+            while self._connecting:
+                yield PollNeeded(signal[0], POLLIN)
+        finally:
+            self._signal = None
+            for fd in signal:
+                os.close(fd)
+        failure = self._connect_failure
+        if failure is not None:
+            self._connect_failure = None
+            raise failure
 
     def connect(self) -> None:
         """Open the connection now (it is otherwise opened by the first request).
@@ -339,8 +397,15 @@ class HTTPConnection:
         """Close the connection and forget all pending requests and responses.
 
         Never raises, even for a broken connection. The object stays usable:
-        the next request connects anew.
+        the next request connects anew. Until then, reading a response or a
+        body, or writing one, raises `ConnectionClosed` ("closed locally"), as
+        in dugong 3.x.
         """
+        self._forget()
+        self._closed_locally = True
+
+    def _forget(self) -> None:
+        """Close the transport and return to the state of a new connection."""
         tr = self._tr
         if tr is not None:
             self._tr = None
@@ -356,6 +421,8 @@ class HTTPConnection:
         self._closed_reason = None
         self._broken = None
         self._stale = False
+        self._unsent = 0
+        self._writing = None
 
     def reset(self) -> None:
         """Close the connection and forget its state, like `disconnect`.
@@ -379,6 +446,17 @@ class HTTPConnection:
         return bool(self._pending) or self._body is not None
 
     # -- a read-only view of the state, e.g. for pools ------------------------------------
+
+    @property
+    def _out_remaining(self) -> int | bool | None:
+        """Kept for dugong 3.x programs (S3QL reads it): None when no request body is
+        outstanding, else a true value (the bytes left when known). Use `is_idle`."""
+        state = self._send
+        if state is _Send.BODY:
+            return self._out_left
+        if state is _Send.WAIT100:
+            return self._out_left if self._out_left > 0 else True
+        return True if state is _Send.CHUNKED else None
 
     @property
     def is_connected(self) -> bool:
@@ -425,7 +503,8 @@ class HTTPConnection:
         if self._tr is None:
             self.connect()
         assert self._tr is not None
-        return self._tr.sock.getpeercert(binary_form)  # type: ignore[attr-defined]
+        getpeercert = getattr(self._tr.sock, "getpeercert", None)  # None: not an SSLSocket
+        return None if getpeercert is None else getpeercert(binary_form)
 
     def get_ssl_cipher(self) -> tuple[str, str, int] | None:
         """The TLS cipher in use: ``(name, protocol, secret bits)``.
@@ -439,7 +518,8 @@ class HTTPConnection:
         if self._tr is None:
             self.connect()
         assert self._tr is not None
-        return self._tr.sock.cipher()  # type: ignore[attr-defined, no-any-return]
+        cipher = getattr(self._tr.sock, "cipher", None)  # None: not an SSLSocket
+        return None if cipher is None else cipher()
 
     # -- failure bookkeeping ------------------------------------------------------------
 
@@ -528,14 +608,23 @@ class HTTPConnection:
             req, out, total = self._request_parts(method, path, headers, body, expect100)
             follows = isinstance(body, BodyFollowing)
         if self._send is not _Send.IDLE:
-            if self._broken is not None or self._closed_reason is not None:
+            if self._broken is not None:
                 raise self._unusable()
-            raise StateError(f"Cannot send a request now: {self._send}")
+            if self._send is not _Send.CLOSED:
+                raise StateError(f"Cannot send a request now: {self._send}")
+            # The connection has closed (the server closed it, or it broke while a body was
+            # sent): as in dugong 3.x, this does not raise; nothing is sent, and
+            # read_response() reports it.
+            self._pending.append(req)
+            self._unsent += 1
+            if follows:  # write() then raises ConnectionClosed, not StateError
+                self._writing = req
+            return None
         if self._stale:
             if self._pending or self._body is not None:
                 raise StateError("The server answered before the request body was sent; "
                                  "read its response before sending another request")
-            self.disconnect()  # the server may still wait for the old body
+            self._forget()  # the server may still wait for the old body
         tr = self._tr
         buf = self._buf
         if tr is not None and not self._pending and self._body is None and (
@@ -544,11 +633,12 @@ class HTTPConnection:
             # the last response: nothing of this request was sent, so a new connection is safe.
             debug("%s port %d: idle connection dropped by the server, reconnecting",
                   self.hostname, self.port)
-            self.disconnect()
+            self._forget()
             tr = None
+        self._pending.append(req)  # pending from now on, connecting included
         if tr is None:
+            self._closed_locally = False
             return self._co_send_request_rest(req, follows, out, None)
-        self._pending.append(req)
         n = self._send_now(tr, out)
         if n != total:
             return self._co_send_request_rest(req, follows, out, n)
@@ -605,15 +695,14 @@ class HTTPConnection:
         """Finish `send_request`: *first* is what sending *out* returned, or None if
         nothing was tried yet (then connect if needed, and queue *req*)."""
         if first is None:
-            if self._tr is None:
-                yield from self.co_connect()
-            self._pending.append(req)
+            yield from self._co_open(req)
         yield from self._co_send_rest(out, first, "send_request()")
         if follows:
             self._request_sent(req)
 
     def _request_sent(self, req: _Request) -> None:
         """The head of a request with `BodyFollowing` is sent: await its body."""
+        self._writing = req
         length = req.body_length
         if req.expect100:
             self._send = _Send.WAIT100
@@ -688,12 +777,17 @@ class HTTPConnection:
                 Nothing was sent.
             StateError: the previous request's body is unfinished, or the
                 connection must be `reset` first.
-            ConnectionClosed: the connection is closed: the server closed it,
-                or announced ``Connection: close`` in an earlier response. If
-                it breaks while this request is being sent, the request
-                counts as sent: `read_response` can still fetch an answer the
-                server sent before closing.
+            ConnectionClosed: the connection broke while this request was
+                being sent. The request then counts as sent: `read_response`
+                can still fetch an answer the server sent before closing.
             ConnectionTimedOut: no progress for `timeout` seconds.
+
+        On a connection that the server has closed (it announced
+        ``Connection: close``, or a body read until the close has ended),
+        nothing is sent and nothing is raised, as in dugong 3.x: the next
+        `read_response` raises `ConnectionClosed` saying that the request was
+        not sent (``request_sent`` False). `reset` lets the next request
+        connect anew.
 
         Opening the connection may also raise what `connect` raises.
         """
@@ -727,10 +821,16 @@ class HTTPConnection:
         elif state is _Send.CHUNKED:
             out, total = b"0\r\n\r\n", 5  # the last chunk, for write(b"")
         elif state is _Send.IDLE:
+            if self._closed_locally:
+                raise ConnectionClosed("Connection closed locally (disconnect())")
             raise StateError("No request body is expected: send a request with "
                              "body=BodyFollowing(...) first")
         elif state is _Send.WAIT100:
             raise StateError("Waiting for 100 Continue: call read_response() first")
+        elif self._broken is None and self._writing is None:
+            # Misuse first: with no body expected, whether the connection closed is moot.
+            raise StateError("No request body is expected: send a request with "
+                             "body=BodyFollowing(...) first")
         else:
             raise self._unusable()
         tr = self._tr
@@ -757,8 +857,10 @@ class HTTPConnection:
             self._out_left -= size
             if not self._out_left:
                 self._send = _Send.IDLE
+                self._writing = None
         elif not size:
             self._send = _Send.IDLE
+            self._writing = None
 
     def write(self, buf: _Buffer) -> None:
         """Send part of the request body announced with `BodyFollowing`.
@@ -773,11 +875,12 @@ class HTTPConnection:
         Raises:
             ExcessBodyData: *buf* is longer than what is left of the
                 announced length. Nothing was sent.
-            StateError: no body is expected, or the ``100 Continue`` awaited
-                by an ``expect100`` request has not been read yet.
+            StateError: no body is expected (even if the connection has
+                closed meanwhile), or the ``100 Continue`` awaited by an
+                ``expect100`` request has not been read yet.
             ConnectionClosed: the connection broke. The request then counts
                 as sent, so `read_response` may still fetch an answer the
-                server sent before it closed.
+                server sent before it closed. Also after `disconnect`.
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
         rest = self._write_now(buf)
@@ -787,16 +890,33 @@ class HTTPConnection:
     # -- responses ----------------------------------------------------------------------
 
     def _check_read_response(self) -> None:
+        """Raise what `read_response` raises when no response may be read now."""
         if self._broken is not None:
             raise self._unusable()
         if self._body is not None:
             raise StateError("The previous response body has not been read completely")
-        if not self._pending:
+        pending = self._pending
+        if not pending:
+            if self._closed_locally:
+                raise ConnectionClosed("Connection closed locally (disconnect()): send a "
+                                       "request first")
             raise StateError("No response is pending: send a request first")
+        if len(pending) <= self._unsent:
+            req = pending.popleft()
+            self._unsent -= 1
+            if req is self._writing:
+                self._writing = None
+            exc = ConnectionClosed(f"{req.method} {req.path} was not sent: "
+                                   f"{self._closed_reason or 'the connection broke'}")
+            exc.request_sent = False
+            raise exc
         if self._closed_reason is not None:
-            req = self._pending.popleft()
+            req = pending.popleft()
             raise ConnectionClosed(f"No response to {req.method} {req.path}: "
                                    f"{self._closed_reason}")
+        if len(pending) == 1 and (self._send is _Send.BODY or self._send is _Send.CHUNKED):
+            raise StateError("The request body has not been sent completely: write() the "
+                             "rest before reading the response")
 
     def _awaiting_100(self, req: _Request) -> bool:
         """True if *req* is the only request out and waits for ``100 Continue``."""
@@ -809,9 +929,8 @@ class HTTPConnection:
         Interim 1xx heads are consumed on the way, except an awaited ``100``.
         This is all of `read_response` that does not wait.
         """
-        if self._body is not None or not self._pending or self._closed_reason is not None \
-                or self._broken is not None:
-            self._check_read_response()
+        if self._body is not None or not self._pending or self._send is not _Send.IDLE:
+            self._check_read_response()  # (a closed or broken connection is never IDLE)
         buf = self._buf
         if buf is None or buf.end == buf.start:
             return None  # nothing to parse yet
@@ -891,11 +1010,14 @@ class HTTPConnection:
         response: receive what the socket holds and parse it (None: nothing came)."""
         while True:
             buf = self._buf
+            if buf is None and self._connecting:
+                return None
+            started = buf is not None and buf.end > buf.start
             try:
-                n = self._fill_now("before sending a complete response head"
-                                   if buf is not None and buf.end > buf.start else
-                                   "before sending a response")
+                n = self._fill_now("before sending a complete response head" if started
+                                   else "before sending a response")
             except ConnectionClosed as exc:
+                exc.response_started = started
                 self._pending.popleft()
                 self._lost(exc)
                 raise
@@ -916,6 +1038,12 @@ class HTTPConnection:
             while True:
                 tr = self._tr
                 buf = self._buf
+                if tr is None and self._connecting:  # its sender is still connecting
+                    yield from self._co_connected()
+                    resp = self._response_now()
+                    if resp is not None:
+                        return resp
+                    continue
                 assert tr is not None
                 assert buf is not None
                 if deadline is None or buf.end != buf.start:
@@ -948,6 +1076,8 @@ class HTTPConnection:
             kind, length, will_close = BodyKind.NONE, 0, True
         resp = HTTPResponse(req.method, req.path, status, head[2], head[3], length)
         self._body_done = False
+        if req is self._writing:  # answered: its body is no longer expected
+            self._writing = None
         # The body is set up before the request leaves the queue, so that a thread sending
         # meanwhile never sees the connection idle while this response is being read.
         if kind is BodyKind.LENGTH and length:
@@ -991,22 +1121,28 @@ class HTTPConnection:
             ``length`` how many body bytes follow (None: unknown).
 
         Raises:
-            StateError: no response is pending, or the previous body has not
-                been read completely.
-            ConnectionClosed: the connection ended before the response did, or
-                an earlier response announced ``Connection: close`` (pipelined
-                requests are never sent again silently).
+            StateError: no response is pending, the previous body has not
+                been read completely, or the body of the request this would
+                answer has not been written completely (it is raised at once:
+                the server cannot answer yet).
+            ConnectionClosed: the connection ended before the response did; an
+                earlier response announced ``Connection: close`` (pipelined
+                requests are never sent again silently); the request was not
+                sent because the connection had closed (``request_sent`` is
+                False); or `disconnect` was called ("closed locally").
             InvalidResponse: the response is not valid HTTP/1.x, or exceeds
                 `MAX_LINE_SIZE`, `MAX_HEADER_SIZE`, `MAX_HEADER_FIELDS` or
                 `MAX_INTERIM_SIZE`.
-            UnsupportedResponse: the status line gives an HTTP version other
-                than 1.x.
+            UnsupportedResponse: the status line is shaped like HTTP's but
+                gives another version or protocol (``HTTP/2 200``,
+                ``ICY 200 OK``).
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
         resp = self._buffered_response()
         if resp is not None:
             return resp
-        if self.expect100_timeout is not None:  # the wait may have a deadline
+        if self.expect100_timeout is not None or self._connecting:
+            # the wait may have a deadline, or begins with another thread's connect
             return eval_coroutine(self.co_read_response(), self.timeout)
         tr = self._tr
         if tr is not None and tr.drained:  # the socket was empty: wait before receiving
@@ -1107,19 +1243,22 @@ class HTTPConnection:
         if will_close:
             self._closed("Server announced that it closes the connection")
         elif self._stale and not self._pending:
-            self.disconnect()
+            self._forget()
             self._body_done = True
 
     def _no_body(self) -> int:
         """What a body read gets when no body is in progress: 0 after a body, else raise."""
         if self._broken is not None:
             raise self._unusable()
+        if self._closed_locally:
+            raise ConnectionClosed("Connection closed locally (disconnect())")
         if self._body_done or not self._pending:
             return 0
         raise StateError("No response body to read: call read_response() first")
 
     def _body_failed(self, exc: BaseException, body: HTTPResponse) -> None:
         if isinstance(exc, ConnectionClosed):
+            exc.response_started = True
             self._lost(exc)
         elif isinstance(exc, GeneratorExit):
             self._break("an interrupted body read")
@@ -1213,7 +1352,7 @@ class HTTPConnection:
 
         Raises:
             ConnectionClosed: the connection ended before the body did (never
-                returned as short data).
+                returned as short data), or `disconnect` was called.
             InvalidResponse: the body's framing is invalid, e.g. a malformed
                 chunk size.
             UnsupportedResponse: the body's end cannot be known: a transfer
@@ -1340,7 +1479,7 @@ class HTTPConnection:
 
         Raises:
             ConnectionClosed: the connection ended before the body did (never
-                returned as short data).
+                returned as short data), or `disconnect` was called.
             InvalidResponse: the body's framing is invalid, e.g. a malformed
                 chunk size.
             UnsupportedResponse: the body's end cannot be known: a transfer
@@ -1405,7 +1544,7 @@ class HTTPConnection:
 
         Raises:
             ConnectionClosed: the connection ended before the body did (never
-                returned as short data).
+                returned as short data), or `disconnect` was called.
             InvalidResponse: the body's framing is invalid, e.g. a malformed
                 chunk size.
             UnsupportedResponse: the body's end cannot be known: a transfer
@@ -1451,7 +1590,7 @@ class HTTPConnection:
 
         Raises:
             ConnectionClosed: the connection ended before the body did (never
-                returned as short data).
+                returned as short data), or `disconnect` was called.
             InvalidResponse: the body's framing is invalid, e.g. a malformed
                 chunk size.
             UnsupportedResponse: the body's end cannot be known: a transfer

@@ -32,7 +32,20 @@ class DugongError(Exception):
 
 
 class ConnectionClosed(DugongError):
-    """The connection was closed while it was still needed."""
+    """The connection was closed while it was still needed.
+
+    Attributes:
+        request_sent (bool): False when the request this reports never went
+            out (it was sent on a connection the server had already closed),
+            so sending it again cannot repeat anything.
+        response_started (bool): True when part of the response to that
+            request had arrived before the close.
+    """
+
+    #: False when the request never went out
+    request_sent: bool = True
+    #: True when part of the response had arrived
+    response_started: bool = False
 
 
 class ConnectionTimedOut(DugongError):

@@ -7,8 +7,10 @@ Parsing follows the grammar of RFC 9112 strictly. What a response may contain,
 and what is refused with `InvalidResponse` (or `UnsupportedResponse`):
 
 * Status line: ``HTTP/1.<digit> <100-599>``, then optionally a space and a
-  reason phrase of tab, space, visible ASCII and obs-text. Another major
-  version is `UnsupportedResponse`; anything else is `InvalidResponse`.
+  reason phrase of tab, space, visible ASCII and obs-text. A line of the same
+  shape with another major version (``HTTP/2 200``) or another protocol
+  (``ICY 200 OK``) is `UnsupportedResponse`; anything else is
+  `InvalidResponse`.
 * Line ends: CRLF only. A bare LF anywhere in a head or trailer section
   (including the empty line that ends it) and a lone CR or NUL in a field are
   refused; none of them ever starts a new field.
@@ -86,8 +88,11 @@ _STATUS_RE = re.compile(
     r"HTTP/([0-9])\.([0-9]) ([1-5][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?")
 _CHUNK_SIZE_RE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[^\x00\r\n]*)?")
 _DIGITS_RE = re.compile(r"[0-9]{1,18}")
-# The start of a status line of another major version (e.g. "HTTP/2 200").
-_OTHER_VERSION_RE = re.compile(r"HTTP/[02-9](?:\.[0-9])? [0-9]{3}(?: |$)")
+# The start of a status line shaped like HTTP's but of another major version
+# ("HTTP/2 200") or another protocol ("ICY 200 OK", "RTSP/1.0 200 OK").
+_OTHER_VERSION_RE = re.compile(
+    r"(?:HTTP/[02-9](?:\.[0-9])?|(?!HTTP/)[A-Z][A-Z0-9+.-]*(?:/[0-9]+(?:\.[0-9]+)?)?)"
+    r" [0-9]{3}(?: |$)")
 # Characters that may not appear in a request target (controls, space, DEL).
 _BAD_TARGET_RE = re.compile("[\x00-\x20\x7f]")
 
@@ -271,7 +276,7 @@ def parse_head(head: str, max_line: int | None = None, max_size: int | None = No
     m = _STATUS_RE.fullmatch(status_line)
     if m is None:
         if _OTHER_VERSION_RE.match(status_line):
-            raise UnsupportedResponse(f"Unsupported HTTP version in status line "
+            raise UnsupportedResponse(f"Unsupported protocol or HTTP version in status line "
                                       f"{status_line[:200]!r}")
         raise InvalidResponse(f"Invalid status line: {status_line[:200]!r}")
     major, minor, status, reason = m.groups()

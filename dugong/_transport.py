@@ -198,6 +198,10 @@ class PlainTransport:
             self.sock.close()
 
 
+def _nothing_pending() -> int:
+    return 0
+
+
 class TLSTransport(PlainTransport):
     """A TLS socket (`ssl.SSLSocket`, non-blocking, handshake done).
 
@@ -227,12 +231,14 @@ class TLSTransport(PlainTransport):
         import ssl
 
         # Whoever wrapped the socket: an EOF without close_notify must raise (see above).
-        sock.suppress_ragged_eofs = False
-        self._want_read = ssl.SSLWantReadError
+        with contextlib.suppress(AttributeError):  # a wrapper that is no ssl.SSLSocket
+            sock.suppress_ragged_eofs = False
+        # A wrapper that is no ssl.SSLSocket may also say "would block" the plain way.
+        self._want_read = (ssl.SSLWantReadError, BlockingIOError)
         self._want_write = ssl.SSLWantWriteError
         self._zero_return = ssl.SSLZeroReturnError
         self._ragged_eof = ssl.SSLEOFError
-        self._pending = sock.pending
+        self._pending = getattr(sock, "pending", _nothing_pending)
 
     @staticmethod
     def _truncated(exc: OSError) -> ConnectionClosed:

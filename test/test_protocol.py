@@ -118,7 +118,11 @@ INVALID_HEADS = {
     "status with sign": (b"HTTP/1.1 +20 OK\r\n\r\n", InvalidResponse, "status line"),
     "lower-case name": (b"http/1.1 200 OK\r\n\r\n", InvalidResponse, "status line"),
     "no version": (b"200 OK\r\n\r\n", InvalidResponse, "status line"),
-    "other protocol": (b"ICY 200 OK\r\n\r\n", InvalidResponse, "status line"),
+    # another protocol shaped like HTTP: unsupported, as in dugong 3.x
+    "other protocol": (b"ICY 200 OK\r\n\r\n", UnsupportedResponse, "protocol"),
+    "RTSP": (b"RTSP/1.0 200 OK\r\n\r\n", UnsupportedResponse, "protocol"),
+    "other protocol, bad status": (b"ICY 2000 OK\r\n\r\n", InvalidResponse, "status line"),
+    "HTTP/1.10": (b"HTTP/1.10 200 OK\r\n\r\n", InvalidResponse, "status line"),
     "leading empty line": (b"\r\nHTTP/1.1 200 OK\r\n\r\n", InvalidResponse, "status line"),
     "leading space": (b" HTTP/1.1 200 OK\r\n\r\n", InvalidResponse, "status line"),
     "NUL in reason": (b"HTTP/1.1 200 O\x00K\r\n\r\n", InvalidResponse, "status line"),
