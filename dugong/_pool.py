@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -32,6 +33,7 @@ _FREE_RETRIES: Final = 8
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _HOST_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=%")
 _IPV6_CHARS: Final = frozenset("0123456789abcdef:.")
+_BAD_URL_CHAR: Final = re.compile("[\x00-\x20\x7f]")
 
 
 class PoolResponse(HTTPResponse):
@@ -72,9 +74,8 @@ def _split_url(url: str) -> _Target:
     scheme = scheme.lower()
     if not sep or scheme not in _DEFAULT_PORTS:
         raise ValueError(f"not an absolute http:// or https:// URL: {url!r}")
-    for ch in url:
-        if ch <= " " or ch == "\x7f":
-            raise ValueError(f"URL contains a space or control character: {url!r}")
+    if _BAD_URL_CHAR.search(url):
+        raise ValueError(f"URL contains a space or control character: {url!r}")
     end = len(rest)
     for ch in "/?#":
         i = rest.find(ch)
@@ -189,6 +190,26 @@ class _Wake:
             os.close(wfd)
 
 
+class _Caller:
+    """One ``co_`` call's pipe: made on its first wait, kept for the rest of the call
+    (so that a driver keeps its registration from one wait to the next), closed at
+    its end (under the pool's lock, once nothing refers to it any more)."""
+
+    __slots__ = ("wake",)
+
+    def __init__(self) -> None:
+        self.wake: _Wake | None = None
+
+    def get(self) -> _Wake:
+        """Under the lock: the pipe for a new wait, with old wake-ups drained."""
+        wake = self.wake
+        if wake is None:
+            wake = self.wake = _Wake(None)
+        else:
+            wake.clear()
+        return wake
+
+
 class _Host:
     """What the pool keeps for one origin (scheme, host, port)."""
 
@@ -300,11 +321,9 @@ class _Req(NamedTuple):
 
 def _lost_or_raise(exc: BaseException, in_body: bool) -> BaseException:
     """*exc* raised while a response was read: a `_Lost` if the request may go out again."""
-    if not isinstance(exc, ConnectionClosed):
+    if not isinstance(exc, ConnectionClosed) or exc.response_started or in_body:
         return exc
-    if getattr(exc, "response_started", in_body):
-        return exc
-    return _Lost(exc, sent=getattr(exc, "request_sent", True))
+    return _Lost(exc, sent=exc.request_sent)
 
 
 def _make_response(resp: HTTPResponse, body: bytes, url: str) -> PoolResponse:
@@ -537,22 +556,28 @@ class ConnectionPool:
         req = self._request_args(method, url, headers, body)
         retries = self.retries
         free = _FREE_RETRIES
-        while True:
-            ent = yield from self._co_acquire(req.split, req.shared)
-            try:
-                if req.shared:
-                    return (yield from self._co_exchange_shared(ent, req))
-                return (yield from self._co_exchange_alone(ent, req))
-            except _Lost as lost:
-                if lost.free or not lost.sent:
-                    if free:
-                        free -= 1
+        caller = _Caller()
+        try:
+            while True:
+                ent = yield from self._co_acquire(req.split, req.shared, caller)
+                try:
+                    if req.shared:
+                        return (yield from self._co_exchange_shared(ent, req, caller))
+                    return (yield from self._co_exchange_alone(ent, req))
+                except _Lost as lost:
+                    if lost.free or not lost.sent:
+                        if free:
+                            free -= 1
+                            continue
+                    elif req.repeatable and retries:
+                        retries -= 1
                         continue
-                elif req.repeatable and retries:
-                    retries -= 1
-                    continue
-                error = lost.exc
-            raise error
+                    error = lost.exc
+                raise error
+        finally:
+            if caller.wake is not None:
+                with self._lock:
+                    caller.wake.close()
 
     # -- one request on a connection of its own
 
@@ -665,7 +690,8 @@ class ConnectionPool:
         self._shared_done(ent, t)
         return _make_response(resp, data, req.url)
 
-    def _co_exchange_shared(self, ent: _Entry, req: _Req) -> Co[PoolResponse]:
+    def _co_exchange_shared(self, ent: _Entry, req: _Req,
+                            caller: _Caller) -> Co[PoolResponse]:
         conn = ent.conn
         t = _Ticket()
         lock = self._lock
@@ -673,7 +699,7 @@ class ConnectionPool:
         try:
             with lock:
                 if not self._send_turn(ent, t):
-                    t.wake = _Wake(None)
+                    t.wake = caller.get()
             if t.wake is not None:
                 yield from self._co_wait(t.wake, lambda: ent.sender is t)
             with lock:
@@ -691,11 +717,7 @@ class ConnectionPool:
                 stage = _WAIT_READ
                 wake = None
                 if not self._read_turn(ent, t):
-                    wake = t.wake
-                    if wake is None:
-                        wake = t.wake = _Wake(None)
-                    else:
-                        wake.clear()
+                    wake = t.wake = caller.get()
             if wake is not None:
                 yield from self._co_wait(wake, lambda: self._read_turn(ent, t))
             with lock:
@@ -774,9 +796,7 @@ class ConnectionPool:
             orphans += 1
         readq.popleft()
         ent.orphans -= orphans
-        if t.wake is not None:
-            t.wake.close()
-            t.wake = None
+        t.wake = None
         if ent.cut is not None and t.seq >= ent.cut:
             self._wake_reader(ent)
             raise _Lost(ConnectionClosed(
@@ -841,9 +861,7 @@ class ConnectionPool:
             elif stage != _DETACHED:  # reading: where the byte stream stands is unknown
                 ent.reading = False
                 self._cut(ent, t.seq if stage == _DISCARDING else t.seq + 1, False)
-            if t.wake is not None:
-                t.wake.close()
-                t.wake = None
+            t.wake = None
             self._wake_reader(ent)
             self._release_locked(ent)
             closing = self._take_closing()
@@ -897,8 +915,9 @@ class ConnectionPool:
         return ctx
 
     def _start_wait(self, split: _Target, shared: bool,
-                    lock: threading.Lock | None) -> tuple[_Entry | None, _Waiter | None]:
-        """Under the lock: a connection for a request, or a queued waiter."""
+                    caller: _Caller | None) -> tuple[_Entry | None, _Waiter | None]:
+        """Under the lock: a connection for a request, or a queued waiter (woken through
+        *caller*'s pipe, or a condition if None)."""
         if self._closed:
             raise StateError("The connection pool is closed")
         host = self._host(split)
@@ -907,7 +926,7 @@ class ConnectionPool:
         ent = None if host.waiting else self._grant(host, shared)
         if ent is not None:
             return ent, None
-        waiter = _Waiter(host, shared, _Wake(lock))
+        waiter = _Waiter(host, shared, _Wake(self._lock) if caller is None else caller.get())
         self._waiters.append(waiter)
         host.waiting += 1
         return None, waiter
@@ -915,7 +934,6 @@ class ConnectionPool:
     def _end_wait(self, waiter: _Waiter, keep: bool) -> _Entry | None:
         """Under the lock: the wait of *waiter* is over; its connection if *keep*, else
         the connection it was granted (if any) goes back."""
-        waiter.wake.close()
         if waiter.queued:
             waiter.queued = False
             self._waiters.remove(waiter)
@@ -935,7 +953,7 @@ class ConnectionPool:
         """A connection for one request (blocking, at most `timeout` seconds)."""
         lock = self._lock
         with lock:
-            ent, waiter = self._start_wait(split, shared, lock)
+            ent, waiter = self._start_wait(split, shared, None)
             if waiter is not None:
                 keep = False
                 try:
@@ -961,10 +979,10 @@ class ConnectionPool:
         assert ent is not None
         return ent
 
-    def _co_acquire(self, split: _Target, shared: bool) -> Co[_Entry]:
-        """Generator twin of `_acquire`: waits on a descriptor of its own."""
+    def _co_acquire(self, split: _Target, shared: bool, caller: _Caller) -> Co[_Entry]:
+        """Generator twin of `_acquire`: waits on *caller*'s pipe."""
         with self._lock:
-            ent, waiter = self._start_wait(split, shared, None)
+            ent, waiter = self._start_wait(split, shared, caller)
             closing = self._take_closing()
         _close_all(closing)
         if waiter is None:
@@ -1131,6 +1149,10 @@ class ConnectionPool:
             url: an absolute ``http://`` or ``https://`` URL; only its origin
                 (scheme, host, port) counts.
 
+        Returns:
+            A context manager whose ``with`` statement gives the
+            `HTTPConnection`.
+
         Raises:
             ValueError: *url* is not an absolute ``http``/``https`` URL.
             StateError: the pool is closed.
@@ -1152,7 +1174,13 @@ class ConnectionPool:
         which must be handed back with `release`. It ignores `timeout`: the
         driver decides how long to wait.
         """
-        ent = yield from self._co_acquire(self._origin_of(url), False)
+        caller = _Caller()
+        try:
+            ent = yield from self._co_acquire(self._origin_of(url), False, caller)
+        finally:
+            if caller.wake is not None:
+                with self._lock:
+                    caller.wake.close()
         return self._lend(ent)
 
     def release(self, conn: HTTPConnection) -> None:

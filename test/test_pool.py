@@ -853,8 +853,6 @@ def test_no_retry_once_the_body_started(scripted_server: Callable[..., ScriptedS
 
 
 def test_no_retry_once_the_head_started(scripted_server: Callable[..., ScriptedServer]) -> None:
-    if not hasattr(ConnectionClosed("x"), "response_started"):
-        pytest.skip("ConnectionClosed does not say yet whether the response had started")
     srv = scripted_server([[Step.read_request(), Step.send(b"HTTP/1.1 200 OK\r\nCont"),
                             Step.close()],
                            [Step.read_request(), Step.send(OK)]])
@@ -1003,12 +1001,11 @@ def test_proxy_with_credentials_plain(server: PoolServer, make_proxy: Any) -> No
     proxy = make_proxy({"origin.test:80": ("127.0.0.1", server.port)})
     url = f"http://us%40er:p%3Ass@127.0.0.1:{proxy.address[1]}"
     with ConnectionPool(proxy=url) as pool:
-        assert pool.request("GET", "http://origin.test/a?b").body.endswith(b"/a?b")
-        assert pool.request("GET", "http://origin.test/c").body.endswith(b"/c")
+        assert pool.request("GET", "http://origin.test/a?b").body == b"GET http://origin.test/a?b"
+        assert pool.request("GET", "http://origin.test/c").body == b"GET http://origin.test/c"
     (first, second) = proxy.requests(0)
     assert first.header("Proxy-Authorization") == basic("us@er:p:ss")
     assert second.header("Proxy-Authorization") == basic("us@er:p:ss")
-    assert first.target.startswith("http://origin.test") and first.path == "/a"
 
 
 def test_proxy_with_credentials_tls(pool_server: Callable[..., PoolServer], make_proxy: Any,
@@ -1037,11 +1034,11 @@ def test_trust_env(server: PoolServer, make_proxy: Any, monkeypatch: pytest.Monk
     monkeypatch.setenv("HTTP_PROXY", f"http://a:b@127.0.0.1:{proxy.address[1]}")
     monkeypatch.setenv("no_proxy", "localhost, .example.org,127.0.0.1")
     with ConnectionPool(trust_env=True) as pool:
-        assert pool.request("GET", "http://origin.test/env").body.endswith(b"/env")
+        assert pool.request("GET", "http://origin.test/env").body == \
+            b"GET http://origin.test/env"
         assert pool.request("GET", server.url + "/direct").body == b"GET /direct"
     assert proxy.requests(0)[0].header("Proxy-Authorization") == basic("a:b")
-    assert [r.path for r in server.all_requests()] == ["/env", "/direct"]
-    assert server.all_requests()[0].target.startswith("http://origin.test")
+    assert [r.target for r in server.all_requests()] == ["http://origin.test/env", "/direct"]
     with ConnectionPool() as pool:  # trust_env=False: the environment is ignored
         assert pool._proxies == {}
     monkeypatch.setenv("https_proxy", "https://no.such:1")
