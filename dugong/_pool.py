@@ -3,7 +3,6 @@ with pipelining and the retries that are safe."""
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import threading
@@ -13,7 +12,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from types import TracebackType
 from typing import Any, Final, NamedTuple
-from urllib.parse import quote, unquote
 
 from ._connection import HTTPConnection, HTTPResponse
 from ._exceptions import ConnectionClosed, ConnectionTimedOut, StateError
@@ -90,6 +88,8 @@ def _split_url(url: str) -> _Target:
     if not target or target[0] == "?":
         target = "/" + target
     if not target.isascii():
+        from urllib.parse import quote
+
         target = quote(target, safe="".join(map(chr, range(0x21, 0x7f))))
     return _Target(scheme, host, port, target)
 
@@ -136,6 +136,9 @@ def _parse_proxy(url: str, what: str) -> tuple[tuple[str, int], dict[str, str] |
     host, port = _split_authority(hostport, 80, url)
     fields = None
     if at:
+        import base64
+        from urllib.parse import unquote
+
         user, colon, password = userinfo.partition(":")
         credentials = f"{unquote(user)}:{unquote(password) if colon else ''}"
         token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")

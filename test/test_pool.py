@@ -85,6 +85,7 @@ class PoolServer:
             connection in turn (1 after its end).
         hold: before each answer after the first on a connection, wait for
             this event.
+        gate: before any answer, wait for this event.
         ssl_context: speak TLS.
 
     ``log[i]`` lists what happened on connection *i* in order: ``"> GET /a"``
@@ -96,11 +97,13 @@ class PoolServer:
 
     def __init__(self, *, keepalive_requests: int | None = None, close_after: int | None = None,
                  batch: int | list[int] = 1, hold: threading.Event | None = None,
+                 gate: threading.Event | None = None,
                  ssl_context: ssl.SSLContext | None = None, host: str = HOST) -> None:
         self.keepalive_requests = keepalive_requests
         self.close_after = close_after
         self.batch = batch
         self.hold = hold
+        self.gate = gate
         self.ssl_context = ssl_context
         self.log: list[list[str]] = []
         self.requests: list[list[Request]] = []
@@ -199,6 +202,8 @@ class PoolServer:
             if served and batch > 1:
                 self.batched.set()
                 batch = 1
+            if self.gate is not None and not self.gate.wait(WAIT):
+                raise AssertionError("the gate was never opened")
             while waiting:
                 if served and self.hold is not None and not self.hold.wait(WAIT):
                     raise AssertionError("hold was never released")
@@ -437,7 +442,9 @@ def test_limits_under_threads(pool_server: Callable[..., PoolServer]) -> None:
     assert len(one.all_requests()) + len(two.all_requests()) == 160
 
 
-def test_limit_of_one_origin_under_threads(server: PoolServer) -> None:
+def test_limit_of_one_origin_under_threads(pool_server: Callable[..., PoolServer]) -> None:
+    gate = threading.Event()
+    server = pool_server(gate=gate)
     with ConnectionPool(4, timeout=WAIT) as pool:
         got: list[bytes] = []
         threads = [threading.Thread(target=lambda n=n: got.extend(
@@ -445,6 +452,11 @@ def test_limit_of_one_origin_under_threads(server: PoolServer) -> None:
             for n in range(16)]
         for thread in threads:
             thread.start()
+        deadline = time.monotonic() + WAIT
+        while len(pool._waiters) < 12 and time.monotonic() < deadline:
+            time.sleep(0.001)  # our own threads queueing up
+        assert len(pool._waiters) == 12
+        gate.set()
         for thread in threads:
             thread.join(WAIT)
         assert len(got) == 160
