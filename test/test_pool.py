@@ -15,6 +15,7 @@ import os
 import select
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -86,6 +87,8 @@ class PoolServer:
         hold: before each answer after the first on a connection, wait for
             this event.
         gate: before any answer, wait for this event.
+        pause: on connection 0, read nothing after the first answer until this
+            event is set; then go on, or with *reset*, reset the connection.
         ssl_context: speak TLS.
 
     ``log[i]`` lists what happened on connection *i* in order: ``"> GET /a"``
@@ -98,12 +101,17 @@ class PoolServer:
     def __init__(self, *, keepalive_requests: int | None = None, close_after: int | None = None,
                  batch: int | list[int] = 1, hold: threading.Event | None = None,
                  gate: threading.Event | None = None,
+                 pause: threading.Event | None = None, reset: bool = False,
                  ssl_context: ssl.SSLContext | None = None, host: str = HOST) -> None:
         self.keepalive_requests = keepalive_requests
         self.close_after = close_after
         self.batch = batch
         self.hold = hold
         self.gate = gate
+        self.pause = pause if pause is not None else threading.Event()
+        if pause is None:
+            self.pause.set()
+        self.reset = reset
         self.ssl_context = ssl_context
         self.log: list[list[str]] = []
         self.requests: list[list[Request]] = []
@@ -173,7 +181,8 @@ class PoolServer:
 
     def _conversation(self, sock: socket.socket, index: int) -> None:
         sock.settimeout(0.05)
-        buf = b""
+        buf = bytearray()
+        searched = 0
         waiting: list[Request] = []
         served = 0
         batch = self.batch if isinstance(self.batch, int) else \
@@ -181,6 +190,12 @@ class PoolServer:
         deadline = time.monotonic() + STEP_TIMEOUT
         eof = False
         while not self._stop.is_set():
+            if served and index == 0 and not self.pause.is_set():
+                if not self.pause.wait(WAIT):
+                    raise AssertionError("the pause was never ended")
+                if self.reset:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
             if not eof:
                 try:
                     data = sock.recv(65536)
@@ -190,7 +205,7 @@ class PoolServer:
                     eof = True
                 elif data:
                     buf += data
-                    buf = self._take_requests(buf, index, waiting)
+                    searched = self._take_requests(buf, index, waiting, searched)
             if eof and not waiting:
                 return
             if not waiting:
@@ -210,9 +225,9 @@ class PoolServer:
                 req = waiting.pop(0)
                 served += 1
                 last = served in (self.keepalive_requests, self.close_after)
-                sock.sendall(self._answer(req, served == self.keepalive_requests))
-                with self._lock:
+                with self._lock:  # before it leaves: the client may look at once
                     self.log[index].append(f"< {req.method} {req.target}")
+                sock.sendall(self._answer(req, served == self.keepalive_requests))
                 if last:
                     sock.shutdown(socket.SHUT_WR)
                     self.shut[index].set()
@@ -232,17 +247,24 @@ class PoolServer:
             except (TimeoutError, ssl.SSLWantReadError):
                 continue
 
-    def _take_requests(self, buf: bytes, index: int, waiting: list[Request]) -> bytes:
+    def _take_requests(self, buf: bytearray, index: int, waiting: list[Request],
+                       searched: int) -> int:
+        """Move the complete requests at the start of *buf* to *waiting*; return how far
+        *buf* is known to hold no end of a head (*searched*: the same, before)."""
         while True:
-            end = buf.find(b"\r\n\r\n")
+            end = buf.find(b"\r\n\r\n", max(0, searched - 3))
             if end < 0:
-                return buf
-            req = parse_request_head(buf[:end + 4])
+                return len(buf)
+            head = bytes(buf[:end + 4])
+            if len(head) > 65536:  # keep what is recorded small
+                head = b"\r\n".join(line[:1000] for line in head.split(b"\r\n"))
+            req = parse_request_head(head)
             size = int(req.header("Content-Length", "0") or "0")
             if len(buf) < end + 4 + size:
-                return buf
-            req.body = buf[end + 4:end + 4 + size]
-            buf = buf[end + 4 + size:]
+                return end
+            req.body = bytes(buf[end + 4:end + 4 + size])
+            del buf[:end + 4 + size]
+            searched = 0
             waiting.append(req)
             with self._lock:
                 self.requests[index].append(req)
@@ -811,6 +833,97 @@ def test_threads_read_their_own_responses(pool_server: Callable[..., PoolServer]
         for thread in threads:
             thread.join(WAIT)
         assert errors == []
+
+
+def _when(check: Callable[[], bool], then: Callable[[], None]) -> threading.Thread:
+    """In a thread: wait until *check()* (our own pool's state), then call *then*."""
+    def run() -> None:
+        deadline = time.monotonic() + WAIT
+        while not check() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        then()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+#: a header value too big for the socket buffers: its request cannot go out at once
+HUGE = {"X-Big": "x" * (8 << 20)}
+
+
+@pytest.mark.parametrize("mode", ["threads", "generators"])
+def test_send_turns(pool_server: Callable[..., PoolServer], mode: str) -> None:
+    """A pipelined request whose head does not fit into the socket holds the connection's
+    send turn; the next one waits for it, then both answers come in order."""
+    pause = threading.Event()
+    server = pool_server(pause=pause)
+    with ConnectionPool(1, pipeline=2, timeout=WAIT) as pool:
+        pool.request("GET", server.url + "/first")
+        (ent,) = next(iter(pool._hosts.values())).entries
+        waiter = _when(lambda: bool(ent.send_waiters), pause.set)
+        if mode == "threads":
+            got: dict[str, bytes] = {}
+
+            def fetch(path: str, headers: dict[str, str] | None) -> None:
+                got[path] = pool.request("GET", server.url + path, headers).body
+
+            big = threading.Thread(target=fetch, args=("/big", HUGE))
+            big.start()
+            while ent.sender is None:
+                time.sleep(0.001)
+            small = threading.Thread(target=fetch, args=("/small", None))
+            small.start()
+            for thread in (big, small):
+                thread.join(WAIT)
+            assert got == {"/big": b"GET /big", "/small": b"GET /small"}
+        else:
+            results = eval_coroutines(pool.co_request("GET", server.url + "/big", HUGE),
+                                      pool.co_request("GET", server.url + "/small"),
+                                      timeout=WAIT)
+            assert [r.body for r in results] == [b"GET /big", b"GET /small"]
+        waiter.join(WAIT)
+    assert [r.target for r in server.requests[0]] == ["/first", "/big", "/small"]
+
+
+def test_send_fails_mid_pipeline(pool_server: Callable[..., PoolServer]) -> None:
+    """The server resets while a pipelined request is being sent: that one goes out again
+    (a retry), the one waiting to send goes out without costing one."""
+    pause = threading.Event()
+    server = pool_server(pause=pause, reset=True)
+    with ConnectionPool(1, pipeline=2, retries=1) as pool:
+        pool.request("GET", server.url + "/first")
+        (ent,) = next(iter(pool._hosts.values())).entries
+        waiter = _when(lambda: bool(ent.send_waiters), pause.set)
+        results = eval_coroutines(pool.co_request("GET", server.url + "/big", HUGE),
+                                  pool.co_request("GET", server.url + "/small"),
+                                  timeout=WAIT)
+        assert [r.body for r in results] == [b"GET /big", b"GET /small"]
+        waiter.join(WAIT)
+    assert server.connections == 2
+    assert sorted(r.target for r in server.requests[1]) == ["/big", "/small"]
+
+
+def test_bad_pipelined_request_leaves_the_connection_alone(server: PoolServer) -> None:
+    with ConnectionPool(1, pipeline=4) as pool:
+        pool.request("GET", server.url + "/a")
+        jobs = [pool.co_request("GET", server.url + "/b"),
+                pool.co_request("GET", server.url + "/c", {"Bad Name": "x"}),
+                pool.co_request("GET", server.url + "/d")]
+        results = eval_coroutines(*jobs, timeout=WAIT, return_exceptions=True)
+        assert [type(r) for r in results] == [PoolResponse, ValueError, PoolResponse]
+        assert pool.request("GET", server.url + "/e").body == b"GET /e"
+    assert server.connections == 1
+
+
+def test_timeout_inside_a_request(scripted_server: Callable[..., ScriptedServer]) -> None:
+    srv = scripted_server([[Step.read_request(), Step.stop_reading()],
+                           [Step.read_request(), Step.send(OK)]])
+    with ConnectionPool(timeout=0.2) as pool:
+        with pytest.raises(ConnectionTimedOut):
+            pool.request("GET", f"http://127.0.0.1:{srv.port}/stall")
+        assert pool._total == 0  # the stalled connection was closed, not kept
+        assert pool.request("GET", f"http://127.0.0.1:{srv.port}/next").body == b"ok"
 
 
 # ================================================================= retries
