@@ -399,13 +399,14 @@ class ConnectionPool:
         TypeError: an argument of the wrong type.
 
     The pool holds one lock for its bookkeeping, never during network I/O.
-    A caller that finds no connection free and no room for another one waits:
-    a thread on a condition, a ``co_`` generator by yielding `PollNeeded` for
-    a file descriptor of its own (closed when the wait ends, however it ends)
-    that the pool makes readable when it hands it a connection. A connection
-    counts against the limits from the moment it is granted; an idle
-    connection of another origin is closed to make room. Nothing grows with
-    the number of requests served.
+    A caller that finds no connection free and no room for another one waits,
+    first come, first served among the callers of its origin: a thread on a
+    condition, a ``co_`` generator by yielding `PollNeeded` for the reading end
+    of a pipe of its own, which the pool makes readable when it hands it a
+    connection (the pipe is made on the call's first wait and closed when the
+    call ends, however it ends). A connection counts against the limits from
+    the moment it is granted; an idle connection of another origin is closed
+    to make room. Nothing grows with the number of requests served.
 
     Used in a ``with`` block, the pool is closed when the block ends.
 
@@ -493,7 +494,9 @@ class ConnectionPool:
         or ``OPTIONS``) behind the requests in flight on a busy one; if none of
         that is possible, the call waits for a connection, at most `timeout`
         seconds. Afterwards the connection goes back to the pool, or is closed
-        if it cannot carry another request.
+        if it cannot carry another request. A pipelined request waits for the
+        answers ahead of it without a time limit of its own: each of those
+        is read under `timeout`.
 
         Args:
             method: the request method, e.g. ``'GET'``.
@@ -551,10 +554,9 @@ class ConnectionPool:
                    body: _Body | None = None) -> Co[PoolResponse]:
         """Generator twin of `request`: yields `PollNeeded` instead of blocking.
 
-        It waits for a free connection on a file descriptor of its own, and
-        for its turn on a pipelined connection likewise. It ignores `timeout`:
-        the driver decides how long to wait. The `PoolResponse` is its return
-        value.
+        It waits for a free connection, and for its turn on a pipelined
+        connection, on a pipe of its own. It ignores `timeout`: the driver
+        decides how long to wait. The `PoolResponse` is its return value.
         """
         req = self._request_args(method, url, headers, body)
         retries = self.retries
