@@ -1,36 +1,26 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark of dugong and other Python HTTP clients.
+"""Benchmark dugong against other Python HTTP clients and a raw-socket floor, on 127.0.0.1.
 
-Usage (from the repository root)::
+    python contrib/bench.py            # full run (make bench): 15-20 minutes on 2 cores
+    python contrib/bench.py --quick    # every client and workload, small counts (CI)
 
-    python contrib/bench.py            # full run, about 10-15 minutes
-    python contrib/bench.py --quick    # every client and workload, small counts
+This file sets up the benchmark venv ``.venv-bench`` (the clients of
+``bench-requirements.txt``; dugong 3.8.2, which has our import name, installed apart
+with ``--target``), starts nginx and the upload sink (``bench/bench_servers.py``) and one
+worker process per client (``bench/bench_workloads.py``: the workloads, each written
+once; ``bench/bench_adapters.py``: one adapter per client). Workload by workload, it has
+every row prepared (validated, warmed up), then interleaves the timed repetitions of all
+rows, one worker busy at a time, the order rotating each repetition, and reads the
+server's CPU time around each. W6 (import time) runs here. ``bench/bench_report.py``
+makes the medians, the goals, the tables and the chart.
 
-What it does, in one run:
-
-* makes sure the benchmark-only virtualenv ``.venv-bench`` exists with the
-  clients of ``contrib/bench-requirements.txt`` and, installed apart with
-  ``--target``, the original dugong 3.8.2 as a reference (it has the same
-  import name as ours, so only its own worker puts it on ``sys.path``);
-* starts nginx (installed with apt-get if missing) on 127.0.0.1 at a free port
-  with a configuration written into a temporary directory, and the upload sink
-  of ``contrib/bench/bench_servers.py``; both are stopped by PID at the end;
-* runs every client in a worker process of its own
-  (``contrib/bench/bench_clients.py``), validates its answers, warms it up and
-  then interleaves the repetitions of all clients of a workload;
-* prints one markdown table per workload, writes the raw results as JSON and
-  draws a PNG chart with the matplotlib of the benchmark venv.
-
-Only 127.0.0.1 is ever contacted. Timing never makes the run fail: the exit
-status is 1 only for real errors (a crash, a wrong answer) of this dugong,
-http.client, the raw-socket floor or the servers, or of any client with
-``--strict``.
+Timing never fails a run: the exit status is 1 only for a crash or a wrong answer of
+this dugong, http.client, the floor or the servers.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
@@ -45,969 +35,370 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-BENCH_DIR = os.path.join(HERE, "bench")
+REPO, BENCH_DIR = os.path.dirname(HERE), os.path.join(HERE, "bench")
 sys.path.insert(0, BENCH_DIR)
 
 import bench_report  # noqa: E402
-from bench_servers import (  # noqa: E402
-    SMALL_SIZE,
-    Nginx,
-    Sink,
-    cpu_between,
-    find_nginx,
-    pattern,
-    pin_process,
-    process_cpu,
-    stop_process,
-    stream_digest,
-    write_pattern_file,
-)
+import bench_servers as servers  # noqa: E402
 
 REQUIREMENTS = os.path.join(HERE, "bench-requirements.txt")
 REFERENCE = "dugong==3.8.2"
-REFERENCE_DIR_NAME = "dugong-3.8.2"
+VENV = os.path.join(REPO, ".venv-bench")
+CLIENTS = ["dugong", "dugong-3.8.2", "http.client", "urllib3", "httpx", "httpx-async",
+           "aiohttp", "pycurl", "floor"]
+CORE = {"dugong", "http.client", "floor"}  # their errors fail the run
+WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"]
 MiB = 1 << 20
-
-#: every client row the benchmark knows, in table order
-CLIENTS = [
-    "dugong",
-    "dugong-3.8.2",
-    "http.client",
-    "urllib3",
-    "httpx",
-    "httpx-async",
-    "aiohttp",
-    "pycurl",
-    "floor",
-]
-#: failures of these make the run fail; the others are reported as rows
-CORE_CLIENTS = {"dugong", "http.client", "floor"}
-
 FULL = {
-    "reps": 5,
-    # short rows whose goals sit close to their bar: more repetitions steady the medians
-    "reps_by_workload": {"W1": 15, "W2": 21, "W3": 15, "W4": 21},
-    "warmup": 1,
-    "w1_n": 4000,
-    "w2_n": 12000,
-    "w3_size": 256 * MiB,
-    "w4_size": 256 * MiB,
-    "w5_conns": 32,
-    "w5_n": 200,
-    "w6_runs": 20,
-    "w7_size": 1024 * MiB,
-    "timeout": 600,
-    "check_n": 1024,  # requests of a validation or warm-up run, at most
-    "check_size": 64 * MiB,  # size of W7's validation stream, at most
-    "slow": 5.0,  # a row whose repetitions take longer than this (s) ...
-    "slow_reps": 3,  # ... gets only this many repetitions
+    "reps": 5, "warmup": 1,
+    # rows whose goals sit close to their bars: more samples steady the medians
+    "reps_by": {"W1": 15, "W2": 21, "W3": 15, "W4": 21},
+    "slow": 5.0, "slow_reps": 3,  # a row whose runs take over 5 s: 3 repetitions
+    "w1_n": 4000, "w2_n": 12000, "w3_size": 256 * MiB, "w4_size": 256 * MiB,
+    "w5_conns": 32, "w5_n": 200, "w6_runs": 20, "w7_size": 1024 * MiB,
+    "w8_tasks": 32, "w8_n": 200, "w8_conns": 8, "timeout": 600,
 }
-QUICK = {
-    "reps": 2,
-    "warmup": 0,
-    "w1_n": 300,
-    "w2_n": 640,
-    "w3_size": 16 * MiB,
-    "w4_size": 16 * MiB,
-    "w5_conns": 32,
-    "w5_n": 10,
-    "w6_runs": 8,
-    "w7_size": 32 * MiB,
-    "timeout": 120,
-    "check_n": 1024,
-    "check_size": 64 * MiB,
-    "slow": 5.0,
-    "slow_reps": 2,
-}
+QUICK = dict(FULL, reps=2, warmup=0, reps_by={}, slow_reps=2, w1_n=300, w2_n=640,
+             w3_size=16 * MiB, w4_size=16 * MiB, w5_n=10, w6_runs=8, w7_size=32 * MiB,
+             w8_n=10, timeout=120)
 
 
 def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------
-# set-up: the benchmark venv and nginx
-# --------------------------------------------------------------------------
-
-
-def venv_python(venv: str) -> str:
-    return os.path.join(venv, "bin", "python")
-
-
-def run_logged(
-    cmd: list[str], logfile: str, env: dict | None = None, timeout: float = 900
-) -> bool:
-    with open(logfile, "a") as fh:
+def run_logged(cmd: list[str], env: dict | None = None) -> bool:
+    with open(os.path.join(VENV, "setup.log"), "a") as fh:
         fh.write(f"\n$ {' '.join(cmd)}\n")
         fh.flush()
-        try:
-            res = subprocess.run(
-                cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            fh.write(f"failed: {exc}\n")
-            return False
-    return res.returncode == 0
+        return subprocess.run(cmd, stdout=fh, stderr=fh, env=env, check=False).returncode == 0
 
 
-def tail(path: str, n: int = 600) -> str:
-    try:
-        with open(path, errors="replace") as fh:
-            return fh.read()[-n:].strip()
-    except OSError:
-        return ""
-
-
-def apt_install(packages: list[str], logfile: str) -> bool:
-    """apt-get install, with apt-get update and a retry if the first try fails."""
-    if not shutil.which("apt-get") or not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return False
+def apt_install(*packages: str) -> bool:
+    """apt-get install, after apt-get update if the first try fails (as root only)."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     cmd = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
-    if run_logged(cmd, logfile, env):
-        return True
-    run_logged(["apt-get", "update"], logfile, env)
-    return run_logged(cmd, logfile, env)
+    return bool(shutil.which("apt-get")) and os.geteuid() == 0 and (run_logged(cmd, env) or (
+        run_logged(["apt-get", "update"], env) and run_logged(cmd, env)))
 
 
-def requirement_lines() -> list[str]:
-    out = []
+def setup_venv() -> dict[str, str]:
+    """Create or update the benchmark venv; what could not be installed, and why.
+
+    A requirement that fails makes only its client's rows unavailable (pycurl needs
+    libcurl's headers when no wheel fits: apt-get installs them and pip tries again).
+    A stamp in the venv records what was installed."""
     with open(REQUIREMENTS) as fh:
-        for line in fh:
-            line = line.split("#", 1)[0].strip()
-            if line:
-                out.append(line)
-    return out
-
-
-def setup_venv(venv: str, reinstall: bool) -> tuple[str, dict]:
-    """Create or reuse the benchmark venv; return its python and install status."""
-    py = venv_python(venv)
-    os.makedirs(venv, exist_ok=True)
-    logfile = os.path.join(venv, "setup.log")
-    if not os.path.exists(py):
-        log(f"creating {os.path.relpath(venv, REPO)}")
-        if not run_logged([sys.executable, "-m", "venv", venv], logfile):
-            log(
-                f"could not create the venv ({tail(logfile, 200)}); "
-                "optional clients will be unavailable"
-            )
-            return sys.executable, {}
-    reqs = requirement_lines()
-    stamp_file = os.path.join(venv, "bench-stamp.json")
-    with open(REQUIREMENTS, "rb") as fh:
-        want = hashlib.sha256(fh.read() + REFERENCE.encode()).hexdigest()
-    try:
-        with open(stamp_file) as fh:
-            stamp = json.load(fh)
-    except (OSError, ValueError):
-        stamp = {}
-    if stamp.get("requirements") == want and not reinstall:
-        return py, stamp.get("status", {})
-    status = {}
-    pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    # all at once first (one resolver run is much faster); one by one if that fails
-    log(f"installing {', '.join(reqs)} into the benchmark venv")
-    together = run_logged([*pip, *reqs], logfile)
-    for req in reqs:
-        name = req.split("=")[0].split("<")[0].split(">")[0].strip()
-        if together:
-            status[name] = "ok"
-            continue
-        log(f"installing {req} on its own")
-        ok = run_logged([*pip, req], logfile)
-        if not ok and name == "pycurl":
-            log("pycurl did not build: installing libcurl headers with apt-get and retrying")
-            if apt_install(["libcurl4-openssl-dev", "libssl-dev"], logfile):
-                ok = run_logged([*pip, req], logfile)
-        status[name] = "ok" if ok else f"pip install {req} failed: {tail(logfile, 300)}"
-        if not ok:
-            log(f"{req}: install failed; its rows will be reported as unavailable")
-    target = os.path.join(venv, REFERENCE_DIR_NAME)
-    log(f"installing {REFERENCE} with --target into {os.path.relpath(target, REPO)}")
+        reqs = [line.split("#")[0].strip() for line in fh if line.split("#")[0].strip()]
+    want = hashlib.sha256("\n".join([*reqs, REFERENCE]).encode()).hexdigest()
+    stamp = os.path.join(VENV, "bench-stamp.json")
+    if os.path.exists(stamp):
+        with open(stamp) as fh:
+            old = json.load(fh)
+        if old["requirements"] == want:
+            return old["failed"]
+    os.makedirs(VENV, exist_ok=True)
+    python = os.path.join(VENV, "bin", "python")
+    if not os.path.exists(python) and not run_logged([sys.executable, "-m", "venv", VENV]):
+        sys.exit(f"cannot create {VENV}: see setup.log there")
+    pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    log(f"installing {', '.join(reqs)} into {VENV}")
+    failed = {}
+    for req in reqs if not run_logged([*pip, *reqs]) else ():
+        if not run_logged([*pip, req]) and not (req.startswith("pycurl") and apt_install(
+                "libcurl4-openssl-dev", "libssl-dev") and run_logged([*pip, req])):
+            failed[req.split("=")[0]] = f"pip install {req} failed: see .venv-bench/setup.log"
+    target = os.path.join(VENV, "dugong-3.8.2")
     shutil.rmtree(target, ignore_errors=True)
-    ok = run_logged([*pip, "--no-deps", "--target", target, REFERENCE], logfile)
-    status["dugong-3.8.2"] = (
-        "ok" if ok else f"pip install {REFERENCE} failed: {tail(logfile, 300)}"
-    )
-    with open(stamp_file, "w") as fh:
-        json.dump({"requirements": want, "status": status}, fh, indent=1)
-    return py, status
-
-
-def ensure_nginx(logfile: str, allow_install: bool) -> str | None:
-    binary = find_nginx()
-    if binary or not allow_install:
-        return binary
-    log("nginx not found: apt-get install -y nginx-light")
-    apt_install(["nginx-light"], logfile)
-    return find_nginx()
-
-
-# --------------------------------------------------------------------------
-# workers
-# --------------------------------------------------------------------------
-
-
-class WorkerFailed(Exception):
-    pass
+    if not run_logged([*pip, "--no-deps", "--target", target, REFERENCE]):
+        failed["dugong-3.8.2"] = f"pip install {REFERENCE} failed: see .venv-bench/setup.log"
+    with open(stamp, "w") as fh:
+        json.dump({"requirements": want, "failed": failed}, fh)
+    return failed
 
 
 class Worker:
-    """One client in its own process, driven over a JSON line protocol."""
+    """One client in a process of its own, driven by JSON lines."""
 
-    def __init__(self, name: str, python: str, env: dict, workdir: str, timeout: float,
-                 cpus: set[int] | None = None):
-        self.name = name
-        self.timeout = timeout
+    def __init__(self, name: str, workdir: str, timeout: float):
+        self.timeout, self.buf = timeout, b""
+        env = {k: v for k, v in os.environ.items() if k.lower() not in (
+            "http_proxy", "https_proxy", "all_proxy", "no_proxy", "pythonpath", "pythonhome")}
+        if name.startswith("dugong"):
+            where = REPO if name == "dugong" else os.path.join(VENV, "dugong-3.8.2")
+            env["BENCH_DUGONG"] = env["PYTHONPATH"] = where
         self.errlog = os.path.join(workdir, f"worker-{name}.log")
-        self._err = open(self.errlog, "ab")  # noqa: SIM115 (lives as long as the worker)
-        self.proc = subprocess.Popen(
-            [python, os.path.join(BENCH_DIR, "bench_clients.py"), name],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._err,
-            env=env,
-            cwd=workdir,
-        )
-        if cpus:
-            pin_process(self.proc.pid, cpus)
-        self._buf = b""
-        self.hello: dict | None = None
+        with open(self.errlog, "wb") as err:
+            self.proc = subprocess.Popen(
+                [os.path.join(VENV, "bin", "python"),
+                 os.path.join(BENCH_DIR, "bench_workloads.py"), name],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env, cwd=workdir)
 
-    def greet(self) -> dict:
-        if self.hello is None:
-            self.hello = self._recv(60)
-        return self.hello
-
-    def _recv(self, timeout: float) -> dict:
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.kill()
-                raise WorkerFailed(
-                    f"{self.name}: no answer within {timeout:.0f} s (worker stopped)"
-                )
-            r, _, _ = select.select([fd], [], [], left)
-            if not r:
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                self.proc.wait()
-                raise WorkerFailed(
-                    f"{self.name}: worker exited with status {self.proc.returncode}: "
-                    + tail(self.errlog, 800)
-                )
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def call(self, msg: dict, timeout: float | None = None) -> dict:
-        if self.proc.poll() is not None:
-            raise WorkerFailed(f"{self.name}: worker is gone: {tail(self.errlog, 800)}")
+    def call(self, msg: dict | None = None, timeout: float | None = None) -> dict:
+        """Send *msg* (if any) and wait for the answer. A worker that does not answer in
+        time or is gone is stopped; the answer is then an error."""
+        deadline = time.monotonic() + (timeout or self.timeout)
         try:
-            self.proc.stdin.write((json.dumps(msg) + "\n").encode())
-            self.proc.stdin.flush()
-        except OSError as exc:
-            raise WorkerFailed(f"{self.name}: cannot talk to the worker: {exc}") from None
-        return self._recv(timeout or self.timeout)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        stop_process(self.proc, signal.SIGKILL)
+            if msg is not None:
+                self.proc.stdin.write(json.dumps(msg).encode() + b"\n")
+                self.proc.stdin.flush()
+            while b"\n" not in self.buf:
+                if not select.select([self.proc.stdout], [], [], deadline - time.monotonic())[0]:
+                    raise OSError("no answer in time")
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                if not chunk:
+                    raise OSError("it exited")
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\n", 1)
+            return json.loads(line)
+        except (OSError, ValueError) as exc:
+            self.stop()
+            with open(self.errlog, errors="replace") as fh:
+                return {"error": f"the worker failed ({exc}): {fh.read()[-800:]}"}
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        if self.proc.returncode is None:
             try:
-                self.proc.stdin.close()
+                self.proc.stdin.close()  # the worker's loop ends with its input
                 self.proc.wait(10)
             except (OSError, subprocess.TimeoutExpired):
-                stop_process(self.proc)
-        for f in (self.proc.stdin, self.proc.stdout, self._err):
-            with contextlib.suppress(OSError):
-                f.close()
-
-
-def worker_env(name: str, venv: str) -> dict:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k.lower()
-        not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "pythonpath", "pythonhome")
-    }
-    if name == "dugong":
-        env["BENCH_REPO_ROOT"] = REPO
-        env["PYTHONPATH"] = REPO
-    elif name == "dugong-3.8.2":
-        ref = os.path.join(venv, REFERENCE_DIR_NAME)
-        env["BENCH_DUGONG_REF"] = ref
-        env["PYTHONPATH"] = ref
-    return env
-
-
-# --------------------------------------------------------------------------
-# the plan: rows of each workload
-# --------------------------------------------------------------------------
-
-
-def build_plan(cfg: dict, nginx_port: int, sink_port: int, small_body: bytes) -> dict:
-    small = {"host": "127.0.0.1", "port": nginx_port, "path": "/1k", "small_body": small_body}
-    plan: dict[str, list] = {}
-
-    def row(w, client, variant, label, params, **extra):
-        rid = f"{w}/{client}/{variant}"
-        r = {
-            "id": rid,
-            "workload": w,
-            "client": client,
-            "variant": variant,
-            "label": label,
-            "params": params,
-        }
-        r.update(extra)
-        plan.setdefault(w, []).append(r)
-
-    warm = cfg["warmup"]
-
-    def fewer(n):
-        # validation and warm-up of request counts: at most cfg["check_n"]
-        k = min(n, cfg["check_n"])
-        return {"n": k, "expect_ops": k, "expect_bytes": k * SMALL_SIZE}
-
-    # W1
-    n1 = cfg["w1_n"]
-    p1 = dict(
-        small, n=n1, warmup=warm, expect_ops=n1, expect_bytes=n1 * SMALL_SIZE, check=fewer(n1)
-    )
-    for c in CLIENTS:
-        row("W1", c, "seq", "sequential", p1, unit="req")
-    # W2
-    n2 = cfg["w2_n"]
-    for depth in (16, 64):
-        p2 = dict(
-            small,
-            n=n2,
-            depth=depth,
-            warmup=warm,
-            expect_ops=n2,
-            expect_bytes=n2 * SMALL_SIZE,
-            check=fewer(n2),
-        )
-        for c in ("dugong", "dugong-3.8.2"):
-            row(
-                "W2",
-                c,
-                f"co-d{depth}",
-                f"co_ sender+receiver, depth {depth}",
-                dict(p2),
-                unit="req",
-                depth=depth,
-            )
-            row(
-                "W2",
-                c,
-                f"blocking-d{depth}",
-                f"send x{depth}, read x{depth}",
-                dict(p2),
-                unit="req",
-                depth=depth,
-            )
-        # "each": one send() per request, as a client must whose send_request puts
-        # each request on the wire before it returns; "blocking" and "co": the same
-        # traffic as dugong's rows of those names, one send() per request
-        floors = (("window", f"pre-built, depth {depth}"),
-                  ("each", f"pre-built, one send() per request, depth {depth}"),
-                  ("blocking", f"pre-built, send x{depth}, read x{depth}"),
-                  ("co", f"pre-built, one send() per response read, depth {depth}"))
-        for kind, label in floors:
-            row("W2", "floor", f"{kind}-d{depth}", label, dict(p2), unit="req", depth=depth)
-    # W3
-    size3 = cfg["w3_size"]
-    p3 = {
-        "host": "127.0.0.1",
-        "port": nginx_port,
-        "path": "/large/large.bin",
-        "size": size3,
-        "digest": stream_digest(size3),
-        "warmup": warm,
-        "expect_ops": 1,
-        "expect_bytes": size3,
-    }
-    for variant in ("read", "readinto"):
-        for c in CLIENTS:
-            if c == "floor":
-                continue
-            if variant == "readinto" and c not in (
-                "dugong",
-                "dugong-3.8.2",
-                "http.client",
-                "urllib3",
-            ):
-                continue
-            label = {"read": "read(64 KiB)", "readinto": "readinto(64 KiB buffer)"}[variant]
-            if variant == "read" and c in ("httpx", "httpx-async"):
-                label = "iter_bytes(64 KiB)"
-            elif variant == "read" and c == "pycurl":
-                label = "write callback, 64 KiB buffer"
-            elif variant == "read" and c == "aiohttp":
-                label = "content.read(64 KiB)"
-            row("W3", c, variant, label, p3, unit="MiB")
-    row("W3", "floor", "readinto", "recv_into(64 KiB buffer)", p3, unit="MiB")
-    # W4
-    size4 = cfg["w4_size"]
-    p4 = {
-        "host": "127.0.0.1",
-        "port": sink_port,
-        "size": size4,
-        "digest": stream_digest(size4),
-        "warmup": warm,
-        "expect_ops": 1,
-        "expect_bytes": size4,
-    }
-    w4_clients = {
-        "plain": CLIENTS,
-        "expect100": ["dugong", "dugong-3.8.2", "aiohttp", "pycurl", "floor"],
-        "chunked": [c for c in CLIENTS],
-    }
-    labels4 = {
-        "plain": "Content-Length",
-        "expect100": "Content-Length + 100-continue",
-        "chunked": "chunked",
-    }
-    for variant, clients in w4_clients.items():
-        for c in clients:
-            row("W4", c, variant, labels4[variant], p4, unit="MiB")
-    # W5
-    conns, n5 = cfg["w5_conns"], cfg["w5_n"]
-    k5 = max(1, min(n5, cfg["check_n"] // conns))
-    p5 = dict(
-        small,
-        conns=conns,
-        n=n5,
-        warmup=warm,
-        expect_ops=conns * n5,
-        expect_bytes=conns * n5 * SMALL_SIZE,
-        check={"n": k5, "expect_ops": conns * k5, "expect_bytes": conns * k5 * SMALL_SIZE},
-    )
-    row("W5", "dugong", "poll", "selectors loop, co_ generators", p5, unit="req")
-    row("W5", "dugong", "aio", "asyncio + AioFuture", p5, unit="req")
-    row("W5", "dugong-3.8.2", "poll", "selectors loop, co_ generators", p5, unit="req")
-    row("W5", "dugong-3.8.2", "aio", "asyncio + AioFuture", p5, unit="req")
-    row("W5", "http.client", "threads", f"{conns} threads", p5, unit="req")
-    row("W5", "httpx-async", "async", "asyncio", p5, unit="req")
-    row("W5", "aiohttp", "async", "asyncio", p5, unit="req")
-    row("W5", "floor", "poll", "selectors loop, pre-built", p5, unit="req")
-    # W7
-    size7 = cfg["w7_size"]
-    check7 = min(size7, cfg["check_size"])
-    p7 = {
-        "host": "127.0.0.1",
-        "port": sink_port,
-        "size": size7,
-        "warmup": 0,
-        "expect_ops": 1,
-        "expect_bytes": size7,
-        "check": {"size": check7, "digest": stream_digest(check7), "expect_bytes": check7},
-    }
-    p7i = dict(small, warmup=0)
-    labels7 = {
-        "httpx": "iter_bytes(64 KiB)",
-        "httpx-async": "iter_bytes(64 KiB)",
-        "aiohttp": "content.read(64 KiB)",
-        "pycurl": "write callback",
-        "floor": "recv_into(64 KiB buffer)",
-    }
-    for c in CLIENTS:
-        row("W7", c, "stream", labels7.get(c, "read(64 KiB)"), p7, unit="MiB")
-    for c in ("dugong", "dugong-3.8.2", "http.client", "urllib3", "floor"):
-        row("W7", c, "idle", "idle connection", p7i, unit="idle")
-    return plan
-
-
-# --------------------------------------------------------------------------
-# running
-# --------------------------------------------------------------------------
+                servers.stop_process(self.proc, signal.SIGKILL)
+            self.proc.stdout.close()
 
 
 class Bench:
-    def __init__(
-        self, args, cfg: dict, python: str, venv: str, install_status: dict, workdir: str
-    ):
-        self.args = args
-        self.cfg = cfg
-        self.python = python
-        self.venv = venv
-        self.install_status = install_status
-        self.workdir = workdir
+    def __init__(self, cfg: dict, workdir: str, ports: dict[str, int], pids: dict[int, int]):
+        self.cfg, self.workdir, self.ports, self.pids = cfg, workdir, ports, pids
         self.workers: dict[str, Worker] = {}
-        self.unavailable: dict[str, str] = {}
         self.versions: dict[str, str] = {}
+        self.unavailable: dict[str, str] = {}
+        self.offers: dict[str, list] = {}  # client -> [[workload, variant, label], ...]
         self.errors: list[str] = []
-        #: port -> PID of the process serving it, whose CPU time each timed run records
-        self.servers: dict[int, int] = {}
-        #: the CPUs the client workers run on (None: wherever the system puts them)
-        self.client_cpus: set[int] | None = None
 
-    # workers ----------------------------------------------------------------
-
-    def _new_worker(self, name: str) -> Worker:
-        """Start the worker process of client *name* (on the client CPUs if pinned)."""
-        return Worker(name, self.python, worker_env(name, self.venv), self.workdir,
-                      self.cfg["timeout"], self.client_cpus)
-
-    def start_workers(self, clients: list[str]) -> None:
-        pending = {}
+    def start_workers(self, clients: list[str], failed: dict[str, str]) -> None:
         for name in clients:
-            pkg = {"httpx-async": "httpx"}.get(name, name)
-            status = self.install_status.get(pkg, "ok")
-            if status != "ok":
-                self.unavailable[name] = status
-                continue
-            if name == "dugong-3.8.2" and not os.path.isdir(
-                os.path.join(self.venv, REFERENCE_DIR_NAME, "dugong")
-            ):
-                self.unavailable[name] = f"{REFERENCE} is not installed in the benchmark venv"
-                continue
-            pending[name] = self._new_worker(name)
-        for name, w in pending.items():
-            self._greet(name, w)
-
-    def _greet(self, name: str, w: Worker) -> None:
-        try:
-            hello = w.greet()
-        except WorkerFailed as exc:
-            hello = {"unavailable": str(exc)}
-        if "unavailable" in hello:
-            reason = hello["unavailable"]
-            w.stop()
-            if name in CORE_CLIENTS:
-                self.error(f"{name}: cannot start: {reason}")
-            self.unavailable[name] = reason
-            log(f"{name}: unavailable ({reason})")
-        else:
-            self.workers[name] = w
-            self.versions[name] = hello.get("version", "?")
-
-    def worker(self, name: str) -> Worker | None:
-        w = self.workers.get(name)
-        if w is not None and not w.alive():
-            log(f"{name}: worker died, starting a new one")
-            w.stop()
-            del self.workers[name]
-            w = self._new_worker(name)
-            self._greet(name, w)
-            w = self.workers.get(name)
-        return w
-
-    def stop_workers(self) -> None:
-        for w in self.workers.values():
-            w.stop()
-        self.workers.clear()
+            reason = failed.get(name) or failed.get(name.split("-")[0])
+            if reason:
+                self.unavailable[name] = reason
+            else:
+                self.workers[name] = Worker(name, self.workdir, self.cfg["timeout"])
+        for name, worker in list(self.workers.items()):
+            hello = worker.call(timeout=60)
+            if "version" not in hello:
+                self.workers.pop(name).stop()
+                self.unavailable[name] = reason = hello.get("unavailable") or hello["error"]
+                (self.error if name in CORE else log)(f"{name}: {reason}")
+            else:
+                self.versions[name], self.offers[name] = hello["version"], hello["rows"]
 
     def error(self, msg: str) -> None:
         self.errors.append(msg)
         log(f"ERROR: {msg}")
 
-    def row_failed(self, row: dict, msg: str, unsupported: bool = False) -> None:
-        """Record a failure: fatal for core clients (or with --strict)."""
-        fatal = row["client"] in CORE_CLIENTS or self.args.strict
-        if unsupported and row["client"] != "dugong":
-            row["status"] = "n/a"
-            row["reason"] = msg
-            return
-        if row["client"] == "dugong-3.8.2" and not self.args.strict:
-            # the reference is used as it is, unpatched: what fails on this
-            # Python is reported, with the reason
-            row["status"] = "unavailable"
-            row["reason"] = msg
-            log(f"{row['id']}: unavailable: {msg.splitlines()[0]}")
-            return
-        row["status"] = "error"
-        row["reason"] = msg
-        if fatal:
-            self.error(f"{row['id']}: {msg}")
-        else:
-            log(f"{row['id']}: {msg} (reported as a row, not fatal)")
+    def plan(self, w: str, clients: list[str]) -> list[dict]:
+        """The rows of workload *w*: what each client's worker offers, in table order."""
+        cfg, nginx, sink = self.cfg, self.ports["nginx"], self.ports["sink"]
+        small = {"port": nginx, "path": "/1k", "warmup": cfg["warmup"]}
+        p = {"W1": dict(small, n=cfg["w1_n"]), "W2": dict(small, n=cfg["w2_n"]),
+             "W3": dict(small, path="/large/large.bin", size=cfg["w3_size"]),
+             "W4": dict(small, port=sink, size=cfg["w4_size"]),
+             "W5": dict(small, tasks=cfg["w5_conns"], n=cfg["w5_n"]),
+             "W7": {"port": sink, "size": cfg["w7_size"]},
+             "W8": dict(small, tasks=cfg["w8_tasks"], n=cfg["w8_n"], conns=cfg["w8_conns"],
+                        url=f"http://127.0.0.1:{nginx}/1k")}[w]
+        return [{"id": f"{w}/{client}/{variant}", "workload": w, "client": client,
+                 "variant": variant, "label": label, "samples": [], "status": "ok",
+                 "params": dict(small, warmup=0) if variant == "idle" else p}
+                for client in clients for ww, variant, label in self.offers.get(client, ())
+                if ww == w]
 
-    # one workload -----------------------------------------------------------
+    def call(self, row: dict, msg: dict) -> dict:
+        worker = self.workers[row["client"]]
+        if worker.proc.returncode is not None:
+            return {"error": "its worker failed before"}
+        return worker.call(dict(msg, row=row["id"]))
+
+    def failed(self, row: dict, answer: dict) -> None:
+        """A row that cannot run: n/a, unavailable, or an error (fatal for the core
+        clients; dugong 3.8.2 is used unpatched, so its errors say unavailable)."""
+        kind = next((k for k in ("na", "unavailable") if k in answer), "error")
+        status = {"na": "n/a", "unavailable": "unavailable"}.get(kind) or (
+            "unavailable" if row["client"] == "dugong-3.8.2" else "error")
+        row.update(status=status, reason=f"{answer[kind]}\n{answer.get('traceback', '')}")
+        (self.error if status == "error" and row["client"] in CORE else log)(
+            f"{row['id']}: {status}: {row['reason'].strip()}")
 
     def run_workload(self, w: str, rows: list[dict]) -> None:
-        cfg = self.cfg
-        t0 = time.monotonic()
+        """Prepare every row of *w*, then interleave their timed repetitions."""
+        cfg, t0 = self.cfg, time.monotonic()
         log(f"{w}: {bench_report.title(w, cfg)}")
-        active = []
         for row in rows:
-            row["samples"] = []
-            if row["client"] in self.unavailable:
-                row["status"] = "unavailable"
-                row["reason"] = self.unavailable[row["client"]]
-                continue
-            worker = self.worker(row["client"])
-            if worker is None:
-                row["status"] = "unavailable"
-                row["reason"] = self.unavailable.get(row["client"], "worker did not start")
-                continue
-            params = {k: v for k, v in row["params"].items() if k != "small_body"}
-            if "small_body" in row["params"]:
-                params["small_body_hex"] = row["params"]["small_body"].hex()
-            try:
-                ans = worker.call(
-                    {
-                        "op": "prepare",
-                        "row": row["id"],
-                        "workload": w,
-                        "variant": row["variant"],
-                        "params": params,
-                    }
-                )
-            except WorkerFailed as exc:
-                self.row_failed(row, str(exc))
-                continue
-            if "ok" in ans:
-                row["status"] = "ok"
-                active.append(row)
-            elif "unsupported" in ans:
-                self.row_failed(row, ans["unsupported"], unsupported=True)
-            else:
-                self.row_failed(
-                    row,
-                    ans.get("error", "?")
-                    + ("\n" + ans["traceback"] if "traceback" in ans else ""),
-                )
-        for rep in range(cfg.get("reps_by_workload", {}).get(w, cfg["reps"])):
-            k = rep % len(active) if active else 0
-            for row in active[k:] + active[:k]:
-                if row["status"] != "ok":
-                    continue
+            answer = self.call(row, {"op": "prepare", "workload": w, "variant": row["variant"],
+                                     "params": row["params"]})
+            if "ok" not in answer:
+                self.failed(row, answer)
+        active = [r for r in rows if r["status"] == "ok"]
+        for rep in range(cfg["reps_by"].get(w, cfg["reps"]) if active else 0):
+            for row in active[rep % len(active):] + active[:rep % len(active)]:
                 s = row["samples"]
-                if len(s) >= cfg["slow_reps"] and min(x["wall"] for x in s) > cfg["slow"]:
+                if row["status"] != "ok" or (
+                        len(s) >= cfg["slow_reps"] and min(x["wall"] for x in s) > cfg["slow"]):
                     continue  # a slow row: fewer repetitions keep the full run short
-                worker = self.worker(row["client"])
-                server = self.servers.get(row["params"].get("port"))
-                busy0 = process_cpu(server)
-                try:
-                    ans = (
-                        worker.call({"op": "run", "row": row["id"]})
-                        if worker
-                        else {"error": "worker gone"}
-                    )
-                except WorkerFailed as exc:
-                    ans = {"error": str(exc)}
-                if "error" in ans:
-                    self.row_failed(row, ans["error"])
-                    continue
-                busy1 = process_cpu(server)
-                if busy0 is not None and busy1 is not None:
-                    # the server idles outside the timed part, so this is its CPU for the run
-                    ans["server_cpu"] = cpu_between(busy0, busy1)
-                row["samples"].append(ans)
+                server = self.pids.get(row["params"]["port"])
+                before = servers.process_cpu(server)
+                answer = self.call(row, {"op": "run"})
+                after = servers.process_cpu(server)
+                if "wall" not in answer:
+                    self.failed(row, answer)
+                elif before is not None and after is not None:
+                    s.append(dict(answer, server_cpu=servers.cpu_between(before, after)))
+                else:
+                    s.append(answer)
         for row in active:
-            worker = self.worker(row["client"])
-            if worker is None:
-                continue
-            try:
-                worker.call({"op": "close", "row": row["id"]}, timeout=30)
-            except WorkerFailed as exc:
-                log(f"{row['id']}: close failed: {exc}")
+            if row["status"] == "ok":
+                self.call(row, {"op": "close"})
         log(f"{w}: {time.monotonic() - t0:.1f} s")
 
-    # W6: import time ---------------------------------------------------------
-
     def run_w6(self, clients: list[str]) -> list[dict]:
-        cfg = self.cfg
-        log(f"W6: {bench_report.title('W6', cfg)}")
-        base_env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE", "PYTHONSTARTUP")
-        }
-        base_env["PYTHONPYCACHEPREFIX"] = os.path.join(self.venv, "pycache-w6")
-        ref_env = dict(base_env, PYTHONPATH=os.path.join(self.venv, REFERENCE_DIR_NAME))
-        cmds = []
-        if "dugong" in clients:
-            cmds.append(("dugong", "import dugong", REPO, base_env))
-        if "dugong-3.8.2" in clients and "dugong-3.8.2" not in self.unavailable:
-            cmds.append(("dugong-3.8.2", "import dugong", self.workdir, ref_env))
-        cmds.append(("http.client", "import http.client", REPO, base_env))
-        cmds.append(("floor", "pass", REPO, base_env))
-        rows = []
-        for name, code, cwd, env in cmds:
-            row = {
-                "id": f"W6/{name}",
-                "workload": "W6",
-                "client": name,
-                "variant": "import",
-                "label": f"python -c {code!r}",
-                "unit": "ms",
-                "samples": [],
-                "status": "ok",
-            }
-            rows.append(row)
-            # validate: the import works, and from the right place
-            check = f"{code}\nimport sys, os\n"
-            check += "m = sys.modules.get('dugong') or sys.modules.get('http')\n"
-            check += "print(os.path.abspath(getattr(m, '__file__', '') or '') if m else '-')"
-            res = subprocess.run(
-                [self.python, "-c", check],
-                cwd=cwd,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            where = res.stdout.strip()
-            expect = {
-                "dugong": REPO,
-                "dugong-3.8.2": os.path.join(self.venv, REFERENCE_DIR_NAME),
-            }.get(name)
-            if res.returncode != 0:
-                self.row_failed(row, f"import failed: {res.stderr.strip()[-400:]}")
-            elif expect and not where.startswith(expect + os.sep):
-                self.row_failed(row, f"imported from {where}, not from {expect}")
-            else:
-                for _ in range(2):  # warm-up: byte-code caches, page cache
-                    subprocess.run([self.python, "-c", code], cwd=cwd, env=env, check=False)
-        for _ in range(cfg["w6_runs"]):
-            for row, (_name, code, cwd, env) in zip(rows, cmds, strict=True):
-                if row["status"] != "ok":
-                    continue
-                r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                t0 = time.perf_counter()
-                res = subprocess.run([self.python, "-c", code], cwd=cwd, env=env, check=False)
-                t1 = time.perf_counter()
-                r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                if res.returncode != 0:
-                    self.row_failed(row, f"exit status {res.returncode}")
-                    continue
-                cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-                row["samples"].append({"wall": t1 - t0, "cpu": cpu, "ops": 1, "bytes": 0})
-        return rows
-
-
-# --------------------------------------------------------------------------
-# main
-# --------------------------------------------------------------------------
+        """W6: ``python -c 'import dugong'`` and the others, in fresh processes, with byte
+        code cached (in the venv, so that nothing is written into the work tree)."""
+        python, runs = os.path.join(VENV, "bin", "python"), []
+        env = {k: v for k, v in os.environ.items() if k not in (
+            "PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE", "PYTHONSTARTUP")}
+        env["PYTHONPYCACHEPREFIX"] = os.path.join(VENV, "pycache-w6")
+        reference = os.path.join(VENV, "dugong-3.8.2")
+        for name, code, where in (("dugong", "import dugong", REPO),
+                                  ("dugong-3.8.2", "import dugong", reference),
+                                  ("http.client", "import http.client", ""),
+                                  ("floor", "pass", "")):
+            if name not in [*clients, "http.client", "floor"] or name in self.unavailable:
+                continue
+            row = {"id": f"W6/{name}", "workload": "W6", "client": name, "status": "ok",
+                   "variant": "import", "label": f"python -c {code!r}", "samples": []}
+            how = {"cwd": REPO if name == "dugong" else self.workdir,
+                   "env": dict(env, PYTHONPATH=reference) if name == "dugong-3.8.2" else env}
+            check = f"{code}; import sys; print(getattr(sys.modules.get('dugong'), '__file__', 0))"
+            found = subprocess.run([python, "-c", check], capture_output=True, text=True,
+                                   check=False, **how).stdout
+            if not found.startswith(where):
+                self.failed(row, {"error": f"imported from {found!r}, not {where!r}"})
+            runs.append((row, [python, "-c", code], how))
+        for i in range(2 + self.cfg["w6_runs"]):  # two warm-up runs: byte-code, page cache
+            for row, cmd, how in runs:
+                r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+                subprocess.run(cmd, check=True, **how)
+                t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+                if i >= 2:
+                    row["samples"].append({"wall": t1 - t0, "cpu": r1.ru_utime - r0.ru_utime
+                                           + r1.ru_stime - r0.ru_stime})
+        return [row for row, _, _ in runs]
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(
-        description="Benchmark dugong against other HTTP clients on 127.0.0.1."
-    )
-    ap.add_argument(
-        "--quick", action="store_true", help="small counts and sizes, 2 repetitions (CI)"
-    )
-    ap.add_argument("--reps", type=int, help="repetitions per row (default 5, quick 2)")
-    ap.add_argument("--clients", help="comma-separated subset of: " + ",".join(CLIENTS))
-    ap.add_argument("--workloads", help="comma-separated subset of W1..W7")
-    ap.add_argument(
-        "--json", help="results file (default bench-results.json, quick: bench-results-quick.json)"
-    )
-    ap.add_argument(
-        "--chart", help="PNG chart (default doc/_static/bench.png, quick: bench-results-quick.png)"
-    )
-    ap.add_argument("--no-chart", action="store_true", help="do not draw the chart")
-    ap.add_argument("--pin", action="store_true",
-                    help="run the servers on the first CPU and the clients on the others")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small counts, 2 repetitions (CI)")
+    ap.add_argument("--reps", type=int, help="repetitions of every row")
+    ap.add_argument("--clients", help="a comma-separated subset of " + ",".join(CLIENTS))
+    ap.add_argument("--workloads", help="a comma-separated subset of " + ",".join(WORKLOADS))
+    ap.add_argument("--json", help="results file (default bench-results[-quick].json)")
+    ap.add_argument("--chart", help="PNG chart (default doc/_static/bench.png; quick: "
+                                    "bench-results-quick.png)")
+    ap.add_argument("--no-chart", action="store_true", help="draw no chart")
     ap.add_argument("--markdown", help="also write the tables to this file")
-    ap.add_argument("--venv", help="benchmark virtualenv (default .venv-bench in the repository)")
-    ap.add_argument(
-        "--no-setup", action="store_true", help="install nothing (no venv, pip or apt-get)"
-    )
-    ap.add_argument("--reinstall", action="store_true", help="run the pip installs again")
-    ap.add_argument(
-        "--no-nginx",
-        action="store_true",
-        help="serve the GETs from the upload sink instead of nginx (results not comparable)",
-    )
-    ap.add_argument(
-        "--strict", action="store_true", help="an error of any client makes the run fail"
-    )
+    ap.add_argument("--pin", action="store_true",
+                    help="servers on the first CPU, client workers on the others")
+    ap.add_argument("--no-setup", action="store_true",
+                    help="install nothing: use the benchmark venv and nginx as they are")
     return ap.parse_args(argv)
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    t_start = time.monotonic()
+    args, t_start = parse_args(argv), time.monotonic()
     cfg = dict(QUICK if args.quick else FULL)
     if args.reps:
-        cfg["reps"] = args.reps
-        cfg.pop("reps_by_workload", None)
-    for key in ("w3_size", "w4_size", "w7_size"):
-        cfg[key + "_mib"] = cfg[key] // MiB
-    clients = CLIENTS if not args.clients else [c.strip() for c in args.clients.split(",")]
-    unknown = set(clients) - set(CLIENTS)
-    if unknown:
-        sys.exit(f"unknown clients: {', '.join(sorted(unknown))}")
-    workloads = ["W1", "W2", "W3", "W4", "W5", "W6", "W7"]
-    if args.workloads:
-        workloads = [w.strip().upper() for w in args.workloads.split(",")]
-    suffix = "-quick" if args.quick else ""
-    json_path = args.json or os.path.join(REPO, f"bench-results{suffix}.json")
-    chart_path = args.chart or (
-        os.path.join(REPO, "bench-results-quick.png")
-        if args.quick
-        else os.path.join(REPO, "doc", "_static", "bench.png")
-    )
-    venv = os.path.abspath(
-        args.venv or os.environ.get("BENCH_VENV") or os.path.join(REPO, ".venv-bench")
-    )
+        cfg.update(reps=args.reps, reps_by={})
+    asked = set(args.clients.split(",") if args.clients else CLIENTS)
+    workloads = args.workloads.upper().split(",") if args.workloads else WORKLOADS
+    if asked - set(CLIENTS) or set(workloads) - set(WORKLOADS):
+        sys.exit(f"unknown clients or workloads: {args.clients} {args.workloads}")
+    clients = [c for c in CLIENTS if c in asked]
+    quick = "-quick" if args.quick else ""
+    json_path = args.json or os.path.join(REPO, f"bench-results{quick}.json")
+    chart_path = args.chart or os.path.join(REPO, "bench-results-quick.png" if quick else
+                                            os.path.join("doc", "_static", "bench.png"))
+    failed = {} if args.no_setup else setup_venv()
+    nginx_bin = servers.find_nginx() or (
+        None if args.no_setup else (apt_install("nginx-light"), servers.find_nginx())[1])
+    if nginx_bin is None or not os.path.exists(os.path.join(VENV, "bin", "python")):
+        sys.exit("the benchmark needs nginx and its venv: run it once without --no-setup")
+    setup_done = time.monotonic()
 
-    # stop cleanly on SIGTERM as on Ctrl-C: the finally blocks stop our processes
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
     workdir = tempfile.mkdtemp(prefix="dugong-bench-")
-    nginx = sink = None
-    bench = None
+    nginx = sink = bench = None
+    results = []
     try:
-        if args.no_setup:
-            python = venv_python(venv) if os.path.exists(venv_python(venv)) else sys.executable
-            install_status = {}
-        else:
-            python, install_status = setup_venv(venv, args.reinstall)
-        setup_done = time.monotonic()
-
-        # files for nginx, from the same pattern as every other body
-        www = os.path.join(workdir, "www")
-        os.makedirs(os.path.join(www, "large"))
-        small_body = pattern()[:SMALL_SIZE]
-        with open(os.path.join(www, "1k"), "wb") as fh:
-            fh.write(small_body)
+        os.makedirs(os.path.join(workdir, "www", "large"))
+        with open(os.path.join(workdir, "www", "1k"), "wb") as fh:
+            fh.write(servers.pattern()[:servers.SMALL_SIZE])
         if "W3" in workloads:
-            write_pattern_file(os.path.join(www, "large", "large.bin"), cfg["w3_size"])
-        for root, dirs, files in os.walk(workdir):
-            for d in dirs:
-                os.chmod(os.path.join(root, d), 0o755)
-            for f in files:
-                os.chmod(os.path.join(root, f), 0o644)
-
-        sink = Sink(python)
-        sink_port = sink.start()
-        nginx_bin = None
-        if not args.no_nginx:
-            nginx_bin = ensure_nginx(os.path.join(workdir, "apt.log"), not args.no_setup)
-        server_note = ""
-        if nginx_bin:
-            nginx = Nginx(nginx_bin, workdir)
-            try:
-                nginx_port = nginx.start()
-                server_note = f"nginx {nginx.version()}"
-            except RuntimeError as exc:
-                log(f"nginx failed: {exc}")
-                nginx = None
-        if nginx is None:
-            # fallback: the sink also serves /1k and /gen/N (W3 then uses /gen)
-            nginx_port = sink_port
-            server_note = "the upload sink (nginx unavailable)"
-            log("nginx unavailable: serving GETs from the upload sink; results are not comparable")
-        log(
-            f"servers: static files on 127.0.0.1:{nginx_port} ({server_note}), "
-            f"sink on 127.0.0.1:{sink_port}"
-        )
-
-        plan = build_plan(cfg, nginx_port, sink_port, small_body)
-        if nginx is None:
-            for row in plan.get("W3", []):
-                row["params"] = dict(row["params"], path=f"/gen/{cfg['w3_size']}")
-
-        bench = Bench(args, cfg, python, venv, install_status, workdir)
-        bench.servers[sink_port] = sink.proc.pid
-        if nginx is not None and nginx.worker_pid() is not None:
-            bench.servers[nginx_port] = nginx.worker_pid()
-        if args.pin:
-            # servers on the first CPU, clients on the others: no client ever waits for
-            # the scheduler to move the server off its core, or the other way round
-            cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-            if len(cpus) >= 2 and all(pin_process(pid, {cpus[0]})
-                                      for pid in set(bench.servers.values())):
-                bench.client_cpus = set(cpus[1:])
-                log(f"servers pinned to CPU {cpus[0]}, clients to {sorted(bench.client_cpus)}")
-        bench.start_workers(clients)
-        results = []
+            servers.write_pattern_file(os.path.join(workdir, "www", "large", "large.bin"),
+                                       cfg["w3_size"])
+        for root, _, files in os.walk(workdir):  # nginx's worker may be another user
+            os.chmod(root, 0o755)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o644)
+        sink = servers.Sink(os.path.join(VENV, "bin", "python"))
+        nginx = servers.Nginx(nginx_bin, workdir)
+        log(f"servers: {nginx.version()} on port {nginx.port}, the sink on {sink.port}")
+        bench = Bench(cfg, workdir, {"nginx": nginx.port, "sink": sink.port},
+                      {nginx.port: nginx.worker, sink.port: sink.proc.pid})
+        cpus = sorted(os.sched_getaffinity(0))
+        if args.pin and len(cpus) > 1 and all(
+                servers.pin_process(pid, {cpus[0]}) for pid in bench.pids.values()):
+            # no request then waits for the scheduler to move a server or a client
+            os.sched_setaffinity(0, cpus[1:])  # the workers inherit it
+            log(f"servers pinned to CPU {cpus[0]}, clients to {cpus[1:]}")
+        bench.start_workers(clients, failed)
         for w in workloads:
-            if w == "W6":
-                t6 = time.monotonic()
-                results.extend(bench.run_w6(clients))
-                log(f"W6: {time.monotonic() - t6:.1f} s")
-                continue
-            rows = [r for r in plan.get(w, []) if r["client"] in clients]
-            bench.run_workload(w, rows)
-            results.extend(rows)
-        bench.stop_workers()
+            rows = bench.run_w6(clients) if w == "W6" else bench.plan(w, clients)
+            if w != "W6":
+                bench.run_workload(w, rows)
+            results += rows
     finally:
-        if bench is not None:
-            bench.stop_workers()
-        if nginx is not None:
-            nginx.stop()
-        if sink is not None:
-            sink.stop()
+        for worker in bench.workers.values() if bench else ():
+            worker.stop()
+        for server in (nginx, sink):
+            if server is not None:
+                server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     for row in results:
         row.pop("params", None)
-    meta = {
-        "mode": "quick" if args.quick else "full",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "server": server_note,
-        "versions": bench.versions,
-        "unavailable": bench.unavailable,
-        "config": {k: v for k, v in cfg.items() if not k.endswith("_mib")},
-        "setup_seconds": round(setup_done - t_start, 1),
-    }
-    report = bench_report.analyse(results, cfg)
-    text = bench_report.markdown(report, meta, cfg)
+    meta = {"mode": "quick" if args.quick else "full", "date": time.strftime("%Y-%m-%d %H:%M"),
+            "python": platform.python_version(), "platform": platform.platform(),
+            "cpus": os.cpu_count(), "server": nginx.version(), "versions": bench.versions,
+            "unavailable": bench.unavailable, "config": cfg}
+    goals = bench_report.analyse(results)
+    text = bench_report.markdown(results, goals, meta, cfg)
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as fh:
             fh.write(text)
-    meta["seconds"] = round(time.monotonic() - t_start, 1)
     with open(json_path, "w") as fh:
-        json.dump(
-            {
-                "meta": meta,
-                "rows": report["rows"],
-                "goals": report["goals"],
-                "errors": bench.errors,
-            },
-            fh,
-            indent=1,
-        )
-    log(f"results written to {os.path.relpath(json_path)}")
+        json.dump({"meta": meta, "rows": results, "goals": goals, "errors": bench.errors}, fh,
+                  indent=1)
+    log(f"results written to {json_path}")
     if not args.no_chart:
-        os.makedirs(os.path.dirname(os.path.abspath(chart_path)), exist_ok=True)
-        res = subprocess.run(
-            [python, os.path.join(BENCH_DIR, "bench_report.py"), "chart", json_path, chart_path],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if res.returncode == 0:
-            log(f"chart written to {os.path.relpath(chart_path)}")
-        else:
-            log(
-                "no chart ("
-                + (
-                    res.stderr.strip().splitlines()[-1]
-                    if res.stderr.strip()
-                    else "matplotlib failed"
-                )
-                + ")"
-            )
+        res = subprocess.run([os.path.join(VENV, "bin", "python"), bench_report.__file__,
+                              "chart", json_path, chart_path], capture_output=True, text=True,
+                             check=False)
+        log(f"chart written to {chart_path}" if res.returncode == 0 else
+            f"no chart: {(res.stderr.strip().splitlines() or ['matplotlib failed'])[-1]}")
     log(f"done in {time.monotonic() - t_start:.1f} s (set-up {setup_done - t_start:.1f} s)")
-    if bench.errors:
-        log(f"{len(bench.errors)} error(s):")
-        for e in bench.errors:
-            log("  " + e.splitlines()[0])
-        return 1
-    return 0
+    for e in bench.errors:
+        log(f"error: {e.splitlines()[0]}")
+    return 1 if bench.errors else 0
 
 
 if __name__ == "__main__":

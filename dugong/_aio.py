@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import weakref
 from collections.abc import Generator
 from typing import Any, TypeVar
 
-from ._loop import NOTHING, READ, WRITE, check_generator, file_id, wait_events
+from ._drive import (
+    NOTHING,
+    READ,
+    WRITE,
+    check_generator,
+    file_id,
+    generator_name,
+    same_file,
+    wait_events,
+    wait_limit,
+)
 
 __all__ = ["AioFuture"]
 
@@ -46,7 +55,8 @@ class AioFuture(asyncio.Future[_T]):
     becomes a reader or writer callback of the loop (``add_reader`` /
     ``add_writer``) that resumes it. Its return value is the future's result,
     its exception the future's exception; a yielded value that is not a
-    `PollNeeded` fails the future with `TypeError`.
+    `PollNeeded` fails the future with `TypeError`, a `PollNeeded` whose mask
+    is not `POLLIN`, `POLLOUT` or both with `ValueError`.
 
     Args:
         crt: the generator, e.g. ``conn.co_read_response()``.
@@ -126,12 +136,11 @@ class AioFuture(asyncio.Future[_T]):
             if timer is not None:
                 timer.cancel()
                 self._timer = None
-            deadline = pn.deadline  # type: ignore[attr-defined]
-            if deadline is not None:
-                self._timer = self._loop.call_later(max(0.0, deadline - time.monotonic()),
-                                                    self._on_deadline)
-            if fd == self._fd and events == self._events and self._fid is not None \
-                    and file_id(fd) == self._fid:
+            if pn.deadline is not None:  # type: ignore[attr-defined]  # a PollNeeded
+                # Resume the generator at its deadline, ready or not.
+                delay, _ = wait_limit(pn, None)  # type: ignore[arg-type]
+                self._timer = self._loop.call_later(delay or 0.0, self._on_deadline)
+            if fd == self._fd and events == self._events and same_file(fd, self._fid):
                 self._pn = pn
                 return
             self._release_fd()
@@ -142,7 +151,7 @@ class AioFuture(asyncio.Future[_T]):
                     raise RuntimeError(
                         f"fd {fd} is already waited on for "
                         f"{'reading' if bit == READ else 'writing'} by another AioFuture "
-                        f"({_name(other._crt)}); one reader and one writer per fd")
+                        f"({generator_name(other._crt)}); one reader and one writer per fd")
             loop = self._loop
             self._fd = fd
             if events & READ:
@@ -216,7 +225,7 @@ class AioFuture(asyncio.Future[_T]):
             self._crt.close()
         except Exception as exc:
             self._loop.call_exception_handler({
-                "message": f"closing {_name(self._crt)} after cancellation failed",
+                "message": f"closing {generator_name(self._crt)} after cancellation failed",
                 "exception": exc,
                 "future": self,
             })
@@ -230,10 +239,6 @@ class AioFuture(asyncio.Future[_T]):
         if not getattr(self._crt, "gi_running", False):
             self._close_crt()
         return super().cancel(msg)
-
-
-def _name(gen: Any) -> str:
-    return str(getattr(gen, "__qualname__", None) or type(gen).__name__)
 
 
 AioFuture.__module__ = "dugong"

@@ -68,11 +68,3 @@ class RecvBuffer:
         buf[:n] = self.view[start : start + n]
         self.start = start + n
         return n
-
-    def shrink(self, size: int) -> None:
-        """Return to a buffer of *size* bytes if it grew and is empty now."""
-        if len(self.data) > size and self.start == self.end:
-            self.view.release()
-            self.data = bytearray(size)
-            self.view = memoryview(self.data)
-            self.start = self.end = 0

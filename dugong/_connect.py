@@ -11,7 +11,6 @@ import contextlib
 import errno
 import os
 import socket
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from ._log import debug
 from ._poll import POLLIN, POLLOUT, Co, PollNeeded
 from ._protocol import find_head_end, format_host, parse_head
 from ._transport import PlainTransport, make_transport
+from ._tunables import PACKAGE
 
 __all__ = ["DNS_TEST_HOSTNAMES", "co_open", "co_resolve", "create_socket", "resolve"]
 
@@ -43,12 +43,6 @@ _NO_SUCH_NAME = frozenset(
 )
 
 
-def _test_hostnames() -> Sequence[tuple[str, int]]:
-    # Read through the package so that rebinding dugong.DNS_TEST_HOSTNAMES takes effect.
-    pkg = sys.modules.get(__package__ or "dugong")
-    return getattr(pkg, "DNS_TEST_HOSTNAMES", DNS_TEST_HOSTNAMES)
-
-
 def resolve(host: str, port: int) -> list[_AddrInfo]:
     """Resolve *host* (blocking), raising dugong's DNS exceptions on failure.
 
@@ -62,7 +56,7 @@ def resolve(host: str, port: int) -> list[_AddrInfo]:
         infos: list[Any] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         if exc.errno in _NO_SUCH_NAME:
-            for test_host, test_port in _test_hostnames():
+            for test_host, test_port in PACKAGE.DNS_TEST_HOSTNAMES:
                 try:
                     socket.getaddrinfo(test_host, test_port, type=socket.SOCK_STREAM)
                 except OSError:

@@ -1,83 +1,33 @@
-"""`eval_coroutines`: many ``co_`` generators in one `selectors` loop, and driver helpers.
-
-The helpers (`wait_events`, `file_id`) are shared with the asyncio driver in
-``_aio``: both check each yielded value the same way and decide the same way
-whether a registration can be kept.
-"""
+"""`eval_coroutines`: many ``co_`` generators in one `selectors` loop."""
 
 from __future__ import annotations
 
 import contextlib
 import heapq
 import itertools
-import os
 import selectors
 import time
 from collections import deque
 from collections.abc import Generator
 from typing import Any
 
-from ._exceptions import ConnectionTimedOut
-from ._poll import POLLIN, POLLOUT, PollNeeded
+from ._drive import (
+    NOTHING,
+    READ,
+    WRITE,
+    check_generator,
+    file_id,
+    generator_name,
+    same_file,
+    timed_out,
+    wait_events,
+)
 
-__all__ = [
-    "NOTHING", "READ", "WRITE", "check_generator", "eval_coroutines", "file_id", "wait_events",
-]
-
-#: Direction bit: wait until readable (the value of `selectors.EVENT_READ`).
-READ = selectors.EVENT_READ
-#: Direction bit: wait until writable (the value of `selectors.EVENT_WRITE`).
-WRITE = selectors.EVENT_WRITE
-
-_ALL_BITS = POLLIN | POLLOUT
-#: "no registration" (a generator that yields None must not look like a repeated wait)
-NOTHING: Any = object()
-
-
-def wait_events(pn: object) -> tuple[int, int]:
-    """Check a value a ``co_`` generator yielded: its fd and `READ`/`WRITE` bits.
-
-    Raises `TypeError` if *pn* is not a `PollNeeded`, `ValueError` if its mask
-    asks for neither `POLLIN` nor `POLLOUT`, or for other events as well.
-    """
-    if not isinstance(pn, PollNeeded):
-        raise TypeError(f"co_ generator yielded {pn!r}, not a PollNeeded")
-    fd, mask = pn
-    if not mask & _ALL_BITS or mask & ~_ALL_BITS:
-        raise ValueError(f"co_ generator yielded {pn!r}: the mask must be POLLIN, POLLOUT "
-                         "or both")
-    return fd, (READ if mask & POLLIN else 0) | (WRITE if mask & POLLOUT else 0)
-
-
-def file_id(fd: int) -> tuple[int, int] | None:
-    """What identifies the open file behind *fd*: ``(st_dev, st_ino)``, None if unknown.
-
-    A registration is kept for a new wait on the same fd only if this is
-    unchanged: a socket closed and replaced by another one under the same
-    number would otherwise never be watched (epoll forgets closed files).
-    """
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino) if st.st_ino else None
-
-
-def check_generator(crt: object, who: str) -> None:
-    """Raise `TypeError` unless *crt* is a generator (a ``co_`` method's result)."""
-    if not isinstance(crt, Generator):
-        import inspect
-
-        hint = " (an async coroutine: await it instead)" if inspect.iscoroutine(crt) else ""
-        raise TypeError(f"{who} takes co_ generators, not {type(crt).__name__}{hint}")
+__all__ = ["eval_coroutines"]
 
 
 def _directions(events: int) -> str:
     return {READ: "reading", WRITE: "writing"}.get(events, "reading and writing")
-
-
-def _name(gen: Any) -> str:
-    return str(getattr(gen, "__qualname__", None) or type(gen).__name__)
 
 
 class _Task:
@@ -118,8 +68,7 @@ class _Runner:
 
     def register(self, task: _Task, pn: object) -> None:
         fd, events = wait_events(pn)
-        if fd == task.fd and events == task.events and task.fid is not None \
-                and file_id(fd) == task.fid:
+        if fd == task.fd and events == task.events and same_file(fd, task.fid):
             task.pn = pn  # same wait on the same open file: keep the registration
             return
         self.release(task)
@@ -133,7 +82,8 @@ class _Runner:
                 if events & bit and other is not None:
                     raise RuntimeError(
                         f"fd {fd} is already waited on for {_directions(bit)} by another "
-                        f"generator ({_name(other.gen)}); one reader and one writer per fd")
+                        f"generator ({generator_name(other.gen)}); one reader and one writer "
+                        "per fd")
             self.sel.modify(fd, events | _union(owners))
         for bit in (READ, WRITE):
             if events & bit:
@@ -216,8 +166,7 @@ class _Runner:
             if deadline > now:
                 return
             queue.popleft()
-            exc = ConnectionTimedOut(
-                f"No progress for {self.timeout} seconds (waiting for {task.pn!r})")
+            exc = timed_out(self.timeout, task.pn)
             self.finish(task)
             task.gen.close()
             self.failed(task, exc)
@@ -302,10 +251,13 @@ def eval_coroutines(*crts: Generator[Any, None, Any], timeout: float | None = No
     Two generators may wait on the same file descriptor in opposite directions
     (a sender and a receiver on one connection); a second waiter in the same
     direction fails with `RuntimeError`, a yielded value that is not a
-    `PollNeeded` with `TypeError`.
+    `PollNeeded` with `TypeError`, a `PollNeeded` whose mask is not `POLLIN`,
+    `POLLOUT` or both with `ValueError`. A registration with the selector is
+    kept while a generator waits for the same thing again.
 
     A `PollNeeded` with a `~PollNeeded.deadline` resumes its generator at
-    that time even if the descriptor is not ready.
+    that time even if the descriptor is not ready (unless *timeout* runs out
+    first).
 
     Args:
         crts: the generators, e.g. ``conn.co_readall()``.

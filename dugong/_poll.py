@@ -7,8 +7,6 @@ import time
 from collections.abc import Generator
 from typing import Any, TypeVar
 
-from ._exceptions import ConnectionTimedOut
-
 __all__ = ["POLLIN", "POLLOUT", "Co", "PollNeeded", "eval_coroutine"]
 
 #: Event bit: the file descriptor must become readable.
@@ -135,6 +133,9 @@ def eval_coroutine(crt: Generator[Any, None, _T], timeout: float | None = None) 
     without creating a generator at all; the reads wait for the socket with a
     poll of their own between the same steps.)
 
+    A `PollNeeded` with a `~PollNeeded.deadline` resumes *crt* at that time
+    even if the descriptor is not ready, unless *timeout* runs out first.
+
     Args:
         crt: the generator, e.g. ``conn.co_readall()``.
         timeout: the most seconds one wait may take: each `PollNeeded` that
@@ -148,37 +149,48 @@ def eval_coroutine(crt: Generator[Any, None, _T], timeout: float | None = None) 
     Raises:
         ConnectionTimedOut: a wait took longer than *timeout*; *crt* has been
             closed.
-        TypeError: *crt* yielded something other than a `PollNeeded`.
+        TypeError: *crt* is not a generator, or it yielded something other
+            than a `PollNeeded`.
+        ValueError: *crt* yielded a `PollNeeded` whose mask is not `POLLIN`,
+            `POLLOUT` or both.
 
-    Any exception of the generator itself propagates.
+    Any exception of the generator itself propagates. Whatever ends the run
+    early (these errors, or an exception such as `KeyboardInterrupt` during a
+    wait) closes *crt* first.
     """
+    _drive.check_generator(crt, "eval_coroutine()")
     send = crt.send
     try:
         pn = send(None)
     except StopIteration as exc:
         return exc.value  # type: ignore[no-any-return]
-    if not _HAVE_POLL:
-        return _eval_with_select(crt, pn, timeout)
-    ms = None if timeout is None else _to_ms(timeout)
-    poller = select.poll()
-    fd = mask = -1
     try:
+        if not _HAVE_POLL:
+            return _eval_with_select(crt, pn, timeout)
+        check_wait = _drive.check_wait
+        ms = None if timeout is None else _to_ms(timeout)
+        poller = select.poll()
+        poll = poller.poll
+        last: object = _drive.NOTHING  # the value the registration below was made for
+        fd = -1
+        mask = 0
+        deadline = None
         while True:
-            if type(pn) is not PollNeeded and not isinstance(pn, PollNeeded):
-                raise TypeError(f"co_ generator yielded {pn!r}, not a PollNeeded")
-            if pn[0] != fd or pn[1] != mask:
-                if fd != -1:
-                    poller.unregister(fd)
-                fd, mask = pn
-                poller.register(fd, mask)
-            if pn.deadline is not None:
-                left = pn.until_deadline(timeout)
-                if left is not None:
-                    poller.poll(_to_ms(left))
-                    pn = send(None)
-                    continue
-            if not poller.poll(ms):
-                raise ConnectionTimedOut(f"No progress for {timeout} seconds")
+            if pn is not last:
+                new_fd, new_mask = check_wait(pn)
+                if new_fd != fd or new_mask != mask:
+                    if fd != -1:
+                        poller.unregister(fd)
+                    poller.register(new_fd, new_mask)
+                    fd, mask = new_fd, new_mask
+                last = pn
+                deadline = pn.deadline
+            if deadline is not None:
+                limit, at_deadline = _drive.wait_limit(pn, timeout)
+                if not poll(None if limit is None else _to_ms(limit)) and not at_deadline:
+                    raise _drive.timed_out(timeout, pn)
+            elif not poll(ms):
+                raise _drive.timed_out(timeout, pn)
             pn = send(None)
     except StopIteration as exc:
         return exc.value  # type: ignore[no-any-return]
@@ -187,14 +199,15 @@ def eval_coroutine(crt: Generator[Any, None, _T], timeout: float | None = None) 
 
 
 def _eval_with_select(crt: Generator[Any, None, _T], pn: Any, timeout: float | None) -> _T:
-    try:
-        while True:
-            if not isinstance(pn, PollNeeded):
-                raise TypeError(f"co_ generator yielded {pn!r}, not a PollNeeded")
-            if not pn.poll(timeout):
-                raise ConnectionTimedOut(f"No progress for {timeout} seconds")
-            pn = crt.send(None)
-    except StopIteration as exc:
-        return exc.value  # type: ignore[no-any-return]
-    finally:
-        crt.close()
+    # eval_coroutine where select.poll is missing; it handles StopIteration and closing.
+    while True:
+        _drive.check_wait(pn)
+        limit, at_deadline = _drive.wait_limit(pn, timeout)
+        if not _wait(pn[0], pn[1], limit) and not at_deadline:
+            raise _drive.timed_out(timeout, pn)
+        pn = crt.send(None)
+
+
+# Last, because _drive imports PollNeeded and the poll bits from here (whichever of
+# the two modules is imported first, the other then finds what it needs).
+from . import _drive  # noqa: E402

@@ -36,12 +36,12 @@ and what is refused with `InvalidResponse` (or `UnsupportedResponse`):
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Mapping
-from typing import Any, Final, NamedTuple
+from typing import Final, NamedTuple
 
 from ._exceptions import InvalidResponse, UnsupportedResponse
 from ._headers import CaseInsensitiveDict, ResponseHeaders
+from ._tunables import PACKAGE
 
 __all__ = [
     "BUFFER_SIZE",
@@ -109,11 +109,6 @@ def _check_token(what: str, value: object) -> None:
         if len(_good_tokens) > 4096:
             _good_tokens.clear()
         _good_tokens.add(value)
-
-
-def _limits() -> Any:
-    """Where the size limits are read: the package, whose names users may rebind."""
-    return sys.modules.get(__package__ or "dugong")
 
 
 def format_host(hostname: str, port: int, default_port: int) -> str:
@@ -259,12 +254,10 @@ def parse_head(head: str, max_line: int | None = None, max_size: int | None = No
     The limits default to the package's `MAX_LINE_SIZE`, `MAX_HEADER_SIZE`
     and `MAX_HEADER_FIELDS` at the time of the call.
     """
-    if max_line is None or max_size is None:
-        pkg = _limits()
-        if max_line is None:
-            max_line = getattr(pkg, "MAX_LINE_SIZE", MAX_LINE_SIZE)
-        if max_size is None:
-            max_size = getattr(pkg, "MAX_HEADER_SIZE", MAX_HEADER_SIZE)
+    if max_line is None:
+        max_line = PACKAGE.MAX_LINE_SIZE
+    if max_size is None:
+        max_size = PACKAGE.MAX_HEADER_SIZE
     if len(head) > max_size:
         raise InvalidResponse(f"Response head exceeds {max_size} bytes")
     eol = head.find("\r\n")
@@ -306,7 +299,7 @@ def parse_fields(block: str, max_fields: int | None = None,
     elif " \r\n" in block or "\t\r\n" in block:
         items = [(name, value.rstrip(" \t")) for name, value in items]
     if max_fields is None:
-        max_fields = getattr(_limits(), "MAX_HEADER_FIELDS", MAX_HEADER_FIELDS)
+        max_fields = PACKAGE.MAX_HEADER_FIELDS
     if len(items) > max_fields:
         raise InvalidResponse(f"Too many header fields ({len(items)} > {max_fields})")
     first = {}
@@ -502,7 +495,7 @@ def parse_trailers(block: str, max_size: int | None = None,
     `MAX_HEADER_SIZE` and `MAX_HEADER_FIELDS`).
     """
     if max_size is None:
-        max_size = getattr(_limits(), "MAX_HEADER_SIZE", MAX_HEADER_SIZE)
+        max_size = PACKAGE.MAX_HEADER_SIZE
     if len(block) + 2 > max_size:
         raise InvalidResponse(f"Trailer section exceeds {max_size} bytes")
     items, _ = parse_fields(block, max_fields)

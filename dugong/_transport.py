@@ -115,58 +115,12 @@ class PlainTransport:
         except OSError as exc:
             raise _closed(exc, "sending") from exc
 
-    def co_send_all(self, data: _Buf, first: int | None = None) -> Co[None]:
-        """Send all of *data*, waiting as needed.
-
-        A call that would block is repeated with the same bytes, as TLS
-        requires (a TLS write that could not finish must be retried with the
-        same data). *first* is what the caller's own `send` of *data* returned,
-        if it made one (callers try that first: it saves a generator when the
-        socket takes everything at once).
-        """
-        n = self.send(data) if first is None else first
-        if n == len(data) and (type(data) is bytes or type(data) is bytearray):
-            return
-        view = memoryview(data).cast("B")
-        total = len(view)
-        sent = max(n, 0)
-        while sent < total:
-            if n < 0:
-                yield self.want
-            elif not self.tls:
-                # A short send means the socket buffer is full: wait rather than try again.
-                yield self.wait_out
-            n = self.send(view[sent:])
-            if n > 0:
-                sent += n
-
-    def co_send_parts(self, parts: Sequence[_Buf], first: int | None = None) -> Co[None]:
-        """Send the buffers in *parts* one after the other, in as few calls as possible.
-
-        Like `co_send_all`, a call that would block is repeated with the same
-        buffers, and *first* is what the caller's own `sendv` of *parts*
-        returned, if it made one.
-        """
-        n = self.sendv(parts) if first is None else first
-        total = 0
-        for part in parts:
-            total += _nbytes(part)
-        if n == total:
-            return
-        views = [v for v in (memoryview(p).cast("B") for p in parts) if len(v)]
-        while True:
-            if n < 0:
-                yield self.want
-            else:
-                while n and n >= len(views[0]):
-                    n -= len(views.pop(0))
-                if not views:
-                    return
-                if n:
-                    views[0] = views[0][n:]
-                if not self.tls:
-                    yield self.wait_out  # a short send: the socket buffer is full
-            n = self.sendv(views)
+    def co_send_all(self, data: _Buf | Sequence[_Buf], first: int | None = None) -> Co[None]:
+        """Send all of *data* (a buffer, or a sequence of them to send in order);
+        *first* as for `Sending`."""
+        sending = Sending(self, data, first)
+        while (wait := sending.step()) is not None:
+            yield wait
 
     def dropped(self) -> bool:
         """For an idle connection: True if the server closed it or sent unasked bytes.
@@ -200,6 +154,53 @@ class PlainTransport:
 
 def _nothing_pending() -> int:
     return 0
+
+
+class Sending:
+    """What is left to send of one buffer, or of a tuple of buffers sent in order.
+
+    `step` sends what the socket takes now. A call that would block is repeated
+    with the same bytes, as TLS requires (a TLS write that could not finish
+    must be retried with the same data).
+
+    Args:
+        tr: the transport.
+        out: a bytes-like object, or a tuple of them.
+        first: what the caller's own first `PlainTransport.send` (or ``sendv``
+            for a tuple) of *out* returned, if it made one (callers try that
+            first: usually the socket takes everything and no `Sending` is
+            needed), else None.
+    """
+
+    __slots__ = ("tr", "views")
+
+    def __init__(self, tr: PlainTransport, out: _Buf | Sequence[_Buf], first: int | None) -> None:
+        self.tr = tr
+        parts = out if isinstance(out, (tuple, list)) else (out,)
+        self.views = [v for v in (memoryview(p).cast("B") for p in parts) if len(v)]
+        if first is not None and first > 0:
+            self._sent(first)
+
+    def _sent(self, n: int) -> None:
+        views = self.views
+        while n and n >= len(views[0]):
+            n -= len(views.pop(0))
+        if n:
+            views[0] = views[0][n:]
+
+    def step(self) -> PollNeeded | None:
+        """Send what the socket takes now: None once everything is sent, else what
+        to wait for before the next step."""
+        tr = self.tr
+        views = self.views
+        while views:
+            n = tr.sendv(views) if len(views) > 1 else tr.send(views[0])
+            if n < 0:
+                return tr.want
+            self._sent(n)
+            if views and not tr.tls:
+                return tr.wait_out  # a short send: the socket buffer is full
+        return None
 
 
 class TLSTransport(PlainTransport):

@@ -51,7 +51,9 @@ HOST = "127.0.0.1"
 #: How long a step waits for the client (seconds) unless told otherwise.
 STEP_TIMEOUT = 10.0
 
-#: How often blocked server threads look whether they should stop (seconds).
+#: How often a server thread that waits for a test's event or for the rest of a TLS
+#: record looks whether it should stop (seconds). Waits for a socket or for a
+#: connection are woken by stop() itself.
 POLL_INTERVAL = 0.05
 
 #: Longest request head the scripted server accepts.
@@ -80,6 +82,15 @@ def _short(data: bytes | bytearray, limit: int = 200) -> str:
     if len(data) <= limit:
         return repr(bytes(data))
     return f"{bytes(data[:limit])!r}... ({len(data)} bytes)"
+
+
+def _readable(sock: socket.socket, wake: socket.socket, timeout: float | None) -> bool:
+    """Wait until *sock* or *wake* is readable, or *timeout* seconds pass; True if *sock* is."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    poller.register(wake, select.POLLIN)
+    ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+    return any(fd == sock.fileno() for fd, _ in poller.poll(ms))
 
 
 def _make_listener(host: str) -> socket.socket:
@@ -440,6 +451,9 @@ class ScriptedServer(_Checked):
         self._sockets: list[socket.socket] = []
         self._stop = threading.Event()
         self._listener = _make_listener(host)
+        # stop() sends a byte here and never reads it: every thread that waits for
+        # its socket waits for this one too, and so wakes up at once.
+        self._wake, self._wake_sender = socket.socketpair()
         self.host, self.port = self._listener.getsockname()[:2]
         self._accept_thread = threading.Thread(
             target=self._accept_loop, name=f"scripted-accept-{self.port}", daemon=True
@@ -503,6 +517,7 @@ class ScriptedServer(_Checked):
             return
         self._stopped = True
         self._stop.set()
+        self._wake_sender.send(b"!")
         if self._started:
             self._accept_thread.join(JOIN_TIMEOUT)
             if self._accept_thread.is_alive():
@@ -518,7 +533,8 @@ class ScriptedServer(_Checked):
             sockets = list(self._sockets)
         for sock in sockets:
             sock.close()
-
+        self._wake.close()
+        self._wake_sender.close()
 
     # -- internals
 
@@ -527,11 +543,14 @@ class ScriptedServer(_Checked):
             self.errors.append(message)
 
     def _accept_loop(self) -> None:
-        self._listener.settimeout(POLL_INTERVAL)
-        while not self._stop.is_set():
+        self._listener.setblocking(False)
+        while True:
+            _readable(self._listener, self._wake, None)
+            if self._stop.is_set():
+                return
             try:
                 sock, _ = self._listener.accept()
-            except TimeoutError:
+            except BlockingIOError:
                 continue
             except OSError as exc:
                 if not self._stop.is_set():
@@ -637,11 +656,19 @@ class _ScriptedConnection:
         if self.eof:
             return False
         self.sock.settimeout(POLL_INTERVAL)
+        wake = self.server._wake
         while True:
             if self.server._stop.is_set():
                 raise _Stopped
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 raise _StepError("timed out waiting for the client")
+            # Wait for the client or for stop(), whichever comes first (bytes that
+            # the TLS layer has already decrypted are there without waiting).
+            left = None if deadline is None else deadline - now
+            if not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()) \
+                    and not _readable(self.sock, wake, left):
+                continue
             try:
                 data = self.sock.recv(65536)
             except TimeoutError:
@@ -910,6 +937,7 @@ _EXPECTED_HANDLER_ERRORS = (ConnectionError, TimeoutError, ssl.SSLError, _Client
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     block_on_close = False  # we join our own threads, with a time limit
+    request_queue_size = 128
 
     def __init__(self, owner: HTTPTestServer, host: str, ssl_context: ssl.SSLContext | None):
         self.owner = owner
@@ -918,7 +946,27 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.conn_lock = threading.Lock()
         self.connections: set[socket.socket] = set()
         self.handler_threads: list[threading.Thread] = []
+        self.stopping = threading.Event()
+        # stop_serving() sends a byte here, which wakes serve_forever at once.
+        self._wake, self._wake_sender = socket.socketpair()
         super().__init__((host, 0), _Handler)
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Accept connections until `stop_serving` (woken by it, not by polling)."""
+        while True:
+            _readable(self.socket, self._wake, None)
+            if self.stopping.is_set():
+                return
+            self._handle_request_noblock()
+
+    def stop_serving(self) -> None:
+        self.stopping.set()
+        self._wake_sender.send(b"!")
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._wake.close()
+        self._wake_sender.close()
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind would look up the host's FQDN: skip the resolver.
@@ -1210,7 +1258,6 @@ class HTTPTestServer(_Checked):
         self.host, self.port = self._server.server_address[:2]
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": POLL_INTERVAL},
             name=f"http-test-{self.port}",
             daemon=True,
         )
@@ -1252,7 +1299,7 @@ class HTTPTestServer(_Checked):
             return
         self._stopped = True
         if self._started:
-            self._server.shutdown()
+            self._server.stop_serving()
             self._thread.join(JOIN_TIMEOUT)
         self._server.server_close()
         self._server.drop_connections()

@@ -159,33 +159,6 @@ def test_explicit_loop_without_running_it_first(pair):
         loop.close()
 
 
-def test_exceptions_arrive_through_the_future(pair):
-    a, _ = pair
-    closed = []
-
-    def fails() -> Co:
-        yield PollNeeded(a.fileno(), POLLOUT)
-        raise KeyError("from the generator")
-
-    def yields(value: Any) -> Co:
-        try:
-            yield value
-        finally:
-            closed.append(value)
-
-    async def main() -> None:
-        with pytest.raises(KeyError, match="from the generator"):
-            await AioFuture(fails())
-        with pytest.raises(TypeError, match="yielded 'text', not a PollNeeded"):
-            await AioFuture(yields("text"))
-        with pytest.raises(ValueError, match="mask must be POLLIN, POLLOUT"):
-            await AioFuture(yields(PollNeeded(a.fileno(), 0)))
-        assert closed == ["text", PollNeeded(a.fileno(), 0)]
-        assert registered(a.fileno()) == 0
-
-    run(main())
-
-
 # --------------------------------------------------------------------- registrations
 
 
@@ -266,36 +239,6 @@ def test_registration_kept_for_the_same_wait_and_dropped_when_it_changes(pair):
     assert len(handles) == 1  # one reader handle for four waits
     assert {events for events, handle in seen[:4]} == {selectors.EVENT_READ}
     assert seen[4] == (selectors.EVENT_WRITE, None)
-
-
-def test_registration_follows_a_replaced_socket():
-    a, b = socket.socketpair()
-
-    def reconnects() -> Co:
-        fd = a.fileno()
-        yield PollNeeded(fd, POLLIN)
-        a.recv(10)
-        a.close()
-        c, d = socket.socketpair()
-        try:
-            if c.fileno() != fd:  # pragma: no cover - depends on the fd allocation
-                pytest.skip("the new socket did not get the old fd number")
-            d.send(b"2")
-            yield PollNeeded(fd, POLLIN)  # equal to the last wait, but another socket
-            return c.recv(10)
-        finally:
-            c.close()
-            d.close()
-
-    async def main() -> bytes:
-        b.send(b"1")
-        return await asyncio.wait_for(AioFuture(reconnects()), 5)
-
-    try:
-        assert run(main()) == b"2"
-    finally:
-        a.close()
-        b.close()
 
 
 def test_fd_closed_under_the_other_direction_wakes_it(pair):

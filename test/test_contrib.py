@@ -10,6 +10,7 @@ import select
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Callable
 
 import pytest
@@ -344,105 +345,104 @@ def unused_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.parametrize(("floors", "verdict"), [
-    ((50_000, 45_000), "out of reach"),  # 4 x W1 = 52,000 is above every floor
-    ((45_000, 60_000), "not met"),  # one floor of the depth got more: reachable
+# ---------------------------------------------------------------- the benchmark's logic
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    """The benchmark's modules (contrib/bench), importable."""
+    monkeypatch.syspath_prepend(str(CONTRIB / "bench"))
+    import bench_adapters
+    import bench_report
+    import bench_servers
+    import bench_workloads
+
+    return types.SimpleNamespace(adapters=bench_adapters, report=bench_report,
+                                 servers=bench_servers, workloads=bench_workloads)
+
+
+def bench_row(client, workload, variant, median, cpu=1.0):
+    return {"id": f"{workload}/{client}/{variant}", "client": client, "workload": workload,
+            "variant": variant, "label": variant, "status": "ok", "median": median, "cpu": cpu}
+
+
+@pytest.mark.parametrize(("dugong", "floor", "verdict"), [
+    (31_000, 40_000, "met"),  # 3.1 x aiohttp
+    (25_000, 40_000, "not met"),  # 2.5 x, and the floor reaches 4 x
+    (25_000, 28_000, "out of reach"),  # not even the floor reaches 3 x aiohttp
 ])
-def test_bench_report_calls_a_pipelining_goal_out_of_reach_only_above_every_floor(
-        monkeypatch, floors, verdict):
-    monkeypatch.syspath_prepend(str(CONTRIB / "bench"))
-    import bench_report
-
-    def row(client, workload, variant, median, **extra):
-        return {"id": f"{workload}/{client}/{variant}", "client": client,
-                "workload": workload, "variant": variant, "status": "ok",
-                "median": median, "cpu": 1.0, **extra}
-
-    rows = [row("dugong", "W1", "seq", 13_000), row("http.client", "W1", "seq", 5_000),
-            row("dugong", "W2", "blocking-d16", 48_000, depth=16),
-            row("dugong-3.8.2", "W2", "blocking-d16", 2_000, depth=16)]
-    rows += [row("floor", "W2", f"p{i}-d16", median, depth=16)
-             for i, median in enumerate(floors)]
-    goals = bench_report.evaluate_goals(rows)
-    (own,) = [g for g in goals if g["goal"] == "vs own W1 rate"]
-    assert own["verdict"] == verdict
+def test_bench_goal_is_out_of_reach_only_when_the_floor_misses_it(bench, dugong, floor,
+                                                                   verdict):
+    rows = [bench_row("dugong", "W5", "aio", dugong),
+            bench_row("aiohttp", "W5", "asyncio", 10_000), bench_row("floor", "W5", "loop", floor)]
+    (goal,) = bench.report.evaluate(rows)
+    assert goal["verdict"] == verdict
+    assert goal["value"] == pytest.approx(dugong / 10_000)
+    assert goal["reach"] == pytest.approx(floor / 10_000)
 
 
-def test_bench_server_cpu_counts_a_process_and_finds_its_children(monkeypatch):
-    import os
-    import subprocess
-    import sys
-
-    monkeypatch.syspath_prepend(str(CONTRIB / "bench"))
-    import bench_servers
-
-    if bench_servers.process_cpu(os.getpid()) is None:
-        pytest.skip("no /proc schedstat here")
-    assert bench_servers.process_cpu(None) is None
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                             stdin=subprocess.PIPE)
-    try:
-        assert child.pid in bench_servers.child_pids(os.getpid())
-        before = bench_servers.process_cpu(os.getpid())
-        sum(range(3_000_000))  # some CPU time of this process's own
-        after = bench_servers.process_cpu(os.getpid())
-        assert os.getpid() in after  # the main thread's id is the process's
-        assert bench_servers.cpu_between(before, after) > 0
-    finally:
-        child.stdin.close()
-        child.wait()
-    assert bench_servers.process_cpu(child.pid) is None  # gone
+def test_bench_goals_against_the_floor_of_the_same_pattern(bench):
+    rows = [bench_row("dugong", "W8", "loop-p16", 50_000),
+            bench_row("aiohttp", "W8", "asyncio-p1", 9_000),
+            bench_row("floor", "W8", "loop-p1", 60_000),
+            bench_row("floor", "W8", "loop-p16", 100_000),
+            bench_row("dugong", "W3", "readinto", 900, cpu=0.5),
+            bench_row("floor", "W3", "readinto", 1000, cpu=0.4)]
+    rows[2]["status"] = "error"  # the floor with pipeline 1: never the one compared with
+    goals = {(g["row"], g["against"]): g for g in bench.report.evaluate(rows)}
+    assert goals["W8/dugong/loop-p16", "aiohttp"]["verdict"] == "met"  # 5.6 x
+    assert goals["W8/dugong/loop-p16", "floor"]["verdict"] == "not met"  # 0.5 x, never
+    assert goals["W8/dugong/loop-p16", "floor"]["value"] == pytest.approx(0.5)
+    assert goals["W3/dugong/readinto", "floor"]["verdict"] == "not met"  # CPU 1.25 x
+    del rows[1]  # no aiohttp row: that goal has no data
+    goals = {(g["row"], g["against"]): g for g in bench.report.evaluate(rows)}
+    assert goals["W8/dugong/loop-p16", "aiohttp"]["verdict"] == "n/a"
 
 
-
-def test_bench_server_cpu_leaves_out_a_thread_that_ended(monkeypatch):
-    monkeypatch.syspath_prepend(str(CONTRIB / "bench"))
-    import bench_servers
-
-    before = {1: 5_000_000_000, 2: 3_000_000_000}  # thread 2 ends before the second look
-    after = {1: 5_250_000_000, 3: 500_000_000}  # thread 3 started during the run
-    assert bench_servers.cpu_between(before, after) == pytest.approx(0.75)
-
-
-def test_bench_report_server_share_of_a_core(monkeypatch):
-    monkeypatch.syspath_prepend(str(CONTRIB / "bench"))
-    import bench_report
-
-    def row(client, workload, variant, samples, **extra):
-        r = {"id": f"{workload}/{client}/{variant}", "client": client, "workload": workload,
-             "variant": variant, "label": variant, "status": "ok", "unit": "req",
-             "samples": samples, **extra}
-        bench_report.row_stats(r)
-        return r
-
+def test_bench_server_share_of_a_core(bench):
     def run(wall, server_cpu=None):
         s = {"wall": wall, "cpu": wall / 2, "ops": 1000, "bytes": 0}
         return s if server_cpu is None else {**s, "server_cpu": server_cpu}
 
-    w1 = row("floor", "W1", "seq", [run(0.1, 0.05), run(0.2, 0.05), run(0.1, 0.04)])
-    assert w1["median"] == 10_000
-    assert w1["server_busy"] == pytest.approx(0.4)  # median of 50 %, 25 %, 40 %
-    assert row("floor", "W1", "seq", [run(0.1, 0.05), run(0.1)])["server_busy"] is None
-    d16 = row("floor", "W2", "a-d16", [run(1 / 30, 1 / 30)], depth=16)
-    row_b = row("floor", "W2", "b-d16", [run(0.05, 0.04)], depth=16)
-    d64 = row("floor", "W2", "a-d64", [run(0.025, 0.02)], depth=64)
-    text = bench_report.floor_pipelining([w1, d16, row_b, d64])
-    X = bench_report.X
-    assert text == (f"The raw-socket floor's own W1 rate is 10,000 req/s, server CPU 40% of "
-                    f"a core; its best pipelined rate is 3.00{X} that at depth 16 (a-d16, "
-                    f"server CPU 100% of a core) and 4.00{X} that at depth 64 (a-d64, server "
-                    "CPU 80% of a core).")
-    assert bench_report.floor_pipelining([d16, d64]) is None  # no W1 floor
+    row = {"workload": "W1", "variant": "seq", "status": "ok",
+           "samples": [run(0.1, 0.05), run(0.2, 0.05), run(0.1, 0.04)]}
+    bench.report.stats(row)
+    assert row["median"] == 10_000
+    assert row["cpu"] == pytest.approx(50)  # µs per request
+    assert row["server_busy"] == pytest.approx(0.4)  # the median of 50 %, 25 %, 40 %
+    row = {"workload": "W1", "variant": "seq", "status": "ok",
+           "samples": [run(0.1, 0.05), run(0.1)]}
+    bench.report.stats(row)
+    assert row["server_busy"] is None
 
 
-def test_bench_pins_a_process_and_its_threads(monkeypatch):
-    import os
-    import subprocess
-    import sys
+def test_bench_server_cpu_counts_a_process_and_finds_its_children(bench):
+    servers = bench.servers
+    if servers.process_cpu(os.getpid()) is None:
+        pytest.skip("no /proc schedstat here")
+    assert servers.process_cpu(None) is None
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    try:
+        assert servers.child_pids(os.getpid()) == [child.pid]
+        before = servers.process_cpu(os.getpid())
+        sum(range(3_000_000))  # some CPU time of this process's own
+        after = servers.process_cpu(os.getpid())
+        assert os.getpid() in after  # the main thread's id is the process's
+        assert servers.cpu_between(before, after) > 0
+    finally:
+        child.stdin.close()
+        child.wait()
+    assert servers.process_cpu(child.pid) is None  # gone
 
-    monkeypatch.syspath_prepend(str(CONTRIB / "bench"))
-    import bench_servers
 
+def test_bench_server_cpu_leaves_out_a_thread_that_ended(bench):
+    before = {1: 5_000_000_000, 2: 3_000_000_000}  # thread 2 ends before the second look
+    after = {1: 5_250_000_000, 3: 500_000_000}  # thread 3 started during the run
+    assert bench.servers.cpu_between(before, after) == pytest.approx(0.75)
+
+
+def test_bench_pins_a_process_and_its_threads(bench):
     if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs sched_setaffinity and two CPUs")
     cpu = min(os.sched_getaffinity(0))
@@ -453,67 +453,120 @@ def test_bench_pins_a_process_and_its_threads(monkeypatch):
     child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
     try:
-        assert bench_servers.pin_process(child.pid, {cpu})
+        assert bench.servers.pin_process(child.pid, {cpu})
         assert os.sched_getaffinity(child.pid) == {cpu}
         out, _ = child.communicate("go\n", timeout=30)
     finally:
         child.kill()
         child.wait()
     assert out.strip() == f"[{cpu}]"  # a thread started later inherits the pinning
-    assert not bench_servers.pin_process(child.pid, {cpu})  # gone
-    assert not bench_servers.pin_process(None, {cpu})
+    assert not bench.servers.pin_process(child.pid, {cpu})  # gone
+    assert not bench.servers.pin_process(None, {cpu})
 
 
-def test_bench_receive_buffers_start_on_a_page_and_keep_unread_bytes(monkeypatch):
+def test_bench_receive_buffers_start_on_a_page_and_keep_unread_bytes(bench):
     import ctypes
     import mmap
     import socket
 
-    monkeypatch.syspath_prepend(str(CONTRIB / "bench"))
-    import bench_servers
-
-    buf = bench_servers.page_aligned(3 * mmap.PAGESIZE)
-    address = ctypes.addressof(ctypes.c_char.from_buffer(buf))
-    assert address % mmap.PAGESIZE == 0
+    buf = bench.servers.page_aligned(3 * mmap.PAGESIZE)
+    assert ctypes.addressof(ctypes.c_char.from_buffer(buf)) % mmap.PAGESIZE == 0
     assert len(buf) == 3 * mmap.PAGESIZE and buf[:] == bytes(len(buf))
-
     a, b = socket.socketpair()
     with a, b:
-        reader = bench_servers.ReceiveBuffer(a, 16)
+        reader = bench.servers.ReceiveBuffer(a, 16)
         b.sendall(b"0123456789abcdef")
         while reader.end < 16:
-            reader._fill()
+            reader.fill()
         reader.start = 10  # "abcdef" unread, the buffer full: the next fill moves it
         b.sendall(b"XYZ")
-        reader._fill()
+        reader.fill()
         assert bytes(reader.view[reader.start:reader.end]) == b"abcdefXYZ"
         assert reader.buf.find(b"fX", reader.start, reader.end) == 5
 
 
-def test_bench_bulk_rows_run_each_repetition_on_a_new_connection(monkeypatch):
-    monkeypatch.syspath_prepend(str(CONTRIB / "bench"))
-    import bench_clients
+def test_bench_bulk_rows_run_each_repetition_on_a_new_connection(bench):
+    class Counting:
+        """An adapter that records its calls and answers right."""
 
-    class Counting(bench_clients.Runner):
-        def __init__(self, workload):
-            super().__init__(None, "v", {"host": "127.0.0.1", "port": 1}, workload)
-            self.calls: list[str] = []
+        DOWNLOADS = {"read": "read"}
+        UPLOADS = ("plain",)
 
-        def setup(self):
-            self.calls.append("setup")
+        def __init__(self):
+            self.calls = []
+
+        def connect(self):
+            self.calls.append("connect")
 
         def close(self):
             self.calls.append("close")
 
-        def run(self, check):
-            self.calls.append("run")
-            return bench_clients.Result(1, 0)
+        def sequential(self, path):
+            def run(n, take):
+                self.calls.append("get")
+                for _ in range(n):
+                    take(200, bench.servers.pattern()[:1024])
+            return run
 
-    for workload, calls in (("W3", ["close", "setup", "run"]),
-                            ("W4", ["close", "setup", "run"]),
-                            ("W1", ["run"]), ("W2", ["run"])):
-        runner = Counting(workload)
-        runner.p["n"] = 1
-        sample = bench_clients.run_once(runner)
-        assert runner.calls == calls
-        assert sample["ops"] == 1 and sample["wall"] >= 0
+        def download(self, path, buf, take):
+            self.calls.append("download")
+            take(bench.servers.pattern()[:10])
+            return 200
+
+        def upload(self, mode, size, pieces, headers):
+            self.calls.append("upload")
+            assert sum(map(len, pieces)) == size
+            return 200, b"%d -\n" % size
+
+    work = bench.workloads
+    for workload, variant, params, calls in (
+            (work.W3(), "read", {"path": "/", "size": 10}, ["close", "connect", "download"]),
+            (work.W4(), "plain", {"size": 1 << 16}, ["close", "connect", "upload"]),
+            (work.W1(), "seq", {"path": "/", "n": 2}, ["get"])):
+        row = work.Row(Counting(), workload, variant, params)
+        sample = row.timed()
+        assert row.a.calls == calls
+        assert sample["wall"] >= 0 and sample["ops"] >= 1
+
+
+def test_bench_validation_rejects_a_wrong_answer(bench, http_server):
+    """A client that hands over other bytes than the server's fails its validation
+    run, before anything is timed; the same client passes with the right bytes."""
+    import http.client
+
+    work, adapters = bench.workloads, bench.adapters
+    host, port = "127.0.0.1", http_server.port
+    sink = bench.servers.Sink(sys.executable)
+    try:
+        for adapter in (adapters.HttpClient(http.client, host, port),
+                        adapters.Floor(None, host, port)):
+            # the test server's /size/1024 is 1 KiB, but not the benchmark's file
+            row = work.Row(adapter, work.W1(), "seq", {"path": "/size/1024", "n": 3})
+            with pytest.raises(adapters.WrongAnswer, match="differs from the 1 KiB file"):
+                row.prepare()
+            row = work.Row(adapter, work.W3(), "read", {"path": "/size/70000", "size": 70000})
+            with pytest.raises(adapters.WrongAnswer, match="differ from the file"):
+                row.prepare()
+            adapter.close()
+            adapter.port = sink.port  # the sink's /gen/N: the right bytes
+            row = work.Row(adapter, work.W3(), "read", {"path": "/gen/70000", "size": 70000})
+            if adapter.DOWNLOADS.get("read"):
+                row.prepare()
+            row = work.Row(adapter, work.W4(), "plain", {"size": 1 << 20})
+            row.prepare()
+            assert row.timed()["bytes"] == 1 << 20
+            adapter.close()
+
+            def changed(size, pieces=work.piece_iter):
+                for i, piece in enumerate(pieces(size)):
+                    yield piece if i != 3 else piece[:-1] + b"?"
+
+            work.piece_iter, original = changed, work.piece_iter
+            try:
+                with pytest.raises(adapters.WrongAnswer, match="the sink answered 200"):
+                    row.prepare()
+            finally:
+                work.piece_iter = original
+            adapter.close()
+    finally:
+        sink.stop()

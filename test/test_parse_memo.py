@@ -71,7 +71,7 @@ def test_a_head_repeating_the_previous_one_is_not_parsed_again(drive, scripted_s
                                                                 monkeypatch):
     """On one connection, a head equal byte for byte to the previous one reuses its parse,
     but only for the same method and the same limits."""
-    from dugong import _connection
+    from dugong import engine
     from servers import Step
 
     calls = []
@@ -80,7 +80,7 @@ def test_a_head_repeating_the_previous_one_is_not_parsed_again(drive, scripted_s
         calls.append(args[0])
         return P.parse_response(*args)
 
-    monkeypatch.setattr(_connection, "parse_response", counting)
+    monkeypatch.setattr(engine, "parse_response", counting)
     resp = HEAD.encode() + b"abc"
     srv = scripted_server([*[Step.read_request()] * 5,
                            Step.send(resp * 3 + HEAD.encode() + resp)])

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 import dugong
-from dugong import BodyFollowing, ConnectionTimedOut, HTTPConnection, StateError, run_async
+from dugong import BodyFollowing, HTTPConnection, StateError, run_async
 from servers import Step, body_for
 
 pytestmark = pytest.mark.anyio
@@ -144,35 +144,6 @@ async def test_task_cancel_closes_generator(scripted_server):
     with pytest.raises(StateError):
         await run_async(conn.co_readall())
     conn.reset()
-
-
-async def test_timeout(scripted_server):
-    srv = _stalling_server(scripted_server)
-    conn = HTTPConnection("127.0.0.1", srv.port)
-    await run_async(conn.co_send_request("GET", "/"))
-    await run_async(conn.co_read_response())
-    await run_async(conn.co_read(1000))
-    start = time.monotonic()
-    with pytest.raises(ConnectionTimedOut):
-        await run_async(conn.co_read(1000), timeout=0.2)
-    assert 0.15 < time.monotonic() - start < 3
-    conn.reset()
-
-
-async def test_rejects_foreign_yields():
-    def bad():
-        yield 42
-
-    with pytest.raises(TypeError, match="PollNeeded"):
-        await run_async(bad())
-
-
-async def test_plain_return():
-    def quick():
-        return 7
-        yield  # pragma: no cover
-
-    assert await run_async(quick()) == 7
 
 
 def test_without_anyio(monkeypatch):

@@ -654,7 +654,7 @@ def test_sendv_joins_small_parts(tls_pair):
     big = body_for(100_000)
     assert tr.sendv([b"head", big]) == 4  # too much to join: the first part alone
     assert server.recv(100) == b"head\r\nbody!"  # one record
-    run_transport(tr.co_send_parts([big, b"", b"tail"]))
+    run_transport(tr.co_send_all([big, b"", b"tail"]))
     got = bytearray()
     while len(got) < 100_008:
         got += server.recv(65536)
@@ -668,7 +668,7 @@ def test_send_all_counts_bytes_not_items(tls_pair):
     tr = TLSTransport(client)
     numbers = array.array("i", range(1000))
     run_transport(tr.co_send_all(memoryview(numbers)))
-    run_transport(tr.co_send_parts([memoryview(numbers), b"."]))
+    run_transport(tr.co_send_all([memoryview(numbers), b"."]))
     got = bytearray()
     while len(got) < 8001:
         got += server.recv(65536)
@@ -731,7 +731,7 @@ def test_plain_transport_would_block_and_errors():
         thread = threading.Thread(target=drain)
         thread.start()
         run_transport(tr.co_send_all(body_for(3_000_000)))  # short sends, then waits
-        run_transport(tr.co_send_parts([b"head", body_for(3_000_000), b"tail"]))
+        run_transport(tr.co_send_all([b"head", body_for(3_000_000), b"tail"]))
         client.shutdown(socket.SHUT_WR)
         thread.join(10)
         assert got.endswith(body_for(3_000_000) + b"head" + body_for(3_000_000) + b"tail")

@@ -51,7 +51,7 @@ def test_send_parts_continues_after_the_callers_first_send(first):
         out: list[bytes] = []
         reader = threading.Thread(target=_reader, args=(b, filler + len(expected), out))
         reader.start()
-        dugong.eval_coroutine(tr.co_send_parts(PARTS, n), 10)
+        dugong.eval_coroutine(tr.co_send_all(PARTS, n), 10)
         a.shutdown(socket.SHUT_WR)
         reader.join(10)
         assert out[0] == b"x" * filler + expected
@@ -78,7 +78,7 @@ def test_send_parts_whole_at_once_returns_without_waiting():
         a.setblocking(False)
         tr = PlainTransport(a)
         parts = (b"a", memoryview(b"bc"), bytearray(b"d"))
-        gen = tr.co_send_parts(parts)
+        gen = tr.co_send_all(parts)
         with pytest.raises(StopIteration):
             next(gen)  # all sent by the first call: nothing to wait for
         assert b.recv(10) == b"abcd"

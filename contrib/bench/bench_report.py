@@ -1,9 +1,7 @@
-"""Statistics, goals, markdown tables and the chart for contrib/bench.py.
+"""Medians, the goals, the markdown tables and the chart of a benchmark run.
 
-Everything but :func:`chart` uses the standard library only, so that
-bench.py can import this module under any interpreter. The chart is drawn by
-running ``python bench_report.py chart RESULTS.json OUT.png`` with the python
-of the benchmark venv, which has matplotlib.
+Standard library only, but for `chart`, which bench.py runs with the benchmark venv's
+python (``python bench_report.py chart RESULTS.json OUT.png``) for its matplotlib.
 """
 
 from __future__ import annotations
@@ -12,482 +10,241 @@ import json
 import statistics
 import sys
 
-MiB = 1 << 20
-X = "\u00d7"  # multiplication sign, for ratios
-DASH = "\u2013"  # en dash, for ranges
-
+KiB, MiB, X = 1 << 10, 1 << 20, "\u00d7"
 TITLES = {
     "W1": "{w1_n} sequential keep-alive GETs of 1 KiB on one connection",
     "W2": "{w2_n} pipelined GETs of 1 KiB on one connection",
-    "W3": "download of {w3_size_mib} MiB: read(64 KiB), readinto a reused 64 KiB buffer",
-    "W4": "upload of {w4_size_mib} MiB in 64 KiB pieces",
+    "W3": "download of {w3_mib} MiB: read(64 KiB), readinto a 64 KiB buffer",
+    "W4": "upload of {w4_mib} MiB in 64 KiB pieces",
     "W5": "{w5_conns} connections x {w5_n} GETs of 1 KiB, concurrently",
     "W6": "import in a fresh process, best of {w6_runs}",
-    "W7": "memory: streaming {w7_size_mib} MiB with read(64 KiB); one idle connected connection",
+    "W7": "memory: streaming {w7_mib} MiB with read(64 KiB); one idle connection",
+    "W8": "{w8_tasks} tasks x {w8_n} GETs of 1 KiB through at most {w8_conns} connections",
 }
+#: the rate and CPU columns of workloads counted in requests or in MiB
+UNITS = {"req": ("req/s", "CPU µs/req", 1e6), "MiB": ("MiB/s", "CPU ms/MiB", 1e3)}
 
-UNITS = {
-    "req": ("req/s", "CPU µs/req"),
-    "MiB": ("MiB/s", "CPU ms/MiB"),
-}
+#: dugong's goals, as ratios of medians in the same run: (workload, dugong's row,
+#: measure, compared with, bar). The rate ("median") is better higher; "cpu" (per
+#: request or MiB), W6's "best" time and W7's traced bytes ("peak", "idle") are better
+#: lower. Compared with a client's row of the same pattern (see `match`), with the
+#: fastest row of the workload but the floor's ("best client"), or, for None, the bar
+#: itself.
+GOALS = [
+    ("W1", "seq", "median", "floor", 0.95),
+    ("W1", "seq", "median", "http.client", 3.0),
+    ("W1", "seq", "cpu", "http.client", 0.3),
+    ("W2", "co-d16", "median", "floor", 0.9),
+    ("W2", "batch-d16", "median", "floor", 0.9),
+    ("W2", "co-d64", "median", "floor", 0.95),
+    ("W2", "batch-d64", "median", "floor", 0.95),
+    ("W3", "read", "cpu", "http.client", 1.1),
+    ("W3", "read", "median", "best client", 0.9),
+    ("W3", "readinto", "cpu", "floor", 1.1),
+    ("W4", "plain", "median", "floor", 0.9),
+    ("W4", "expect100", "median", "floor", 0.9),
+    ("W4", "chunked", "median", "floor", 0.9),
+    ("W5", "loop", "median", "floor", 0.8),
+    ("W5", "aio", "median", "aiohttp", 3.0),
+    ("W5", "anyio-asyncio", "median", "aiohttp", 2.0),
+    ("W6", "import", "best", "http.client", 1.0),
+    ("W7", "stream", "peak", None, 1024 * KiB),
+    ("W7", "idle", "idle", None, 72 * KiB),  # BUFFER_SIZE + 8 KiB
+    ("W8", "loop-p1", "median", "aiohttp", 2.0),
+    ("W8", "loop-p16", "median", "aiohttp", 5.0),
+    ("W8", "loop-p16", "median", "floor", 0.6),
+    ("W8", "threads-p1", "median", "urllib3", 1.5),
+]
+MEASURES = {"median": "rate", "cpu": "CPU", "best": "import time", "peak": "peak memory",
+            "idle": "memory"}
 
 
 def title(w: str, cfg: dict) -> str:
-    c = dict(cfg)
-    for key in ("w3_size", "w4_size", "w7_size"):
-        c.setdefault(key + "_mib", cfg.get(key, 0) // MiB)
-    return TITLES[w].format(**c)
+    return TITLES[w].format(**cfg, **{f"w{i}_mib": cfg[f"w{i}_size"] // MiB for i in (3, 4, 7)})
 
 
-# --------------------------------------------------------------------------
-# statistics
-# --------------------------------------------------------------------------
+def unit(w: str) -> str:
+    return "MiB" if w in ("W3", "W4", "W7") else "req"
 
 
-def row_stats(row: dict) -> None:
+def stats(row: dict) -> None:
+    """The medians and ranges of a row's samples, put into the row."""
     s = row.get("samples") or []
-    if row.get("status") == "ok" and not s:
-        row["status"] = "error"
-        row.setdefault("reason", "no sample")
+    if row["status"] == "ok" and not s:
+        row.update(status="error", reason="no sample")
     if not s:
         return
-    unit = row["unit"]
-    if unit == "req":
-        rates = [x["ops"] / x["wall"] for x in s]
-        cpus = [x["cpu"] / x["ops"] * 1e6 for x in s]
-    elif unit == "MiB":
-        rates = [x["bytes"] / MiB / x["wall"] for x in s]
-        cpus = [x["cpu"] * 1e3 / (x["bytes"] / MiB) for x in s]
-    elif unit == "ms":  # W6: lower is better; best of the runs
-        walls = [x["wall"] * 1e3 for x in s]
-        row["best"] = min(walls)
-        row["median"] = statistics.median(walls)
-        row["min"], row["max"] = min(walls), max(walls)
-        row["cpu"] = statistics.median(x["cpu"] * 1e3 for x in s)
+    if row["workload"] == "W6":
+        row.update(best=min(x["wall"] for x in s) * 1e3,
+                   median=statistics.median(x["wall"] for x in s) * 1e3,
+                   cpu=statistics.median(x["cpu"] for x in s) * 1e3)
         return
-    elif unit == "idle":
+    if "idle" in s[0]:
         row["idle"] = statistics.median(x["idle"] for x in s)
-        row["limit"] = s[0].get("limit")
         return
-    row["median"] = statistics.median(rates)
-    row["min"], row["max"] = min(rates), max(rates)
-    # the server's CPU time over the wall time of each run: the share of one core it used
+    per = [x["ops"] if unit(row["workload"]) == "req" else x["bytes"] / MiB for x in s]
+    rates = [k / x["wall"] for k, x in zip(per, s, strict=True)]
+    cpus = [x["cpu"] / k * UNITS[unit(row["workload"])][2] for k, x in zip(per, s, strict=True)]
+    # the server's CPU time over the run's wall time: its share of one core
     busy = [x["server_cpu"] / x["wall"] for x in s if "server_cpu" in x]
-    row["server_busy"] = statistics.median(busy) if len(busy) == len(s) else None
-    row["cpu"] = statistics.median(cpus)
-    peaks = [x["peak"] for x in s if "peak" in x]
-    if peaks:
-        row["peak"] = max(peaks)
-
-
-def find(rows: list[dict], client: str, like: dict) -> dict | None:
-    """The row of ``client`` to compare ``like`` with: same variant, else same
-    depth, else the client's only row in the workload."""
-    cands = [r for r in rows if r["client"] == client and r["workload"] == like["workload"]]
-    for r in cands:
-        if r["variant"] == like["variant"]:
-            return r
-    if "depth" in like:
-        for r in cands:
-            if r.get("depth") == like["depth"]:
-                return r
-    return cands[0] if len(cands) == 1 else None
+    row.update(median=statistics.median(rates), min=min(rates), max=max(rates),
+               cpu=statistics.median(cpus),
+               server_busy=statistics.median(busy) if len(busy) == len(s) else None)
+    if "peak" in s[0]:
+        row["peak"] = max(x["peak"] for x in s)
 
 
 def ok(row: dict | None, key: str = "median") -> bool:
-    return row is not None and row.get("status") == "ok" and row.get(key) is not None
+    return row is not None and row["status"] == "ok" and row.get(key) is not None
 
 
-def ratio(a: dict, b: dict | None, key: str = "median") -> float | None:
-    if not ok(a, key) or not ok(b, key) or not b[key]:
-        return None
-    return a[key] / b[key]
+def match(rows: list[dict], client: str, like: dict) -> dict | None:
+    """*client*'s row to compare *like* with, in the same workload: the same variant,
+    else the same last part of it (``-p16`` in W8), else the client's only row."""
+    cands = [r for r in rows if r["client"] == client and r["workload"] == like["workload"]]
+    last = like["variant"].rsplit("-", 1)[-1]
+    for found in ([r for r in cands if r["variant"] == like["variant"]],
+                  [r for r in cands if r["variant"].rsplit("-", 1)[-1] == last], cands):
+        if len(found) == 1:
+            return found[0]
+    return None
 
 
-# --------------------------------------------------------------------------
-# goals (from the performance issue); they are reported, never enforced
-# --------------------------------------------------------------------------
+def ratio(a: dict | None, b: dict | None, key: str = "median") -> float | None:
+    return a[key] / b[key] if ok(a, key) and ok(b, key) and b[key] else None
 
 
-def _goal(goals, row, text, value, limit, higher_is_better, fmt="{:.2f}" + X):
-    if value is None:
-        verdict = "n/a"
-        detail = f"{text}: no data to compare"
-    else:
-        met = value >= limit if higher_is_better else value <= limit
-        verdict = "met" if met else "not met"
-        rel = (">=" if met else "<") if higher_is_better else ("<=" if met else ">")
-        detail = f"{text}: {fmt.format(value)} {rel} {fmt.format(limit)}"
-    g = {
-        "row": row["id"],
-        "goal": text,
-        "value": value,
-        "limit": limit,
-        "verdict": verdict,
-        "detail": detail,
-    }
-    goals.append(g)
-    row.setdefault("goals", []).append(g)
+def meets(value: float, key: str, bar: float) -> bool:
+    return value >= bar if key == "median" else value <= bar
 
 
-def _server_limit(goal: dict, row: dict, w1: dict | None, floors: list[dict],
-                  factor: float) -> None:
-    """Say so when a missed pipelining goal needs more than any client could get.
-
-    The raw-socket floors' pipelined rates (pre-built requests, almost no
-    client work, in each of the floor's traffic patterns) show what the
-    server gives. Only a goal above every floor of the same depth
-    is out of reach in this run: the floors' medians are noisy too, so the
-    best of them is the bar, never the worst.
-    """
-    if goal["verdict"] != "not met" or not ok(w1):
-        return
-    best = max((f for f in floors if ok(f)), key=lambda f: f["median"], default=None)
-    need = factor * w1["median"]
-    if best is not None and need > best["median"]:
-        goal["verdict"] = "out of reach"
-        goal["detail"] += (
-            f"; {factor:g}{X} own W1 = {need:,.0f} req/s is above what the server "
-            f"gives every raw-socket floor (best: {best['variant']}, "
-            f"{best['median']:,.0f} req/s, median{_busy_note(best)}); dugong reached "
-            f"{row['median'] / best['median']:.2f}{X} that floor"
-        )
-
-
-def _busy_note(row: dict) -> str:
-    busy = row.get("server_busy")
-    return "" if busy is None else f", server CPU {busy:.0%} of a core"
-
-
-def floor_pipelining(rows: list[dict]) -> str | None:
-    """How many times its own sequential (W1) rate the raw-socket floor reaches by
-    pipelining, at each depth: the most any client can get from this server."""
-    w1 = next((r for r in rows if r["workload"] == "W1" and r["client"] == "floor" and ok(r)),
-              None)
-    floors = [r for r in rows if r["workload"] == "W2" and r["client"] == "floor" and ok(r)]
-    if w1 is None or not floors:
-        return None
-    parts = []
-    for depth in sorted({r.get("depth") for r in floors}, key=lambda d: d or 0):
-        best = max((r for r in floors if r.get("depth") == depth), key=lambda r: r["median"])
-        parts.append(f"{best['median'] / w1['median']:.2f}{X} that at depth {depth} "
-                     f"({best['label']}{_busy_note(best)})")
-    return (f"The raw-socket floor's own W1 rate is {w1['median']:,.0f} req/s"
-            f"{_busy_note(w1)}; its best pipelined rate is {' and '.join(parts)}.")
-
-
-def evaluate_goals(rows: list[dict]) -> list[dict]:
-    goals: list[dict] = []
-    by_w: dict[str, list] = {}
-    for r in rows:
-        by_w.setdefault(r["workload"], []).append(r)
-
-    def ours(w):
-        return [r for r in by_w.get(w, []) if r["client"] == "dugong"]
-
-    for r in ours("W1"):
-        hc = find(rows, "http.client", r)
-        _goal(goals, r, "req/s vs http.client", ratio(r, hc), 1.2, True)
-        _goal(goals, r, "CPU/req vs http.client", ratio(r, hc, "cpu"), 0.7, False)
-    w1 = next(iter(ours("W1")), None)
-    for r in ours("W2"):
-        _goal(goals, r, "vs dugong 3.8.2", ratio(r, find(rows, "dugong-3.8.2", r)), 5.0, True)
-        _goal(goals, r, "vs own W1 rate", ratio(r, w1), 4.0, True)
-        floors = [x for x in by_w["W2"]
-                  if x["client"] == "floor" and x.get("depth") == r.get("depth")]
-        _server_limit(goals[-1], r, w1, floors, 4.0)
-    w3 = by_w.get("W3", [])
-    best = max(
-        (x for x in w3 if x["client"] != "floor" and ok(x)),
-        key=lambda x: x["median"],
-        default=None,
-    )
-    for r in ours("W3"):
-        _goal(
-            goals,
-            r,
-            "CPU/MiB vs http.client",
-            ratio(r, find(rows, "http.client", r), "cpu"),
-            1.1,
-            False,
-        )
-        _goal(
-            goals,
-            r,
-            f"MiB/s vs best client ({best['client'] if best else '-'})",
-            ratio(r, best),
-            0.9,
-            True,
-        )
-    for r in ours("W4"):
-        _goal(goals, r, "MiB/s vs floor", ratio(r, find(rows, "floor", r)), 0.9, True)
-    aio = next((x for x in by_w.get("W5", []) if x["client"] == "aiohttp"), None)
-    for r in ours("W5"):
-        _goal(
-            goals,
-            r,
-            "req/s vs aiohttp",
-            ratio(r, aio),
-            1.5 if r["variant"] == "poll" else 1.0,
-            True,
-        )
-    for r in ours("W6"):
-        hc = find(rows, "http.client", r)
-        _goal(goals, r, "import time vs http.client", ratio(r, hc, "best"), 1.0, False)
-    for r in ours("W7"):
-        if r["variant"] == "stream":
-            peak = r.get("peak") if r.get("status") == "ok" else None
-            _goal(
-                goals,
-                r,
-                "peak traced memory",
-                peak / 1024 if peak is not None else None,
-                1024,
-                False,
-                "{:.0f} KiB",
-            )
+def evaluate(rows: list[dict]) -> list[dict]:
+    """Each goal's verdict: met, not met, n/a (no data), or out of reach: not met, and
+    the raw-socket floor of the same pattern does not reach the bar either."""
+    goals = []
+    for w, variant, key, other, bar in GOALS:
+        row = next((r for r in rows if r["workload"] == w and r["client"] == "dugong"
+                    and r["variant"] == variant), None)
+        if row is None:
+            continue
+        if other == "best client":
+            ref = max((r for r in rows if r["workload"] == w and r["client"] != "floor"
+                       and ok(r)), key=lambda r: r["median"], default=None)
         else:
-            val = r.get("idle") if r.get("status") == "ok" else None
-            lim = r.get("limit") or (64 + 8) * 1024
-            _goal(
-                goals,
-                r,
-                "idle connection",
-                val / 1024 if val is not None else None,
-                lim / 1024,
-                False,
-                "{:.1f} KiB",
-            )
+            ref = match(rows, other, row) if other else None
+        if other is None:
+            value, reach = row[key] if ok(row, key) else None, None
+        else:  # how far the floor gets, where it is not the row compared with
+            value = ratio(row, ref, key)
+            reach = ratio(match(rows, "floor", row), ref, key) if other != "floor" else None
+        if value is None:
+            verdict = "n/a"
+        elif meets(value, key, bar):
+            verdict = "met"
+        else:
+            verdict = "not met" if reach is None or meets(reach, key, bar) else "out of reach"
+        against = f"{other} ({ref['client']})" if other == "best client" and ref else other
+        goals.append({"row": row["id"], "label": row["label"], "key": key, "bar": bar,
+                      "against": against, "value": value, "reach": reach, "verdict": verdict})
     return goals
 
 
-def analyse(rows: list[dict], cfg: dict) -> dict:
+def analyse(rows: list[dict]) -> list[dict]:
     for r in rows:
-        row_stats(r)
-    goals = evaluate_goals(rows)
+        stats(r)
     for r in rows:
-        if r["workload"] in ("W6",):
-            r["x_http_client"] = ratio(r, find(rows, "http.client", r), "best")
-        elif r["unit"] in ("req", "MiB"):
-            r["x_http_client"] = ratio(r, find(rows, "http.client", r))
-            r["cpu_x_http_client"] = ratio(r, find(rows, "http.client", r), "cpu")
-            r["x_floor"] = ratio(r, find(rows, "floor", r))
-    return {"rows": rows, "goals": goals}
+        floor = match(rows, "floor", r)
+        r.update(x_floor=ratio(r, floor), cpu_x_floor=ratio(r, floor, "cpu"))
+    return evaluate(rows)
 
 
-# --------------------------------------------------------------------------
-# markdown
-# --------------------------------------------------------------------------
+# ---------------------------------------------------------------- markdown
 
 
-def fnum(v, digits=3) -> str:
+def num(v) -> str:
     if v is None:
         return "—"
     if abs(v) >= 1000:
         return f"{v:,.0f}"
-    return f"{v:.{digits}g}" if abs(v) >= 1 else f"{v:.{digits}f}".rstrip("0").rstrip(".")
+    return f"{v:.3g}" if abs(v) >= 1 else f"{v:.3f}".rstrip("0").rstrip(".")
 
 
-def fratio(v) -> str:
+def times(v) -> str:
     return "—" if v is None else f"{v:.2f}{X}"
 
 
-def client_name(r: dict, versions: dict) -> str:
-    name = r["client"]
-    if name == "dugong":
-        return (
-            f"**dugong {versions.get('dugong', '')}**".replace(" **", "**")
-            if versions.get("dugong")
-            else "**dugong**"
-        )
-    if name == "floor":
-        return "interpreter start-up" if r["workload"] == "W6" else "raw-socket floor"
-    return name
+def cells(r: dict, versions: dict) -> list[str]:
+    """One line of a workload's table (of a row that failed: its status and reason)."""
+    w, client = r["workload"], r["client"]
+    if client == "floor":
+        client = "interpreter start-up" if w == "W6" else "raw-socket floor"
+    line = [f"**dugong {versions.get('dugong')}**" if client == "dugong" else client,
+            f"`{r['label']}`" if w == "W6" else r["label"]]
+    if r["status"] != "ok":
+        reason = (r.get("reason") or "").strip().split("\n")[0][:160].replace("|", "/")
+        return [*line, f"{r['status']}: {reason}"]
+    if w == "W6":
+        return [*line, f"{r['best']:.1f}", f"{r['median']:.1f}", f"{r['cpu']:.1f}"]
+    if w == "W7" and "idle" in r:
+        return [*line, f"{r['idle'] / KiB:.1f} KiB per connection", "—"]
+    if w == "W7":
+        return [*line, f"peak {r['peak'] / KiB:.1f} KiB above the start", num(r["median"])]
+    busy = "—" if r["server_busy"] is None else f"{r['server_busy']:.0%}"
+    return [*line, num(r["median"]), f"{num(r['min'])}\u2013{num(r['max'])}", num(r["cpu"]),
+            busy, times(r["x_floor"]), times(r["cpu_x_floor"])]
 
 
-def goal_cell(r: dict) -> str:
-    gs = r.get("goals")
-    if not gs:
-        return ""
-    parts = []
-    for g in gs:
-        mark = {"met": "met", "not met": "**not met**", "n/a": "n/a",
-                "out of reach": "**out of reach**"}[g["verdict"]]
-        parts.append(f"{mark} ({g['detail']})")
-    return "; ".join(parts)
+def goal_cells(g: dict) -> list[str]:
+    met = g["verdict"] == "met"
+    rel = (">=" if met else "<") if g["key"] == "median" else ("<=" if met else ">")
+    if g["value"] is None:
+        value = "—"
+    elif g["against"] is None:
+        value = f"{g['value'] / KiB:.1f} {rel} {g['bar'] / KiB:.0f} KiB"
+    else:
+        value = f"{g['value']:.2f}{X} {rel} {g['bar']:.2f}{X}"
+    if g["verdict"] == "out of reach":
+        value += f" (the floor: {g['reach']:.2f}{X})"
+    goal = MEASURES[g["key"]] + (f" vs {g['against']}" if g["against"] else "")
+    verdict = g["verdict"] if g["verdict"] in ("met", "n/a") else f"**{g['verdict']}**"
+    return [g["row"][:2], g["label"], goal, value, verdict]
 
 
-def status_cell(r: dict) -> str:
-    reason = (r.get("reason") or "").splitlines()[0] if r.get("reason") else ""
-    return f"{r.get('status', '?')}: {reason[:160]}".replace("|", "/")
+def table(header: list[str], lines: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(line) + " |" for line in [header, ["---"] * len(header), *lines]]
 
 
-def _table(header: list[str], lines: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(cells) + " |" for cells in lines]
-    return out
-
-
-def markdown(report: dict, meta: dict, cfg: dict) -> str:
-    rows = report["rows"]
-    versions = meta.get("versions", {})
-    out = [f"# dugong benchmark ({meta.get('mode', '?')} mode)", ""]
-    out.append(
-        f"Python {meta.get('python')} on {meta.get('platform')}, {meta.get('cpus')} CPUs; "
-        f"server: {meta.get('server')}; {cfg['reps']} repetitions per row"
-        + "".join(f", {n} in {w}" for w, n in cfg.get("reps_by_workload", {}).items())
-        + ", interleaved; "
-        "everything on 127.0.0.1."
-    )
-    vers = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k not in ("floor",))
-    if vers:
-        out.append(f"Clients: {vers}.")
-    if meta.get("unavailable"):
-        out.append(
-            "Unavailable: "
-            + "; ".join(f"{k}: {v.splitlines()[0][:120]}" for k, v in meta["unavailable"].items())
-            + "."
-        )
-    out.append("")
-    workloads = []
-    for r in rows:
-        if r["workload"] not in workloads:
-            workloads.append(r["workload"])
-    for w in workloads:
-        wrows = [r for r in rows if r["workload"] == w]
-        out.append(f"## {w}: {title(w, cfg)}")
-        out.append("")
-        if w == "W6":
-            header = [
-                "command",
-                "client",
-                "best ms",
-                "net ms",
-                "median ms",
-                "CPU ms",
-                X + " http.client",
-                "goal",
-            ]
-            floor = next((r for r in wrows if r["client"] == "floor" and ok(r, "best")), None)
-            lines = []
-            for r in wrows:
-                if not ok(r, "best"):
-                    lines.append(
-                        [
-                            f"`{r['label']}`",
-                            client_name(r, versions),
-                            status_cell(r),
-                            "",
-                            "",
-                            "",
-                            "",
-                            "",
-                        ]
-                    )
-                    continue
-                net = r["best"] - floor["best"] if floor else None
-                lines.append(
-                    [
-                        f"`{r['label']}`",
-                        client_name(r, versions),
-                        f"{r['best']:.1f}",
-                        "—" if net is None else f"{net:.1f}",
-                        f"{r['median']:.1f}",
-                        f"{r['cpu']:.1f}",
-                        fratio(r.get("x_http_client")),
-                        goal_cell(r),
-                    ]
-                )
-            out += _table(header, lines)
-            out.append("")
-            out.append(
-                "*net*: best time minus the best time of `python -c 'pass'` "
-                "(interpreter start-up)."
-            )
-            out.append("")
-            continue
-        if w == "W7":
-            header = ["client", "measure", "traced memory", "MiB/s (under tracemalloc)", "goal"]
-            lines = []
-            for r in wrows:
-                if r.get("status") != "ok":
-                    lines.append([client_name(r, versions), r["label"], status_cell(r), "", ""])
-                    continue
-                if r["variant"] == "idle":
-                    mem = f"{r['idle'] / 1024:.1f} KiB per connection"
-                    speed = "—"
-                else:
-                    mem = f"peak {r['peak'] / 1024:.1f} KiB above start"
-                    speed = fnum(r.get("median"))
-                lines.append([client_name(r, versions), r["label"], mem, speed, goal_cell(r)])
-            out += _table(header, lines)
-            out.append("")
-            out.append(
-                "Memory is what tracemalloc sees: Python allocations, not kernel socket buffers "
-                "or memory that C libraries (libcurl) allocate themselves."
-            )
-            out.append("")
-            continue
-        unit = wrows[0]["unit"]
-        rate_name, cpu_name = UNITS[unit]
-        header = [
-            "client",
-            "variant",
-            f"{rate_name} (median)",
-            "range",
-            cpu_name,
-            "server CPU",
-            X + " http.client",
-            "CPU " + X + " http.client",
-            X + " floor",
-            "goal",
-        ]
-        lines = []
-        for r in wrows:
-            if not ok(r):
-                lines.append(
-                    [client_name(r, versions), r["label"], status_cell(r)] + [""] * 7
-                )
-                continue
-            lines.append(
-                [
-                    client_name(r, versions),
-                    r["label"],
-                    fnum(r["median"]),
-                    f"{fnum(r['min'])}{DASH}{fnum(r['max'])}",
-                    fnum(r["cpu"]),
-                    "—" if r.get("server_busy") is None else f"{r['server_busy']:.0%}",
-                    fratio(r.get("x_http_client")),
-                    fratio(r.get("cpu_x_http_client")),
-                    fratio(r.get("x_floor")),
-                    goal_cell(r),
-                ]
-            )
-        out += _table(header, lines)
-        out.append("")
-        if w == "W2" and (line := floor_pipelining(rows)):
-            out += [line, ""]
-    goals = report["goals"]
+def markdown(rows: list[dict], goals: list[dict], meta: dict, cfg: dict) -> str:
+    out = [f"# dugong benchmark ({meta['mode']} mode)", "",
+           f"Python {meta['python']} on {meta['platform']}, {meta['cpus']} CPUs; server: "
+           f"{meta['server']}; {cfg['reps']} repetitions per row"
+           + "".join(f", {n} in {w}" for w, n in cfg["reps_by"].items())
+           + ", interleaved; everything on 127.0.0.1.",
+           "Clients: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items())
+                                   if k != "floor") + ".",
+           *[f"Unavailable: {k}: {v.splitlines()[0][:200]}."
+             for k, v in meta["unavailable"].items()]]
+    for w in dict.fromkeys(r["workload"] for r in rows):
+        rate, cpu, _ = UNITS[unit(w)]
+        header = {"W6": ["client", "command", "best ms", "median ms", "CPU ms"],
+                  "W7": ["client", "measure", "traced memory", "MiB/s (under tracemalloc)"]}.get(
+            w, ["client", "variant", f"{rate} (median)", "range", cpu, "server CPU",
+                f"{X} floor", f"CPU {X} floor"])
+        out += ["", f"## {w}: {title(w, cfg)}", "", *table(
+            header, [cells(r, meta["versions"]) for r in rows if r["workload"] == w])]
     if goals:
-        met = sum(g["verdict"] == "met" for g in goals)
-        na = sum(g["verdict"] == "n/a" for g in goals)
-        far = sum(g["verdict"] == "out of reach" for g in goals)
-        out.append(f"## Goals: {met} of {len(goals)} met ({na} without data, "
-                   f"{far} beyond what the server can do in this run)")
-        out.append("")
-        out += _table(
-            ["row", "goal", "verdict"], [[g["row"], g["detail"], g["verdict"]] for g in goals]
-        )
-        out.append("")
-    return "\n".join(out)
+        met, far = (sum(g["verdict"] == v for g in goals) for v in ("met", "out of reach"))
+        out += ["", f"## Goals: {met} of {len(goals)} met, {far} out of reach", "", *table(
+            ["workload", "dugong row", "goal", "measured", "verdict"], map(goal_cells, goals))]
+    return "\n".join(out) + "\n"
 
 
-# --------------------------------------------------------------------------
-# chart (needs matplotlib: run with the benchmark venv's python)
-# --------------------------------------------------------------------------
+# ---------------------------------------------------------------- chart
 
 
 def chart(results_path: str, out_path: str) -> None:
+    """One panel per workload, one bar per row: the median and the range of the rate
+    (W6: the best time; W7: traced KiB)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -495,91 +252,41 @@ def chart(results_path: str, out_path: str) -> None:
 
     with open(results_path) as fh:
         data = json.load(fh)
-    rows = data["rows"]
-    meta = data["meta"]
-    cfg = dict(meta["config"])
-    panels = []
-    for w in ("W1", "W2", "W3", "W4", "W5", "W6", "W7"):
-        wrows = [r for r in rows if r["workload"] == w]
-        if w == "W6":
-            wrows = [r for r in wrows if ok(r, "best")]
-        elif w == "W7":
-            wrows = [r for r in wrows if r.get("status") == "ok"]
-        else:
-            wrows = [r for r in wrows if ok(r)]
-        if wrows:
-            panels.append((w, wrows))
-    if not panels:
-        raise SystemExit("nothing to draw")
-    ncols = 2
-    nrows = (len(panels) + 1) // 2
-    # each grid row as tall as its longer panel needs
-    heights = [
-        max(len(p[1]) for p in panels[i * ncols : (i + 1) * ncols]) * 0.22 + 1.3
-        for i in range(nrows)
-    ]
-    fig, axes = plt.subplots(
-        nrows,
-        ncols,
-        figsize=(16, sum(heights)),
-        squeeze=False,
-        gridspec_kw={"height_ratios": heights},
-    )
-    colours = {
-        "dugong": "#1f77b4",
-        "dugong-3.8.2": "#9ecae1",
-        "floor": "#7f7f7f",
-        "http.client": "#ff7f0e",
-    }
-    for ax, (w, wrows) in zip(axes.flat, panels, strict=False):
-        labels, values, lo, hi, cols = [], [], [], [], []
-        for r in wrows:
-            name = "floor" if r["client"] == "floor" else r["client"]
-            labels.append(f"{name}: {r['label']}")
-            cols.append(colours.get(r["client"], "#bcbd22"))
-            if w == "W6":
-                v = r["best"]
-                lo.append(0)
-                hi.append(0)
-            elif w == "W7":
-                v = (r["idle"] if r["variant"] == "idle" else r["peak"]) / 1024
-                lo.append(0)
-                hi.append(0)
-            else:
-                v = r["median"]
-                lo.append(v - r["min"])
-                hi.append(r["max"] - v)
-            values.append(v)
-        ypos = list(range(len(values)))
-        if w in ("W6", "W7"):
-            ax.barh(ypos, values, color=cols)
-        else:
-            ax.barh(ypos, values, xerr=[lo, hi], color=cols, capsize=2)
-        ax.set_yticks(ypos)
-        ax.set_yticklabels(labels, fontsize=7)
-        ax.invert_yaxis()
-        if w == "W6":
-            xl = "best wall time, ms (lower is better)"
-        elif w == "W7":
-            xl = "traced KiB: stream peak / idle connection (lower is better)"
-        else:
-            xl = UNITS[wrows[0]["unit"]][0] + " (median, bars: range)"
-        ax.set_xlabel(xl, fontsize=8)
-        ax.set_title(f"{w}: {title(w, cfg)}", fontsize=9)
-        ax.tick_params(axis="x", labelsize=7)
-    for ax in list(axes.flat)[len(panels) :]:
+    panels: dict[str, list] = {}
+    for r in data["rows"]:
+        if r["status"] == "ok":
+            panels.setdefault(r["workload"], []).append(r)
+    grid = [list(panels.items())[i:i + 2] for i in range(0, len(panels), 2)]
+    heights = [0.22 * max(len(rs) for _, rs in pair) + 1.4 for pair in grid]
+    fig, axes = plt.subplots(len(grid), 2, figsize=(16, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    colours = {"dugong": "#1f77b4", "dugong-3.8.2": "#9ecae1", "floor": "#7f7f7f"}
+    for ax in axes.flat[len(panels):]:
         ax.axis("off")
-    fig.suptitle(
-        f"dugong benchmark ({meta.get('mode')}), Python {meta.get('python')}, "
-        f"{meta.get('cpus')} CPUs, loopback, server: {meta.get('server')}",
-        fontsize=11,
-    )
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
-    fig.savefig(out_path, dpi=90)
+    for ax, (w, rs) in zip(axes.flat, panels.items(), strict=False):
+        err = None
+        if w == "W6":
+            values, xlabel = [r["best"] for r in rs], "best ms (lower is better)"
+        elif w == "W7":
+            values = [r.get("peak", r.get("idle")) / KiB for r in rs]
+            xlabel = "traced KiB: peak while streaming / idle connection (lower is better)"
+        else:
+            values, xlabel = [r["median"] for r in rs], f"{UNITS[unit(w)][0]}, median and range"
+            err = [[r["median"] - r["min"] for r in rs], [r["max"] - r["median"] for r in rs]]
+        ax.barh(range(len(rs)), values, xerr=err, capsize=2,
+                color=[colours.get(r["client"], "#bcbd22") for r in rs])
+        ax.set_yticks(range(len(rs)), [f"{r['client']}: {r['label']}" for r in rs], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_title(f"{w}: {title(w, data['meta']['config'])}", fontsize=9)
+    meta = data["meta"]
+    fig.suptitle(f"dugong benchmark ({meta['mode']} mode), Python {meta['python']}, "
+                 f"{meta['cpus']} CPUs, {meta['date']}", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / sum(heights)))
+    fig.savefig(out_path, dpi=80)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "chart":
-        chart(sys.argv[2], sys.argv[3])
-    else:
+    if len(sys.argv) != 4 or sys.argv[1] != "chart":
         sys.exit("usage: bench_report.py chart RESULTS.json OUT.png")
+    chart(sys.argv[2], sys.argv[3])
