@@ -50,7 +50,7 @@ html_show_sourcelink = False
 nitpicky = True
 _STDLIB_MODULES = (
     "asyncio|builtins|collections|email|errno|http|io|os|select|selectors|socket|ssl|"
-    "threading|time|types|typing|zlib|gzip"
+    "threading|time|types|typing|urllib|zlib|gzip"
 )
 _BUILTIN_NAMES = (
     "Any|BaseException|ConnectionError|Exception|InterruptedError|OSError|RuntimeError|"

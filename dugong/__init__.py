@@ -26,6 +26,7 @@ from ._exceptions import (
 from ._headers import CaseInsensitiveDict
 from ._loop import eval_coroutines
 from ._poll import POLLIN, POLLOUT, PollNeeded, eval_coroutine
+from ._pool import ConnectionPool, PoolResponse
 from ._protocol import (
     BUFFER_SIZE,
     MAX_HEADER_FIELDS,
@@ -62,6 +63,7 @@ __all__ = [
     "BodyFollowing",
     "CaseInsensitiveDict",
     "ConnectionClosed",
+    "ConnectionPool",
     "ConnectionTimedOut",
     "DNSUnavailable",
     "DugongError",
@@ -71,6 +73,7 @@ __all__ = [
     "HostnameNotResolvable",
     "InvalidResponse",
     "PollNeeded",
+    "PoolResponse",
     "ProxyError",
     "StateError",
     "UnsupportedResponse",
