@@ -200,6 +200,26 @@ def test_output_files(http_server, tmp_path):
     assert (tmp_path / "one").read_bytes() == body_for(7)
 
 
+def test_output_that_cannot_be_written(http_server, tmp_path):
+    (tmp_path / "file").write_bytes(b"")
+    res = dugong("--output-dir", str(tmp_path / "file"), f"{http_server.url}/size/3")
+    assert res.returncode == 1
+    assert err_lines(res) == [f"dugong: {http_server.url}/size/3: cannot write "
+                              f"{tmp_path / 'file' / '3'}: File exists"]
+
+
+def test_a_closed_standard_output_stops_everything(http_server):
+    urls = [f"{http_server.url}/size/{n}" for n in (3_000_000, 10, 20)]
+    with subprocess.Popen([sys.executable, "-m", "dugong", *urls], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env()) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.read(10) == body_for(3_000_000)[:10]
+        proc.stdout.close()  # like `| head -c 10`
+        errors = proc.stderr.read().decode()
+        assert proc.wait(TIMEOUT) == 1
+    assert errors == f"dugong: {urls[0]}: cannot write to standard output: Broken pipe\n"
+
+
 # --------------------------------------------------------------------- pipelining and order
 
 
@@ -233,8 +253,8 @@ def test_later_bodies_wait_for_earlier_ones(scripted_server):
 
 
 def test_requests_lost_to_a_closing_connection_go_out_again(scripted_server):
-    # Connection 1 answers two of three pipelined requests, the second with
-    # Connection: close: the third goes out again on connection 2.
+    # Connection 1 answers two of the pipelined requests, the second with
+    # Connection: close: the others go out again on connection 2.
     server = scripted_server([
         [Step.read_request(), Step.read_request(), Step.read_request(),
          Step.send(response(named("/a")) + response(named("/b"), "Connection: close")),
@@ -242,11 +262,33 @@ def test_requests_lost_to_a_closing_connection_go_out_again(scripted_server):
         [Step.read_request(), Step.read_request(), Step.send(answers(2))],
     ])
     base = f"http://127.0.0.1:{server.port}"
-    res = dugong("--pipeline", "3", *(f"{base}/{name}" for name in "abcd"))
+    res = dugong("-v", "--pipeline", "3", *(f"{base}/{name}" for name in "abcd"))
     assert res.returncode == 0, res.stderr
     assert res.stdout == named("/a", "/b", "/c", "/d")
     assert [[r.path for r in reqs] for reqs in server.requests] == \
         [["/a", "/b", "/c"], ["/c", "/d"]]
+    lines = err_lines(res)
+    assert lines.count(f"* connecting to 127.0.0.1 port {server.port}") == 2
+    # After each answer another request goes out, to keep three in flight.
+    assert [line for line in lines if line.startswith(("> GET", "< HTTP", "* 2"))] == [
+        "> GET /a HTTP/1.1", "> GET /b HTTP/1.1", "> GET /c HTTP/1.1",
+        "< HTTP/1.1 200 OK", "> GET /d HTTP/1.1", "< HTTP/1.1 200 OK",
+        "* 2 request(s) go out again on a new connection",
+        "> GET /c HTTP/1.1", "> GET /d HTTP/1.1", "< HTTP/1.1 200 OK", "< HTTP/1.1 200 OK"]
+
+
+def test_no_pipelining_to_a_server_that_closes_after_one_answer(scripted_server):
+    one = [Step.read_request(), Step.send(answers(1))]
+    server = scripted_server([
+        [Step.read_request(), Step.read_request(),
+         Step.send(response(named("/a"), "Connection: close")), Step.close()],
+        [*one, *one],  # one request at a time from now on
+    ])
+    base = f"http://127.0.0.1:{server.port}"
+    res = dugong("--pipeline", "2", f"{base}/a", f"{base}/b", f"{base}/c")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == named("/a", "/b", "/c")
+    assert [[r.path for r in reqs] for reqs in server.requests] == [["/a", "/b"], ["/b", "/c"]]
 
 
 def test_a_lost_get_is_sent_once_more_a_lost_post_is_not(scripted_server):
@@ -316,11 +358,11 @@ def test_failures_keep_the_other_output(http_server, unused_port):
     res = dugong("-f", f"{base}/size/3", refused, f"{base}/status/404", f"{base}/size/4")
     assert res.returncode == 1  # the first URL that failed decides
     assert res.stdout == body_for(3) + body_for(4)
-    assert err_lines(res) == [
+    assert sorted(err_lines(res)) == sorted([  # two hosts: in the order things happen
         f"dugong: {refused}: ConnectionRefusedError: Connection refused (connecting to "
         f"127.0.0.1 port {unused_port})",
         f"dugong: {base}/status/404: the server answered 404 Not Found",
-    ]
+    ])
     res = dugong("--fail", f"{base}/status/500", f"{base}/size/2")
     assert res.returncode == 22
     assert res.stdout == body_for(2)
@@ -363,10 +405,14 @@ def test_tls_verification(https_server, tls_ca, tmp_path):
 
 def test_proxy(http_server, make_proxy):
     proxy = make_proxy({"origin.test:80": ("127.0.0.1", http_server.port)})
-    res = dugong("--proxy", f"http://user:pw@127.0.0.1:{proxy.address[1]}",
+    res = dugong("-v", "--proxy", f"http://user:pw@127.0.0.1:{proxy.address[1]}",
                  "http://origin.test/size/6", "http://origin.test/size/7")
     assert res.returncode == 0, res.stderr
     assert res.stdout == body_for(6) + body_for(7)
+    lines = err_lines(res)
+    assert lines[0] == f"* connecting to origin.test port 80 through the proxy 127.0.0.1 " \
+        f"port {proxy.address[1]}"
+    assert lines[1] == "> GET http://origin.test/size/6 HTTP/1.1"
     assert [r.target for r in proxy.requests(0)] == ["http://origin.test/size/6",
                                                      "http://origin.test/size/7"]
     credentials = base64.b64encode(b"user:pw").decode()
@@ -460,7 +506,7 @@ def run_on_terminal(*args: str) -> tuple[int, bytes, str]:
     return status, out[0], terminal.decode()
 
 
-def test_progress_line_on_a_terminal(scripted_server):
+def test_progress_line_on_a_terminal(scripted_server, http_server):
     size = 2 << 20
     body = body_for(size)
     server = scripted_server([
@@ -469,10 +515,14 @@ def test_progress_line_on_a_terminal(scripted_server):
         Step.sleep(0.5),
         Step.send(body[300_000:]),
     ])
-    status, out, terminal = run_on_terminal(f"http://127.0.0.1:{server.port}/dir/big.iso")
-    assert status == 0, terminal
+    missing = f"{http_server.url}/status/404"
+    status, out, terminal = run_on_terminal("--fail", f"http://127.0.0.1:{server.port}/dir/big.iso",
+                                            missing)
+    assert status == 22, terminal
     assert out == body
     lines = [line.strip() for line in terminal.replace("\n", "\r").split("\r") if line.strip()]
+    # The message has a line of its own, even while the progress line is shown.
+    lines.remove(f"dugong: {missing}: the server answered 404 Not Found")
     *updates, final = lines
     assert updates, terminal
     for line in updates:
@@ -487,3 +537,36 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# --------------------------------------------------------------------- the holding area
+
+
+def test_in_order_holds_later_bodies_in_memory_then_in_a_file():
+    import io
+
+    from dugong._inorder import InOrder
+
+    out = io.BytesIO()
+    order = InOrder(out, 4, hold_memory=10)
+    first, second, third, fourth = (order.slot(i) for i in range(4))
+    third.write(b"33333333")  # in memory (8 of 10 bytes)
+    third.write(memoryview(b"3333"))  # over the budget: into the file
+    third.finish()
+    second.write(b"22")
+    fourth.write(b"4444")
+    assert order.held_in_file == 8
+    first.write(b"1")
+    assert out.getvalue() == b"1"
+    first.finish()  # the second's turn: it writes what it holds at its next write
+    assert out.getvalue() == b"1"
+    second.write(b"2")
+    assert out.getvalue() == b"1222"
+    second.finish()  # the third is complete: written out at once
+    assert out.getvalue() == b"1222" + b"3" * 12
+    assert order.held_in_file == 4  # the fourth's
+    fourth.write(b"!")
+    fourth.finish()
+    assert out.getvalue() == b"1222" + b"3" * 12 + b"4444!"
+    assert order.held_in_file == 0
+    order.close()
