@@ -42,8 +42,9 @@ class Slot:
         #: it is this slot's turn: its writes go to the stream (set once, under the lock)
         self.turn = False
         self._done = False
-        #: what the slot holds, in order: bytes (in memory) or (offset, size) in the file
-        self._held: deque[bytes | tuple[int, int]] = deque()
+        #: what the slot holds, in order: bytes (in memory) or (offset, size) in the file;
+        #: made when first needed (most slots never hold anything)
+        self._held: deque[bytes | tuple[int, int]] | None = None
 
     def write(self, data: _Data) -> None:
         """Append *data* to this body (copied if it has to wait for its turn).
@@ -123,8 +124,11 @@ class InOrder:
     def _hold(self, slot: Slot, data: _Data) -> None:
         """Under the lock: keep a copy of *data* for *slot*."""
         size = memoryview(data).nbytes
+        held = slot._held
+        if held is None:
+            held = slot._held = deque()
         if self._in_memory + size <= self._budget:
-            slot._held.append(bytes(data))
+            held.append(bytes(data))
             self._in_memory += size
             return
         with self._file_lock:
@@ -133,13 +137,15 @@ class InOrder:
                 f = self._file = tempfile.TemporaryFile(prefix="dugong-")  # noqa: SIM115
             f.seek(self._file_end)
             f.write(data)
-            slot._held.append((self._file_end, size))
+            held.append((self._file_end, size))
             self._file_end += size
             self._in_file += size
 
     def _copy_out(self, slot: Slot) -> None:
         """Write what *slot* holds to the stream (by the thread whose turn it is)."""
         held = slot._held
+        if held is None:
+            return
         stream = self.stream
         while held:
             part = held.popleft()
