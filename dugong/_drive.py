@@ -23,8 +23,8 @@ Drivers know nothing about HTTP: only file descriptors and events.
 from __future__ import annotations
 
 import os
-import stat
 import selectors
+import stat
 from collections.abc import Generator
 from types import GeneratorType
 from typing import Any
