@@ -53,7 +53,7 @@ html_show_sourcelink = False
 nitpicky = True
 _STDLIB_MODULES = (
     "asyncio|builtins|collections|email|enum|errno|http|io|os|select|selectors|socket|ssl|"
-    "threading|time|types|typing|zlib|gzip"
+    "threading|time|types|typing|urllib|zlib|gzip"
 )
 _BUILTIN_NAMES = (
     "Any|BaseException|ConnectionError|Exception|InterruptedError|OSError|RuntimeError|"
@@ -67,4 +67,6 @@ nitpick_ignore_regex = [
     (r"py:class", r"(?:dugong\._buffer\.)?RecvBuffer"),
     # Type variables of generic signatures.
     (r"py:.*", r"(?:dugong\.(?:_\w+\.)?)?_?T"),
+    # Private type aliases of signatures, explained where they are used.
+    (r"py:.*", r"(?:dugong\.(?:_\w+\.)?)?(?:SocketWrapping|WritableBuffer|PeerCert)"),
 ]

@@ -20,6 +20,7 @@ from ._exceptions import (
     DNSUnavailable,
     HostnameNotResolvable,
     InvalidResponse,
+    ProxyError,
 )
 from ._log import debug
 from ._poll import POLLIN, POLLOUT, Co, PollNeeded
@@ -37,7 +38,8 @@ DNS_TEST_HOSTNAMES: Sequence[tuple[str, int]] = (
     ("one.one.one.one", 53),
 )
 
-_AddrInfo = tuple[int, int, int, str, Any]
+_SockAddr = tuple[str, int] | tuple[str, int, int, int]
+_AddrInfo = tuple[int, int, int, str, _SockAddr]
 _NO_SUCH_NAME = frozenset(
     getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)
 )
@@ -53,7 +55,7 @@ def resolve(host: str, port: int) -> list[_AddrInfo]:
     invalid port) propagate as the `socket.gaierror` they are.
     """
     try:
-        infos: list[Any] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos: list[Any] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # _AddrInfo
     except socket.gaierror as exc:
         if exc.errno in _NO_SUCH_NAME:
             for test_host, test_port in PACKAGE.DNS_TEST_HOSTNAMES:
@@ -93,7 +95,7 @@ def co_resolve(host: str, port: int) -> Co[list[_AddrInfo]]:
         return literal
     import threading
 
-    result: list[Any] = []
+    result: list[list[_AddrInfo] | BaseException] = []
     rfd, wfd = os.pipe()
 
     def work() -> None:
@@ -122,10 +124,10 @@ def co_resolve(host: str, port: int) -> Co[list[_AddrInfo]]:
             raise outcome
         finally:
             del outcome
-    return outcome  # type: ignore[no-any-return]
+    return outcome
 
 
-def _connect_error(err: int, addr: Any) -> OSError:
+def _connect_error(err: int, addr: _SockAddr) -> OSError:
     return OSError(err, f"{os.strerror(err)} (connecting to {addr[0]} port {addr[1]})")
 
 
@@ -227,8 +229,8 @@ def co_tunnel(tr: PlainTransport, host: str, port: int,
 
     *fields* are sent with the request (e.g. ``Proxy-Authorization``).
 
-    Any answer but 200 raises `ConnectionError` naming the status (as dugong
-    3.x did); a proxy that closes first raises `ConnectionClosed`, an answer
+    Any answer but 200 raises `ProxyError` (a `ConnectionError`, as dugong 3.x
+    raised) naming the status; a proxy that closes first raises `ConnectionClosed`, an answer
     that is not HTTP (or too long) `InvalidResponse`.
     """
     authority = format_host(host, port, -1)
@@ -254,9 +256,8 @@ def co_tunnel(tr: PlainTransport, host: str, port: int,
         search = max(0, buf.end - 2)
     head = parse_head(buf.data[:end].decode("latin-1"))
     if head.status != 200:
-        raise ConnectionError(
-            f"Proxy refused CONNECT to {authority}: {head.status} {head.reason}"
-        )
+        raise ProxyError(f"Proxy refused CONNECT to {authority}: {head.status} {head.reason}",
+                         head.status, head.reason)
     if end != buf.end:
         raise InvalidResponse("Proxy sent data after its answer to CONNECT")
 

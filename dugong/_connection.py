@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, TypeVar
 
 from ._connect import co_open
 from ._exceptions import ConnectionClosed, ConnectionTimedOut
@@ -33,7 +33,24 @@ from .engine import (
     SendState,
 )
 
+if TYPE_CHECKING:
+    import socket
+    import ssl
+
 __all__ = ["BodyFollowing", "HTTPConnection", "HTTPResponse"]
+
+
+class SocketWrapping(Protocol):
+    """What dugong needs of an ``ssl_context`` that is no `ssl.SSLContext`."""
+
+    def wrap_socket(self, sock: socket.socket, *, server_hostname: str | None = ...) -> Any:
+        """A socket-like object for *sock* (as dugong 3.x allowed: e.g. a test double)."""
+
+
+#: a writable bytes-like object
+WritableBuffer: TypeAlias = "bytearray | memoryview"
+#: what `HTTPConnection.get_ssl_peercert` returns
+PeerCert: TypeAlias = "dict[str, Any] | bytes | None"
 
 # Reads of at least this many bytes go straight from the socket to the caller.
 _DIRECT_READ: Final = 16 * 1024
@@ -49,7 +66,7 @@ _R = TypeVar("_R")
 _Step = Callable[[_A, bool], "_R | PollNeeded"]
 
 
-def _byte_view(buf: Any) -> memoryview:
+def _byte_view(buf: WritableBuffer) -> memoryview:
     """*buf* as a flat memoryview of bytes."""
     view = buf if type(buf) is memoryview else memoryview(buf)
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
@@ -124,7 +141,8 @@ class HTTPConnection:
     #: seconds to wait for the answer to ``Expect: 100-continue`` (None: no limit)
     expect100_timeout: float | None = None
 
-    def __init__(self, hostname: str, port: int | None = None, ssl_context: Any = None,
+    def __init__(self, hostname: str, port: int | None = None,
+                 ssl_context: ssl.SSLContext | SocketWrapping | None = None,
                  proxy: tuple[str, int] | None = None, *,
                  proxy_headers: Mapping[str, str] | None = None) -> None:
         if not isinstance(hostname, str) or not hostname:
@@ -194,8 +212,8 @@ class HTTPConnection:
         Raises:
             HostnameNotResolvable: the host name does not exist.
             DNSUnavailable: no DNS server could be reached.
-            ConnectionError: the proxy refused the ``CONNECT`` tunnel (the
-                message gives its status).
+            ProxyError: the proxy refused the ``CONNECT`` tunnel (the message
+                gives its status); a `ConnectionError` too, as in dugong 3.x.
             ConnectionClosed: the server or proxy closed the connection during
                 the TLS handshake or before answering ``CONNECT``.
             InvalidResponse: the proxy's answer to ``CONNECT`` is malformed.
@@ -342,7 +360,7 @@ class HTTPConnection:
         outstanding, else a true value (the bytes left when known). Use `is_idle`."""
         return self._eng.out_remaining
 
-    def get_ssl_peercert(self, binary_form: bool = False) -> Any:
+    def get_ssl_peercert(self, binary_form: bool = False) -> PeerCert:
         """The server's certificate, as `ssl.SSLSocket.getpeercert` gives it.
 
         Args:
@@ -366,7 +384,7 @@ class HTTPConnection:
         cipher = self._tls_method("cipher")
         return None if cipher is None else cipher()
 
-    def _tls_method(self, name: str) -> Any:
+    def _tls_method(self, name: str) -> Callable[..., Any] | None:
         """The TLS socket's method *name* (connecting first); None for plain HTTP or a
         socket that lacks it (from a context that is no `ssl.SSLContext`)."""
         if self.ssl_context is None:
@@ -833,7 +851,7 @@ class HTTPConnection:
 
     read1 = read
 
-    def co_readinto(self, buf: Any) -> Co[int]:
+    def co_readinto(self, buf: WritableBuffer) -> Co[int]:
         """Generator twin of `readinto`: yields `PollNeeded` instead of blocking.
 
         It ignores `timeout`: the driver decides how long to wait. The byte
@@ -846,7 +864,7 @@ class HTTPConnection:
             return 0
         return (yield from self._co_run("body read", self._readinto_step, view))
 
-    def readinto(self, buf: Any) -> int:
+    def readinto(self, buf: WritableBuffer) -> int:
         """Read body bytes into *buf*, without an intermediate copy.
 
         When nothing is buffered, the bytes go from the socket straight into

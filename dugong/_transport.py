@@ -18,7 +18,7 @@ import os
 import select
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from ._exceptions import ConnectionClosed
 from ._poll import POLLIN, POLLOUT, Co, PollNeeded
@@ -34,6 +34,11 @@ _trace_ids = itertools.count(1)
 _TLS_RECV_MAX = 64 * 1024
 #: Buffers of `TLSTransport.sendv` up to this total are joined into one TLS write.
 _TLS_JOIN_MAX = 64 * 1024
+
+
+#: A bit outside POLLIN and POLLOUT: the mask under which dropped() keeps its own poller
+#: for POLLIN (it polls without waiting, while another thread may wait to read).
+_IDLE_CHECK = 1 << 30
 
 
 def _closed(exc: OSError, doing: str) -> ConnectionClosed:
@@ -65,11 +70,10 @@ class PlainTransport:
         #: next one will likely find nothing, so a blocking caller should wait first.
         #: Never set for TLS, whose layer may hold bytes the socket's readiness cannot see.
         self.drained = False
-        # select.poll objects for this socket alone, made when needed: one for blocking
-        # waits, one for dropped() (a thread may send while another one waits to read)
-        self._poller: Any = None
-        self._poll_mask = 0
-        self._idle_poller: Any = None
+        # select.poll objects for this socket alone, made when needed, one per mask: a
+        # thread may send (POLLOUT) while another one waits to read (POLLIN), and
+        # dropped() polls for POLLIN without a wait
+        self._pollers: dict[int, select.poll] = {}
 
     def recv_into(self, buf: memoryview) -> int:
         """Receive into *buf*: the count, 0 at EOF, -1 if it would block."""
@@ -128,23 +132,16 @@ class PlainTransport:
         A True answer means the connection must not carry another request; it
         may have consumed some of what arrived.
         """
-        if self._idle_poller is None:
-            self._idle_poller = select.poll()
-            self._idle_poller.register(self.fd, POLLIN)
-        return bool(self._idle_poller.poll(0))
+        return self.wait(POLLIN | _IDLE_CHECK, 0)
 
     def wait(self, mask: int, timeout_ms: int | None) -> bool:
         """Block until the socket is ready for one of the events in *mask*, at most
         *timeout_ms* milliseconds (None: no limit). False if the time ran out.
         This is how blocking methods wait without a generator."""
-        poller = self._poller
+        poller = self._pollers.get(mask)
         if poller is None:
-            poller = self._poller = select.poll()
-            poller.register(self.fd, mask)
-            self._poll_mask = mask
-        elif mask != self._poll_mask:
-            poller.modify(self.fd, mask)
-            self._poll_mask = mask
+            poller = self._pollers[mask] = select.poll()
+            poller.register(self.fd, mask & ~_IDLE_CHECK)
         return bool(poller.poll(timeout_ms))
 
     def close(self) -> None:
@@ -329,7 +326,7 @@ class TLSTransport(PlainTransport):
 class _TraceMixin:
     """Appends every byte sent and received to a trace file."""
 
-    _trace: Any
+    _trace: BinaryIO
 
     def recv_into(self, buf: memoryview) -> int:
         n: int = super().recv_into(buf)  # type: ignore[misc]

@@ -131,8 +131,6 @@ TRANSITIONS: Final[tuple[tuple[str, str, enum.Enum, enum.Enum], ...]] = (
     ("withdrawn", "send", _S.CHUNKED, _S.IDLE),
     ("withdrawn", "send", _S.WAIT100, _S.IDLE),
     ("answered_early", "send", _S.WAIT100, _S.CLOSED),
-    ("answered_early", "send", _S.BODY, _S.CLOSED),
-    ("answered_early", "send", _S.CHUNKED, _S.CLOSED),
     ("answered_early", "conn", _C.OPEN, _C.RETIRED),
     ("server_will_close", "send", _S.IDLE, _S.CLOSED),
     ("server_will_close", "send", _S.BODY, _S.CLOSED),
@@ -202,6 +200,8 @@ class States:
         """A final answer came before the request body was sent: 100-continue
         rejected, or the body cut short. The server may still read body bytes, so
         the connection carries no further request."""
+        if self.send is not _WAIT100 and self.send is not _S_CLOSED:
+            return  # the engine reads no answer while a body is being sent
         self.send = _S_CLOSED
         if self.conn is _OPEN:
             self.conn = _RETIRED

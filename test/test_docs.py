@@ -410,6 +410,75 @@ def test_asyncio_fetch_deadline(scripted_server: Callable[..., ScriptedServer]) 
     assert [r.target for r in stalled.requests[0]] == ["/slow"]
 
 
+# ============================================================================ pools
+
+
+@covers("pool_threads.py")
+def test_pool_threads(make_http_server: Callable[..., HTTPTestServer]) -> None:
+    one, two = make_http_server(), make_http_server()
+    urls = [f"{srv.url}/size/{n}" for n in range(20) for srv in (one, two)]
+    out = lines(run_example("pool_threads.py", *urls))
+    assert out == [f"{url}: 200, {url.rsplit('/', 1)[1]} bytes" for url in urls]
+    assert len(one.requests) == len(two.requests) == 20
+
+
+@covers("pool_crawl.py")
+@pytest.mark.parametrize("pipeline", [1, 16])
+def test_pool_crawl(http_server: HTTPTestServer, tmp_path: Path, pipeline: int) -> None:
+    url_file = tmp_path / "urls.txt"
+    urls = [f"{http_server.url}/size/{i % 50}" for i in range(999)]
+    urls.append(f"{http_server.url}/status/404")
+    url_file.write_text("\n".join(urls) + "\n")
+    out = lines(run_example("pool_crawl.py", url_file, pipeline))
+    size = sum(i % 50 for i in range(999)) + len(b"status 404\n")
+    assert re.fullmatch(rf"fetched 1000 URLs \(200: 999, 404: 1\), {size} body bytes, "
+                        r"in \d+\.\d\d s", out[0]), out
+    assert len(http_server.requests) == 1000
+
+
+@covers("pool_lease.py")
+def test_pool_lease(http_server: HTTPTestServer, upload_file: Path) -> None:
+    data = upload_file.read_bytes()
+    out = lines(run_example("pool_lease.py", http_server.url + "/echo", upload_file))
+    assert out == [f"200 OK: answer sha256 {sha256(data)}", "then GET: 200 OK"]
+    put, get = http_server.requests
+    assert (put.method, put.body, get.method) == ("PUT", data, "GET")
+    assert ("Expect", "100-continue") in put.headers
+
+
+@covers("pool_post.py")
+def test_pool_post(http_server: HTTPTestServer) -> None:
+    out = lines(run_example("pool_post.py", http_server.url + "/echo", "hello"))
+    assert out == ["200 OK: hello"]
+
+
+def test_pool_post_is_never_repeated(scripted_server: Callable[..., ScriptedServer]) -> None:
+    srv = scripted_server([[Step.read_request(), Step.close()],
+                           [Step.read_request(), Step.send(RESPONSE_OK)]])
+    proc = run_example("pool_post.py", f"http://127.0.0.1:{srv.port}/form", "x=1",
+                       expect_fail=True)
+    assert lines(proc) == ["sent, but no answer: the server may or may not have acted on it"]
+    assert srv.connections == 1
+
+
+@covers("pool_proxy.py")
+def test_pool_proxy(make_http_server: Callable[..., HTTPTestServer],
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    origin, proxy = make_http_server(), make_http_server()
+    url = f"{origin.url}/size/10"
+    out = lines(run_example("pool_proxy.py", url, f"http://u:p@127.0.0.1:{proxy.port}"))
+    assert out == ["200 OK, 10 bytes"]
+    for name in ("HTTP_PROXY", "http_proxy", "no_proxy", "NO_PROXY", "REQUEST_METHOD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.port}")
+    assert lines(run_example("pool_proxy.py", url)) == ["200 OK, 10 bytes"]
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    assert lines(run_example("pool_proxy.py", url)) == ["200 OK, 10 bytes"]
+    assert [r.target for r in proxy.requests] == [url, url]
+    assert ("Proxy-Authorization", "Basic dTpw") in proxy.requests[0].headers
+    assert [r.target for r in origin.requests] == ["/size/10"]
+
+
 # ============================================================================ the manual itself
 
 
@@ -479,7 +548,8 @@ def _docstring_attributes(obj: Any) -> set[str]:
 
 @pytest.mark.parametrize("cls", [dugong.HTTPConnection, dugong.HTTPResponse,
                                  dugong.PollNeeded, dugong.BodyFollowing,
-                                 dugong.CaseInsensitiveDict])
+                                 dugong.CaseInsensitiveDict, dugong.ConnectionPool,
+                                 dugong.PoolResponse])
 def test_reference_documents_every_member(cls: type) -> None:
     public = {name for name in vars(cls) if not name.startswith("_")}
     public.discard("read1")  # an alias of read, mentioned there
@@ -493,21 +563,31 @@ def test_reference_documents_every_member(cls: type) -> None:
         assert {"hostname", "port", "ssl_context", "proxy"} <= attrs
 
 
+#: Classes whose methods that may wait have ``co_`` twins.
+TWIN_CLASSES = (dugong.HTTPConnection, dugong.ConnectionPool)
+
+
+def twin_of(name: str) -> str:
+    """The blocking twin of ``co_`` method *name* (a lease's is a context manager)."""
+    return "connection" if name == "co_acquire" else name[3:]
+
+
 def test_reference_puts_twins_together() -> None:
     names = documented()
     twins = [name for name in names if name.startswith("co_")]
-    assert len(twins) >= 9
+    assert len(twins) >= 11
     for name in twins:
         index = names.index(name)
-        assert names[index - 1] == name[3:], f"{name} does not follow its twin"
-    public_co = {n for n in vars(dugong.HTTPConnection) if n.startswith("co_")}
+        assert names[index - 1] == twin_of(name), f"{name} does not follow its twin"
+    public_co = {n for cls in TWIN_CLASSES for n in vars(cls) if n.startswith("co_")}
     assert public_co == set(twins)
 
 
 def _public_methods() -> Iterator[tuple[str, Any]]:
-    for name, member in vars(dugong.HTTPConnection).items():
-        if not name.startswith("_") and callable(member) and name != "read1":
-            yield f"HTTPConnection.{name}", member
+    for cls in TWIN_CLASSES:
+        for name, member in vars(cls).items():
+            if not name.startswith("_") and callable(member) and name != "read1":
+                yield f"{cls.__name__}.{name}", getattr(member, "__wrapped__", member)
     for name in dugong.__all__:
         obj = getattr(dugong, name)
         if inspect.isfunction(obj):
@@ -519,9 +599,9 @@ def _public_methods() -> Iterator[tuple[str, Any]]:
 def test_docstrings_are_complete(name: str, func: Any) -> None:
     doc = inspect.getdoc(func)
     assert doc, f"{name} has no docstring"
-    short = name.rpartition(".")[2]
+    owner, _, short = name.rpartition(".")
     if short.startswith("co_"):
-        assert doc.startswith(f"Generator twin of `{short[3:]}`: yields `PollNeeded`")
+        assert doc.startswith(f"Generator twin of `{twin_of(short)}`: yields `PollNeeded`")
         assert "`timeout`" in doc
         return
     params = [p for p in inspect.signature(func).parameters if p not in ("self", "kwargs")]
@@ -529,7 +609,8 @@ def test_docstrings_are_complete(name: str, func: Any) -> None:
     for param in params:
         if f"*{param}*" not in doc:
             assert re.search(rf"^    \*?{param}\b.*:", body, re.M), f"{name}: {param}?"
-    if getattr(dugong.HTTPConnection, "co_" + short, None) is not None:
+    twin = "co_acquire" if short == "connection" else "co_" + short
+    if owner and getattr(getattr(dugong, owner), twin, None) is not None:
         # A method that waits for the network: what it raises, what it returns.
         if short != "read_raw":  # a debugging aid
             assert "Raises:" in doc, f"{name} documents no exceptions"
@@ -726,12 +807,8 @@ def _transition_args(name: str) -> list[tuple[Any, ...]]:
 
 
 def _called_by_the_engine(name: str, send: engine.SendState) -> bool:
-    """Where `ClientEngine` calls the two transitions that do not check their start."""
-    if name == "request_sent":
-        return send is engine.SendState.IDLE
-    if name == "answered_early":
-        return send is not engine.SendState.IDLE
-    return True
+    """Where `ClientEngine` calls the one transition that does not check its start."""
+    return name != "request_sent" or send is engine.SendState.IDLE
 
 
 def test_transitions_make_exactly_the_changes_of_the_table() -> None:
