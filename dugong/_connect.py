@@ -28,7 +28,8 @@ from ._protocol import find_head_end, format_host, parse_head
 from ._transport import PlainTransport, make_transport
 from ._tunables import PACKAGE
 
-__all__ = ["DNS_TEST_HOSTNAMES", "co_open", "co_resolve", "create_socket", "resolve"]
+__all__ = ["DNS_TEST_HOSTNAMES", "Opening", "co_open", "co_resolve", "create_socket",
+           "resolve"]
 
 
 #: Host names that should always resolve; used to tell a missing name from DNS trouble.
@@ -290,6 +291,54 @@ def co_open(
     except BaseException:
         sock.close()
         raise
+
+
+class Opening:
+    """A connect under way that a reader may wait for: the response to a request is
+    awaited while its sender is still connecting (dugong 3.x programs start a sender and
+    a receiver generator together).
+
+    The sender calls `finished` when the connect ends; a reader yields `wait` until
+    `done`, then calls `close`, which raises the *failure* the sender reported, if
+    any. The reader's pipe is made readable by whichever side comes second, so a
+    reader in another thread never misses the end.
+    """
+
+    __slots__ = ("done", "failure", "pipe")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.failure: BaseException | None = None
+        self.pipe: tuple[int, int] | None = None
+
+    def wait(self) -> PollNeeded:
+        """What a reader waits on until the connect has ended."""
+        pipe = self.pipe
+        if pipe is None:
+            pipe = self.pipe = os.pipe()
+            if self.done:  # it ended meanwhile (the sender is another thread)
+                os.write(pipe[1], b"!")
+        return PollNeeded(pipe[0], POLLIN)
+
+    def finished(self, failure: BaseException | None) -> None:
+        """The sender's connect ended (*failure*: why it failed, for a waiting reader)."""
+        self.failure = failure
+        self.done = True
+        pipe = self.pipe
+        if pipe is not None:
+            with contextlib.suppress(OSError):  # the reader is gone
+                os.write(pipe[1], b"!")
+
+    def close(self) -> None:
+        """Release the reader's pipe; raise the failure if a reader waited for it."""
+        pipe = self.pipe
+        if pipe is None:
+            return
+        self.pipe = None
+        for fd in pipe:
+            os.close(fd)
+        if self.failure is not None:
+            raise self.failure
 
 
 def create_socket(address: tuple[str, int]) -> socket.socket:

@@ -9,17 +9,15 @@ that never waits returns the result, or the `PollNeeded` to wait for; the
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeAlias, TypeVar
 
-from ._connect import co_open
+from ._connect import Opening, co_open
 from ._exceptions import ConnectionClosed, ConnectionTimedOut
 from ._log import debug
-from ._poll import POLLIN, Co, PollNeeded, _to_ms, eval_coroutine
+from ._poll import Co, PollNeeded, _to_ms, eval_coroutine
 from ._protocol import format_host, proxy_fields
 from ._transport import PlainTransport, Sending
 from .engine import (
@@ -70,6 +68,34 @@ def _byte_view(buf: WritableBuffer) -> memoryview:
     """*buf* as a flat memoryview of bytes."""
     view = buf if type(buf) is memoryview else memoryview(buf)
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+class _ClosedLocally(ClientEngine):
+    """The engine of a connection closed with `HTTPConnection.disconnect`: until the
+    next request, reading a response or a body, or writing a body, raises
+    `ConnectionClosed` ("closed locally"), as dugong 3.x did."""
+
+    def _closed(self) -> NoReturn:
+        raise ConnectionClosed("Connection closed locally (disconnect()): send a request "
+                               "first")
+
+    def next_response(self) -> NoReturn:
+        self._closed()
+
+    def read_body(self, size: int) -> NoReturn:
+        self._closed()
+
+    def readinto_body(self, view: memoryview) -> NoReturn:
+        self._closed()
+
+    def take_buffered_body(self) -> NoReturn:
+        self._closed()
+
+    def body_check(self) -> NoReturn:
+        self._closed()
+
+    def send_body(self, data: Buffer) -> NoReturn:
+        self._closed()
 
 
 class HTTPConnection:
@@ -176,18 +202,12 @@ class HTTPConnection:
         )
         self._tr: PlainTransport | None = None
         self._eng = self._new_engine()
-        #: disconnect() was called: reads and writes raise ConnectionClosed until a request
-        self._closed_locally = False
-        #: a request's sender is opening the connection
-        self._connecting = False
-        #: a pipe a reader waits on while a sender connects: (read end, write end)
-        self._signal: tuple[int, int] | None = None
-        #: why the connect that a waiting reader waited for failed
-        self._connect_failure: ConnectionClosed | None = None
+        #: the last connect a request's sender made (and a reader may wait for)
+        self._opening: Opening | None = None
 
-    def _new_engine(self) -> ClientEngine:
-        return ClientEngine(self._host_field, target_prefix=self._target_prefix,
-                            extra_fields=self._proxy_fields if self._target_prefix else ())
+    def _new_engine(self, engine: type[ClientEngine] = ClientEngine) -> ClientEngine:
+        return engine(self._host_field, target_prefix=self._target_prefix,
+                      extra_fields=self._proxy_fields if self._target_prefix else ())
 
     # -- connection management ----------------------------------------------------------
 
@@ -199,7 +219,6 @@ class HTTPConnection:
         `timeout`: the driver decides how long to wait.
         """
         self._forget()
-        self._closed_locally = False
         yield from self._co_open(None)
 
     def connect(self) -> None:
@@ -228,49 +247,20 @@ class HTTPConnection:
         """Open the transport. *req*, if given, is the queued request whose sender
         connects: if connecting fails it is withdrawn, and a reader waiting for its
         response learns why."""
-        self._connecting = True
+        opening = self._opening = Opening()
+        failure = None
         try:
-            tr = yield from co_open(self.hostname, self.port, self.ssl_context, self.proxy,
-                                    self._proxy_fields)
+            self._tr = yield from co_open(self.hostname, self.port, self.ssl_context,
+                                          self.proxy, self._proxy_fields)
         except BaseException as exc:
             if req is not None:
                 self._eng.withdraw(req)
-                if self._signal is not None:
-                    err = ConnectionClosed(f"No response to {req.method} {req.path}: the "
+                failure = ConnectionClosed(f"No response to {req.method} {req.path}: the "
                                            f"connection could not be opened ({exc!r})")
-                    err.request_sent = False
-                    self._connect_failure = err
+                failure.request_sent = False
             raise
-        else:
-            self._tr = tr
         finally:
-            self._connecting = False
-            signal = self._signal
-            if signal is not None:
-                with contextlib.suppress(OSError):  # the reader is gone
-                    os.write(signal[1], b"!")
-
-    def _connect_wait(self) -> PollNeeded:
-        """For a reader while a sender connects: what to wait on."""
-        signal = self._signal
-        if signal is None:
-            signal = self._signal = os.pipe()
-            if not self._connecting:  # the sender finished meanwhile (another thread)
-                os.write(signal[1], b"!")
-        return PollNeeded(signal[0], POLLIN)
-
-    def _connect_waited(self) -> None:
-        """A reader's wait for a sender's connect is over: clean up, and raise why
-        the connect failed, if it did."""
-        if self._connecting or self._signal is None:
-            return
-        for fd in self._signal:
-            os.close(fd)
-        self._signal = None
-        failure = self._connect_failure
-        if failure is not None:
-            self._connect_failure = None
-            raise failure
+            opening.finished(failure)
 
     def disconnect(self) -> None:
         """Close the connection and forget all pending requests and responses.
@@ -280,15 +270,14 @@ class HTTPConnection:
         body, or writing one, raises `ConnectionClosed` ("closed locally"), as
         in dugong 3.x.
         """
-        self._forget()
-        self._closed_locally = True
+        self._forget(_ClosedLocally)
 
-    def _forget(self) -> None:
-        """Close the transport and start afresh: a new engine."""
+    def _forget(self, engine: type[ClientEngine] = ClientEngine) -> None:
+        """Close the transport and start afresh: a new *engine*."""
         if self._tr is not None:
             self._close_transport()
             debug("disconnected from %s port %d", self.hostname, self.port)
-        self._eng = self._new_engine()
+        self._eng = self._new_engine(engine)
 
     def _close_transport(self) -> None:
         tr = self._tr
@@ -437,8 +426,9 @@ class HTTPConnection:
         (or the server's close ended a body), else what to wait for."""
         tr = self._tr
         if tr is None:
-            if self._connecting:
-                return self._connect_wait()
+            opening = self._opening
+            if opening is not None and not opening.done:
+                return opening.wait()  # the request's sender is still connecting
             exc = ConnectionClosed("Connection closed")
             self._eng.lost(exc)
             raise exc
@@ -569,8 +559,9 @@ class HTTPConnection:
                   self.hostname, self.port)
             self._forget()
             tr = None
+        if eng.__class__ is _ClosedLocally:
+            self._eng = self._new_engine()
         out = self._eng.send_request(method, path, headers, body, expect100)
-        self._closed_locally = False
         return out if out else None
 
     def _send_now(self, tr: PlainTransport, out: Out) -> Sending | None:
@@ -637,8 +628,6 @@ class HTTPConnection:
     def _write_now(self, buf: Buffer) -> Sending | None:
         """All of `write` that needs no waiting: None if *buf* went out whole at once,
         else what is left to send."""
-        if self._closed_locally:
-            raise ConnectionClosed("Connection closed locally (disconnect())")
         out = self._eng.send_body(buf)
         if not out:
             return None
@@ -703,11 +692,10 @@ class HTTPConnection:
     def _response_step(self, deadline: float | None,
                        blocking: bool) -> HTTPResponse | PollNeeded:
         """One step of `read_response`: the response, or what to wait for."""
-        if self._closed_locally:
-            raise ConnectionClosed("Connection closed locally (disconnect()): send a request "
-                                   "first")
-        if self._signal is not None:
-            self._connect_waited()
+        opening = self._opening
+        if opening is not None and opening.done:
+            self._opening = None
+            opening.close()  # raises why the connect waited for failed
         eng = self._eng
         while True:
             resp = eng.next_response()
@@ -724,10 +712,6 @@ class HTTPConnection:
                 return PollNeeded(wait[0], wait[1], deadline)
 
     # -- response bodies ----------------------------------------------------------------
-
-    def _check_local(self) -> None:
-        if self._closed_locally:
-            raise ConnectionClosed("Connection closed locally (disconnect())")
 
     def _read_step(self, size: int, blocking: bool) -> bytes | PollNeeded:
         """One step of `read`: up to *size* body bytes, or what to wait for."""
@@ -808,7 +792,6 @@ class HTTPConnection:
         """
         if size is None or size < 0:
             return (yield from self.co_readall())
-        self._check_local()
         if not size:
             self._eng.body_check()
             return b""
@@ -843,7 +826,6 @@ class HTTPConnection:
         """
         if size is None or size < 0:
             return self.readall()
-        self._check_local()
         if not size:
             self._eng.body_check()
             return b""
@@ -857,7 +839,6 @@ class HTTPConnection:
         It ignores `timeout`: the driver decides how long to wait. The byte
         count is its return value.
         """
-        self._check_local()
         view = _byte_view(buf)
         if not len(view):
             self._eng.body_check()
@@ -890,7 +871,6 @@ class HTTPConnection:
                 `read_response` first).
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
-        self._check_local()
         view = _byte_view(buf)
         if not len(view):
             self._eng.body_check()
@@ -940,8 +920,6 @@ class HTTPConnection:
 
     def _buffered_body(self) -> bytes | None:
         """The rest of the body if no waiting is needed to get it, else None."""
-        if self._closed_locally:
-            raise ConnectionClosed("Connection closed locally (disconnect())")
         eng = self._eng
         data = eng.take_buffered_body()
         if data is not None and eng.states.conn is not _OPEN:
@@ -953,7 +931,6 @@ class HTTPConnection:
 
         It ignores `timeout`: the driver decides how long to wait.
         """
-        self._check_local()
         while (yield from self._co_run("body read", self._readinto_step, _scratch)):
             pass
 
@@ -975,7 +952,6 @@ class HTTPConnection:
                 `read_response` first).
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
-        self._check_local()
         while self._run("body read", self._readinto_step, _scratch):
             pass
 
