@@ -21,7 +21,7 @@ import threading
 from collections import deque
 from typing import IO, Final
 
-_Data = bytes | bytearray | memoryview
+from .engine import Buffer
 
 __all__ = ["HOLD_MEMORY", "InOrder", "Slot"]
 
@@ -46,7 +46,7 @@ class Slot:
         #: made when first needed (most slots never hold anything)
         self._held: deque[bytes | tuple[int, int]] | None = None
 
-    def write(self, data: _Data) -> None:
+    def write(self, data: Buffer) -> None:
         """Append *data* to this body (copied if it has to wait for its turn).
 
         Raises:
@@ -121,7 +121,7 @@ class InOrder:
 
     # -- internals
 
-    def _hold(self, slot: Slot, data: _Data) -> None:
+    def _hold(self, slot: Slot, data: Buffer) -> None:
         """Under the lock: keep a copy of *data* for *slot*."""
         size = memoryview(data).nbytes
         held = slot._held
