@@ -34,10 +34,13 @@ $(DEV_STAMP): requirements-dev.txt | $(PY)
 # ------------------------------------------------------------------ targets
 
 # Run the test-suite under coverage; fails below the fail_under gate of
-# pyproject.toml.  Extra pytest arguments: make test PYTEST_ARGS="-k chunked"
+# pyproject.toml.  test_cli.py runs `python -m dugong` under coverage too: the
+# data files of those runs are added before the report.
+# Extra pytest arguments: make test PYTEST_ARGS="-k chunked"
 test: $(DEV_STAMP) $(PKG_STAMP)
 	$(PY) -m coverage erase
 	$(PY) -m coverage run -m pytest $(PYTEST_ARGS)
+	if ls .coverage.* >/dev/null 2>&1; then $(PY) -m coverage combine --append -q; fi
 	$(PY) -m coverage report
 
 # The core tests under every other CPython >= 3.11 on this machine (each in its

@@ -69,6 +69,8 @@ PROGRESS_THRESHOLD: Final = 1 << 20
 MAX_CONNECTIONS: Final = 50
 #: how often a request goes out again after its connection closed without an answer
 RETRIES: Final = 1
+#: how often a request goes out again when the server had not processed it
+FREE_RETRIES: Final = 8
 #: methods whose bodiless requests are pipelined
 PIPELINED: Final = frozenset(("GET", "HEAD", "OPTIONS"))
 #: methods whose requests may be sent twice (RFC 9110 §9.2.2)
@@ -114,7 +116,7 @@ class Plan:
 class Job:
     """One URL: where its body goes, and how it ended."""
 
-    __slots__ = ("code", "index", "path", "retries", "slot", "split", "url")
+    __slots__ = ("code", "free_retries", "index", "path", "retries", "slot", "split", "url")
 
     def __init__(self, index: int, url: str, split: _Target) -> None:
         self.index = index
@@ -124,6 +126,9 @@ class Job:
         self.path: str | None = None
         self.slot: Slot | None = None
         self.retries = RETRIES
+        #: how often it may go out again when the server certainly did not process it
+        #: (a bound that a working server never reaches)
+        self.free_retries = FREE_RETRIES
         #: the exit status it earned; None while unfinished
         self.code: int | None = None
 
@@ -422,14 +427,14 @@ class Fetcher:
             batch = self._take(origin, origin.depth - len(inflight))
             for number, job in enumerate(batch):
                 fresh = not conn.is_connected
+                sent = conn.responses_outstanding
                 try:
                     self._send(conn, job, body)
-                except ConnectionClosed:
-                    inflight.append(job)  # it counts as sent: an answer may be readable
-                    self._requeue(origin, batch[number + 1:])
-                    break
                 except (DugongError, OSError) as exc:
                     self._requeue(origin, batch[number + 1:])
+                    if isinstance(exc, ConnectionClosed) and conn.responses_outstanding > sent:
+                        inflight.append(job)  # it counts as sent: an answer may be readable
+                        break
                     self._send_failed(origin, job, exc, fresh, inflight)
                     return
                 if fresh:
@@ -481,7 +486,8 @@ class Fetcher:
         that it would not process them), the others fail because of *exc*."""
         again = []
         for job in jobs:
-            if free:
+            if free and job.free_retries > 0:
+                job.free_retries -= 1
                 again.append(job)
             elif self.plan.repeatable and job.retries > 0:
                 job.retries -= 1
@@ -656,11 +662,11 @@ class Fetcher:
             fresh = not conn.is_connected
             try:
                 self._send(conn, job, BodyFollowing(size), expect)
-            except ConnectionClosed as exc:
-                self._closed_early(origin, job, exc, deque())
-                return False
             except (DugongError, OSError) as exc:
-                self._send_failed(origin, job, exc, fresh, deque())
+                if isinstance(exc, ConnectionClosed) and conn.responses_outstanding:
+                    self._closed_early(origin, job, exc, deque())  # it counts as sent
+                else:
+                    self._send_failed(origin, job, exc, fresh, deque())
                 return False
             if fresh:
                 self._connected(origin, conn)

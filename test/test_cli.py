@@ -9,6 +9,7 @@ import pathlib
 import pty
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -26,19 +27,33 @@ TIMEOUT = 60
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "all_proxy", "REQUEST_METHOD")
 
 
+def command(*args: str) -> list[str]:
+    """``python -m dugong ARGS``; under ``coverage run`` when the tests are measured, so that
+    the program is measured too (``make test`` combines the data files)."""
+    try:
+        import coverage
+    except ImportError:
+        return [sys.executable, "-m", "dugong", *args]
+    if coverage.Coverage.current() is None:
+        return [sys.executable, "-m", "dugong", *args]
+    return [sys.executable, "-m", "coverage", "run", "--parallel-mode",
+            f"--rcfile={ROOT / 'pyproject.toml'}", "-m", "dugong", *args]
+
+
 def env(**extra: str) -> dict[str, str]:
     """The command's environment: this tree's dugong first, no proxy unless given."""
     variables = {name: value for name, value in os.environ.items()
                  if name.lower() not in PROXY_VARIABLES}
     variables["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    variables["COVERAGE_FILE"] = str(ROOT / ".coverage")  # whatever the directory
     variables.update(extra)
     return variables
 
 
 def dugong(*args: str, stdin: bytes | None = None, cwd: pathlib.Path | None = None,
            **extra_env: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "dugong", *args], input=stdin,
+    return subprocess.run(command(*args), input=stdin,
                           stdin=None if stdin is not None else subprocess.DEVNULL,
                           capture_output=True, timeout=TIMEOUT, env=env(**extra_env), cwd=cwd,
                           check=False)
@@ -114,7 +129,15 @@ def test_the_manual_describes_every_option():
     (["-H", "Bad Name: x", "http://127.0.0.1:1/"], "cannot send this request"),
     (["-I", "-d", "x", "http://127.0.0.1:1/"], "-I (HEAD) cannot send a body"),
     (["-T", "/no/such/file", "http://127.0.0.1:1/"], "cannot read /no/such/file"),
+    (["-d", "@/no/such/file", "http://127.0.0.1:1/"], "cannot read /no/such/file"),
+    (["-d", "x", "-T", "/no/such/file", "http://127.0.0.1:1/"], "both give a body"),
+    (["-T", "-", "http://127.0.0.1:1/a", "http://127.0.0.1:1/b"], "standard input once"),
+    (["-H", "X-Empty:", "http://127.0.0.1:1/"], "no value ('Name;' sends an empty one"),
+    (["--cacert", "/no/such/file", "https://127.0.0.1:1/"], "cannot use --cacert"),
     (["--parallel", "0", "http://127.0.0.1:1/"], "must be at least 1"),
+    (["--pipeline", "many", "http://127.0.0.1:1/"], "not a whole number: 'many'"),
+    (["--timeout", "soon", "http://127.0.0.1:1/"], "not a number of seconds: 'soon'"),
+    (["--timeout", "0", "http://127.0.0.1:1/"], "must be a positive number of seconds"),
     (["--proxy", "https://127.0.0.1:1", "http://127.0.0.1:1/"], "proxy"),
 ])
 def test_bad_usage_exits_2(args, message, capsys):
@@ -219,7 +242,7 @@ def test_output_that_cannot_be_written(http_server, tmp_path):
 
 def test_a_closed_standard_output_stops_everything(http_server):
     urls = [f"{http_server.url}/size/{n}" for n in (3_000_000, 10, 20)]
-    with subprocess.Popen([sys.executable, "-m", "dugong", *urls], stdout=subprocess.PIPE,
+    with subprocess.Popen(command(*urls), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, env=env()) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         assert proc.stdout.read(10) == body_for(3_000_000)[:10]
@@ -377,6 +400,18 @@ def test_failures_keep_the_other_output(http_server, unused_port):
     assert res.stdout == body_for(2)
 
 
+def test_interrupted(scripted_server):
+    arrived = threading.Event()
+    server = scripted_server([Step.read_request(), Step.set_event(arrived), Step.stop_reading()])
+    with subprocess.Popen(command(f"http://127.0.0.1:{server.port}/"), env=env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert arrived.wait(TIMEOUT)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 130
+    assert (out, err) == (b"", b"dugong: interrupted\n")
+
+
 def test_timeout(scripted_server):
     server = scripted_server([Step.read_request(), Step.stop_reading()])
     url = f"http://127.0.0.1:{server.port}/stall"
@@ -410,6 +445,15 @@ def test_tls_verification(https_server, tls_ca, tmp_path):
     assert any(line.startswith("* TLS: TLSv1.") for line in lines)
     assert "< HTTP/1.1 200 OK" in lines and "< Content-Length: 8" in lines
     assert lines[-1] == "<"
+
+
+def test_tls_handshake_cut(scripted_server):
+    server = scripted_server([Step.close()])
+    url = f"https://127.0.0.1:{server.port}/"
+    res = dugong("-k", url)
+    assert res.returncode == 1
+    assert err_lines(res)[0].startswith(
+        f"dugong: {url}: ConnectionClosed: Connection closed during the TLS handshake")
 
 
 def test_proxy(http_server, make_proxy):
@@ -474,7 +518,7 @@ def test_a_big_body_is_streamed():
     peak = None
     try:
         url = f"http://127.0.0.1:{server.port}/{size}"
-        with subprocess.Popen([sys.executable, "-m", "dugong", url], stdout=subprocess.PIPE,
+        with subprocess.Popen(command(url), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, env=env()) as proc:
             assert proc.stdout is not None and proc.stderr is not None
             got = 0
@@ -497,7 +541,7 @@ def test_a_big_body_is_streamed():
 def run_on_terminal(*args: str) -> tuple[int, bytes, str]:
     """Run the command with stderr on a pseudo-terminal: status, stdout, terminal text."""
     master, slave = pty.openpty()
-    with subprocess.Popen([sys.executable, "-m", "dugong", *args], env=env(),
+    with subprocess.Popen(command(*args), env=env(),
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=slave) as proc:
         os.close(slave)
