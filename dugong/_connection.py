@@ -397,14 +397,24 @@ class HTTPConnection:
     def _co_run(self, what: str, step: _Step[_A, _R], arg: _A) -> Co[_R]:
         """Run *step* until it has a result, yielding what it waits for in between."""
         result = step(arg, None)
+        if type(result) is PollNeeded:
+            result = yield from self._co_wait(what, step, arg, result)
+        return result  # type: ignore[return-value]
+
+    def _co_wait(self, what: str, step: _Step[_A, _R], arg: _A, wait: PollNeeded) -> Co[_R]:
+        """Yield *wait* (what a first step returned), run *step* again, and so on, until
+        it has a result. (The hot ``co_`` methods make the first step themselves: a
+        result that needs no waiting then costs no second generator.)"""
         try:
-            while type(result) is PollNeeded:
-                yield result
+            while True:
+                yield wait
                 result = step(arg, None)
+                if type(result) is not PollNeeded:
+                    return result  # type: ignore[return-value]
+                wait = result
         except GeneratorExit:
             self._eng.fail(f"an interrupted {what}")
             raise
-        return result  # type: ignore[return-value]
 
     def _block(self, what: str, wait: PollNeeded) -> None:
         """Wait for *wait*, at most `timeout` seconds (then `ConnectionTimedOut`). An
@@ -433,7 +443,15 @@ class HTTPConnection:
             self._eng.lost(exc)
             raise exc
         buf = self._eng.buffer
-        n = self._receive_into(blocking, buf.space())
+        if blocking is None:  # a co_ generator: never wait (the usual case, spelled out)
+            tr = self._tr
+            try:
+                n = tr.recv_into(buf.space())
+            except ConnectionClosed as exc:
+                self._lost(exc)
+                raise
+        else:
+            n = self._receive_into(blocking, buf.space())
         if n < 0:
             return self._tr.want
         if n:
@@ -680,7 +698,11 @@ class HTTPConnection:
         `HTTPResponse` is its return value.
         """
         deadline = None if self.expect100_timeout is None else self._continue_deadline()
-        return (yield from self._co_run("read_response()", self._response_step, deadline))
+        resp = self._response_step(deadline, None)
+        if type(resp) is PollNeeded:
+            resp = yield from self._co_wait("read_response()", self._response_step, deadline,
+                                            resp)
+        return resp  # type: ignore[return-value]
 
     def read_response(self) -> HTTPResponse:
         """Read the status line and header fields of the next response.
@@ -817,7 +839,10 @@ class HTTPConnection:
         if not size:
             self._eng.body_check()
             return b""
-        return (yield from self._co_run("body read", self._read_step, size))
+        data = self._read_step(size, None)
+        if type(data) is PollNeeded:
+            data = yield from self._co_wait("body read", self._read_step, size, data)
+        return data  # type: ignore[return-value]
 
     def read(self, size: int | None = None) -> bytes:
         """Read up to *size* body bytes.
@@ -865,7 +890,10 @@ class HTTPConnection:
         if not len(view):
             self._eng.body_check()
             return 0
-        return (yield from self._co_run("body read", self._readinto_step, view))
+        n = self._readinto_step(view, None)
+        if type(n) is PollNeeded:
+            n = yield from self._co_wait("body read", self._readinto_step, view, n)
+        return n  # type: ignore[return-value]
 
     def readinto(self, buf: WritableBuffer) -> int:
         """Read body bytes into *buf*, without an intermediate copy.
