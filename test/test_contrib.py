@@ -355,7 +355,7 @@ def test_cache_bench_measures_every_cache():
     rows = res.stdout.decode().splitlines()[2:]
     names = [re.split(r" {2,}", row.strip())[0] for row in rows]
     assert names == ["_last_request", "_plain_heads", "_good_tokens", "_parsed", "_last_head",
-                     "_last_head + _parsed", "poller", "drained", "enum aliases"]
+                     "_last_head + _parsed", "poller", "kernel waits", "enum aliases"]
     for row in rows:
         hit, miss, saved = (int(n) for n in re.findall(r" (-?\d+)(?= )", row)[:3])
         assert hit > 0 and miss > 0 and saved == miss - hit
