@@ -432,7 +432,7 @@ def test_bench_server_share_of_a_core(bench):
     assert row["server_busy"] is None
 
 
-def test_bench_server_cpu_counts_a_process_and_finds_its_children(bench):
+def test_bench_server_cpu_counts_a_process(bench):
     servers = bench.servers
     if servers.process_cpu(os.getpid()) is None:
         pytest.skip("no /proc schedstat here")
@@ -440,7 +440,6 @@ def test_bench_server_cpu_counts_a_process_and_finds_its_children(bench):
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
                              stdin=subprocess.PIPE)
     try:
-        assert servers.child_pids(os.getpid()) == [child.pid]
         before = servers.process_cpu(os.getpid())
         sum(range(3_000_000))  # some CPU time of this process's own
         after = servers.process_cpu(os.getpid())
@@ -505,9 +504,6 @@ def test_bench_bulk_rows_run_each_repetition_on_a_new_connection(bench):
     class Counting:
         """An adapter that records its calls and answers right."""
 
-        DOWNLOADS = {"read": "read"}
-        UPLOADS = ("plain",)
-
         def __init__(self):
             self.calls = []
 
@@ -517,12 +513,9 @@ def test_bench_bulk_rows_run_each_repetition_on_a_new_connection(bench):
         def close(self):
             self.calls.append("close")
 
-        def sequential(self, path):
-            def run(n, take):
-                self.calls.append("get")
-                for _ in range(n):
-                    take(200, bench.servers.pattern()[:1024])
-            return run
+        def get(self, path):
+            self.calls.append("get")
+            return 200, bench.servers.pattern()[:1024]
 
         def download(self, path, buf, take):
             self.calls.append("download")
@@ -538,7 +531,7 @@ def test_bench_bulk_rows_run_each_repetition_on_a_new_connection(bench):
     for workload, variant, params, calls in (
             (work.W3(), "read", {"path": "/", "size": 10}, ["close", "connect", "download"]),
             (work.W4(), "plain", {"size": 1 << 16}, ["close", "connect", "upload"]),
-            (work.W1(), "seq", {"path": "/", "n": 2}, ["get"])):
+            (work.W1(), "seq", {"path": "/", "n": 2}, ["get", "get"])):
         row = work.Row(Counting(), workload, variant, params)
         sample = row.timed()
         assert row.a.calls == calls
@@ -550,25 +543,30 @@ def test_bench_validation_rejects_a_wrong_answer(bench, http_server):
     run, before anything is timed; the same client passes with the right bytes."""
     import http.client
 
+    import dugong
+
     work, adapters = bench.workloads, bench.adapters
     host, port = "127.0.0.1", http_server.port
     sink = bench.servers.Sink(sys.executable)
     try:
         for adapter in (adapters.HttpClient(http.client, host, port),
-                        adapters.Floor(None, host, port)):
+                        adapters.Dugong(dugong, host, port), adapters.Floor(None, host, port)):
             # the test server's /size/1024 is 1 KiB, but not the benchmark's file
             row = work.Row(adapter, work.W1(), "seq", {"path": "/size/1024", "n": 3})
             with pytest.raises(adapters.WrongAnswer, match="differs from the 1 KiB file"):
                 row.prepare()
-            row = work.Row(adapter, work.W3(), "read", {"path": "/size/70000", "size": 70000})
+            variant = next(iter(adapter.DOWNLOADS))
+            row = work.Row(adapter, work.W3(), variant, {"path": "/size/70000", "size": 70000})
             with pytest.raises(adapters.WrongAnswer, match="differ from the file"):
                 row.prepare()
             adapter.close()
             adapter.port = sink.port  # the sink's /gen/N: the right bytes
-            row = work.Row(adapter, work.W3(), "read", {"path": "/gen/70000", "size": 70000})
-            if adapter.DOWNLOADS.get("read"):
-                row.prepare()
-            row = work.Row(adapter, work.W4(), "plain", {"size": 1 << 20})
+            row = work.Row(adapter, work.W3(), variant, {"path": "/gen/70000", "size": 70000})
+            row.prepare()
+            adapter.close()
+            if not hasattr(adapter, "upload"):
+                continue
+            row = work.Row(adapter, work.W4(), "chunked", {"size": 1 << 20})
             row.prepare()
             assert row.timed()["bytes"] == 1 << 20
             adapter.close()

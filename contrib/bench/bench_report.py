@@ -1,7 +1,7 @@
 """Medians, the goals, the markdown tables and the chart of a benchmark run.
 
-Standard library only, but for `chart`, which bench.py runs with the benchmark venv's
-python (``python bench_report.py chart RESULTS.json OUT.png``) for its matplotlib.
+Standard library only, but for the chart: bench.py runs ``python bench_report.py
+RESULTS.json OUT.png`` with the benchmark venv's python, for its matplotlib.
 """
 
 from __future__ import annotations
@@ -17,19 +17,18 @@ TITLES = {
     "W3": "download of {w3_mib} MiB: read(64 KiB), readinto a 64 KiB buffer",
     "W4": "upload of {w4_mib} MiB in 64 KiB pieces",
     "W5": "{w5_conns} connections x {w5_n} GETs of 1 KiB, concurrently",
-    "W6": "import in a fresh process, best of {w6_runs}",
+    "W6": "import in a fresh process, best of the repetitions",
     "W7": "memory: streaming {w7_mib} MiB with read(64 KiB); one idle connection",
     "W8": "{w8_tasks} tasks x {w8_n} GETs of 1 KiB through at most {w8_conns} connections",
 }
-#: the rate and CPU columns of workloads counted in requests or in MiB
+#: the rate and CPU columns of workloads counted in requests or in MiB, and the CPU scale
 UNITS = {"req": ("req/s", "CPU µs/req", 1e6), "MiB": ("MiB/s", "CPU ms/MiB", 1e3)}
 
 #: dugong's goals, as ratios of medians in the same run: (workload, dugong's row,
 #: measure, compared with, bar). The rate ("median") is better higher; "cpu" (per
 #: request or MiB), W6's "best" time and W7's traced bytes ("peak", "idle") are better
 #: lower. Compared with a client's row of the same pattern (see `match`), with the
-#: fastest row of the workload but the floor's ("best client"), or, for None, the bar
-#: itself.
+#: fastest row of the workload but the floor's ("best client"), or (None) with the bar.
 GOALS = [
     ("W1", "seq", "median", "floor", 0.95),
     ("W1", "seq", "median", "http.client", 3.0),
@@ -57,10 +56,6 @@ GOALS = [
 ]
 MEASURES = {"median": "rate", "cpu": "CPU", "best": "import time", "peak": "peak memory",
             "idle": "memory"}
-
-
-def title(w: str, cfg: dict) -> str:
-    return TITLES[w].format(**cfg, **{f"w{i}_mib": cfg[f"w{i}_size"] // MiB for i in (3, 4, 7)})
 
 
 def unit(w: str) -> str:
@@ -214,7 +209,8 @@ def table(header: list[str], lines: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(line) + " |" for line in [header, ["---"] * len(header), *lines]]
 
 
-def markdown(rows: list[dict], goals: list[dict], meta: dict, cfg: dict) -> str:
+def markdown(rows: list[dict], goals: list[dict], meta: dict) -> str:
+    cfg = meta["config"]
     out = [f"# dugong benchmark ({meta['mode']} mode)", "",
            f"Python {meta['python']} on {meta['platform']}, {meta['cpus']} CPUs; server: "
            f"{meta['server']}; {cfg['reps']} repetitions per row"
@@ -230,7 +226,7 @@ def markdown(rows: list[dict], goals: list[dict], meta: dict, cfg: dict) -> str:
                   "W7": ["client", "measure", "traced memory", "MiB/s (under tracemalloc)"]}.get(
             w, ["client", "variant", f"{rate} (median)", "range", cpu, "server CPU",
                 f"{X} floor", f"CPU {X} floor"])
-        out += ["", f"## {w}: {title(w, cfg)}", "", *table(
+        out += ["", f"## {w}: {TITLES[w].format(**cfg)}", "", *table(
             header, [cells(r, meta["versions"]) for r in rows if r["workload"] == w])]
     if goals:
         met, far = (sum(g["verdict"] == v for g in goals) for v in ("met", "out of reach"))
@@ -252,7 +248,7 @@ def chart(results_path: str, out_path: str) -> None:
 
     with open(results_path) as fh:
         data = json.load(fh)
-    panels: dict[str, list] = {}
+    meta, panels = data["meta"], {}
     for r in data["rows"]:
         if r["status"] == "ok":
             panels.setdefault(r["workload"], []).append(r)
@@ -278,8 +274,7 @@ def chart(results_path: str, out_path: str) -> None:
         ax.set_yticks(range(len(rs)), [f"{r['client']}: {r['label']}" for r in rs], fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel(xlabel, fontsize=8)
-        ax.set_title(f"{w}: {title(w, data['meta']['config'])}", fontsize=9)
-    meta = data["meta"]
+        ax.set_title(f"{w}: {TITLES[w].format(**meta['config'])}", fontsize=9)
     fig.suptitle(f"dugong benchmark ({meta['mode']} mode), Python {meta['python']}, "
                  f"{meta['cpus']} CPUs, {meta['date']}", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / sum(heights)))
@@ -287,6 +282,6 @@ def chart(results_path: str, out_path: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] != "chart":
-        sys.exit("usage: bench_report.py chart RESULTS.json OUT.png")
-    chart(sys.argv[2], sys.argv[3])
+    if len(sys.argv) != 3:
+        sys.exit("usage: bench_report.py RESULTS.json OUT.png")
+    chart(sys.argv[1], sys.argv[2])

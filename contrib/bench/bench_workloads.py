@@ -1,17 +1,9 @@
-"""The workloads, each written once, and the worker process that runs them.
+"""The workloads, each written once, and the worker process that runs a client's rows.
 
-``python bench_workloads.py CLIENT`` loads one client's adapter (bench_adapters.py),
-says ``{"version": V, "rows": [[workload, variant, label], ...]}`` (what the client can
-do) or ``{"unavailable": reason}``, then answers one JSON line per request line:
-
-``{"op": "prepare", "row": ID, "workload": W, "variant": V, "params": {...}}``: set the
-row up, run it once validating every answer (each status; each small body byte for
-byte; large bodies and uploads by length and SHA-256), so that a fast but wrong client
-cannot win, then warm it up; validation and warm-up runs do at most 1,024 requests and
-stream at most 64 MiB in W7. Answers ``ok``, ``na``, ``unavailable`` or ``error``.
-``{"op": "run", "row": ID}``: one timed repetition: wall time, CPU time of this process
-(all threads, user + system), requests and body bytes (checked against what was asked).
-``{"op": "close", "row": ID}``.
+``python bench_workloads.py CLIENT`` says ``{"version": V, "rows": [[workload, variant,
+label], ...]}`` (or ``{"unavailable": why}``), then answers each request line:
+``prepare`` (set a row up, validate every answer once, warm up), ``run`` (one timed
+repetition) or ``close``; a row that fails answers ``error``.
 """
 
 from __future__ import annotations
@@ -21,6 +13,7 @@ import hashlib
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 import traceback
@@ -28,15 +21,7 @@ import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_adapters import (
-    ADAPTERS,
-    READ_SIZE,
-    WAIT,
-    NotSupported,
-    PollLoop,
-    Unavailable,
-    WrongAnswer,
-)
+from bench_adapters import ADAPTERS, READ_SIZE, WAIT, PollLoop, WrongAnswer
 from bench_servers import PATTERN_SIZE, PIECE_SIZE, SMALL_SIZE, page_aligned, pattern
 from bench_servers import stream_digest as digest
 
@@ -90,9 +75,9 @@ class Stream:
 
 
 class Workload:
-    """Which rows an adapter gets (variant, label), how a row is set up, one run."""
+    """Which rows an adapter gets, (variant, label); how a row is set up; one run."""
 
-    fresh = False  # a new connection before every repetition, outside the clock
+    fresh = False  # a new connection before every repetition (see Row.timed)
 
     def setup(self, a, variant: str, p: dict) -> None:
         a.connect()
@@ -109,8 +94,9 @@ class W1(Workload):
         return [("seq", "sequential")]
 
     def run(self, a, variant, p, check):
-        tally = Tally(check)
-        a.sequential(p["path"])(p["n"], tally.take)
+        tally, get, path = Tally(check), a.get, p["path"]
+        for _ in range(p["n"]):
+            tally.take(*get(path))
         return tally.result(p["n"])
 
 
@@ -122,8 +108,7 @@ class W2(Workload):
     def rows(self, a):
         co = "co_ sender+receiver" if hasattr(a, "co_send") else "one send() per answer read"
         return [row for d in (16, 64) for row in ((f"co-d{d}", f"{co}, depth {d}"),
-                                                  (f"batch-d{d}", f"send x{d}, read x{d}"))
-                if hasattr(a, "send")]
+                                                  (f"batch-d{d}", f"send x{d}, read x{d}"))]
 
     def run(self, a, variant, p, check):
         kind, depth = variant.split("-d")
@@ -150,14 +135,14 @@ class W2(Workload):
 
 def co_window(a, path, n, depth, take):
     """W2's co pattern: a sender and a receiver generator in one loop."""
-    loop, done = PollLoop(a.lib.POLLIN), 0
+    loop, done = PollLoop(), 0
 
     def sender():
         for i in range(n):
             while i - done >= depth:
                 yield WAIT
             yield from a.co_send(path)
-            loop.unpark()  # the receiver may be waiting for a request
+            loop.wake()  # the receiver may be waiting for a request
 
     def receiver():
         nonlocal done
@@ -166,7 +151,7 @@ def co_window(a, path, n, depth, take):
                 yield WAIT
             take(*(yield from a.co_recv()))
             done += 1
-            loop.unpark()
+            loop.wake()
 
     loop.run(sender(), receiver())
 
@@ -192,11 +177,12 @@ class W4(Workload):
     """A large upload in 64 KiB pieces, to the sink."""
 
     fresh = True
-    LABELS = (("plain", "Content-Length"), ("expect100", "Content-Length + 100-continue"),
-              ("chunked", "chunked"))
+
+    LABELS = {"plain": "Content-Length", "expect100": "Content-Length + 100-continue",
+              "chunked": "chunked"}
 
     def rows(self, a):
-        return [(mode, label) for mode, label in self.LABELS if mode in a.UPLOADS]
+        return [(mode, self.LABELS[mode]) for mode in a.UPLOADS]
 
     def run(self, a, variant, p, check):
         size = p["size"]
@@ -215,11 +201,11 @@ class W5(Workload):
         return list(a.MANY.items())
 
     def setup(self, a, variant, p):
-        a.tasks = a.many(variant, p["tasks"], p["path"])
+        a.runner = a.many(variant, p["tasks"], p["path"])
 
     def run(self, a, variant, p, check):
         tally = Tally(check)
-        a.tasks(p["n"], tally.take)
+        a.runner(p["n"], tally.take)
         return tally.result(p["n"] * p["tasks"])
 
 
@@ -232,15 +218,39 @@ class W8(W5):
 
     def setup(self, a, variant, p):
         idiom, k = variant.rsplit("-p", 1)
-        a.tasks = a.pooled(idiom, p["tasks"], p["url"], p["conns"], int(k))
+        a.runner = a.pooled(idiom, p["tasks"], p["url"], p["conns"], int(k))
+
+
+class W6(Workload):
+    """``python -c 'import dugong'`` (or the client's import) in a fresh process."""
+
+    def rows(self, a):
+        return [("import", f"python -c {a.IMPORT!r}")]
+
+    def setup(self, a, variant, p):
+        pass
+
+    def run(self, a, variant, p, check):
+        code = a.IMPORT
+        if check:  # dugong's module must come from where the row says
+            code += "; import sys; print(getattr(sys.modules.get('dugong'), '__file__', ''))"
+        env = dict(os.environ, PYTHONPYCACHEPREFIX=p["pycache"])  # outside the work tree
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                             capture_output=check, text=True).stdout
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if check and not out.startswith(os.environ.get("BENCH_DUGONG", "")):
+            raise WrongAnswer(f"dugong imported from {out.strip()}")
+        return {"ops": 1, "bytes": 0,  # the CPU time of that process
+                "cpu": r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime}
 
 
 class W7(Workload):
-    """Memory: the traced peak while streaming a generated body; an idle connection."""
+    """Memory: the traced peak while streaming a generated body; an idle connection
+    (the mean of eight)."""
 
     def rows(self, a):
-        return [("stream", next(iter(a.DOWNLOADS.values())))] + (
-            [("idle", "idle connection")] if a.IDLE else [])
+        return [("stream", next(iter(a.DOWNLOADS.values()))), ("idle", "idle connection")]
 
     def setup(self, a, variant, p):
         if variant == "stream":
@@ -254,11 +264,13 @@ class W7(Workload):
         tracemalloc.start()
         try:
             start = tracemalloc.get_traced_memory()[0]
-            if variant == "idle":  # the mean of eight
-                held = [a.idle(p["path"]) for _ in range(8)]
+            if variant == "idle":
+                for _ in range(8):
+                    a.connect()
+                    a.get(p["path"])
                 gc.collect()
-                return {"ops": len(held), "bytes": 0,
-                        "idle": (tracemalloc.get_traced_memory()[0] - start) / len(held)}
+                return {"ops": 8, "bytes": 0,
+                        "idle": (tracemalloc.get_traced_memory()[0] - start) / 8}
             stream, size = Stream(check), p["size"]
             status = a.download(f"/gen/{size}", None, stream.take)
             peak = tracemalloc.get_traced_memory()[1] - start
@@ -269,8 +281,8 @@ class W7(Workload):
                 a.close()
 
 
-WORKLOADS = {"W1": W1(), "W2": W2(), "W3": W3(), "W4": W4(), "W5": W5(), "W7": W7(),
-             "W8": W8()}
+WORKLOADS = {"W1": W1(), "W2": W2(), "W3": W3(), "W4": W4(), "W5": W5(), "W6": W6(),
+             "W7": W7(), "W8": W8()}
 
 
 class Row:
@@ -287,10 +299,8 @@ class Row:
             self.w.run(self.a, self.variant, p, check)
 
     def timed(self) -> dict:
-        """One timed repetition. W3 and W4 first get a new connection: a TCP connection's
-        receive buffer grows with its early traffic (to 0.8 MiB on one connection, 32 MiB
-        on another made alike), which would give a row that keeps one connection a speed
-        of its own for the whole run."""
+        """One timed repetition. W3 and W4 first get a new connection, outside the
+        clock: a TCP connection's receive buffer is sized by its early traffic."""
         if self.w.fresh:
             self.a.close()
             self.w.setup(self.a, self.variant, self.p)
@@ -299,7 +309,7 @@ class Row:
         result = self.w.run(self.a, self.variant, self.p, False)
         t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
         cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-        return {"wall": t1 - t0, "cpu": cpu, **result}
+        return {"wall": t1 - t0, "cpu": cpu, **result}  # W6 has a CPU time of its own
 
 
 def serve(name: str, send) -> None:
@@ -310,8 +320,8 @@ def serve(name: str, send) -> None:
     except Exception as exc:
         return send({"unavailable": f"{type(exc).__name__}: {exc}"})
     probe = cls(lib, None, 0)
-    send({"version": version, "rows": [[w, *row] for w, workload in WORKLOADS.items()
-                                       for row in workload.rows(probe)]})
+    send({"version": version, "rows": [[w, *row] for w in cls.WORKLOADS
+                                       for row in WORKLOADS[w].rows(probe)]})
     rows: dict[str, Row] = {}
     for line in sys.stdin:
         msg = json.loads(line)
@@ -321,27 +331,20 @@ def serve(name: str, send) -> None:
                 rows[rid] = Row(cls(lib, "127.0.0.1", msg["params"]["port"]),
                                 WORKLOADS[msg["workload"]], msg["variant"], msg["params"])
                 rows[rid].prepare()
+                send({"ok": True})
             elif msg["op"] == "run":
                 send(rows[rid].timed())
-                continue
             else:
                 rows.pop(rid).a.close()
-            send({"ok": True})
+                send({"ok": True})
         except Exception as exc:
             if rid in rows:
                 rows.pop(rid).a.close()
-            send(failure(exc))
-
-
-def failure(exc: Exception) -> dict:
-    """The answer for a row that failed: n/a, unavailable, or an error."""
-    if isinstance(exc, NotSupported):
-        return {"na": str(exc)}
-    if isinstance(exc, Unavailable):
-        return {"unavailable": str(exc)}
-    if isinstance(exc, WrongAnswer):
-        return {"error": f"wrong answer: {exc}"}
-    return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=8)}
+            if isinstance(exc, WrongAnswer):
+                send({"error": f"wrong answer: {exc}"})
+            else:
+                send({"error": f"{type(exc).__name__}: {exc}",
+                      "traceback": traceback.format_exc(limit=8)})
 
 
 if __name__ == "__main__":
