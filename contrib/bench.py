@@ -1,16 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark dugong against other Python HTTP clients and a raw-socket floor, on 127.0.0.1.
 
-    python contrib/bench.py            # full run (make bench)
-    python contrib/bench.py --quick    # every row, small counts (CI)
+    python contrib/bench.py [--quick] [--clients C,...] [--workloads W1,...] [--pin]
 
-This file installs what the run needs, starts nginx and the upload sink
-(bench/bench_servers.py) and one worker process per client (bench/bench_workloads.py),
-then, workload by workload, has every row prepared (validated, warmed up) and
-interleaves their timed repetitions, one worker busy at a time. It runs W6 itself.
-bench/bench_report.py makes the medians, the goals, the tables and the chart. The exit
-status is 1 only for a crash or a wrong answer of dugong, http.client, the floor or the
-servers, never for a timing. contrib/BENCHMARK.rst says more.
+How it works and how to read it: contrib/BENCHMARK.rst. The exit status is 1 only for a
+crash or a wrong answer of dugong, http.client, the floor or the servers.
 """
 
 from __future__ import annotations
@@ -59,7 +53,7 @@ def log(msg: str) -> None:
 
 
 def run_logged(cmd: list[str]) -> bool:
-    """Run *cmd* with its output appended to the venv's setup.log; whether it worked."""
+    """Run *cmd*, its output appended to the venv's setup.log; whether it worked."""
     with open(os.path.join(VENV, "setup.log"), "a") as fh:
         fh.write(f"\n$ {' '.join(cmd)}\n")
         fh.flush()
@@ -67,9 +61,15 @@ def run_logged(cmd: list[str]) -> bool:
         return subprocess.run(cmd, stdout=fh, stderr=fh, env=env, check=False).returncode == 0
 
 
-def setup_venv() -> dict[str, str]:
-    """Create or update the benchmark venv; what could not be installed, and why. A
-    stamp records what was installed, so a second run installs nothing."""
+def setup() -> dict[str, str]:
+    """Install what is missing: the venv and its clients (a stamp records what was
+    installed), nginx. Returns the clients that could not be installed, and why."""
+    if not servers.find_nginx() and os.geteuid() == 0 and shutil.which("apt-get"):
+        os.makedirs(VENV, exist_ok=True)  # for setup.log
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "nginx-light"]
+        if not run_logged(install):
+            run_logged(["apt-get", "update"])
+            run_logged(install)
     with open(os.path.join(HERE, "bench-requirements.txt")) as fh:
         reqs = [line.strip() for line in fh if line.strip() and not line.startswith("#")]
     want = hashlib.sha256("\n".join([*reqs, REFERENCE]).encode()).hexdigest()
@@ -84,31 +84,21 @@ def setup_venv() -> dict[str, str]:
         sys.exit(f"cannot create {VENV}: see setup.log there")
     log(f"installing {', '.join(reqs)} and {REFERENCE} into {VENV}")
     pip = [PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    failed = {}
-    if not run_logged([*pip, *reqs]):  # then each on its own: one failure spoils no other
-        for req in reqs:
-            if not run_logged([*pip, req]):
-                failed[req.split("=")[0]] = f"pip install {req} failed: see .venv-bench/setup.log"
-    # it has our import name: apart, imported only by its own worker
     shutil.rmtree(REFERENCE_DIR, ignore_errors=True)
-    if not run_logged([*pip, "--no-deps", "--target", REFERENCE_DIR, REFERENCE]):
-        failed["dugong-3.8.2"] = f"pip install {REFERENCE} failed: see .venv-bench/setup.log"
+    failed = {}
+    for req in [*reqs, REFERENCE]:  # one by one: a failure spoils no other
+        # dugong 3.8.2 has our import name: apart, for its own worker only
+        target = ["--no-deps", "--target", REFERENCE_DIR] if req == REFERENCE else []
+        if not run_logged([*pip, *target, req]):
+            name = "dugong-3.8.2" if req == REFERENCE else req.split("=")[0]
+            failed[name] = f"pip install {req} failed: see .venv-bench/setup.log"
     with open(stamp, "w") as fh:
         json.dump({"requirements": want, "failed": failed}, fh)
     return failed
 
 
-def find_or_install_nginx() -> str | None:
-    if not servers.find_nginx() and os.geteuid() == 0 and shutil.which("apt-get"):
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "nginx-light"]
-        if not run_logged(install):
-            run_logged(["apt-get", "update"])
-            run_logged(install)
-    return servers.find_nginx()
-
-
 class Worker:
-    """One client in a process of its own, driven by JSON lines."""
+    """One client in a process of its own (bench_workloads.py), driven by JSON lines."""
 
     def __init__(self, name: str, workdir: str, timeout: float):
         self.timeout = timeout
@@ -117,30 +107,23 @@ class Worker:
             "pythondontwritebytecode", "pythonstartup")}
         if name.startswith("dugong"):
             env["BENCH_DUGONG"] = env["PYTHONPATH"] = REPO if name == "dugong" else REFERENCE_DIR
-        self.errlog = os.path.join(workdir, f"worker-{name}.log")
-        with open(self.errlog, "wb") as err:
-            self.proc = subprocess.Popen(
-                [PYTHON, os.path.join(BENCH_DIR, "bench_workloads.py"), name], env=env,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, cwd=workdir)
+        self.proc = subprocess.Popen(
+            [PYTHON, os.path.join(BENCH_DIR, "bench_workloads.py"), name], env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=workdir)
 
     def call(self, msg: dict | None = None, timeout: float | None = None) -> dict:
-        """Send *msg* (if any) and wait for the answer. A worker that does not answer in
-        time, or is gone, is stopped: the answer is then an error."""
+        """Send *msg* (if any), return the answer: one line. A worker that does not
+        answer in time, or is gone, is stopped and the answer is an error."""
         try:
             if msg is not None:
                 self.proc.stdin.write(json.dumps(msg).encode() + b"\n")
                 self.proc.stdin.flush()
-            # one answer a request: a line, written at once
             if not select.select([self.proc.stdout], [], [], timeout or self.timeout)[0]:
                 raise OSError("no answer in time")
-            line = self.proc.stdout.readline()
-            if not line:
-                raise OSError("it exited")
-            return json.loads(line)
+            return json.loads(self.proc.stdout.readline() or b'{"error": "it exited"}')
         except (OSError, ValueError) as exc:
             self.stop()
-            with open(self.errlog, errors="replace") as fh:
-                return {"error": f"the worker failed ({exc}): {fh.read()[-800:]}"}
+            return {"error": f"the worker failed: {exc}"}
 
     def stop(self) -> None:
         if self.proc.returncode is None:
@@ -153,136 +136,119 @@ class Worker:
 
 
 class Bench:
+    """The workers, and the rows of one workload after another."""
+
     def __init__(self, cfg: dict, workdir: str, nginx: servers.Nginx, sink: servers.Sink):
-        self.cfg, self.workdir = cfg, workdir
-        self.ports = {"nginx": nginx.port, "sink": sink.port}
-        self.server_pids = {nginx.port: nginx.proc.pid, sink.port: sink.proc.pid}
+        self.cfg, self.workdir, self.nginx, self.sink = cfg, workdir, nginx, sink
         self.workers: dict[str, Worker] = {}
         self.versions: dict[str, str] = {}
         self.unavailable: dict[str, str] = {}
         self.offers: dict[str, list] = {}  # client -> [[workload, variant, label], ...]
         self.errors: list[str] = []
 
-    def error(self, msg: str) -> None:
-        self.errors.append(msg)
-        log(f"ERROR: {msg}")
+    def error(self, client: str, msg: str) -> None:
+        """An error: fatal for the core clients, only logged for the others."""
+        if client in CORE:
+            self.errors.append(msg)
+        log(f"{'ERROR: ' if client in CORE else ''}{msg}")
 
     def start_workers(self, clients: list[str], failed: dict[str, str]) -> None:
+        self.unavailable.update((name, failed[name]) for name in clients if name in failed)
         for name in clients:
-            if name in failed:
-                self.unavailable[name] = failed[name]
-            else:
+            if name not in failed:
                 self.workers[name] = Worker(name, self.workdir, self.cfg["timeout"])
         for name, worker in list(self.workers.items()):
             hello = worker.call(timeout=60)
             if "version" in hello:
                 self.versions[name], self.offers[name] = hello["version"], hello["rows"]
-                continue
-            self.workers.pop(name).stop()
-            self.unavailable[name] = reason = hello.get("unavailable") or hello["error"]
-            (self.error if name in CORE else log)(f"{name}: {reason}")
+            else:
+                self.workers.pop(name).stop()
+                self.unavailable[name] = hello.get("unavailable") or hello["error"]
+                self.error(name, f"{name}: {self.unavailable[name]}")
 
-    def plan(self, w: str, clients: list[str]) -> list[dict]:
-        """The rows of workload *w*: what each client's worker offers, in table order."""
-        cfg, nginx, sink = self.cfg, self.ports["nginx"], self.ports["sink"]
+    def params(self, w: str) -> dict:
+        """What a row of *w* asks: the server's port, the path, the counts."""
+        cfg, nginx = self.cfg, self.nginx.port
         small = {"port": nginx, "path": "/1k", "warmup": cfg["warmup"]}
-        params = {
+        return {
             "W1": dict(small, n=cfg["w1_n"]),
             "W2": dict(small, n=cfg["w2_n"]),
             "W3": dict(small, path="/large/large.bin", size=cfg["w3_mib"] << 20),
-            "W4": dict(small, port=sink, size=cfg["w4_mib"] << 20),
+            "W4": dict(small, port=self.sink.port, size=cfg["w4_mib"] << 20),
             "W5": dict(small, tasks=cfg["w5_conns"], n=cfg["w5_n"]),
-            "W6": {"port": None, "warmup": cfg["warmup"],
-                   "pycache": os.path.join(VENV, "pycache-w6")},
-            "W7": {"port": sink, "path": "/1k", "size": cfg["w7_mib"] << 20},
+            "W6": dict(small, port=None, pycache=os.path.join(VENV, "pycache-w6")),
+            "W7": dict(small, port=self.sink.port, size=cfg["w7_mib"] << 20),
             "W8": dict(small, tasks=cfg["w8_tasks"], n=cfg["w8_n"], conns=cfg["w8_conns"],
                        url=f"http://127.0.0.1:{nginx}/1k"),
         }[w]
-        return [{"id": f"{w}/{client}/{variant}", "workload": w, "client": client,
-                 "variant": variant, "label": label, "samples": [], "status": "ok",
-                 "params": dict(small, warmup=0) if variant == "idle" else params}
-                for client in clients for ww, variant, label in self.offers.get(client, ())
-                if ww == w]
 
-    def call(self, row: dict, msg: dict) -> dict:
+    def ask(self, row: dict, msg: dict) -> dict | None:
+        """The answer of *row*'s worker; None if the row failed (then marked so)."""
         worker = self.workers[row["client"]]
-        if worker.proc.returncode is not None:
-            return {"error": "its worker failed before"}
-        return worker.call(dict(msg, row=row["id"]))
-
-    def failed(self, row: dict, answer: dict) -> None:
-        """A row that cannot run: an error, fatal for the core clients (dugong 3.8.2 is
-        used unpatched: what it cannot do says unavailable)."""
+        if worker.proc.returncode is None:
+            answer = worker.call(dict(msg, row=row["id"]))
+        else:
+            answer = {"error": "its worker failed before"}
+        if "error" not in answer:
+            return answer
+        # dugong 3.8.2 is used unpatched: what it cannot do says unavailable
         status = "unavailable" if row["client"] == "dugong-3.8.2" else "error"
         row.update(status=status, reason=f"{answer['error']}\n{answer.get('traceback', '')}")
-        (self.error if row["client"] in CORE else log)(f"{row['id']}: {status}: {answer['error']}")
+        self.error(row["client"], f"{row['id']}: {status}: {answer['error']}")
+        return None
 
-    def run_workload(self, w: str, rows: list[dict]) -> None:
+    def run_workload(self, w: str, clients: list[str]) -> list[dict]:
         """Prepare every row of *w*, then interleave their timed repetitions."""
-        t0 = time.monotonic()
+        t0, params = time.monotonic(), self.params(w)
         log(f"{w}: {bench_report.TITLES[w].format(**self.cfg)}")
+        rows = [{"id": f"{w}/{client}/{variant}", "workload": w, "client": client,
+                 "variant": variant, "label": label, "samples": [], "status": "ok",
+                 # W7's idle connections are to nginx, its stream from the sink
+                 "params": dict(params, port=self.nginx.port) if variant == "idle" else params}
+                for client in clients for ww, variant, label in self.offers.get(client, ())
+                if ww == w]
         for row in rows:
-            answer = self.call(row, {"op": "prepare", "workload": w, "variant": row["variant"],
-                                     "params": row["params"]})
-            if "ok" not in answer:
-                self.failed(row, answer)
+            self.ask(row, {"op": "prepare", "workload": w, "variant": row["variant"],
+                           "params": row["params"]})
         active = [r for r in rows if r["status"] == "ok"]
+        server = {self.nginx.port: self.nginx.proc.pid, self.sink.port: self.sink.proc.pid}
         for rep in range(self.cfg["reps_by"].get(w, self.cfg["reps"]) if active else 0):
             for row in active[rep % len(active):] + active[:rep % len(active)]:
                 if row["status"] != "ok":
                     continue
-                server = self.server_pids.get(row["params"]["port"])
-                before = servers.process_cpu(server)
-                answer = self.call(row, {"op": "run"})
-                after = servers.process_cpu(server)
-                if "wall" not in answer:
-                    self.failed(row, answer)
-                elif before is not None and after is not None:
-                    row["samples"].append(dict(answer, server_cpu=servers.cpu_between(before,
-                                                                                     after)))
-                else:
+                pid = server.get(row["params"]["port"])
+                before = servers.process_cpu(pid)
+                answer = self.ask(row, {"op": "run"})
+                after = servers.process_cpu(pid)
+                if answer and before and after:
+                    answer["server_cpu"] = servers.cpu_between(before, after)
+                if answer:
                     row["samples"].append(answer)
         for row in active:
             if row["status"] == "ok":
-                self.call(row, {"op": "close"})
+                self.ask(row, {"op": "close"})
         log(f"{w}: {time.monotonic() - t0:.1f} s")
+        return rows
 
 
-def parse_args(argv=None):
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small counts, 2 repetitions (CI)")
     ap.add_argument("--clients", help="a comma-separated subset of " + ",".join(CLIENTS))
     ap.add_argument("--workloads", help="a comma-separated subset of " + ",".join(WORKLOADS))
     ap.add_argument("--pin", action="store_true",
                     help="servers on the first CPU, client workers on the others")
-    return ap.parse_args(argv)
-
-
-def serve_files(workdir: str, large_size: int) -> None:
-    """nginx's files: /1k and, if W3 runs, the large download."""
-    os.makedirs(os.path.join(workdir, "www", "large"))
-    with open(os.path.join(workdir, "www", "1k"), "wb") as fh:
-        fh.write(servers.pattern()[:servers.SMALL_SIZE])
-    with open(os.path.join(workdir, "www", "large", "large.bin"), "wb") as fh:
-        fh.writelines(servers.pattern_pieces(large_size))
-    for root, _, files in os.walk(workdir):  # nginx's worker may be another user
-        os.chmod(root, 0o755)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o644)
-
-
-def main(argv=None) -> int:
-    args, t_start = parse_args(argv), time.monotonic()
-    cfg = dict(QUICK if args.quick else FULL)
-    asked = set(args.clients.split(",") if args.clients else CLIENTS)
+    args, t_start = ap.parse_args(), time.monotonic()
+    cfg = QUICK if args.quick else FULL
+    asked = args.clients.split(",") if args.clients else CLIENTS
     workloads = args.workloads.upper().split(",") if args.workloads else WORKLOADS
-    if asked - set(CLIENTS) or set(workloads) - set(WORKLOADS):
+    if set(asked) - set(CLIENTS) or set(workloads) - set(WORKLOADS):
         sys.exit(f"unknown clients or workloads: {args.clients} {args.workloads}")
-    clients = [c for c in CLIENTS if c in asked]
-    failed = setup_venv()
-    nginx_bin = find_or_install_nginx()
+    clients = [c for c in CLIENTS if c in asked]  # in table order
+    failed = setup()
+    nginx_bin = servers.find_nginx()
     if nginx_bin is None:
-        sys.exit("the benchmark needs nginx (apt-get install nginx-light, as root)")
+        sys.exit("the benchmark needs nginx (apt-get install nginx-light)")
     setup_done = time.monotonic()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
@@ -290,20 +256,22 @@ def main(argv=None) -> int:
     nginx = sink = bench = None
     results = []
     try:
-        serve_files(workdir, cfg["w3_mib"] << 20 if "W3" in workloads else 0)
+        os.makedirs(os.path.join(workdir, "www", "large"))
+        with open(os.path.join(workdir, "www", "1k"), "wb") as fh:
+            fh.write(servers.pattern()[:servers.SMALL_SIZE])
+        with open(os.path.join(workdir, "www", "large", "large.bin"), "wb") as fh:
+            fh.writelines(servers.pattern_pieces(cfg["w3_mib"] << 20 if "W3" in workloads else 0))
         sink, nginx = servers.Sink(PYTHON), servers.Nginx(nginx_bin, workdir)
         log(f"servers: {nginx.version()} on port {nginx.port}, the sink on {sink.port}")
-        bench = Bench(cfg, workdir, nginx, sink)
         cpus = sorted(os.sched_getaffinity(0))
         if args.pin and len(cpus) > 1 and all(
-                servers.pin_process(pid, {cpus[0]}) for pid in bench.server_pids.values()):
+                servers.pin_process(p.pid, {cpus[0]}) for p in (nginx.proc, sink.proc)):
             os.sched_setaffinity(0, cpus[1:])  # the workers inherit it
             log(f"servers pinned to CPU {cpus[0]}, clients to {cpus[1:]}")
+        bench = Bench(cfg, workdir, nginx, sink)
         bench.start_workers(clients, failed)
         for w in workloads:
-            rows = bench.plan(w, clients)
-            bench.run_workload(w, rows)
-            results += rows
+            results += bench.run_workload(w, clients)
     finally:
         for worker in bench.workers.values() if bench else ():
             worker.stop()
@@ -312,26 +280,22 @@ def main(argv=None) -> int:
                 server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    for row in results:
-        row.pop("params", None)
     meta = {"mode": "quick" if args.quick else "full", "date": time.strftime("%Y-%m-%d %H:%M"),
             "python": platform.python_version(), "platform": platform.platform(),
             "cpus": os.cpu_count(), "server": nginx.version(), "versions": bench.versions,
             "unavailable": bench.unavailable, "config": cfg}
     goals = bench_report.analyse(results)
     print(bench_report.markdown(results, goals, meta))
-    json_path = os.path.join(REPO, "bench-results-quick.json" if args.quick else
-                             "bench-results.json")
+    name = "bench-results-quick" if args.quick else "bench-results"
+    json_path = os.path.join(REPO, f"{name}.json")
     with open(json_path, "w") as fh:
         json.dump({"meta": meta, "rows": results, "goals": goals, "errors": bench.errors}, fh,
                   indent=1)
-    log(f"results written to {json_path}")
-    chart_path = os.path.join(REPO, "bench-results-quick.png" if args.quick else
-                              os.path.join("doc", "_static", "bench.png"))
+    chart_path = os.path.join(REPO, f"{name}.png" if args.quick else "doc/_static/bench.png")
     res = subprocess.run([PYTHON, bench_report.__file__, json_path, chart_path],
                          capture_output=True, text=True, check=False)
-    log(f"chart written to {chart_path}" if res.returncode == 0 else
-        f"no chart: {(res.stderr.strip().splitlines() or ['matplotlib failed'])[-1]}")
+    log(f"results in {json_path}; " + (f"chart in {chart_path}" if res.returncode == 0 else
+                                      f"no chart: {res.stderr.strip()[-300:]}"))
     log(f"done in {time.monotonic() - t_start:.1f} s (set-up {setup_done - t_start:.1f} s)")
     for e in bench.errors:
         log(f"error: {e.splitlines()[0]}")

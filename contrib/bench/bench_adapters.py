@@ -70,15 +70,15 @@ WAIT = object()  # yielded to a PollLoop: sleep until wake()
 
 
 class PollLoop:
-    """A selectors loop for co_ generators (dugong 3.8.2 has no eval_coroutines); a
-    generator may also yield `WAIT` to sleep until another calls wake() (W2's sender
-    and receiver). An fd stays registered until an event comes that nobody waits for."""
+    """A poll() loop for co_ generators (dugong 3.8.2 has no eval_coroutines); a generator
+    may also yield `WAIT` to sleep until another calls wake() (W2's sender and receiver).
+    An fd stays registered until an event comes that nobody waits for."""
 
     def __init__(self):
-        self.sel = selectors.DefaultSelector()
+        self.poll = select.poll()
         self.ready, self.asleep = deque(), []
-        self.waiting = {}  # (fd, selectors event) -> the generator waiting for it
-        self.events = {}  # fd -> the selectors events it is registered for
+        self.waiting = {}  # (fd, POLLIN or POLLOUT) -> the generator waiting for it
+        self.masks = {}  # fd -> the events it is registered for
 
     def wake(self) -> None:
         self.ready.extend(self.asleep)
@@ -87,49 +87,43 @@ class PollLoop:
     def run(self, *gens) -> None:
         live = len(gens)
         self.ready.extend(gens)
-        with self.sel:
-            while live:
-                while self.ready:
-                    gen = self.ready.popleft()
-                    try:
-                        want = gen.send(None)
-                    except StopIteration:
-                        live -= 1
-                        continue
-                    if want is WAIT:
-                        self.asleep.append(gen)
-                    else:
-                        self.wait(gen, *want[:2])
-                if live and not self.waiting:
-                    raise RuntimeError("every generator is asleep")
-                for key, events in self.sel.select() if live else ():
-                    self.wake_fd(key.fd, events)
+        while live:
+            while self.ready:
+                gen = self.ready.popleft()
+                try:
+                    want = gen.send(None)
+                except StopIteration:
+                    live -= 1
+                    continue
+                if want is WAIT:
+                    self.asleep.append(gen)
+                    continue
+                fd, event = want[0], select.POLLIN if want[1] & select.POLLIN else select.POLLOUT
+                self.waiting[fd, event] = gen
+                if not self.masks.get(fd, 0) & event:
+                    self.watch(fd, self.masks.get(fd, 0) | event)
+            if live and not self.waiting:
+                raise RuntimeError("every generator is asleep")
+            for fd, events in self.poll.poll() if live else ():
+                for event in (select.POLLIN, select.POLLOUT):
+                    if self.masks.get(fd, 0) & event and events & (event | select.POLLERR
+                                                                   | select.POLLHUP):
+                        gen = self.waiting.pop((fd, event), None)
+                        if gen is not None:
+                            self.ready.append(gen)
+                        else:  # nobody waits for it any more
+                            self.watch(fd, self.masks[fd] & ~event)
 
-    def wait(self, gen, fd: int, mask: int) -> None:
-        event = selectors.EVENT_READ if mask & select.POLLIN else selectors.EVENT_WRITE
-        self.waiting[fd, event] = gen
-        registered = self.events.get(fd, 0)
-        if not registered & event:
-            (self.sel.modify if registered else self.sel.register)(fd, registered | event)
-            self.events[fd] = registered | event
-
-    def wake_fd(self, fd: int, events: int) -> None:
-        for event in (selectors.EVENT_READ, selectors.EVENT_WRITE):
-            if not events & event:
-                continue
-            gen = self.waiting.pop((fd, event), None)
-            if gen is not None:
-                self.ready.append(gen)
-                continue
-            self.events[fd] &= ~event  # nobody waits for it any more
-            if self.events[fd]:
-                self.sel.modify(fd, self.events[fd])
-            else:
-                self.sel.unregister(fd)
-                del self.events[fd]
+    def watch(self, fd: int, mask: int) -> None:
+        if mask:
+            self.poll.register(fd, mask)  # or modify the registration
+            self.masks[fd] = mask
+        else:
+            self.poll.unregister(fd)
+            del self.masks[fd]
 
 
-def run_in_poll_loop(*gens) -> None:
+def poll_loop(*gens) -> None:
     PollLoop().run(*gens)
 
 
@@ -190,6 +184,7 @@ class Dugong(Adapter):
 
     PIPELINES = (1, 16)
     IMPORT = "import dugong"
+    WINDOW = "co_ sender+receiver"
 
     @classmethod
     def load(cls):
@@ -225,20 +220,28 @@ class Dugong(Adapter):
         status = self.conn.read_response().status
         return status, self.conn.readall()
 
-    def co_send(self, path):
-        return self.conn.co_send_request("GET", path)
+    def window(self, path, n, depth, take):
+        """W2's co pattern: a sender and a receiver co_ generator in one loop."""
+        conn, loop, done = self.conn, PollLoop(), 0
 
-    def co_recv(self, conn=None):
-        conn = conn or self.conn
-        resp = yield from conn.co_read_response()
-        return resp.status, (yield from conn.co_readall())
+        def sender():
+            for i in range(n):
+                while i - done >= depth:
+                    yield WAIT
+                yield from conn.co_send_request("GET", path)
+                loop.wake()  # the receiver may be waiting for a request
 
-    def co_get(self, conn, path):
-        yield from conn.co_send_request("GET", path)
-        return (yield from self.co_recv(conn))
+        def receiver():
+            nonlocal done
+            for _ in range(n):
+                while not conn.response_pending():
+                    yield WAIT
+                resp = yield from conn.co_read_response()
+                take(resp.status, (yield from conn.co_readall()))
+                done += 1
+                loop.wake()
 
-    def pending(self):
-        return self.conn.response_pending()
+        loop.run(sender(), receiver())
 
     def download(self, path, buf, take):
         self.send(path)
@@ -262,7 +265,7 @@ class Dugong(Adapter):
     def drive(self, variant, co_gets):
         """run(n, take) of tasks given as co_ generator functions, under *variant*."""
         if variant == "loop":
-            run_all = getattr(self.lib, "eval_coroutines", run_in_poll_loop)  # 3.x has none
+            run_all = getattr(self.lib, "eval_coroutines", poll_loop)  # 3.x has none
             return partial(in_loop, run_all, co_gets)
         wrap = self.lib.AioFuture if variant == "aio" else self.lib.run_async
 
@@ -273,9 +276,14 @@ class Dugong(Adapter):
         return partial(in_asyncio, self.opened(asyncio.new_event_loop()), agets)
 
     def many(self, variant, k, path):
+        def co_get(conn):
+            yield from conn.co_send_request("GET", path)
+            resp = yield from conn.co_read_response()
+            return resp.status, (yield from conn.co_readall())
+
         conns = [self.opened(self.lib.HTTPConnection(self.host, self.port), "disconnect")
                  for _ in range(k)]
-        return self.drive(variant, [partial(self.co_get, conn, path) for conn in conns])
+        return self.drive(variant, [partial(co_get, conn) for conn in conns])
 
     def pooled(self, variant, tasks, url, conns, pipeline):
         pool = self.opened(self.lib.ConnectionPool(max_connections=conns, pipeline=pipeline))
@@ -415,6 +423,7 @@ class Floor(Adapter):
     MANY = {"loop": "one epoll loop"}
     POOLED = {"loop": "8 sockets, one epoll loop"}
     PIPELINES = (1, 16)
+    WINDOW = "one send() per answer read"
 
     @classmethod
     def load(cls):
@@ -437,6 +446,15 @@ class Floor(Adapter):
 
     def recv(self):
         return self.conn.response()
+
+    def window(self, path, n, depth, take):
+        """W2's co pattern in blocking calls: one request sent per answer read."""
+        for _ in range(min(depth, n)):
+            self.send(path)
+        for i in range(n):
+            take(*self.recv())
+            if i + depth < n:
+                self.send(path)
 
     def download(self, path, buf, take):
         self.send(path)
