@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import json
 import os
+import pathlib
 import platform
 import select
 import shutil
@@ -61,9 +62,10 @@ def run_logged(cmd: list[str]) -> bool:
         return subprocess.run(cmd, stdout=fh, stderr=fh, env=env, check=False).returncode == 0
 
 
-def setup() -> dict[str, str]:
-    """Install what is missing: the venv and its clients (a stamp records what was
-    installed), nginx. Returns the clients that could not be installed, and why."""
+def setup() -> None:
+    """Install what is missing: nginx, the venv and its clients (a stamp in the venv
+    records what was installed). A client that fails to install is unavailable: its
+    worker says so."""
     if not servers.find_nginx() and os.geteuid() == 0 and shutil.which("apt-get"):
         os.makedirs(VENV, exist_ok=True)  # for setup.log
         install = ["apt-get", "install", "-y", "--no-install-recommends", "nginx-light"]
@@ -73,28 +75,21 @@ def setup() -> dict[str, str]:
     with open(os.path.join(HERE, "bench-requirements.txt")) as fh:
         reqs = [line.strip() for line in fh if line.strip() and not line.startswith("#")]
     want = hashlib.sha256("\n".join([*reqs, REFERENCE]).encode()).hexdigest()
-    stamp = os.path.join(VENV, "bench-stamp.json")
-    if os.path.exists(stamp):
-        with open(stamp) as fh:
-            old = json.load(fh)
-        if old["requirements"] == want:
-            return old["failed"]
+    stamp = pathlib.Path(VENV, "bench-stamp")
+    if stamp.exists() and stamp.read_text() == want:
+        return
     os.makedirs(VENV, exist_ok=True)
     if not os.path.exists(PYTHON) and not run_logged([sys.executable, "-m", "venv", VENV]):
         sys.exit(f"cannot create {VENV}: see setup.log there")
     log(f"installing {', '.join(reqs)} and {REFERENCE} into {VENV}")
     pip = [PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     shutil.rmtree(REFERENCE_DIR, ignore_errors=True)
-    failed = {}
     for req in [*reqs, REFERENCE]:  # one by one: a failure spoils no other
         # dugong 3.8.2 has our import name: apart, for its own worker only
         target = ["--no-deps", "--target", REFERENCE_DIR] if req == REFERENCE else []
         if not run_logged([*pip, *target, req]):
-            name = "dugong-3.8.2" if req == REFERENCE else req.split("=")[0]
-            failed[name] = f"pip install {req} failed: see .venv-bench/setup.log"
-    with open(stamp, "w") as fh:
-        json.dump({"requirements": want, "failed": failed}, fh)
-    return failed
+            log(f"pip install {req} failed: see .venv-bench/setup.log")
+    stamp.write_text(want)
 
 
 class Worker:
@@ -152,11 +147,9 @@ class Bench:
             self.errors.append(msg)
         log(f"{'ERROR: ' if client in CORE else ''}{msg}")
 
-    def start_workers(self, clients: list[str], failed: dict[str, str]) -> None:
-        self.unavailable.update((name, failed[name]) for name in clients if name in failed)
+    def start_workers(self, clients: list[str]) -> None:
         for name in clients:
-            if name not in failed:
-                self.workers[name] = Worker(name, self.workdir, self.cfg["timeout"])
+            self.workers[name] = Worker(name, self.workdir, self.cfg["timeout"])
         for name, worker in list(self.workers.items()):
             hello = worker.call(timeout=60)
             if "version" in hello:
@@ -191,10 +184,8 @@ class Bench:
             answer = {"error": "its worker failed before"}
         if "error" not in answer:
             return answer
-        # dugong 3.8.2 is used unpatched: what it cannot do says unavailable
-        status = "unavailable" if row["client"] == "dugong-3.8.2" else "error"
-        row.update(status=status, reason=f"{answer['error']}\n{answer.get('traceback', '')}")
-        self.error(row["client"], f"{row['id']}: {status}: {answer['error']}")
+        row.update(status="error", reason=f"{answer['error']}\n{answer.get('traceback', '')}")
+        self.error(row["client"], f"{row['id']}: {answer['error']}")
         return None
 
     def run_workload(self, w: str, clients: list[str]) -> list[dict]:
@@ -220,8 +211,8 @@ class Bench:
                 before = servers.process_cpu(pid)
                 answer = self.ask(row, {"op": "run"})
                 after = servers.process_cpu(pid)
-                if answer and before and after:
-                    answer["server_cpu"] = servers.cpu_between(before, after)
+                if answer and before is not None and after is not None:
+                    answer["server_cpu"] = after - before
                 if answer:
                     row["samples"].append(answer)
         for row in active:
@@ -245,7 +236,7 @@ def main() -> int:
     if set(asked) - set(CLIENTS) or set(workloads) - set(WORKLOADS):
         sys.exit(f"unknown clients or workloads: {args.clients} {args.workloads}")
     clients = [c for c in CLIENTS if c in asked]  # in table order
-    failed = setup()
+    setup()
     nginx_bin = servers.find_nginx()
     if nginx_bin is None:
         sys.exit("the benchmark needs nginx (apt-get install nginx-light)")
@@ -264,12 +255,13 @@ def main() -> int:
         sink, nginx = servers.Sink(PYTHON), servers.Nginx(nginx_bin, workdir)
         log(f"servers: {nginx.version()} on port {nginx.port}, the sink on {sink.port}")
         cpus = sorted(os.sched_getaffinity(0))
-        if args.pin and len(cpus) > 1 and all(
-                servers.pin_process(p.pid, {cpus[0]}) for p in (nginx.proc, sink.proc)):
-            os.sched_setaffinity(0, cpus[1:])  # the workers inherit it
+        if args.pin and len(cpus) > 1:  # the threads a process starts inherit its CPUs
+            for pid in (nginx.proc.pid, sink.proc.pid):
+                os.sched_setaffinity(pid, cpus[:1])
+            os.sched_setaffinity(0, cpus[1:])
             log(f"servers pinned to CPU {cpus[0]}, clients to {cpus[1:]}")
         bench = Bench(cfg, workdir, nginx, sink)
-        bench.start_workers(clients, failed)
+        bench.start_workers(clients)
         for w in workloads:
             results += bench.run_workload(w, clients)
     finally:

@@ -1,12 +1,9 @@
 """One adapter per HTTP client: the few operations the workloads need, in its idiom.
 
-An adapter has rows in the workloads of its ``WORKLOADS`` and the methods they use:
-``connect()``, ``close()`` (all it opened); ``get(path) -> (status, body)`` (W1, W7),
-``send(path)``, ``recv()`` and ``co_send``, ``co_recv``, ``pending`` (W2);
-``download(path, buf, take) -> status``: ``read(64 KiB)``, or ``readinto(buf)`` if
-given a buffer, each piece to ``take`` (W3, W7); ``upload(mode, size, pieces, headers)
--> (status, body)`` (W4); ``many`` (W5: a connection per task) and ``pooled`` (W8: a
-few shared), which return ``run(n, take)``: every task does n GETs under a driver below.
+An adapter has rows in the workloads of its ``WORKLOADS``, with the methods they use:
+``connect``, ``close``; ``get``, ``send``, ``recv``, ``window`` (W1, W2, W7);
+``download`` (W3, W7); ``upload`` (W4); ``many`` and ``pooled`` (W5, W8), which return
+``run(n, take)``: every task does n GETs, under one of the drivers below.
 """
 
 from __future__ import annotations
@@ -198,8 +195,9 @@ class Dugong(Adapter):
 
     def __init__(self, lib, host, port):
         super().__init__(lib, host, port)
-        self.MANY = {"loop": "co_ generators, one epoll loop", "aio": "AioFuture, asyncio"}
+        self.MANY = {"loop": "co_ generators, eval_coroutines", "aio": "AioFuture, asyncio"}
         if lib.__version__.startswith("3."):
+            self.MANY["loop"] = "co_ generators, a poll() loop"  # it has no eval_coroutines
             self.UPLOADS = ("plain", "expect100")  # BodyFollowing() needs a length
         else:
             self.POOLED = {"loop": "ConnectionPool, eval_coroutines",
@@ -265,7 +263,7 @@ class Dugong(Adapter):
     def drive(self, variant, co_gets):
         """run(n, take) of tasks given as co_ generator functions, under *variant*."""
         if variant == "loop":
-            run_all = getattr(self.lib, "eval_coroutines", poll_loop)  # 3.x has none
+            run_all = getattr(self.lib, "eval_coroutines", poll_loop)
             return partial(in_loop, run_all, co_gets)
         wrap = self.lib.AioFuture if variant == "aio" else self.lib.run_async
 
@@ -463,30 +461,23 @@ class Floor(Adapter):
         return status
 
     def upload(self, mode, size, pieces, headers):
-        rd, fields = self.conn, {"Host": f"{self.host}:{self.port}", **headers}
-        if mode == "chunked":
-            fields["Transfer-Encoding"] = "chunked"
-        else:
-            fields["Content-Length"] = str(size)
-        if mode == "expect100":
-            fields["Expect"] = "100-continue"
-        head = "".join(f"{name}: {value}\r\n" for name, value in fields.items())
-        rd.sock.sendall(f"PUT /upload HTTP/1.1\r\n{head}\r\n".encode())
-        if mode == "expect100" and (status := rd.next_head()[0]) != 100:
+        sock = self.conn.sock
+        framing = {"plain": f"Content-Length: {size}\r\n",
+                   "expect100": f"Content-Length: {size}\r\nExpect: 100-continue\r\n",
+                   "chunked": "Transfer-Encoding: chunked\r\n"}[mode]
+        fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        sock.sendall(f"PUT /upload HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                     f"{fields}{framing}\r\n".encode())
+        if mode == "expect100" and (status := self.conn.next_head()[0]) != 100:
             raise WrongAnswer(f"expected 100 Continue, got {status}")
         for piece in pieces:
-            if mode != "chunked":
-                rd.sock.sendall(piece)
-                continue
-            parts = [b"%x\r\n" % len(piece), piece, b"\r\n"]
-            sent = rd.sock.sendmsg(parts)
-            for part in parts:  # a partial send is rare on a blocking socket
-                if sent < len(part):
-                    rd.sock.sendall(memoryview(part)[sent:])
-                sent = max(0, sent - len(part))
+            if mode == "chunked":  # a blocking socket sends all three, without a copy
+                sock.sendmsg([b"%x\r\n" % len(piece), piece, b"\r\n"])
+            else:
+                sock.sendall(piece)
         if mode == "chunked":
-            rd.sock.sendall(b"0\r\n\r\n")
-        return rd.response()
+            sock.sendall(b"0\r\n\r\n")
+        return self.conn.response()
 
     def many(self, variant, k, path):
         return self.pooled(variant, k, path, k, 1)

@@ -164,10 +164,6 @@ def num(v) -> str:
     return f"{v:.3g}" if abs(v) >= 1 else f"{v:.3f}".rstrip("0").rstrip(".")
 
 
-def times(v) -> str:
-    return "—" if v is None else f"{v:.2f}{X}"
-
-
 def cells(r: dict, versions: dict) -> list[str]:
     """One line of a workload's table (of a row that failed: its status and reason)."""
     w, client = r["workload"], r["client"]
@@ -185,8 +181,9 @@ def cells(r: dict, versions: dict) -> list[str]:
     if w == "W7":
         return [*line, f"peak {r['peak'] / KiB:.1f} KiB above the start", num(r["median"])]
     busy = "—" if r["server_busy"] is None else f"{r['server_busy']:.0%}"
+    x_floor = ["—" if v is None else f"{v:.2f}{X}" for v in (r["x_floor"], r["cpu_x_floor"])]
     return [*line, num(r["median"]), f"{num(r['min'])}\u2013{num(r['max'])}", num(r["cpu"]),
-            busy, times(r["x_floor"]), times(r["cpu_x_floor"])]
+            busy, *x_floor]
 
 
 def goal_cells(g: dict) -> list[str]:
@@ -239,8 +236,8 @@ def markdown(rows: list[dict], goals: list[dict], meta: dict) -> str:
 
 
 def chart(results_path: str, out_path: str) -> None:
-    """One panel per workload, one bar per row: the median and the range of the rate
-    (W6: the best time; W7: traced KiB)."""
+    """One panel per workload, a bar per row: the median rate and its range (W6: the
+    best time; W7: traced KiB)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -252,14 +249,11 @@ def chart(results_path: str, out_path: str) -> None:
     for r in data["rows"]:
         if r["status"] == "ok":
             panels.setdefault(r["workload"], []).append(r)
-    grid = [list(panels.items())[i:i + 2] for i in range(0, len(panels), 2)]
-    heights = [0.22 * max(len(rs) for _, rs in pair) + 1.4 for pair in grid]
-    fig, axes = plt.subplots(len(grid), 2, figsize=(16, sum(heights)), squeeze=False,
+    heights = [0.22 * len(rs) + 0.9 for rs in panels.values()]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, sum(heights) + 0.5), squeeze=False,
                              gridspec_kw={"height_ratios": heights})
     colours = {"dugong": "#1f77b4", "dugong-3.8.2": "#9ecae1", "floor": "#7f7f7f"}
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
-    for ax, (w, rs) in zip(axes.flat, panels.items(), strict=False):
+    for ax, (w, rs) in zip(axes[:, 0], panels.items(), strict=True):
         err = None
         if w == "W6":
             values, xlabel = [r["best"] for r in rs], "best ms (lower is better)"
@@ -277,7 +271,7 @@ def chart(results_path: str, out_path: str) -> None:
         ax.set_title(f"{w}: {TITLES[w].format(**meta['config'])}", fontsize=9)
     fig.suptitle(f"dugong benchmark ({meta['mode']} mode), Python {meta['python']}, "
                  f"{meta['cpus']} CPUs, {meta['date']}", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / sum(heights)))
+    fig.tight_layout()
     fig.savefig(out_path, dpi=80)
 
 
