@@ -56,10 +56,25 @@ lint: $(DEV_STAMP) $(PKG_STAMP)
 doc: $(DEV_STAMP) $(PKG_STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html doc doc/html
 
-bench: $(PKG_STAMP)
+# The benchmark's own virtualenv: the clients it compares, and dugong 3.8.2 for
+# the reference rows, installed apart (it has our import name); nginx if missing.
+BENCH_VENV  := .venv-bench
+BENCH_PIP   := $(BENCH_VENV)/bin/python -m pip --disable-pip-version-check -q
+BENCH_STAMP := $(BENCH_VENV)/.stamp-bench
+NGINX_APT   := apt-get install -y --no-install-recommends nginx-light
+
+$(BENCH_STAMP): contrib/bench-requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PIP) install -r contrib/bench-requirements.txt
+	rm -rf $(BENCH_VENV)/dugong-3.8.2
+	$(BENCH_PIP) install --no-deps --target $(BENCH_VENV)/dugong-3.8.2 dugong==3.8.2
+	command -v nginx || test -x /usr/sbin/nginx || $(NGINX_APT) || (apt-get update && $(NGINX_APT))
+	touch $@
+
+bench: $(PKG_STAMP) $(BENCH_STAMP)
 	$(PY) contrib/bench.py
 
-bench-quick: $(PKG_STAMP)
+bench-quick: $(PKG_STAMP) $(BENCH_STAMP)
 	$(PY) contrib/bench.py --quick
 
 clean:

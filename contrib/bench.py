@@ -1,19 +1,15 @@
 #!/usr/bin/env python3
 """Benchmark dugong against other Python HTTP clients and a raw-socket floor, on 127.0.0.1.
 
-    python contrib/bench.py [--quick] [--clients C,...] [--workloads W1,...] [--pin]
+    python contrib/bench.py [--quick] [--workloads W1,W3,...] [--pin]
 
 How it works and how to read it: contrib/BENCHMARK.rst. The exit status is 1 only for a
 crash or a wrong answer of dugong, http.client, the floor or the servers.
 """
 
-from __future__ import annotations
-
 import argparse
-import hashlib
 import json
 import os
-import pathlib
 import platform
 import select
 import shutil
@@ -30,9 +26,8 @@ sys.path.insert(0, BENCH_DIR)
 import bench_report  # noqa: E402
 import bench_servers as servers  # noqa: E402
 
-VENV = os.path.join(REPO, ".venv-bench")
+VENV = os.path.join(REPO, ".venv-bench")  # made by make bench and make bench-quick
 PYTHON = os.path.join(VENV, "bin", "python")
-REFERENCE = "dugong==3.8.2"
 REFERENCE_DIR = os.path.join(VENV, "dugong-3.8.2")
 CLIENTS = ["dugong", "dugong-3.8.2", "http.client", "urllib3", "aiohttp", "floor"]
 CORE = {"dugong", "http.client", "floor"}  # their errors fail the run
@@ -51,45 +46,6 @@ QUICK = dict(FULL, reps=2, warmup=0, reps_by={}, w1_n=300, w2_n=640, w3_mib=16, 
 
 def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-def run_logged(cmd: list[str]) -> bool:
-    """Run *cmd*, its output appended to the venv's setup.log; whether it worked."""
-    with open(os.path.join(VENV, "setup.log"), "a") as fh:
-        fh.write(f"\n$ {' '.join(cmd)}\n")
-        fh.flush()
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        return subprocess.run(cmd, stdout=fh, stderr=fh, env=env, check=False).returncode == 0
-
-
-def setup() -> None:
-    """Install what is missing: nginx, the venv and its clients (a stamp in the venv
-    records what was installed). A client that fails to install is unavailable: its
-    worker says so."""
-    if not servers.find_nginx() and os.geteuid() == 0 and shutil.which("apt-get"):
-        os.makedirs(VENV, exist_ok=True)  # for setup.log
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "nginx-light"]
-        if not run_logged(install):
-            run_logged(["apt-get", "update"])
-            run_logged(install)
-    with open(os.path.join(HERE, "bench-requirements.txt")) as fh:
-        reqs = [line.strip() for line in fh if line.strip() and not line.startswith("#")]
-    want = hashlib.sha256("\n".join([*reqs, REFERENCE]).encode()).hexdigest()
-    stamp = pathlib.Path(VENV, "bench-stamp")
-    if stamp.exists() and stamp.read_text() == want:
-        return
-    os.makedirs(VENV, exist_ok=True)
-    if not os.path.exists(PYTHON) and not run_logged([sys.executable, "-m", "venv", VENV]):
-        sys.exit(f"cannot create {VENV}: see setup.log there")
-    log(f"installing {', '.join(reqs)} and {REFERENCE} into {VENV}")
-    pip = [PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    shutil.rmtree(REFERENCE_DIR, ignore_errors=True)
-    for req in [*reqs, REFERENCE]:  # one by one: a failure spoils no other
-        # dugong 3.8.2 has our import name: apart, for its own worker only
-        target = ["--no-deps", "--target", REFERENCE_DIR] if req == REFERENCE else []
-        if not run_logged([*pip, *target, req]):
-            log(f"pip install {req} failed: see .venv-bench/setup.log")
-    stamp.write_text(want)
 
 
 class Worker:
@@ -225,22 +181,17 @@ class Bench:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small counts, 2 repetitions (CI)")
-    ap.add_argument("--clients", help="a comma-separated subset of " + ",".join(CLIENTS))
     ap.add_argument("--workloads", help="a comma-separated subset of " + ",".join(WORKLOADS))
     ap.add_argument("--pin", action="store_true",
                     help="servers on the first CPU, client workers on the others")
     args, t_start = ap.parse_args(), time.monotonic()
     cfg = QUICK if args.quick else FULL
-    asked = args.clients.split(",") if args.clients else CLIENTS
     workloads = args.workloads.upper().split(",") if args.workloads else WORKLOADS
-    if set(asked) - set(CLIENTS) or set(workloads) - set(WORKLOADS):
-        sys.exit(f"unknown clients or workloads: {args.clients} {args.workloads}")
-    clients = [c for c in CLIENTS if c in asked]  # in table order
-    setup()
+    if set(workloads) - set(WORKLOADS):
+        sys.exit(f"unknown workloads: {args.workloads}")
     nginx_bin = servers.find_nginx()
-    if nginx_bin is None:
-        sys.exit("the benchmark needs nginx (apt-get install nginx-light)")
-    setup_done = time.monotonic()
+    if nginx_bin is None or not os.path.exists(REFERENCE_DIR):
+        sys.exit("the benchmark needs nginx and its venv: make bench-quick installs them")
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
     workdir = tempfile.mkdtemp(prefix="dugong-bench-")
@@ -261,9 +212,9 @@ def main() -> int:
             os.sched_setaffinity(0, cpus[1:])
             log(f"servers pinned to CPU {cpus[0]}, clients to {cpus[1:]}")
         bench = Bench(cfg, workdir, nginx, sink)
-        bench.start_workers(clients)
+        bench.start_workers(CLIENTS)
         for w in workloads:
-            results += bench.run_workload(w, clients)
+            results += bench.run_workload(w, CLIENTS)
     finally:
         for worker in bench.workers.values() if bench else ():
             worker.stop()
@@ -288,7 +239,7 @@ def main() -> int:
                          capture_output=True, text=True, check=False)
     log(f"results in {json_path}; " + (f"chart in {chart_path}" if res.returncode == 0 else
                                       f"no chart: {res.stderr.strip()[-300:]}"))
-    log(f"done in {time.monotonic() - t_start:.1f} s (set-up {setup_done - t_start:.1f} s)")
+    log(f"done in {time.monotonic() - t_start:.1f} s")
     for e in bench.errors:
         log(f"error: {e.splitlines()[0]}")
     return 1 if bench.errors else 0

@@ -6,8 +6,6 @@ An adapter has rows in the workloads of its ``WORKLOADS``, with the methods they
 ``run(n, take)``: every task does n GETs, under one of the drivers below.
 """
 
-from __future__ import annotations
-
 import asyncio
 import importlib
 import os
@@ -67,9 +65,9 @@ WAIT = object()  # yielded to a PollLoop: sleep until wake()
 
 
 class PollLoop:
-    """A poll() loop for co_ generators (dugong 3.8.2 has no eval_coroutines); a generator
-    may also yield `WAIT` to sleep until another calls wake() (W2's sender and receiver).
-    An fd stays registered until an event comes that nobody waits for."""
+    """A poll() loop for co_ generators (dugong 3.8.2 has no eval_coroutines), in which a
+    generator may also yield `WAIT` to sleep until another calls wake() (W2's sender and
+    receiver). An fd stays registered until an event comes that nobody waits for."""
 
     def __init__(self):
         self.poll = select.poll()
@@ -120,10 +118,6 @@ class PollLoop:
             del self.masks[fd]
 
 
-def poll_loop(*gens) -> None:
-    PollLoop().run(*gens)
-
-
 # ---------------------------------------------------------------- the clients
 
 
@@ -147,8 +141,9 @@ class Adapter:
     IMPORT = "pass"  # W6's command
     #: W3's variants and labels (the first also labels W7's stream)
     DOWNLOADS = {"read": "read(64 KiB)", "readinto": "readinto(64 KiB buffer)"}
-    UPLOADS = ("plain", "expect100", "chunked")  # W4's variants
-    MANY: dict[str, str] = {}  # W5's variants and labels
+    UPLOADS = {"plain": "Content-Length", "expect100": "Content-Length + 100-continue",
+               "chunked": "chunked"}  # W4's
+    MANY: dict[str, str] = {}  # W5's
     POOLED: dict[str, str] = {}  # W8's
     PIPELINES = (1,)  # requests in flight per connection in W8
 
@@ -175,6 +170,9 @@ class Adapter:
         self.send(path)
         return self.recv()
 
+    def many(self, variant, k, path):
+        return self.pooled(variant, k, f"http://{self.host}:{self.port}{path}", k, 1)
+
 
 class Dugong(Adapter):
     """This dugong, or dugong 3.8.2: the same API, but what 3.8.2 lacks has no row."""
@@ -198,7 +196,7 @@ class Dugong(Adapter):
         self.MANY = {"loop": "co_ generators, eval_coroutines", "aio": "AioFuture, asyncio"}
         if lib.__version__.startswith("3."):
             self.MANY["loop"] = "co_ generators, a poll() loop"  # it has no eval_coroutines
-            self.UPLOADS = ("plain", "expect100")  # BodyFollowing() needs a length
+            self.UPLOADS = {k: v for k, v in self.UPLOADS.items() if k != "chunked"}
         else:
             self.POOLED = {"loop": "ConnectionPool, eval_coroutines",
                            "aio": "ConnectionPool, AioFuture",
@@ -263,7 +261,8 @@ class Dugong(Adapter):
     def drive(self, variant, co_gets):
         """run(n, take) of tasks given as co_ generator functions, under *variant*."""
         if variant == "loop":
-            run_all = getattr(self.lib, "eval_coroutines", poll_loop)
+            run_all = getattr(self.lib, "eval_coroutines", None) or (
+                lambda *gens: PollLoop().run(*gens))
             return partial(in_loop, run_all, co_gets)
         wrap = self.lib.AioFuture if variant == "aio" else self.lib.run_async
 
@@ -361,9 +360,6 @@ class Aiohttp(Adapter):
         self.closers.append(lambda: loop.run_until_complete(client.close()))
         return partial(in_asyncio, loop, [get] * tasks)
 
-    def many(self, variant, k, path):
-        return self.pooled(variant, k, f"http://{self.host}:{self.port}{path}", k, 1)
-
 
 # ---------------------------------------------------------------- the floor
 
@@ -417,15 +413,12 @@ class Requests(dict):
 class Floor(Adapter):
     """The raw-socket floor: the same traffic with as little Python as it takes."""
 
-    DOWNLOADS = {"readinto": "recv_into(64 KiB buffer)"}
+    MODULE = "socket"
+    DOWNLOADS = {"readinto": "recv_into(64 KiB buffer)"}  # into its own buffer
     MANY = {"loop": "one epoll loop"}
     POOLED = {"loop": "8 sockets, one epoll loop"}
     PIPELINES = (1, 16)
     WINDOW = "one send() per answer read"
-
-    @classmethod
-    def load(cls):
-        return None, "-"
 
     def __init__(self, lib, host, port):
         super().__init__(lib, host, port)
@@ -457,7 +450,7 @@ class Floor(Adapter):
     def download(self, path, buf, take):
         self.send(path)
         status, n = self.conn.next_head()
-        self.conn.stream(n, take, buf)
+        self.conn.stream(n, take)
         return status
 
     def upload(self, mode, size, pieces, headers):
@@ -478,9 +471,6 @@ class Floor(Adapter):
         if mode == "chunked":
             sock.sendall(b"0\r\n\r\n")
         return self.conn.response()
-
-    def many(self, variant, k, path):
-        return self.pooled(variant, k, path, k, 1)
 
     def pooled(self, variant, tasks, url, conns, pipeline):
         """run(n, take): tasks x n GETs over *conns* sockets, up to *pipeline* in flight

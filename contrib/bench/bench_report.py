@@ -4,8 +4,6 @@ Standard library only, but for the chart: bench.py runs ``python bench_report.py
 RESULTS.json OUT.png`` with the benchmark venv's python, for its matplotlib.
 """
 
-from __future__ import annotations
-
 import json
 import statistics
 import sys

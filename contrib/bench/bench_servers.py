@@ -5,8 +5,6 @@ answers ``"<byte count> <SHA-256, or - without X-Digest: 1>"``; ``GET /gen/<n>``
 bytes (W7's stream). Every body is cut from one pattern, so one digest checks them all.
 """
 
-from __future__ import annotations
-
 import functools
 import hashlib
 import mmap
@@ -173,9 +171,9 @@ class ReceiveBuffer:
         out, self.start = bytes(self.view[self.start:i]), i + len(delim)
         return out
 
-    def stream(self, n: int, take, into=None) -> None:
+    def stream(self, n: int, take) -> None:
         """Consume *n* bytes, handing them piece by piece to *take*: what is buffered,
-        then what ``recv_into`` puts into *into* (by default this buffer)."""
+        then what each ``recv_into`` of this buffer receives."""
         have = min(n, self.end - self.start)
         if have:
             take(self.view[self.start:self.start + have])
@@ -183,8 +181,7 @@ class ReceiveBuffer:
             n -= have
         if n:
             self.start = self.end = 0
-        view = self.view if into is None else into
-        recv_into, size = self.sock.recv_into, len(view)
+        view, recv_into, size = self.view, self.sock.recv_into, len(self.view)
         while n:
             k = recv_into(view, n if n < size else size)
             if not k:

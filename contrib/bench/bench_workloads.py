@@ -1,10 +1,5 @@
-"""The workloads, each written once, and the worker process that runs a client's rows.
-
-``python bench_workloads.py CLIENT`` says ``{"version": V, "rows": [[workload, variant,
-label], ...]}`` (or ``{"unavailable": why}``), then answers each request line:
-``prepare`` (set a row up, validate every answer once, warm up), ``run`` (one timed
-repetition) or ``close``; a row that fails answers ``error``.
-"""
+"""The workloads, each written once, and the worker process that runs one client's rows
+(``python bench_workloads.py CLIENT``, driven by bench.py through JSON lines)."""
 
 from __future__ import annotations
 
@@ -72,9 +67,10 @@ class Stream:
 
 
 class Workload:
-    """Which rows an adapter gets, (variant, label); how a row is set up; one run."""
+    """rows(adapter) are its (variant, label) pairs; setup() readies a row, run() runs it
+    once, every answer checked or not; ``fresh``: a new connection for each timed run."""
 
-    fresh = False  # a new connection before every repetition (see Row.timed)
+    fresh = False
 
     def setup(self, a, variant: str, p: dict) -> None:
         a.connect()
@@ -95,8 +91,7 @@ class W1(Workload):
 
 class W2(Workload):
     """Pipelined GETs on one connection, at depths 16 and 64: ``batch`` sends depth
-    requests, then reads depth answers; ``co`` keeps depth in flight, sending one request
-    per answer read (dugong: a sender and a receiver co_ generator in one loop)."""
+    requests, then reads depth answers; ``co`` keeps depth in flight (``window``)."""
 
     def rows(self, a):
         return [row for d in (16, 64) for row in ((f"co-d{d}", f"{a.WINDOW}, depth {d}"),
@@ -138,11 +133,8 @@ class W4(Workload):
 
     fresh = True
 
-    LABELS = {"plain": "Content-Length", "expect100": "Content-Length + 100-continue",
-              "chunked": "chunked"}
-
     def rows(self, a):
-        return [(mode, self.LABELS[mode]) for mode in a.UPLOADS]
+        return list(a.UPLOADS.items())
 
     def run(self, a, variant, p, check):
         size = p["size"]
@@ -264,7 +256,8 @@ class Row:
 
 
 def serve(name: str, send) -> None:
-    """The worker: JSON requests on standard input, answers through *send*."""
+    """Say the client's version and rows, then answer each request on standard input:
+    ``prepare`` a row, ``run`` it once, timed, or ``close`` it."""
     cls = ADAPTERS[name]
     try:
         lib, version = cls.load()
@@ -288,14 +281,11 @@ def serve(name: str, send) -> None:
             else:
                 rows.pop(rid).a.close()
                 send({"ok": True})
-        except Exception as exc:
+        except Exception as exc:  # a WrongAnswer, or any failure of the client
             if rid in rows:
                 rows.pop(rid).a.close()
-            if isinstance(exc, WrongAnswer):
-                send({"error": f"wrong answer: {exc}"})
-            else:
-                send({"error": f"{type(exc).__name__}: {exc}",
-                      "traceback": traceback.format_exc(limit=8)})
+            send({"error": f"{type(exc).__name__}: {exc}",
+                  "traceback": traceback.format_exc(limit=8)})
 
 
 if __name__ == "__main__":
