@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark dugong against other Python HTTP clients and a raw-socket floor, on 127.0.0.1.
 
-    python contrib/bench.py [--quick] [--workloads W1,W3,...] [--pin]
+    make bench-quick    # or: make bench; python contrib/bench.py [--quick] [--pin]
 
-How it works and how to read it: contrib/BENCHMARK.rst. The exit status is 1 only for a
-crash or a wrong answer of dugong, http.client, the floor or the servers.
-"""
+See contrib/BENCHMARK.rst. The exit status is 1 only for a crash or a wrong answer of
+dugong, http.client, the floor or the servers."""
 
 import argparse
 import json
@@ -53,9 +52,7 @@ class Worker:
 
     def __init__(self, name: str, workdir: str, timeout: float):
         self.timeout = timeout
-        env = {k: v for k, v in os.environ.items() if k.lower() not in (
-            "http_proxy", "https_proxy", "all_proxy", "no_proxy", "pythonpath", "pythonhome",
-            "pythondontwritebytecode", "pythonstartup")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         if name.startswith("dugong"):
             env["BENCH_DUGONG"] = env["PYTHONPATH"] = REPO if name == "dugong" else REFERENCE_DIR
         self.proc = subprocess.Popen(
@@ -77,13 +74,7 @@ class Worker:
             return {"error": f"the worker failed: {exc}"}
 
     def stop(self) -> None:
-        if self.proc.returncode is None:
-            try:
-                self.proc.stdin.close()  # the worker's loop ends with its input
-                self.proc.wait(10)
-            except (OSError, subprocess.TimeoutExpired):
-                servers.stop_process(self.proc, signal.SIGKILL)
-            self.proc.stdout.close()
+        servers.stop_process(self.proc)
 
 
 class Bench:
@@ -98,7 +89,7 @@ class Bench:
         self.errors: list[str] = []
 
     def error(self, client: str, msg: str) -> None:
-        """An error: fatal for the core clients, only logged for the others."""
+        """Fatal for the core clients, only logged for the others."""
         if client in CORE:
             self.errors.append(msg)
         log(f"{'ERROR: ' if client in CORE else ''}{msg}")
@@ -115,11 +106,21 @@ class Bench:
                 self.unavailable[name] = hello.get("unavailable") or hello["error"]
                 self.error(name, f"{name}: {self.unavailable[name]}")
 
-    def params(self, w: str) -> dict:
-        """What a row of *w* asks: the server's port, the path, the counts."""
-        cfg, nginx = self.cfg, self.nginx.port
+    def ask(self, row: dict, msg: dict) -> dict | None:
+        """The answer of *row*'s worker; None if the row failed (then marked so)."""
+        answer = self.workers[row["client"]].call(dict(msg, row=row["id"]))
+        if "error" not in answer:
+            return answer
+        row.update(status="error", reason=f"{answer['error']}\n{answer.get('traceback', '')}")
+        self.error(row["client"], f"{row['id']}: {answer['error']}")
+        return None
+
+    def run_workload(self, w: str) -> list[dict]:
+        """Prepare every row of *w*, then interleave their timed repetitions."""
+        t0, cfg, nginx = time.monotonic(), self.cfg, self.nginx.port
+        log(f"{w}: {bench_report.TITLES[w].format(**cfg)}")
         small = {"port": nginx, "path": "/1k", "warmup": cfg["warmup"]}
-        return {
+        params = {  # what a row asks: the server's port, the path, the counts
             "W1": dict(small, n=cfg["w1_n"]),
             "W2": dict(small, n=cfg["w2_n"]),
             "W3": dict(small, path="/large/large.bin", size=cfg["w3_mib"] << 20),
@@ -130,36 +131,18 @@ class Bench:
             "W8": dict(small, tasks=cfg["w8_tasks"], n=cfg["w8_n"], conns=cfg["w8_conns"],
                        url=f"http://127.0.0.1:{nginx}/1k"),
         }[w]
-
-    def ask(self, row: dict, msg: dict) -> dict | None:
-        """The answer of *row*'s worker; None if the row failed (then marked so)."""
-        worker = self.workers[row["client"]]
-        if worker.proc.returncode is None:
-            answer = worker.call(dict(msg, row=row["id"]))
-        else:
-            answer = {"error": "its worker failed before"}
-        if "error" not in answer:
-            return answer
-        row.update(status="error", reason=f"{answer['error']}\n{answer.get('traceback', '')}")
-        self.error(row["client"], f"{row['id']}: {answer['error']}")
-        return None
-
-    def run_workload(self, w: str, clients: list[str]) -> list[dict]:
-        """Prepare every row of *w*, then interleave their timed repetitions."""
-        t0, params = time.monotonic(), self.params(w)
-        log(f"{w}: {bench_report.TITLES[w].format(**self.cfg)}")
         rows = [{"id": f"{w}/{client}/{variant}", "workload": w, "client": client,
                  "variant": variant, "label": label, "samples": [], "status": "ok",
                  # W7's idle connections are to nginx, its stream from the sink
-                 "params": dict(params, port=self.nginx.port) if variant == "idle" else params}
-                for client in clients for ww, variant, label in self.offers.get(client, ())
+                 "params": dict(params, port=nginx) if variant == "idle" else params}
+                for client, offers in self.offers.items() for ww, variant, label in offers
                 if ww == w]
         for row in rows:
             self.ask(row, {"op": "prepare", "workload": w, "variant": row["variant"],
                            "params": row["params"]})
         active = [r for r in rows if r["status"] == "ok"]
         server = {self.nginx.port: self.nginx.proc.pid, self.sink.port: self.sink.proc.pid}
-        for rep in range(self.cfg["reps_by"].get(w, self.cfg["reps"]) if active else 0):
+        for rep in range(cfg["reps_by"].get(w, cfg["reps"]) if active else 0):
             for row in active[rep % len(active):] + active[:rep % len(active)]:
                 if row["status"] != "ok":
                     continue
@@ -189,7 +172,7 @@ def main() -> int:
     workloads = args.workloads.upper().split(",") if args.workloads else WORKLOADS
     if set(workloads) - set(WORKLOADS):
         sys.exit(f"unknown workloads: {args.workloads}")
-    nginx_bin = servers.find_nginx()
+    nginx_bin = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
     if nginx_bin is None or not os.path.exists(REFERENCE_DIR):
         sys.exit("the benchmark needs nginx and its venv: make bench-quick installs them")
 
@@ -204,7 +187,7 @@ def main() -> int:
         with open(os.path.join(workdir, "www", "large", "large.bin"), "wb") as fh:
             fh.writelines(servers.pattern_pieces(cfg["w3_mib"] << 20 if "W3" in workloads else 0))
         sink, nginx = servers.Sink(PYTHON), servers.Nginx(nginx_bin, workdir)
-        log(f"servers: {nginx.version()} on port {nginx.port}, the sink on {sink.port}")
+        log(f"servers: {nginx.version} on port {nginx.port}, the sink on {sink.port}")
         cpus = sorted(os.sched_getaffinity(0))
         if args.pin and len(cpus) > 1:  # the threads a process starts inherit its CPUs
             for pid in (nginx.proc.pid, sink.proc.pid):
@@ -214,7 +197,7 @@ def main() -> int:
         bench = Bench(cfg, workdir, nginx, sink)
         bench.start_workers(CLIENTS)
         for w in workloads:
-            results += bench.run_workload(w, CLIENTS)
+            results += bench.run_workload(w)
     finally:
         for worker in bench.workers.values() if bench else ():
             worker.stop()
@@ -225,7 +208,7 @@ def main() -> int:
 
     meta = {"mode": "quick" if args.quick else "full", "date": time.strftime("%Y-%m-%d %H:%M"),
             "python": platform.python_version(), "platform": platform.platform(),
-            "cpus": os.cpu_count(), "server": nginx.version(), "versions": bench.versions,
+            "cpus": os.cpu_count(), "server": nginx.version, "versions": bench.versions,
             "unavailable": bench.unavailable, "config": cfg}
     goals = bench_report.analyse(results)
     print(bench_report.markdown(results, goals, meta))
@@ -239,9 +222,7 @@ def main() -> int:
                          capture_output=True, text=True, check=False)
     log(f"results in {json_path}; " + (f"chart in {chart_path}" if res.returncode == 0 else
                                       f"no chart: {res.stderr.strip()[-300:]}"))
-    log(f"done in {time.monotonic() - t_start:.1f} s")
-    for e in bench.errors:
-        log(f"error: {e.splitlines()[0]}")
+    log(f"done in {time.monotonic() - t_start:.1f} s, {len(bench.errors)} errors")
     return 1 if bench.errors else 0
 
 

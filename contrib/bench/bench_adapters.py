@@ -17,7 +17,6 @@ import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from importlib.util import find_spec
 from urllib.parse import urlsplit
 
 from bench_servers import ReceiveBuffer
@@ -27,9 +26,6 @@ READ_SIZE = 64 * 1024
 
 class WrongAnswer(Exception):
     """A client returned something other than what the server sent."""
-
-
-# ---------------------------------------------------------------- drivers
 
 
 def in_threads(gets, n, take):
@@ -42,13 +38,15 @@ def in_threads(gets, n, take):
             done.result()
 
 
-def in_asyncio(loop, agets, n, take):
-    async def task(aget):
+def in_asyncio(loop, wrap, fns, n, take):
+    """Each of *fns* in an asyncio task; *wrap* makes an awaitable of what it returns."""
+
+    async def task(fn):
         for _ in range(n):
-            take(*await aget())
+            take(*await wrap(fn()))
 
     async def main():
-        await asyncio.gather(*(task(aget) for aget in agets))
+        await asyncio.gather(*(task(fn) for fn in fns))
 
     loop.run_until_complete(main())
 
@@ -116,9 +114,6 @@ class PollLoop:
         else:
             self.poll.unregister(fd)
             del self.masks[fd]
-
-
-# ---------------------------------------------------------------- the clients
 
 
 def pour(body, buf, take):
@@ -198,12 +193,11 @@ class Dugong(Adapter):
             self.MANY["loop"] = "co_ generators, a poll() loop"  # it has no eval_coroutines
             self.UPLOADS = {k: v for k, v in self.UPLOADS.items() if k != "chunked"}
         else:
+            self.MANY["anyio-asyncio"] = "run_async, asyncio"
             self.POOLED = {"loop": "ConnectionPool, eval_coroutines",
                            "aio": "ConnectionPool, AioFuture",
+                           "anyio-asyncio": "ConnectionPool, run_async (asyncio)",
                            "threads": "ConnectionPool, 32 threads"}
-            if find_spec("anyio"):  # what run_async needs
-                self.MANY["anyio-asyncio"] = "run_async, asyncio"
-                self.POOLED["anyio-asyncio"] = "ConnectionPool, run_async (asyncio)"
 
     def connect(self):
         self.conn = self.opened(self.lib.HTTPConnection(self.host, self.port), "disconnect")
@@ -265,12 +259,7 @@ class Dugong(Adapter):
                 lambda *gens: PollLoop().run(*gens))
             return partial(in_loop, run_all, co_gets)
         wrap = self.lib.AioFuture if variant == "aio" else self.lib.run_async
-
-        def awaitable(co_get):
-            return lambda: wrap(co_get())
-
-        agets = [awaitable(co_get) for co_get in co_gets]
-        return partial(in_asyncio, self.opened(asyncio.new_event_loop()), agets)
+        return partial(in_asyncio, self.opened(asyncio.new_event_loop()), wrap, co_gets)
 
     def many(self, variant, k, path):
         def co_get(conn):
@@ -358,10 +347,7 @@ class Aiohttp(Adapter):
         loop = self.opened(asyncio.new_event_loop())
         client = loop.run_until_complete(session())
         self.closers.append(lambda: loop.run_until_complete(client.close()))
-        return partial(in_asyncio, loop, [get] * tasks)
-
-
-# ---------------------------------------------------------------- the floor
+        return partial(in_asyncio, loop, lambda coroutine: coroutine, [get] * tasks)
 
 
 class Reader(ReceiveBuffer):
@@ -392,22 +378,6 @@ class Reader(ReceiveBuffer):
         self.start = body + length
         return status, bytes(self.view[body:self.start])
 
-    def response(self):
-        while (answer := self.parse()) is None:
-            self.fill()
-        return answer
-
-
-class Requests(dict):
-    """The floor's pre-built GET requests, by path."""
-
-    def __init__(self, host):
-        self.host = host
-
-    def __missing__(self, path):
-        self[path] = req = (f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n"
-                            "Accept-Encoding: identity\r\n\r\n").encode()
-        return req
 
 
 class Floor(Adapter):
@@ -422,21 +392,27 @@ class Floor(Adapter):
 
     def __init__(self, lib, host, port):
         super().__init__(lib, host, port)
-        self.requests = Requests(f"{host}:{port}")
+        self.requests = {}  # path -> its GET request, pre-built
 
-    def socket(self):
-        sock = self.opened(socket.create_connection((self.host, self.port)))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return Reader(sock, READ_SIZE)
+    def request(self, path):
+        self.requests[path] = req = (f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}"
+                                     "\r\nAccept-Encoding: identity\r\n\r\n").encode()
+        return req
 
     def connect(self):
-        self.conn = self.socket()
+        """A new connection, also the row's (the last made)."""
+        sock = self.opened(socket.create_connection((self.host, self.port)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.conn = Reader(sock, READ_SIZE)
+        return self.conn
 
     def send(self, path):
-        self.conn.sock.sendall(self.requests[path])
+        self.conn.sock.sendall(self.requests.get(path) or self.request(path))
 
     def recv(self):
-        return self.conn.response()
+        while (answer := self.conn.parse()) is None:
+            self.conn.fill()
+        return answer
 
     def window(self, path, n, depth, take):
         """W2's co pattern in blocking calls: one request sent per answer read."""
@@ -470,13 +446,13 @@ class Floor(Adapter):
                 sock.sendall(piece)
         if mode == "chunked":
             sock.sendall(b"0\r\n\r\n")
-        return self.conn.response()
+        return self.recv()
 
     def pooled(self, variant, tasks, url, conns, pipeline):
         """run(n, take): tasks x n GETs over *conns* sockets, up to *pipeline* in flight
         on each, in one selectors loop."""
-        readers = [self.socket() for _ in range(conns)]
-        req = self.requests[urlsplit(url).path]
+        readers = [self.connect() for _ in range(conns)]
+        req = self.request(urlsplit(url).path)
 
         def run(n, take):
             todo, inflight = tasks * n, {}

@@ -1,8 +1,5 @@
-"""Medians, the goals, the markdown tables and the chart of a benchmark run.
-
-Standard library only, but for the chart: bench.py runs ``python bench_report.py
-RESULTS.json OUT.png`` with the benchmark venv's python, for its matplotlib.
-"""
+"""Medians, the goals, the markdown tables and the chart (``python bench_report.py
+RESULTS.json OUT.png``, by the benchmark venv's python: matplotlib) of a benchmark run."""
 
 import json
 import statistics
@@ -22,11 +19,10 @@ TITLES = {
 #: the rate and CPU columns of workloads counted in requests or in MiB, and the CPU scale
 UNITS = {"req": ("req/s", "CPU µs/req", 1e6), "MiB": ("MiB/s", "CPU ms/MiB", 1e3)}
 
-#: dugong's goals, as ratios of medians in the same run: (workload, dugong's row,
-#: measure, compared with, bar). The rate ("median") is better higher; "cpu" (per
-#: request or MiB), W6's "best" time and W7's traced bytes ("peak", "idle") are better
-#: lower. Compared with a client's row of the same pattern (see `match`), with the
-#: fastest row of the workload but the floor's ("best client"), or (None) with the bar.
+#: dugong's goals: (workload, dugong's row, measure, compared with, bar). A rate
+#: ("median") is better higher, "cpu", "best" (W6), "peak" and "idle" (W7) lower. The
+#: ratio to a client's row of the same pattern (`match`), to the fastest row but the
+#: floor's ("best client"), or (None) the value itself is held against the bar.
 GOALS = [
     ("W1", "seq", "median", "floor", 0.95),
     ("W1", "seq", "median", "http.client", 3.0),
@@ -151,9 +147,6 @@ def analyse(rows: list[dict]) -> list[dict]:
     return evaluate(rows)
 
 
-# ---------------------------------------------------------------- markdown
-
-
 def num(v) -> str:
     if v is None:
         return "—"
@@ -228,9 +221,6 @@ def markdown(rows: list[dict], goals: list[dict], meta: dict) -> str:
         out += ["", f"## Goals: {met} of {len(goals)} met, {far} out of reach", "", *table(
             ["workload", "dugong row", "goal", "measured", "verdict"], map(goal_cells, goals))]
     return "\n".join(out) + "\n"
-
-
-# ---------------------------------------------------------------- chart
 
 
 def chart(results_path: str, out_path: str) -> None:

@@ -1,16 +1,12 @@
-"""The servers (nginx, the upload sink) and the process functions of the benchmark.
+"""The servers (nginx; the sink, ``python bench_servers.py``) and process functions.
+Every body is cut from one pattern, so one digest checks them all."""
 
-The *sink* (``python bench_servers.py`` prints its port) reads any request body and
-answers ``"<byte count> <SHA-256, or - without X-Digest: 1>"``; ``GET /gen/<n>`` sends n
-bytes (W7's stream). Every body is cut from one pattern, so one digest checks them all.
-"""
-
+import ctypes
 import functools
 import hashlib
 import mmap
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +14,7 @@ import sys
 import threading
 import time
 
+libc = ctypes.CDLL(None)
 PATTERN_SIZE = 1 << 20
 PIECE_SIZE = 64 * 1024
 SMALL_SIZE = 1024
@@ -49,28 +46,17 @@ def page_aligned(size: int) -> mmap.mmap:
     return mmap.mmap(-1, size)
 
 
-# ---------------------------------------------------------------- processes
-
-
 def process_cpu(pid: int | None) -> float | None:
-    """CPU seconds run so far by process *pid*, all its threads, ended ones included,
-    from its CPU clock: the scheduler's own count (tick-sampled times are too coarse for
-    short runs). None if the process is gone."""
+    """CPU seconds run by process *pid*, all threads, ended ones included: its CPU clock,
+    the scheduler's own count (ticks are too coarse for short runs). None if it is gone."""
     try:
         return time.clock_gettime((~pid << 3) | 2) if pid is not None else None
     except OSError:
         return None
 
 
-def die_with_parent() -> None:
-    """In a child before exec: SIGTERM when the benchmark dies (Linux's prctl)."""
-    import ctypes
-
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    """Stop one process that we started, by its PID."""
+    """Stop one process that we started, by its PID, and close our pipes to it."""
     if proc.poll() is None:
         proc.send_signal(sig)
         try:
@@ -78,9 +64,10 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
 
-
-# ---------------------------------------------------------------- nginx
 
 NGINX_CONF = """\
 master_process off; daemon off; pid {dir}/nginx.pid;
@@ -102,25 +89,22 @@ http {{
 """
 
 
-def find_nginx() -> str | None:
-    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-
-
 class Nginx:
     """nginx on 127.0.0.1, serving *workdir*/www, as one process: no master, no worker."""
 
     def __init__(self, binary: str, workdir: str):
-        self.binary = binary
+        out = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
+        self.version = (out.stderr or out.stdout).strip().split(":", 1)[-1].strip()
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         conf, log = os.path.join(workdir, "nginx.conf"), os.path.join(workdir, "nginx.log")
         with open(conf, "w") as fh:
             fh.write(NGINX_CONF.format(dir=workdir, port=self.port))
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen([binary, "-p", workdir, "-c", conf, "-e", log],
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                         preexec_fn=die_with_parent)
+        with open(log, "wb") as out:  # nginx ends with the benchmark: PR_SET_PDEATHSIG
+            self.proc = subprocess.Popen(
+                [binary, "-p", workdir, "-c", conf, "-e", log], stdin=subprocess.DEVNULL,
+                stdout=out, stderr=out, preexec_fn=lambda: libc.prctl(1, signal.SIGTERM))
         deadline = time.monotonic() + 10
         while True:  # until it listens
             try:
@@ -133,20 +117,12 @@ class Nginx:
                         raise RuntimeError(f"nginx did not start: {fh.read()[-800:]}") from None
                 time.sleep(0.05)
 
-    def version(self) -> str:
-        out = subprocess.run([self.binary, "-v"], capture_output=True, text=True, check=False)
-        return (out.stderr or out.stdout).strip().split(":", 1)[-1].strip()
-
     def stop(self) -> None:
         stop_process(self.proc, signal.SIGQUIT)  # graceful
 
 
-# ---------------------------------------------------------------- the sink
-
-
 class ReceiveBuffer:
-    """A page-aligned receive buffer over a socket (the sink's and the floor's): the
-    unread bytes are ``buf[start:end]``."""
+    """A page-aligned receive buffer over a socket; the unread bytes: buf[start:end]."""
 
     def __init__(self, sock: socket.socket, size: int):
         self.sock, self.buf = sock, page_aligned(size)
@@ -191,7 +167,9 @@ class ReceiveBuffer:
 
 
 def serve(sock: socket.socket) -> None:
-    """Serve one connection of the sink until the client closes it."""
+    """The sink, on one connection until the client closes it: reads any request body
+    (answering Expect: 100-continue) and answers its length and SHA-256 (only if asked
+    with X-Digest: 1; else -); GET /gen/N sends N bytes (W7's stream)."""
     with sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         rb = ReceiveBuffer(sock, 1 << 20)
@@ -239,8 +217,6 @@ class Sink:
 
     def stop(self) -> None:
         stop_process(self.proc)
-        self.proc.stdin.close()
-        self.proc.stdout.close()
 
 
 if __name__ == "__main__":
