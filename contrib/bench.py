@@ -59,16 +59,19 @@ class Worker:
             [PYTHON, os.path.join(BENCH_DIR, "bench_workloads.py"), name], env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=workdir)
 
-    def call(self, msg: dict | None = None, timeout: float | None = None) -> dict:
+    def call(self, msg: dict | None = None) -> dict:
         """Send *msg* (if any), return the answer: one line. A worker that does not
         answer in time, or is gone, is stopped and the answer is an error."""
         try:
             if msg is not None:
                 self.proc.stdin.write(json.dumps(msg).encode() + b"\n")
                 self.proc.stdin.flush()
-            if not select.select([self.proc.stdout], [], [], timeout or self.timeout)[0]:
+            if not select.select([self.proc.stdout], [], [], self.timeout)[0]:
                 raise OSError("no answer in time")
-            return json.loads(self.proc.stdout.readline() or b'{"error": "it exited"}')
+            line = self.proc.stdout.readline()
+            if not line:
+                raise OSError("it exited")
+            return json.loads(line)
         except (OSError, ValueError) as exc:
             self.stop()
             return {"error": f"the worker failed: {exc}"}
@@ -83,8 +86,7 @@ class Bench:
     def __init__(self, cfg: dict, workdir: str, nginx: servers.Nginx, sink: servers.Sink):
         self.cfg, self.workdir, self.nginx, self.sink = cfg, workdir, nginx, sink
         self.workers: dict[str, Worker] = {}
-        self.versions: dict[str, str] = {}
-        self.unavailable: dict[str, str] = {}
+        self.versions: dict[str, str] = {}  # or why it is unavailable
         self.offers: dict[str, list] = {}  # client -> [[workload, variant, label], ...]
         self.errors: list[str] = []
 
@@ -94,17 +96,18 @@ class Bench:
             self.errors.append(msg)
         log(f"{'ERROR: ' if client in CORE else ''}{msg}")
 
-    def start_workers(self, clients: list[str]) -> None:
-        for name in clients:
+    def start_workers(self) -> None:
+        for name in CLIENTS:
             self.workers[name] = Worker(name, self.workdir, self.cfg["timeout"])
         for name, worker in list(self.workers.items()):
-            hello = worker.call(timeout=60)
+            hello = worker.call()
             if "version" in hello:
                 self.versions[name], self.offers[name] = hello["version"], hello["rows"]
             else:
                 self.workers.pop(name).stop()
-                self.unavailable[name] = hello.get("unavailable") or hello["error"]
-                self.error(name, f"{name}: {self.unavailable[name]}")
+                reason = hello.get("unavailable") or hello["error"]
+                self.versions[name] = f"unavailable ({reason.splitlines()[0][:200]})"
+                self.error(name, f"{name}: {reason}")
 
     def ask(self, row: dict, msg: dict) -> dict | None:
         """The answer of *row*'s worker; None if the row failed (then marked so)."""
@@ -195,7 +198,7 @@ def main() -> int:
             os.sched_setaffinity(0, cpus[1:])
             log(f"servers pinned to CPU {cpus[0]}, clients to {cpus[1:]}")
         bench = Bench(cfg, workdir, nginx, sink)
-        bench.start_workers(CLIENTS)
+        bench.start_workers()
         for w in workloads:
             results += bench.run_workload(w)
     finally:
@@ -209,7 +212,7 @@ def main() -> int:
     meta = {"mode": "quick" if args.quick else "full", "date": time.strftime("%Y-%m-%d %H:%M"),
             "python": platform.python_version(), "platform": platform.platform(),
             "cpus": os.cpu_count(), "server": nginx.version, "versions": bench.versions,
-            "unavailable": bench.unavailable, "config": cfg}
+            "config": cfg}
     goals = bench_report.analyse(results)
     print(bench_report.markdown(results, goals, meta))
     name = "bench-results-quick" if args.quick else "bench-results"

@@ -559,3 +559,25 @@ def test_bench_validation_rejects_a_wrong_answer(bench, http_server):
             adapter.close()
     finally:
         sink.stop()
+
+
+def test_bench_pipelined_and_concurrent_rows_check_every_answer(bench):
+    """W2's two patterns and W5's loop, on dugong and on the floor, against the sink's
+    /gen/1024 (the bytes of the 1 KiB file): validated, then timed."""
+    import dugong
+
+    work, adapters = bench.workloads, bench.adapters
+    sink = bench.servers.Sink(sys.executable)
+    try:
+        for adapter in (adapters.Dugong(dugong, "127.0.0.1", sink.port),
+                        adapters.Floor(None, "127.0.0.1", sink.port)):
+            for workload, variant, params in (
+                    (work.W2(), "co-d16", {"path": "/gen/1024", "n": 100}),
+                    (work.W2(), "batch-d16", {"path": "/gen/1024", "n": 100}),
+                    (work.W5(), "loop", {"path": "/gen/1024", "n": 5, "tasks": 4})):
+                row = work.Row(adapter, workload, variant, params)
+                row.prepare()
+                assert row.timed()["ops"] == params["n"] * params.get("tasks", 1)
+                adapter.close()
+    finally:
+        sink.stop()

@@ -40,7 +40,6 @@ def in_threads(gets, n, take):
 
 def in_asyncio(loop, wrap, fns, n, take):
     """Each of *fns* in an asyncio task; *wrap* makes an awaitable of what it returns."""
-
     async def task(fn):
         for _ in range(n):
             take(*await wrap(fn()))
@@ -63,9 +62,8 @@ WAIT = object()  # yielded to a PollLoop: sleep until wake()
 
 
 class PollLoop:
-    """A poll() loop for co_ generators (dugong 3.8.2 has no eval_coroutines), in which a
-    generator may also yield `WAIT` to sleep until another calls wake() (W2's sender and
-    receiver). An fd stays registered until an event comes that nobody waits for."""
+    """A poll() loop for co_ generators (dugong 3.8.2 has no eval_coroutines); one may yield
+    `WAIT` to sleep until another calls wake(). An fd stays registered while in use."""
 
     def __init__(self):
         self.poll = select.poll()
@@ -148,7 +146,6 @@ class Adapter:
 
     @classmethod
     def load(cls):
-        """The client's module and its version."""
         lib = importlib.import_module(cls.MODULE)
         return lib, getattr(lib, "__version__", None) or platform.python_version()
 
@@ -207,8 +204,7 @@ class Dugong(Adapter):
         self.conn.send_request("GET", path)
 
     def recv(self):
-        status = self.conn.read_response().status
-        return status, self.conn.readall()
+        return self.conn.read_response().status, self.conn.readall()
 
     def window(self, path, n, depth, take):
         """W2's co pattern: a sender and a receiver co_ generator in one loop."""
@@ -377,7 +373,6 @@ class Reader(ReceiveBuffer):
             return None
         self.start = body + length
         return status, bytes(self.view[body:self.start])
-
 
 
 class Floor(Adapter):

@@ -1,5 +1,5 @@
-"""Medians, the goals, the markdown tables and the chart (``python bench_report.py
-RESULTS.json OUT.png``, by the benchmark venv's python: matplotlib) of a benchmark run."""
+"""Medians, goals, markdown tables and the chart of a benchmark run; the chart by
+``python bench_report.py RESULTS.json OUT.png`` with the benchmark venv (matplotlib)."""
 
 import json
 import statistics
@@ -205,9 +205,7 @@ def markdown(rows: list[dict], goals: list[dict], meta: dict) -> str:
            + "".join(f", {n} in {w}" for w, n in cfg["reps_by"].items())
            + ", interleaved; everything on 127.0.0.1.",
            "Clients: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items())
-                                   if k != "floor") + ".",
-           *[f"Unavailable: {k}: {v.splitlines()[0][:200]}."
-             for k, v in meta["unavailable"].items()]]
+                                   if k != "floor") + "."]
     for w in dict.fromkeys(r["workload"] for r in rows):
         rate, cpu, _ = UNITS[unit(w)]
         header = {"W6": ["client", "command", "best ms", "median ms", "CPU ms"],
@@ -237,9 +235,7 @@ def chart(results_path: str, out_path: str) -> None:
     for r in data["rows"]:
         if r["status"] == "ok":
             panels.setdefault(r["workload"], []).append(r)
-    heights = [0.22 * len(rs) + 0.9 for rs in panels.values()]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(10, sum(heights) + 0.5), squeeze=False,
-                             gridspec_kw={"height_ratios": heights})
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.6 * len(panels)), squeeze=False)
     colours = {"dugong": "#1f77b4", "dugong-3.8.2": "#9ecae1", "floor": "#7f7f7f"}
     for ax, (w, rs) in zip(axes[:, 0], panels.items(), strict=True):
         err = None

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 
-libc = ctypes.CDLL(None)
 PATTERN_SIZE = 1 << 20
 PIECE_SIZE = 64 * 1024
 SMALL_SIZE = 1024
@@ -101,7 +100,8 @@ class Nginx:
         conf, log = os.path.join(workdir, "nginx.conf"), os.path.join(workdir, "nginx.log")
         with open(conf, "w") as fh:
             fh.write(NGINX_CONF.format(dir=workdir, port=self.port))
-        with open(log, "wb") as out:  # nginx ends with the benchmark: PR_SET_PDEATHSIG
+        libc = ctypes.CDLL(None)  # for prctl(PR_SET_PDEATHSIG): nginx ends with the benchmark
+        with open(log, "wb") as out:
             self.proc = subprocess.Popen(
                 [binary, "-p", workdir, "-c", conf, "-e", log], stdin=subprocess.DEVNULL,
                 stdout=out, stderr=out, preexec_fn=lambda: libc.prctl(1, signal.SIGTERM))
@@ -148,8 +148,7 @@ class ReceiveBuffer:
         return out
 
     def stream(self, n: int, take) -> None:
-        """Consume *n* bytes, handing them piece by piece to *take*: what is buffered,
-        then what each ``recv_into`` of this buffer receives."""
+        """Consume *n* bytes, handing them to *take*: what is buffered, then each recv."""
         have = min(n, self.end - self.start)
         if have:
             take(self.view[self.start:self.start + have])

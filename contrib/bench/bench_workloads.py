@@ -174,8 +174,7 @@ class W8(W5):
 
 
 class W6(Workload):
-    """``python -c 'import dugong'`` (or the client's import) in a fresh process; the
-    worker's own import has checked where dugong comes from."""
+    """``python -c 'import dugong'`` in a fresh process (the worker checked its origin)."""
 
     def rows(self, a):
         return [("import", f"python -c {a.IMPORT!r}")]
@@ -193,8 +192,7 @@ class W6(Workload):
 
 
 class W7(Workload):
-    """Memory: the traced peak while streaming a generated body; an idle connection
-    (the mean of eight)."""
+    """Memory: the traced peak while streaming; an idle connection (the mean of eight)."""
 
     def rows(self, a):
         return [("stream", next(iter(a.DOWNLOADS.values()))), ("idle", "idle connection")]
@@ -256,8 +254,7 @@ class Row:
 
 
 def serve(name: str, send) -> None:
-    """Say the client's version and rows, then answer each request on standard input:
-    ``prepare`` a row, ``run`` it once, timed, or ``close`` it."""
+    """Say the client's version and rows; then prepare, run (timed) or close a row a line."""
     cls = ADAPTERS[name]
     try:
         lib, version = cls.load()
