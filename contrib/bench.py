@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import select
 import shutil
 import signal
@@ -28,7 +29,8 @@ import bench_servers as servers  # noqa: E402
 VENV = os.path.join(REPO, ".venv-bench")  # made by make bench and make bench-quick
 PYTHON = os.path.join(VENV, "bin", "python")
 REFERENCE_DIR = os.path.join(VENV, "dugong-3.8.2")
-CLIENTS = ["dugong", "dugong-3.8.2", "http.client", "urllib3", "aiohttp", "floor"]
+CLIENTS = ["dugong", "dugong-3.8.2", "http.client", "urllib3", "aiohttp", "httpx", "pycurl",
+           "floor"]
 CORE = {"dugong", "http.client", "floor"}  # their errors fail the run
 WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"]
 FULL = {
@@ -86,7 +88,8 @@ class Bench:
     def __init__(self, cfg: dict, workdir: str, nginx: servers.Nginx, sink: servers.Sink):
         self.cfg, self.workdir, self.nginx, self.sink = cfg, workdir, nginx, sink
         self.workers: dict[str, Worker] = {}
-        self.versions: dict[str, str] = {}  # or why it is unavailable
+        self.versions: dict[str, str] = {}
+        self.unavailable: dict[str, str] = {}  # client -> why
         self.offers: dict[str, list] = {}  # client -> [[workload, variant, label], ...]
         self.errors: list[str] = []
 
@@ -101,13 +104,22 @@ class Bench:
             self.workers[name] = Worker(name, self.workdir, self.cfg["timeout"])
         for name, worker in list(self.workers.items()):
             hello = worker.call()
+            self.offers[name] = hello.get("rows", [])
             if "version" in hello:
-                self.versions[name], self.offers[name] = hello["version"], hello["rows"]
-            else:
-                self.workers.pop(name).stop()
-                reason = hello.get("unavailable") or hello["error"]
-                self.versions[name] = f"unavailable ({reason.splitlines()[0][:200]})"
-                self.error(name, f"{name}: {reason}")
+                self.versions[name] = hello["version"]
+                continue
+            self.workers.pop(name).stop()
+            reason = hello.get("unavailable") or hello["error"]
+            failed = os.path.join(VENV, "failed", name)  # pip's message, kept by make
+            if os.path.exists(failed):
+                with open(failed) as fh:
+                    lines = [line.strip() for line in fh if line.strip()] or ["?"]
+                # the exception that stopped the install, else pip's last word
+                told = [line for line in lines if re.match(r"\w*Error: ", line)] or lines
+                reason = f"pip could not install it ({told[-1]}; .venv-bench/failed/{name})"
+            self.unavailable[name] = reason.splitlines()[0][:300]
+            self.versions[name] = f"unavailable: {self.unavailable[name]}"
+            self.error(name, f"{name}: {reason}")
 
     def ask(self, row: dict, msg: dict) -> dict | None:
         """The answer of *row*'s worker; None if the row failed (then marked so)."""
@@ -141,8 +153,11 @@ class Bench:
                 for client, offers in self.offers.items() for ww, variant, label in offers
                 if ww == w]
         for row in rows:
-            self.ask(row, {"op": "prepare", "workload": w, "variant": row["variant"],
-                           "params": row["params"]})
+            if row["client"] in self.unavailable:
+                row.update(status="unavailable", reason=self.unavailable[row["client"]])
+            else:
+                self.ask(row, {"op": "prepare", "workload": w, "variant": row["variant"],
+                               "params": row["params"]})
         active = [r for r in rows if r["status"] == "ok"]
         server = {self.nginx.port: self.nginx.proc.pid, self.sink.port: self.sink.proc.pid}
         for rep in range(cfg["reps_by"].get(w, cfg["reps"]) if active else 0):

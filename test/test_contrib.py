@@ -562,8 +562,9 @@ def test_bench_validation_rejects_a_wrong_answer(bench, http_server):
 
 
 def test_bench_pipelined_and_concurrent_rows_check_every_answer(bench):
-    """W2's two patterns and W5's loop, on dugong and on the floor, against the sink's
-    /gen/1024 (the bytes of the 1 KiB file): validated, then timed."""
+    """W2's two patterns and W5's loop (and dugong's run_async under trio), on dugong
+    and on the floor, against the sink's /gen/1024 (the bytes of the 1 KiB file):
+    validated, then timed."""
     import dugong
 
     work, adapters = bench.workloads, bench.adapters
@@ -574,10 +575,23 @@ def test_bench_pipelined_and_concurrent_rows_check_every_answer(bench):
             for workload, variant, params in (
                     (work.W2(), "co-d16", {"path": "/gen/1024", "n": 100}),
                     (work.W2(), "batch-d16", {"path": "/gen/1024", "n": 100}),
-                    (work.W5(), "loop", {"path": "/gen/1024", "n": 5, "tasks": 4})):
+                    *((work.W5(), v, {"path": "/gen/1024", "n": 5, "tasks": 4})
+                      for v in ("loop", "anyio-trio") if v in adapter.MANY)):
                 row = work.Row(adapter, workload, variant, params)
                 row.prepare()
                 assert row.timed()["ops"] == params["n"] * params.get("tasks", 1)
                 adapter.close()
     finally:
         sink.stop()
+
+
+def test_bench_client_that_cannot_be_imported_offers_its_rows_as_unavailable(bench,
+                                                                              monkeypatch):
+    """A client whose package is missing still names its rows, with the reason, so that
+    the report shows them unavailable; nothing else is asked of its worker."""
+    monkeypatch.setattr(bench.adapters.Pycurl, "MODULE", "no_such_module_for_bench")
+    said = []
+    bench.workloads.serve("pycurl", said.append)
+    assert said == [{"unavailable": "ModuleNotFoundError: No module named "
+                                    "'no_such_module_for_bench'",
+                     "rows": [["W8", "multi-p1", "CurlMulti, 8 handles, pipeline 1"]]}]

@@ -38,16 +38,28 @@ def in_threads(gets, n, take):
             done.result()
 
 
-def in_asyncio(loop, wrap, fns, n, take):
-    """Each of *fns* in an asyncio task; *wrap* makes an awaitable of what it returns."""
-    async def task(fn):
-        for _ in range(n):
-            take(*await wrap(fn()))
+async def repeat(wrap, fn, n, take):
+    """One task: n times, await what *wrap* makes of fn()'s return value."""
+    for _ in range(n):
+        take(*await wrap(fn()))
 
+
+def in_asyncio(loop, wrap, fns, n, take):
     async def main():
-        await asyncio.gather(*(task(fn) for fn in fns))
+        await asyncio.gather(*(repeat(wrap, fn, n, take) for fn in fns))
 
     loop.run_until_complete(main())
+
+
+def in_trio(wrap, fns, n, take):
+    import trio
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            for fn in fns:
+                nursery.start_soon(repeat, wrap, fn, n, take)
+
+    trio.run(main)
 
 
 def in_loop(run_all, co_gets, n, take):
@@ -165,6 +177,14 @@ class Adapter:
     def many(self, variant, k, path):
         return self.pooled(variant, k, f"http://{self.host}:{self.port}{path}", k, 1)
 
+    def in_asyncio_with(self, client, get, tasks):
+        """run(n, take) of *tasks* asyncio tasks awaiting get(c): the async *client*()
+        returns (c, its async close), both run in the row's event loop."""
+        loop = self.opened(asyncio.new_event_loop())
+        c, aclose = loop.run_until_complete(client())
+        self.closers.append(lambda: loop.run_until_complete(aclose()))
+        return partial(in_asyncio, loop, lambda coroutine: coroutine, [partial(get, c)] * tasks)
+
 
 class Dugong(Adapter):
     """This dugong, or dugong 3.8.2: the same API, but what 3.8.2 lacks has no row."""
@@ -191,6 +211,7 @@ class Dugong(Adapter):
             self.UPLOADS = {k: v for k, v in self.UPLOADS.items() if k != "chunked"}
         else:
             self.MANY["anyio-asyncio"] = "run_async, asyncio"
+            self.MANY["anyio-trio"] = "run_async, trio"
             self.POOLED = {"loop": "ConnectionPool, eval_coroutines",
                            "aio": "ConnectionPool, AioFuture",
                            "anyio-asyncio": "ConnectionPool, run_async (asyncio)",
@@ -255,6 +276,8 @@ class Dugong(Adapter):
                 lambda *gens: PollLoop().run(*gens))
             return partial(in_loop, run_all, co_gets)
         wrap = self.lib.AioFuture if variant == "aio" else self.lib.run_async
+        if variant == "anyio-trio":
+            return partial(in_trio, wrap, co_gets)
         return partial(in_asyncio, self.opened(asyncio.new_event_loop()), wrap, co_gets)
 
     def many(self, variant, k, path):
@@ -331,19 +354,79 @@ class Aiohttp(Adapter):
     def pooled(self, variant, tasks, url, conns, pipeline):
         lib = self.lib
 
-        async def session():  # made in its event loop
-            return lib.ClientSession(
-                connector=lib.TCPConnector(limit=conns, limit_per_host=conns),
-                auto_decompress=False, timeout=lib.ClientTimeout(total=None, sock_read=60))
+        async def session():
+            s = lib.ClientSession(connector=lib.TCPConnector(limit=conns, limit_per_host=conns),
+                                  auto_decompress=False,
+                                  timeout=lib.ClientTimeout(total=None, sock_read=60))
+            return s, s.close
 
-        async def get():
-            async with client.get(url) as resp:
+        async def get(s):
+            async with s.get(url) as resp:
                 return resp.status, await resp.read()
 
-        loop = self.opened(asyncio.new_event_loop())
-        client = loop.run_until_complete(session())
-        self.closers.append(lambda: loop.run_until_complete(client.close()))
-        return partial(in_asyncio, loop, lambda coroutine: coroutine, [get] * tasks)
+        return self.in_asyncio_with(session, get, tasks)
+
+
+class Httpx(Adapter):
+    MODULE = "httpx"
+    WORKLOADS = ("W8",)  # where a goal's rows are compared side by side
+    POOLED = {"asyncio": "AsyncClient(limits 8), 32 tasks"}
+
+    def pooled(self, variant, tasks, url, conns, pipeline):
+        lib = self.lib
+
+        async def client():
+            limits = lib.Limits(max_connections=conns, max_keepalive_connections=conns)
+            c = lib.AsyncClient(trust_env=False, timeout=60, limits=limits)
+            return c, c.aclose
+
+        async def get(c):
+            resp = await c.get(url)
+            return resp.status_code, resp.content
+
+        return self.in_asyncio_with(client, get, tasks)
+
+
+class Pycurl(Adapter):
+    MODULE = "pycurl"
+    WORKLOADS = ("W8",)  # where a goal's rows are compared side by side
+    POOLED = {"multi": "CurlMulti, 8 handles"}
+
+    @classmethod
+    def load(cls):
+        lib = importlib.import_module(cls.MODULE)
+        return lib, " ".join(lib.version.split()[:2])  # pycurl's and libcurl's
+
+    def pooled(self, variant, tasks, url, conns, pipeline):
+        """run(n, take): tasks x n GETs through *conns* easy handles of one CurlMulti."""
+        pc = self.lib
+        multi = self.opened(pc.CurlMulti())
+        multi.setopt(pc.M_MAX_TOTAL_CONNECTIONS, conns)
+        handles = [self.opened(pc.Curl()) for _ in range(conns)]
+        for h in handles:
+            h.setopt(pc.URL, url)
+            h.setopt(pc.PROXY, "")  # none from the environment
+
+        def run(n, take):
+            todo, bodies, idle = tasks * n, {}, list(handles)
+            while todo or bodies:
+                while idle and todo:
+                    h, todo = idle.pop(), todo - 1
+                    bodies[h] = []
+                    h.setopt(pc.WRITEFUNCTION, bodies[h].append)
+                    multi.add_handle(h)
+                if multi.perform()[1] == len(bodies):  # none done yet
+                    multi.select(1.0)
+                    continue
+                _, done, failed = multi.info_read()  # all of them: at most 1000
+                if failed:
+                    raise WrongAnswer(f"curl: {failed[0][2]}")
+                for h in done:
+                    multi.remove_handle(h)
+                    take(h.getinfo(pc.RESPONSE_CODE), b"".join(bodies.pop(h)))
+                    idle.append(h)
+
+        return run
 
 
 class Reader(ReceiveBuffer):
@@ -477,4 +560,5 @@ class Floor(Adapter):
 
 
 ADAPTERS = {"dugong": Dugong, "dugong-3.8.2": Dugong, "http.client": HttpClient,
-            "urllib3": Urllib3, "aiohttp": Aiohttp, "floor": Floor}
+            "urllib3": Urllib3, "aiohttp": Aiohttp, "httpx": Httpx, "pycurl": Pycurl,
+            "floor": Floor}

@@ -255,14 +255,18 @@ class Row:
 
 def serve(name: str, send) -> None:
     """Say the client's version and rows; then prepare, run (timed) or close a row a line."""
-    cls = ADAPTERS[name]
+    cls, lib = ADAPTERS[name], None
     try:
         lib, version = cls.load()
-    except Exception as exc:
-        return send({"unavailable": f"{type(exc).__name__}: {exc}"})
-    probe = cls(lib, None, 0)
-    send({"version": version, "rows": [[w, *row] for w in cls.WORKLOADS
-                                       for row in WORKLOADS[w].rows(probe)]})
+        hello = {"version": version}
+    except Exception as exc:  # its rows are unavailable (dugong's depend on its version)
+        hello = {"unavailable": f"{type(exc).__name__}: {exc}"}
+    if lib or not name.startswith("dugong"):
+        probe = cls(lib, None, 0)
+        hello["rows"] = [[w, *row] for w in cls.WORKLOADS for row in WORKLOADS[w].rows(probe)]
+    send(hello)
+    if lib is None:
+        return
     rows: dict[str, Row] = {}
     for line in sys.stdin:
         msg = json.loads(line)
