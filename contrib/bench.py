@@ -70,8 +70,7 @@ class Worker:
                 self.proc.stdin.flush()
             if not select.select([self.proc.stdout], [], [], self.timeout)[0]:
                 raise OSError("no answer in time")
-            line = self.proc.stdout.readline()
-            if not line:
+            if not (line := self.proc.stdout.readline()):
                 raise OSError("it exited")
             return json.loads(line)
         except (OSError, ValueError) as exc:
@@ -100,8 +99,7 @@ class Bench:
         log(f"{'ERROR: ' if client in CORE else ''}{msg}")
 
     def start_workers(self) -> None:
-        for name in CLIENTS:
-            self.workers[name] = Worker(name, self.workdir, self.cfg["timeout"])
+        self.workers = {name: Worker(name, self.workdir, self.cfg["timeout"]) for name in CLIENTS}
         for name, worker in list(self.workers.items()):
             hello = worker.call()
             self.offers[name] = hello.get("rows", [])
@@ -110,11 +108,9 @@ class Bench:
                 continue
             self.workers.pop(name).stop()
             reason = hello.get("unavailable") or hello["error"]
-            failed = os.path.join(VENV, "failed", name)  # pip's message, kept by make
-            if os.path.exists(failed):
-                with open(failed) as fh:
+            if os.path.exists(failed := os.path.join(VENV, "failed", name)):  # kept by make
+                with open(failed) as fh:  # the exception that stopped pip, else its last line
                     lines = [line.strip() for line in fh if line.strip()] or ["?"]
-                # the exception that stopped the install, else pip's last word
                 told = [line for line in lines if re.match(r"\w*Error: ", line)] or lines
                 reason = f"pip could not install it ({told[-1]}; .venv-bench/failed/{name})"
             self.unavailable[name] = reason.splitlines()[0][:300]
@@ -164,13 +160,10 @@ class Bench:
             for row in active[rep % len(active):] + active[:rep % len(active)]:
                 if row["status"] != "ok":
                     continue
-                pid = server.get(row["params"]["port"])
-                before = servers.process_cpu(pid)
-                answer = self.ask(row, {"op": "run"})
-                after = servers.process_cpu(pid)
-                if answer and before is not None and after is not None:
-                    answer["server_cpu"] = after - before
-                if answer:
+                before = servers.process_cpu(pid := server.get(row["params"]["port"]))
+                if answer := self.ask(row, {"op": "run"}):
+                    if before is not None and (after := servers.process_cpu(pid)) is not None:
+                        answer["server_cpu"] = after - before
                     row["samples"].append(answer)
         for row in active:
             if row["status"] == "ok":
@@ -197,7 +190,6 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
     workdir = tempfile.mkdtemp(prefix="dugong-bench-")
     nginx = sink = bench = None
-    results = []
     try:
         os.makedirs(os.path.join(workdir, "www", "large"))
         with open(os.path.join(workdir, "www", "1k"), "wb") as fh:
@@ -214,14 +206,12 @@ def main() -> int:
             log(f"servers pinned to CPU {cpus[0]}, clients to {cpus[1:]}")
         bench = Bench(cfg, workdir, nginx, sink)
         bench.start_workers()
-        for w in workloads:
-            results += bench.run_workload(w)
+        results = [row for w in workloads for row in bench.run_workload(w)]
     finally:
         for worker in bench.workers.values() if bench else ():
             worker.stop()
-        for server in (nginx, sink):
-            if server is not None:
-                server.stop()
+        for server in filter(None, (nginx, sink)):
+            server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     meta = {"mode": "quick" if args.quick else "full", "date": time.strftime("%Y-%m-%d %H:%M"),

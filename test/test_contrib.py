@@ -595,3 +595,35 @@ def test_bench_client_that_cannot_be_imported_offers_its_rows_as_unavailable(ben
     assert said == [{"unavailable": "ModuleNotFoundError: No module named "
                                     "'no_such_module_for_bench'",
                      "rows": [["W8", "multi-p1", "CurlMulti, 8 handles, pipeline 1"]]}]
+
+
+def test_bench_pooled_rows_of_every_importable_client_check_every_answer(bench):
+    """W8 (and W5) for each client this environment can import, through 2 connections
+    to the sink's /gen/1024: validated, timed, closed."""
+    import dugong
+
+    work, adapters = bench.workloads, bench.adapters
+    sink = bench.servers.Sink(sys.executable)
+    params = {"path": "/gen/1024", "url": f"http://127.0.0.1:{sink.port}/gen/1024",
+              "n": 3, "tasks": 4, "conns": 2}
+    ran = []
+    try:
+        for name, cls in adapters.ADAPTERS.items():
+            if name == "dugong-3.8.2":  # only in the benchmark's venv
+                continue
+            try:
+                lib = dugong if name == "dugong" else cls.load()[0]
+            except ImportError:
+                continue
+            adapter = cls(lib, "127.0.0.1", sink.port)
+            for workload in (work.W8(), work.W5()) if "W8" in cls.WORKLOADS else ():
+                for variant, _ in workload.rows(adapter):
+                    row = work.Row(adapter, workload, variant, params)
+                    row.prepare()
+                    assert row.timed()["ops"] == 3 * 4
+                    adapter.close()
+                    ran.append(f"{name}/{variant}")
+    finally:
+        sink.stop()
+    assert {"dugong/loop-p16", "dugong/threads-p1", "dugong/anyio-trio", "floor/loop-p16",
+            "aiohttp/asyncio-p1", "aiohttp/asyncio", "urllib3/threads-p1"} <= set(ran), ran

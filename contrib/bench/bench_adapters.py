@@ -34,8 +34,7 @@ def in_threads(gets, n, take):
             take(*get())
 
     with ThreadPoolExecutor(len(gets)) as pool:
-        for done in [pool.submit(task, get) for get in gets]:
-            done.result()
+        list(pool.map(task, gets))  # raises what a task raised
 
 
 async def repeat(wrap, fn, n, take):
@@ -111,8 +110,7 @@ class PollLoop:
                 for event in (select.POLLIN, select.POLLOUT):
                     if self.masks.get(fd, 0) & event and events & (event | select.POLLERR
                                                                    | select.POLLHUP):
-                        gen = self.waiting.pop((fd, event), None)
-                        if gen is not None:
+                        if (gen := self.waiting.pop((fd, event), None)) is not None:
                             self.ready.append(gen)
                         else:  # nobody waits for it any more
                             self.watch(fd, self.masks[fd] & ~event)
@@ -158,8 +156,10 @@ class Adapter:
 
     @classmethod
     def load(cls):
+        """The module and its version: ``__version__``, pycurl's first two words, or Python's."""
         lib = importlib.import_module(cls.MODULE)
-        return lib, getattr(lib, "__version__", None) or platform.python_version()
+        version = getattr(lib, "__version__", None) or getattr(lib, "version", "")
+        return lib, " ".join(version.split()[:2]) or platform.python_version()
 
     def opened(self, thing, close="close"):
         """*thing*, to be closed by its method *close* when the row is."""
@@ -178,10 +178,10 @@ class Adapter:
         return self.pooled(variant, k, f"http://{self.host}:{self.port}{path}", k, 1)
 
     def in_asyncio_with(self, client, get, tasks):
-        """run(n, take) of *tasks* asyncio tasks awaiting get(c): the async *client*()
-        returns (c, its async close), both run in the row's event loop."""
+        """run(n, take): *tasks* asyncio tasks await get(c), c made by async client()."""
         loop = self.opened(asyncio.new_event_loop())
-        c, aclose = loop.run_until_complete(client())
+        c = loop.run_until_complete(client())  # in the loop it is bound to
+        aclose = getattr(c, "aclose", None) or c.close  # httpx's, aiohttp's
         self.closers.append(lambda: loop.run_until_complete(aclose()))
         return partial(in_asyncio, loop, lambda coroutine: coroutine, [partial(get, c)] * tasks)
 
@@ -210,8 +210,7 @@ class Dugong(Adapter):
             self.MANY["loop"] = "co_ generators, a poll() loop"  # it has no eval_coroutines
             self.UPLOADS = {k: v for k, v in self.UPLOADS.items() if k != "chunked"}
         else:
-            self.MANY["anyio-asyncio"] = "run_async, asyncio"
-            self.MANY["anyio-trio"] = "run_async, trio"
+            self.MANY |= {"anyio-asyncio": "run_async, asyncio", "anyio-trio": "run_async, trio"}
             self.POOLED = {"loop": "ConnectionPool, eval_coroutines",
                            "aio": "ConnectionPool, AioFuture",
                            "anyio-asyncio": "ConnectionPool, run_async (asyncio)",
@@ -257,8 +256,7 @@ class Dugong(Adapter):
         return status
 
     def upload(self, mode, size, pieces, headers):
-        conn = self.conn
-        body = self.lib.BodyFollowing(None if mode == "chunked" else size)
+        conn, body = self.conn, self.lib.BodyFollowing(None if mode == "chunked" else size)
         conn.send_request("PUT", "/upload", headers=headers, body=body,
                           expect100=mode == "expect100")
         if mode == "expect100" and (status := conn.read_response().status) != 100:
@@ -272,8 +270,7 @@ class Dugong(Adapter):
     def drive(self, variant, co_gets):
         """run(n, take) of tasks given as co_ generator functions, under *variant*."""
         if variant == "loop":
-            run_all = getattr(self.lib, "eval_coroutines", None) or (
-                lambda *gens: PollLoop().run(*gens))
+            run_all = getattr(self.lib, "eval_coroutines", None) or (lambda *g: PollLoop().run(*g))
             return partial(in_loop, run_all, co_gets)
         wrap = self.lib.AioFuture if variant == "aio" else self.lib.run_async
         if variant == "anyio-trio":
@@ -355,10 +352,9 @@ class Aiohttp(Adapter):
         lib = self.lib
 
         async def session():
-            s = lib.ClientSession(connector=lib.TCPConnector(limit=conns, limit_per_host=conns),
-                                  auto_decompress=False,
-                                  timeout=lib.ClientTimeout(total=None, sock_read=60))
-            return s, s.close
+            return lib.ClientSession(
+                connector=lib.TCPConnector(limit=conns, limit_per_host=conns),
+                auto_decompress=False, timeout=lib.ClientTimeout(total=None, sock_read=60))
 
         async def get(s):
             async with s.get(url) as resp:
@@ -373,12 +369,9 @@ class Httpx(Adapter):
     POOLED = {"asyncio": "AsyncClient(limits 8), 32 tasks"}
 
     def pooled(self, variant, tasks, url, conns, pipeline):
-        lib = self.lib
-
         async def client():
-            limits = lib.Limits(max_connections=conns, max_keepalive_connections=conns)
-            c = lib.AsyncClient(trust_env=False, timeout=60, limits=limits)
-            return c, c.aclose
+            limits = self.lib.Limits(max_connections=conns, max_keepalive_connections=conns)
+            return self.lib.AsyncClient(trust_env=False, timeout=60, limits=limits)
 
         async def get(c):
             resp = await c.get(url)
@@ -391,11 +384,6 @@ class Pycurl(Adapter):
     MODULE = "pycurl"
     WORKLOADS = ("W8",)  # where a goal's rows are compared side by side
     POOLED = {"multi": "CurlMulti, 8 handles"}
-
-    @classmethod
-    def load(cls):
-        lib = importlib.import_module(cls.MODULE)
-        return lib, " ".join(lib.version.split()[:2])  # pycurl's and libcurl's
 
     def pooled(self, variant, tasks, url, conns, pipeline):
         """run(n, take): tasks x n GETs through *conns* easy handles of one CurlMulti."""
@@ -448,14 +436,12 @@ class Reader(ReceiveBuffer):
 
     def parse(self):
         """The next whole response in the buffer as (status, body), or None."""
-        i = self.buf.find(b"\r\n\r\n", self.start, self.end)
-        if i < 0:
-            return None
-        status, length, body = self.head(self.start, i)
-        if body + length > self.end:
-            return None
-        self.start = body + length
-        return status, bytes(self.view[body:self.start])
+        if (i := self.buf.find(b"\r\n\r\n", self.start, self.end)) >= 0:
+            status, length, body = self.head(self.start, i)
+            if body + length <= self.end:
+                self.start = body + length
+                return status, bytes(self.view[body:self.start])
+        return None
 
 
 class Floor(Adapter):

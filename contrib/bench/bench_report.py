@@ -74,8 +74,7 @@ def stats(row: dict) -> None:
     per = [x["ops"] if unit(row["workload"]) == "req" else x["bytes"] / MiB for x in s]
     rates = [k / x["wall"] for k, x in zip(per, s, strict=True)]
     cpus = [x["cpu"] / k * UNITS[unit(row["workload"])][2] for k, x in zip(per, s, strict=True)]
-    # the server's CPU time over the run's wall time: its share of one core
-    busy = [x["server_cpu"] / x["wall"] for x in s if "server_cpu" in x]
+    busy = [x["server_cpu"] / x["wall"] for x in s if "server_cpu" in x]  # share of a core
     row.update(median=statistics.median(rates), min=min(rates), max=max(rates),
                cpu=statistics.median(cpus),
                server_busy=statistics.median(busy) if len(busy) == len(s) else None)
@@ -116,16 +115,13 @@ def evaluate(rows: list[dict]) -> list[dict]:
                     and r["variant"] == variant), None)
         if row is None:
             continue
+        ref = match(rows, other, row) if other else None
         if other == "best client":
             ref = max((r for r in rows if r["workload"] == w and r["client"] != "floor"
                        and ok(r)), key=lambda r: r["median"], default=None)
-        else:
-            ref = match(rows, other, row) if other else None
-        if other is None:
-            value, reach = row[key] if ok(row, key) else None, None
-        else:  # how far the floor gets, where it is not the row compared with
-            value = ratio(row, ref, key)
-            reach = ratio(match(rows, "floor", row), ref, key) if other != "floor" else None
+        value = ratio(row, ref, key) if other else (row[key] if ok(row, key) else None)
+        # how far the floor gets, where it is not the row compared with (ref None: no ratio)
+        reach = ratio(match(rows, "floor", row), ref, key) if other != "floor" else None
         if value is None:
             verdict = "n/a"
         elif meets(value, key, bar):

@@ -63,9 +63,8 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-    for pipe in (proc.stdin, proc.stdout):
-        if pipe is not None:
-            pipe.close()
+    for pipe in filter(None, (proc.stdin, proc.stdout)):
+        pipe.close()
 
 
 NGINX_CONF = """\
@@ -105,17 +104,16 @@ class Nginx:
             self.proc = subprocess.Popen(
                 [binary, "-p", workdir, "-c", conf, "-e", log], stdin=subprocess.DEVNULL,
                 stdout=out, stderr=out, preexec_fn=lambda: libc.prctl(1, signal.SIGTERM))
-        deadline = time.monotonic() + 10
-        while True:  # until it listens
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        for _ in range(200):  # until it listens, 10 s at most
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if self.proc.poll() is not None:
                 break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    with open(log, errors="replace") as fh:
-                        raise RuntimeError(f"nginx did not start: {fh.read()[-800:]}") from None
-                time.sleep(0.05)
+            time.sleep(0.05)
+        self.stop()
+        with open(log, errors="replace") as fh:
+            raise RuntimeError(f"nginx did not start: {fh.read()[-800:]}")
 
     def stop(self) -> None:
         stop_process(self.proc, signal.SIGQUIT)  # graceful
@@ -158,8 +156,7 @@ class ReceiveBuffer:
             self.start = self.end = 0
         view, recv_into, size = self.view, self.sock.recv_into, len(self.view)
         while n:
-            k = recv_into(view, n if n < size else size)
-            if not k:
+            if not (k := recv_into(view, n if n < size else size)):
                 raise ConnectionError("the peer closed the connection inside a body")
             take(view[:k])
             n -= k
@@ -177,10 +174,8 @@ def serve(sock: socket.socket) -> None:
                 lines = rb.read_until(b"\r\n\r\n").split(b"\r\n")
             except ConnectionError:
                 return
-            fields = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(b":")
-                fields[name.strip().lower()] = value.strip().lower()
+            fields = {name.strip().lower(): value.strip().lower()
+                      for name, _, value in (line.partition(b":") for line in lines[1:])}
             digest = hashlib.sha256() if fields.get(b"x-digest") == b"1" else None
             take = digest.update if digest else lambda piece: None
             if fields.get(b"expect") == b"100-continue":

@@ -67,10 +67,14 @@ class Stream:
 
 
 class Workload:
-    """rows(adapter) are its (variant, label) pairs; setup() readies a row, run() runs it
-    once, every answer checked or not; ``fresh``: a new connection for each timed run."""
+    """rows(adapter) are its (variant, label) pairs (by default the adapter's table named
+    ``OFFERS``); setup() readies a row, run() runs it once, every answer checked or not;
+    ``fresh``: a new connection for each timed run."""
 
-    fresh = False
+    fresh, OFFERS = False, ""
+
+    def rows(self, a):
+        return list(getattr(a, self.OFFERS).items())
 
     def setup(self, a, variant: str, p: dict) -> None:
         a.connect()
@@ -114,10 +118,7 @@ class W2(Workload):
 class W3(Workload):
     """A large download: ``read(64 KiB)``, or ``readinto`` a page-aligned 64 KiB buffer."""
 
-    fresh = True
-
-    def rows(self, a):
-        return list(a.DOWNLOADS.items())
+    fresh, OFFERS = True, "DOWNLOADS"
 
     def setup(self, a, variant, p):
         a.connect()
@@ -131,14 +132,10 @@ class W3(Workload):
 class W4(Workload):
     """A large upload in 64 KiB pieces, to the sink."""
 
-    fresh = True
-
-    def rows(self, a):
-        return list(a.UPLOADS.items())
+    fresh, OFFERS = True, "UPLOADS"
 
     def run(self, a, variant, p, check):
-        size = p["size"]
-        headers = {"X-Digest": "1"} if check else {}
+        size, headers = p["size"], {"X-Digest": "1"} if check else {}
         status, body = a.upload(variant, size, piece_iter(size), headers)
         want = b"%d %s\n" % (size, digest(size).encode() if check else b"-")
         if status != 200 or body != want:
@@ -149,8 +146,7 @@ class W4(Workload):
 class W5(Workload):
     """Many connections at once, a task each, in the client's concurrency idiom."""
 
-    def rows(self, a):
-        return list(a.MANY.items())
+    OFFERS = "MANY"
 
     def setup(self, a, variant, p):
         a.runner = a.many(variant, p["tasks"], p["path"])
@@ -223,8 +219,7 @@ class W7(Workload):
                 a.close()
 
 
-WORKLOADS = {"W1": W1(), "W2": W2(), "W3": W3(), "W4": W4(), "W5": W5(), "W6": W6(),
-             "W7": W7(), "W8": W8()}
+WORKLOADS = {w.__name__: w() for w in (W1, W2, W3, W4, W5, W6, W7, W8)}
 
 
 class Row:
@@ -255,16 +250,14 @@ class Row:
 
 def serve(name: str, send) -> None:
     """Say the client's version and rows; then prepare, run (timed) or close a row a line."""
-    cls, lib = ADAPTERS[name], None
+    cls = ADAPTERS[name]
     try:
         lib, version = cls.load()
-        hello = {"version": version}
     except Exception as exc:  # its rows are unavailable (dugong's depend on its version)
-        hello = {"unavailable": f"{type(exc).__name__}: {exc}"}
-    if lib or not name.startswith("dugong"):
-        probe = cls(lib, None, 0)
-        hello["rows"] = [[w, *row] for w in cls.WORKLOADS for row in WORKLOADS[w].rows(probe)]
-    send(hello)
+        lib, version = None, f"{type(exc).__name__}: {exc}"
+    probes = [cls(lib, None, 0)] if lib or not name.startswith("dugong") else []
+    send({"version" if lib else "unavailable": version, "rows": [
+        [w, *row] for a in probes for w in cls.WORKLOADS for row in WORKLOADS[w].rows(a)]})
     if lib is None:
         return
     rows: dict[str, Row] = {}
