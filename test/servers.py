@@ -14,6 +14,10 @@ Nothing here imports dugong, so these helpers (and their own tests in
 ``select_loop``
     Drives a ``co_`` generator to completion with ``selectors``.
 
+``once_waiting``
+    Runs an action in another thread as soon as the test's thread waits for a
+    file descriptor: the event for "the client waits first".
+
 Every server runs in background threads, binds port 0 of 127.0.0.1 unless told
 otherwise, stops within a fraction of a second, and collects the problems it
 saw in ``errors``; ``check()`` raises them as an ``AssertionError``.
@@ -39,8 +43,10 @@ import threading
 import time
 import traceback
 import urllib.parse
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import pytest
@@ -556,6 +562,10 @@ class ScriptedServer(_Checked):
                 if not self._stop.is_set():
                     self._error(f"accept failed: {exc!r}")
                 return
+            # Every step's send goes out at once: with Nagle, a send that follows
+            # unacknowledged data (e.g. TLS 1.3 session tickets) waits for the client's
+            # delayed ACK, about 40 ms.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 index = len(self._received)
                 self._received.append(bytearray())
@@ -1370,3 +1380,65 @@ def select_loop(
                 wait = gen.send(None)
             except StopIteration as exc:
                 return exc.value
+
+
+# =====================================================================================
+# Acting once a thread waits
+# =====================================================================================
+
+#: the functions of the package under test that wait for a file descriptor
+_PACKAGE_WAITS = frozenset({"wait", "_wait", "eval_coroutine"})
+
+
+def in_a_wait(code: CodeType) -> bool:
+    """Whether *code*, a thread's innermost Python frame, waits for a file descriptor:
+    dugong's waits (poll or select), or a `selectors` loop's (`select_loop`).
+
+    The package is recognised by its directory name, so that this module needs no
+    import of it.
+    """
+    if code.co_name == "select":
+        return code.co_filename == selectors.__file__
+    return code.co_name in _PACKAGE_WAITS and Path(code.co_filename).parent.name == "dugong"
+
+
+@contextlib.contextmanager
+def once_waiting(action: Callable[[], object], *,
+                 waiting_in: Callable[[CodeType], bool] = in_a_wait,
+                 timeout: float = STEP_TIMEOUT) -> Iterator[None]:
+    """Run *action* in another thread as soon as this thread waits (see `in_a_wait`).
+
+    For what must happen only while the client waits: the server answers, a signal
+    interrupts the wait. *waiting_in(code)* says which innermost frame counts as
+    waiting. An ``AssertionError`` if the block ends without that wait having come
+    (within *timeout* seconds); an exception of *action* is raised at the end of
+    the block.
+    """
+    ident = threading.get_ident()
+    done = threading.Event()
+    ran: list[BaseException | None] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while not done.is_set() and time.monotonic() < deadline:
+            frame = sys._current_frames().get(ident)
+            if frame is not None and waiting_in(frame.f_code):
+                try:
+                    action()
+                except BaseException as exc:
+                    ran.append(exc)
+                else:
+                    ran.append(None)
+                return
+            done.wait(0.001)
+
+    thread = threading.Thread(target=watch, name="once-waiting", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(JOIN_TIMEOUT)
+    assert ran, "the wait that the action was meant for never came"
+    if ran[0] is not None:
+        raise ran[0]
