@@ -96,7 +96,7 @@ from typing import Any
 import pytest
 
 import dugong
-from checks import assert_not_sent
+from checks import assert_not_sent, write_times
 from dugong import BodyFollowing, ConnectionClosed, HTTPConnection, HTTPResponse, StateError
 from interop_apps import UNTIL_CLOSE_SIZE, digest_answer, payload, seq_body
 from servers import Step
@@ -813,8 +813,7 @@ def test_answer_read_after_a_failed_write_is_an_early_answer(drive: Any,
     drive(conn, "send_request", "PUT", "/big", None, BodyFollowing(64 << 20))
     chunk = bytes(1 << 20)
     with pytest.raises(ConnectionClosed):
-        for _ in range(64):
-            drive(conn, "write", chunk)
+        write_times(drive, conn, chunk, 64)
     resp = drive(conn, "read_response")
     assert (resp.status, drive(conn, "readall")) == (413, b"rejected")
     resp, body = fetch(drive, conn, "GET", "/next")

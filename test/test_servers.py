@@ -265,8 +265,7 @@ def test_scripted_reset(scripted_server) -> None:
         sock.sendall(b"x")
         srv.wait_done()
         with pytest.raises(ConnectionResetError):
-            while sock.recv(100):
-                pass
+            recv_until_eof(sock)
 
 
 def test_scripted_shutdown_write_keeps_reading(scripted_server) -> None:

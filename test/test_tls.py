@@ -283,14 +283,18 @@ def test_until_close_body_without_close_notify(drive, scripted_server, tls_serve
     drive(conn, "send_request", "GET", "/")
     drive(conn, "read_response")
     got = bytearray()
-    with pytest.raises(ConnectionClosed, match="close_notify"):
+
+    def read_to_the_end() -> None:
         if reader == "readall":
             drive(conn, "readall")
         elif reader == "readinto":
             read_in_pieces(drive, conn, 30_000)
         else:
             while data := drive(conn, "read", 1000):
-                got += data
+                got.extend(data)
+
+    with pytest.raises(ConnectionClosed, match="close_notify"):
+        read_to_the_end()
     assert body.startswith(got)
 
 
@@ -758,14 +762,13 @@ def test_transport_reset_by_peer(tls, call, tls_server_context, tls_client_conte
         select.select([client], [], [], 5)
         # (OpenSSL may report a reset under a read as an EOF without close_notify.)
         doing = "receiving|close_notify" if call.startswith("recv") else "sending"
+        calls = {
+            "recv_into": lambda: tr.recv_into(memoryview(bytearray(10))),
+            "recv": lambda: tr.recv(10),
+            "send": lambda: tr.send(b"x"),
+            "sendv": lambda: tr.sendv([b"x", b"y"]),
+        }
         with pytest.raises(ConnectionClosed, match=doing) as info:
-            if call == "recv_into":
-                tr.recv_into(memoryview(bytearray(10)))
-            elif call == "recv":
-                tr.recv(10)
-            elif call == "send":
-                tr.send(b"x")
-            else:
-                tr.sendv([b"x", b"y"])
+            calls[call]()
         assert isinstance(info.value.__cause__, OSError)
         assert dugong.is_temp_network_error(info.value.__cause__)
