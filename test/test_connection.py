@@ -21,7 +21,7 @@ from dugong import (
     HTTPConnection,
     StateError,
 )
-from servers import Step, body_for
+from servers import Step, body_for, once_waiting
 
 OK_3 = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
 
@@ -307,11 +307,13 @@ def test_request_waits_while_the_server_reads_nothing(drive, scripted_server):
     """A request larger than the socket buffers: the first send is short, and the rest
     of head and body goes out once the server reads again."""
     big = body_for(16_000_000)
-    srv = scripted_server([Step.sleep(0.3), Step.read_request(),
+    blocked = threading.Event()
+    srv = scripted_server([Step.wait_event(blocked), Step.read_request(),
                            Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")])
     conn = HTTPConnection("127.0.0.1", srv.port)
     drive(conn, "connect")  # so that send_request tries its first send right away
-    drive(conn, "send_request", "PUT", "/", body=big)
+    with once_waiting(blocked.set):  # the server reads once the send has to wait
+        drive(conn, "send_request", "PUT", "/", body=big)
     assert drive(conn, "read_response").status == 200
     assert drive(conn, "readall") == b"ok"
     srv.wait_done()
@@ -644,10 +646,8 @@ def test_read_response_takes_what_the_socket_holds_before_it_waits(monkeypatch):
         assert (resp.status, conn.readall(), waits) == (200, b"ok", [])
         conn.send_request("GET", "/")
         srv.recv(4096)
-        answer = threading.Timer(0.05, srv.sendall, [b"HTTP/1.1 204 No Content\r\n\r\n"])
-        answer.start()
-        assert conn.read_response().status == 204
-        answer.join()
+        with once_waiting(lambda: srv.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")):
+            assert conn.read_response().status == 204
         assert waits == [1]
 
 
@@ -674,17 +674,19 @@ def test_blocking_reads_wait_before_receiving_from_an_emptied_socket(method):
 
         tr._recv_into, tr._recv = counted(recv_into), counted(recv)
         assert conn.read(2) == b"ab"
-        threading.Timer(0.05, srv.sendall, [b"cd"]).start()
+        # The rest comes only once the read waits.
+        with once_waiting(lambda: srv.sendall(b"cd")):
+            if method == "read_response":
+                assert conn.read(2) == b"cd"
+            elif method == "readinto":
+                buf = bytearray(2)
+                assert (conn.readinto(buf), buf) == (2, bytearray(b"cd"))
+            else:
+                assert getattr(conn, method)(*([2] if method == "read" else [])) == b"cd"
         if method == "read_response":
-            assert conn.read(2) == b"cd"
             conn.send_request("GET", "/")
-            threading.Timer(0.05, srv.sendall, [b"HTTP/1.1 204 No Content\r\n\r\n"]).start()
-            assert conn.read_response().status == 204
-        elif method == "readinto":
-            buf = bytearray(2)
-            assert (conn.readinto(buf), buf) == (2, bytearray(b"cd"))
-        else:
-            assert getattr(conn, method)(*([2] if method == "read" else [])) == b"cd"
+            with once_waiting(lambda: srv.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")):
+                assert conn.read_response().status == 204
         assert failed == []
 
 

@@ -7,8 +7,10 @@ and the co_ generators ignore it (their driver decides).
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,12 +25,12 @@ from dugong import (
     HTTPConnection,
     StateError,
 )
-from servers import Step, body_for
+from servers import Step, body_for, once_waiting
 
 pytestmark = pytest.mark.timeout(60)
 
-#: The connection timeout of these tests (seconds).
-TIMEOUT = 0.3
+#: The connection timeout of these tests (seconds): every stall lasts at least this long.
+TIMEOUT = 0.1
 #: How much later than TIMEOUT the exception may come (a loaded machine).
 MARGIN = 0.5
 
@@ -109,15 +111,19 @@ def test_tcp_connect(full_backlog, method):
 
 def test_name_resolution(monkeypatch):
     real = socket.getaddrinfo
+    release = threading.Event()
 
     def slow(host: str, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(TIMEOUT + MARGIN + 1)
+        assert release.wait(10)  # the resolver answers only once connect() gave up
         return real("127.0.0.1", *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", slow)
     conn = HTTPConnection("slow.test", 80)
     conn.timeout = TIMEOUT
-    times_out(conn.connect)
+    try:
+        times_out(conn.connect)
+    finally:
+        release.set()
     assert conn._tr is None
 
 
@@ -217,9 +223,6 @@ class Interrupt(Exception):
 def test_a_stopped_wait_leaves_the_connection_unusable(scripted_server, tls, method, stop):
     """A blocking read whose wait ends in a timeout or in an exception from a signal
     handler leaves the connection needing reset(), as a closed co_ generator does."""
-    import signal
-    import threading
-
     server_context, client_context = tls
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
     srv = scripted_server(
@@ -241,16 +244,16 @@ def test_a_stopped_wait_leaves_the_connection_unusable(scripted_server, tls, met
         def handler(signum: int, frame: object) -> None:
             raise Interrupt
 
+        def interrupt() -> None:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+
         old = signal.signal(signal.SIGUSR1, handler)
         conn.timeout = None
-        timer = threading.Timer(0.1, signal.pthread_kill,
-                                (threading.main_thread().ident, signal.SIGUSR1))
         try:
-            timer.start()
-            with pytest.raises(Interrupt):
+            # The signal comes once the read waits for the socket (and would wait forever).
+            with once_waiting(interrupt), pytest.raises(Interrupt):
                 getattr(conn, method)(*args)
         finally:
-            timer.join()
             signal.signal(signal.SIGUSR1, old)
     with pytest.raises(StateError, match="reset"):
         getattr(conn, method)(*args)
@@ -262,18 +265,20 @@ def test_a_stopped_wait_leaves_the_connection_unusable(scripted_server, tls, met
 
 
 def test_slow_but_steady_server_is_fine(scripted_server, tls):
-    # 10 bytes every TIMEOUT / 2 seconds: 2.5 TIMEOUT in all, never idle that long.
+    # 6 bytes every 0.05 s (a quarter of the timeout here, which leaves the server
+    # thread 0.15 s of slack on a loaded machine): 0.4 s in all, never idle that long.
+    timeout = 0.2
     server_context, client_context = tls
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"
-    srv = scripted_server([Step.read_request(),
-                           Step.send(answer, chunk=10, delay=TIMEOUT / 2)],
+    srv = scripted_server([Step.read_request(), Step.send(answer, chunk=6, delay=0.05)],
                           ssl_context=server_context)
     conn = connection(srv.port, client_context)
+    conn.timeout = timeout
     with Stopwatch() as watch:
         conn.send_request("GET", "/")
         conn.read_response()
         assert conn.readall() == b"0123456789"
-    assert watch.elapsed > 1.5 * TIMEOUT
+    assert watch.elapsed > 1.5 * timeout
     conn.disconnect()
 
 
