@@ -629,7 +629,7 @@ def test_stall_is_a_timeout(scripted_server, where):
     srv = serve(scripted_server, [Step.read_request(), Step.send(wire[:cut]),
                                   Step.wait_event(event), Step.send(wire[cut:], may_fail=True)])
     conn = connect(srv)
-    conn.timeout = 0.3
+    conn.timeout = 0.1
     conn.send_request("GET", "/")
     start = time.monotonic()
     if where == "body":
@@ -640,7 +640,7 @@ def test_stall_is_a_timeout(scripted_server, where):
     else:
         with pytest.raises(ConnectionTimedOut):
             conn.read_response()
-    assert 0.25 < time.monotonic() - start < 5
+    assert 0.1 <= time.monotonic() - start < 5
     event.set()
     conn.timeout = TIMEOUT
     recovers(blocking, conn, srv)
