@@ -13,6 +13,10 @@ then the problems it saw are raised (``check()``), so they fail the test.
 ``make_proxy(routes)`` starts a `proxy_server.Proxy` (plain requests in absolute
 form, ``CONNECT`` tunnels).
 
+Coverage: a test marked ``untraced`` runs with coverage's tracer paused, for
+property-based tests whose many examples reach no line or branch that the other
+tests do not (under coverage they take twice as long).
+
 Drivers: ``drive(conn, name, *args, **kwargs)`` runs ``conn.name(...)``
 ("blocking") or drives ``conn.co_name(...)`` with a ``selectors`` loop
 ("select"); every test using it runs once in each mode.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -54,6 +59,30 @@ hypothesis.settings.register_profile("ci", max_examples=20, deadline=None, deran
                                      database=None)
 hypothesis.settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Pause coverage's tracer while a test marked ``untraced`` runs."""
+    cov = None
+    if item.get_closest_marker("untraced") is not None:
+        try:
+            import coverage
+        except ImportError:  # pragma: no cover - coverage is a test dependency
+            pass
+        else:
+            cov = coverage.Coverage.current()
+    if cov is None:
+        return (yield)
+    cov.stop()
+    try:
+        return (yield)
+    finally:
+        with warnings.catch_warnings():
+            # On restarting, coverage notes that the package was imported before: it
+            # was, and measured since the first start.
+            warnings.filterwarnings("ignore", "Already imported a file that will be measured")
+            cov.start()
 
 
 def _stop_and_check(servers: list[Any]) -> None:
