@@ -507,15 +507,20 @@ class ScriptedServer(_Checked):
         while True:
             with self._lock:
                 done = list(self._done)
-            if len(done) >= connections and all(ev.is_set() for ev in done):
+            running = [ev for ev in done if not ev.is_set()]
+            if len(done) >= connections and not running:
                 return
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 states = ", ".join("done" if ev.is_set() else "running" for ev in done)
                 raise AssertionError(
                     f"scripted server: expected {connections} finished connection(s) "
                     f"within {timeout} s; have {len(done)} [{states}]"
                 )
-            time.sleep(POLL_INTERVAL / 5)
+            if running:  # woken when that connection is done
+                running[0].wait(min(left, POLL_INTERVAL))
+            else:  # a connection yet to be accepted
+                time.sleep(min(left, POLL_INTERVAL / 5))
 
     def stop(self) -> None:
         """Stop accepting, end every connection, join all threads. Idempotent."""
