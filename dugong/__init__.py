@@ -18,6 +18,7 @@ from ._exceptions import (
     ExcessBodyData,
     HostnameNotResolvable,
     InvalidResponse,
+    ProxyError,
     StateError,
     UnsupportedResponse,
     is_temp_network_error,
@@ -25,6 +26,7 @@ from ._exceptions import (
 from ._headers import CaseInsensitiveDict
 from ._loop import eval_coroutines
 from ._poll import POLLIN, POLLOUT, PollNeeded, eval_coroutine
+from ._pool import ConnectionPool, PoolResponse
 from ._protocol import (
     BUFFER_SIZE,
     MAX_HEADER_FIELDS,
@@ -61,6 +63,7 @@ __all__ = [
     "BodyFollowing",
     "CaseInsensitiveDict",
     "ConnectionClosed",
+    "ConnectionPool",
     "ConnectionTimedOut",
     "DNSUnavailable",
     "DugongError",
@@ -70,6 +73,8 @@ __all__ = [
     "HostnameNotResolvable",
     "InvalidResponse",
     "PollNeeded",
+    "PoolResponse",
+    "ProxyError",
     "StateError",
     "UnsupportedResponse",
     "__version__",

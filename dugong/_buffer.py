@@ -12,10 +12,12 @@ class RecvBuffer:
     moving ``start``; nothing is sliced off or reallocated per read.
     """
 
-    __slots__ = ("data", "end", "start", "view")
+    __slots__ = ("data", "end", "size", "start", "view")
 
     def __init__(self, size: int) -> None:
-        self.data = bytearray(size)
+        #: the size it starts with, allocated when the first bytes are received
+        self.size = size
+        self.data = bytearray()
         self.view = memoryview(self.data)
         self.start = 0
         self.end = 0
@@ -32,9 +34,10 @@ class RecvBuffer:
         start, end = self.start, self.end
         if start == end:
             self.start = self.end = 0
-            if need <= len(self.data):
-                return self.view
-        elif len(self.data) - end < need:
+            if need > len(self.data):
+                self._grow(need if need > self.size else self.size)
+            return self.view
+        if len(self.data) - end < need:
             used = end - start
             if used + need > len(self.data):
                 self._grow(used + need)

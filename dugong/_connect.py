@@ -20,6 +20,7 @@ from ._exceptions import (
     DNSUnavailable,
     HostnameNotResolvable,
     InvalidResponse,
+    ProxyError,
 )
 from ._log import debug
 from ._poll import POLLIN, POLLOUT, Co, PollNeeded
@@ -27,7 +28,8 @@ from ._protocol import find_head_end, format_host, parse_head
 from ._transport import PlainTransport, make_transport
 from ._tunables import PACKAGE
 
-__all__ = ["DNS_TEST_HOSTNAMES", "co_open", "co_resolve", "create_socket", "resolve"]
+__all__ = ["DNS_TEST_HOSTNAMES", "Opening", "co_open", "co_resolve", "create_socket",
+           "resolve"]
 
 
 #: Host names that should always resolve; used to tell a missing name from DNS trouble.
@@ -37,7 +39,8 @@ DNS_TEST_HOSTNAMES: Sequence[tuple[str, int]] = (
     ("one.one.one.one", 53),
 )
 
-_AddrInfo = tuple[int, int, int, str, Any]
+_SockAddr = tuple[str, int] | tuple[str, int, int, int]
+_AddrInfo = tuple[int, int, int, str, _SockAddr]
 _NO_SUCH_NAME = frozenset(
     getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)
 )
@@ -53,7 +56,7 @@ def resolve(host: str, port: int) -> list[_AddrInfo]:
     invalid port) propagate as the `socket.gaierror` they are.
     """
     try:
-        infos: list[Any] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos: list[Any] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # _AddrInfo
     except socket.gaierror as exc:
         if exc.errno in _NO_SUCH_NAME:
             for test_host, test_port in PACKAGE.DNS_TEST_HOSTNAMES:
@@ -93,7 +96,7 @@ def co_resolve(host: str, port: int) -> Co[list[_AddrInfo]]:
         return literal
     import threading
 
-    result: list[Any] = []
+    result: list[list[_AddrInfo] | BaseException] = []
     rfd, wfd = os.pipe()
 
     def work() -> None:
@@ -122,10 +125,10 @@ def co_resolve(host: str, port: int) -> Co[list[_AddrInfo]]:
             raise outcome
         finally:
             del outcome
-    return outcome  # type: ignore[no-any-return]
+    return outcome
 
 
-def _connect_error(err: int, addr: Any) -> OSError:
+def _connect_error(err: int, addr: _SockAddr) -> OSError:
     return OSError(err, f"{os.strerror(err)} (connecting to {addr[0]} port {addr[1]})")
 
 
@@ -227,8 +230,8 @@ def co_tunnel(tr: PlainTransport, host: str, port: int,
 
     *fields* are sent with the request (e.g. ``Proxy-Authorization``).
 
-    Any answer but 200 raises `ConnectionError` naming the status (as dugong
-    3.x did); a proxy that closes first raises `ConnectionClosed`, an answer
+    Any answer but 200 raises `ProxyError` (a `ConnectionError`, as dugong 3.x
+    raised) naming the status; a proxy that closes first raises `ConnectionClosed`, an answer
     that is not HTTP (or too long) `InvalidResponse`.
     """
     authority = format_host(host, port, -1)
@@ -254,9 +257,8 @@ def co_tunnel(tr: PlainTransport, host: str, port: int,
         search = max(0, buf.end - 2)
     head = parse_head(buf.data[:end].decode("latin-1"))
     if head.status != 200:
-        raise ConnectionError(
-            f"Proxy refused CONNECT to {authority}: {head.status} {head.reason}"
-        )
+        raise ProxyError(f"Proxy refused CONNECT to {authority}: {head.status} {head.reason}",
+                         head.status, head.reason)
     if end != buf.end:
         raise InvalidResponse("Proxy sent data after its answer to CONNECT")
 
@@ -289,6 +291,54 @@ def co_open(
     except BaseException:
         sock.close()
         raise
+
+
+class Opening:
+    """A connect under way that a reader may wait for: the response to a request is
+    awaited while its sender is still connecting (dugong 3.x programs start a sender and
+    a receiver generator together).
+
+    The sender calls `finished` when the connect ends; a reader yields `wait` until
+    `done`, then calls `close`, which raises the *failure* the sender reported, if
+    any. The reader's pipe is made readable by whichever side comes second, so a
+    reader in another thread never misses the end.
+    """
+
+    __slots__ = ("done", "failure", "pipe")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.failure: BaseException | None = None
+        self.pipe: tuple[int, int] | None = None
+
+    def wait(self) -> PollNeeded:
+        """What a reader waits on until the connect has ended."""
+        pipe = self.pipe
+        if pipe is None:
+            pipe = self.pipe = os.pipe()
+            if self.done:  # it ended meanwhile (the sender is another thread)
+                os.write(pipe[1], b"!")
+        return PollNeeded(pipe[0], POLLIN)
+
+    def finished(self, failure: BaseException | None) -> None:
+        """The sender's connect ended (*failure*: why it failed, for a waiting reader)."""
+        self.failure = failure
+        self.done = True
+        pipe = self.pipe
+        if pipe is not None:
+            with contextlib.suppress(OSError):  # the reader is gone
+                os.write(pipe[1], b"!")
+
+    def close(self) -> None:
+        """Release the reader's pipe; raise the failure if a reader waited for it."""
+        pipe = self.pipe
+        if pipe is None:
+            return
+        self.pipe = None
+        for fd in pipe:
+            os.close(fd)
+        if self.failure is not None:
+            raise self.failure
 
 
 def create_socket(address: tuple[str, int]) -> socket.socket:

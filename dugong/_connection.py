@@ -9,17 +9,15 @@ that never waits returns the result, or the `PollNeeded` to wait for; the
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeAlias, TypeVar
 
-from ._connect import co_open
+from ._connect import Opening, co_open
 from ._exceptions import ConnectionClosed, ConnectionTimedOut
 from ._log import debug
-from ._poll import POLLIN, Co, PollNeeded, _to_ms, eval_coroutine
+from ._poll import Co, PollNeeded, _to_ms, eval_coroutine
 from ._protocol import format_host, proxy_fields
 from ._transport import PlainTransport, Sending
 from .engine import (
@@ -33,7 +31,24 @@ from .engine import (
     SendState,
 )
 
+if TYPE_CHECKING:
+    import socket
+    import ssl
+
 __all__ = ["BodyFollowing", "HTTPConnection", "HTTPResponse"]
+
+
+class SocketWrapping(Protocol):
+    """What dugong needs of an ``ssl_context`` that is no `ssl.SSLContext`."""
+
+    def wrap_socket(self, sock: socket.socket, *, server_hostname: str | None = ...) -> Any:
+        """A socket-like object for *sock* (as dugong 3.x allowed: e.g. a test double)."""
+
+
+#: a writable bytes-like object
+WritableBuffer: TypeAlias = "bytearray | memoryview"
+#: what `HTTPConnection.get_ssl_peercert` returns
+PeerCert: TypeAlias = "dict[str, Any] | bytes | None"
 
 # Reads of at least this many bytes go straight from the socket to the caller.
 _DIRECT_READ: Final = 16 * 1024
@@ -44,15 +59,43 @@ _scratch = memoryview(bytearray(64 * 1024))  # where discard() drops bytes
 
 _A = TypeVar("_A")
 _R = TypeVar("_R")
-#: a step: called with its argument and whether the caller blocks; the result, or
-#: the PollNeeded to wait for before the next call
-_Step = Callable[[_A, bool], "_R | PollNeeded"]
+#: a step: called with its argument and, for a blocking caller, the caller's name (None in
+#: a co_ generator); the result, or the PollNeeded to wait for before the next call
+_Step = Callable[[_A, "str | None"], "_R | PollNeeded"]
 
 
-def _byte_view(buf: Any) -> memoryview:
+def _byte_view(buf: WritableBuffer) -> memoryview:
     """*buf* as a flat memoryview of bytes."""
     view = buf if type(buf) is memoryview else memoryview(buf)
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+class _ClosedLocally(ClientEngine):
+    """The engine of a connection closed with `HTTPConnection.disconnect`: until the
+    next request, reading a response or a body, or writing a body, raises
+    `ConnectionClosed` ("closed locally"), as dugong 3.x did."""
+
+    def _closed(self) -> NoReturn:
+        raise ConnectionClosed("Connection closed locally (disconnect()): send a request "
+                               "first")
+
+    def next_response(self) -> NoReturn:
+        self._closed()
+
+    def read_body(self, size: int) -> NoReturn:
+        self._closed()
+
+    def readinto_body(self, view: memoryview) -> NoReturn:
+        self._closed()
+
+    def take_buffered_body(self) -> NoReturn:
+        self._closed()
+
+    def body_check(self) -> NoReturn:
+        self._closed()
+
+    def send_body(self, data: Buffer) -> NoReturn:
+        self._closed()
 
 
 class HTTPConnection:
@@ -124,7 +167,8 @@ class HTTPConnection:
     #: seconds to wait for the answer to ``Expect: 100-continue`` (None: no limit)
     expect100_timeout: float | None = None
 
-    def __init__(self, hostname: str, port: int | None = None, ssl_context: Any = None,
+    def __init__(self, hostname: str, port: int | None = None,
+                 ssl_context: ssl.SSLContext | SocketWrapping | None = None,
                  proxy: tuple[str, int] | None = None, *,
                  proxy_headers: Mapping[str, str] | None = None) -> None:
         if not isinstance(hostname, str) or not hostname:
@@ -158,18 +202,12 @@ class HTTPConnection:
         )
         self._tr: PlainTransport | None = None
         self._eng = self._new_engine()
-        #: disconnect() was called: reads and writes raise ConnectionClosed until a request
-        self._closed_locally = False
-        #: a request's sender is opening the connection
-        self._connecting = False
-        #: a pipe a reader waits on while a sender connects: (read end, write end)
-        self._signal: tuple[int, int] | None = None
-        #: why the connect that a waiting reader waited for failed
-        self._connect_failure: ConnectionClosed | None = None
+        #: the last connect a request's sender made (and a reader may wait for)
+        self._opening: Opening | None = None
 
-    def _new_engine(self) -> ClientEngine:
-        return ClientEngine(self._host_field, target_prefix=self._target_prefix,
-                            extra_fields=self._proxy_fields if self._target_prefix else ())
+    def _new_engine(self, engine: type[ClientEngine] = ClientEngine) -> ClientEngine:
+        return engine(self._host_field, target_prefix=self._target_prefix,
+                      extra_fields=self._proxy_fields if self._target_prefix else ())
 
     # -- connection management ----------------------------------------------------------
 
@@ -181,7 +219,6 @@ class HTTPConnection:
         `timeout`: the driver decides how long to wait.
         """
         self._forget()
-        self._closed_locally = False
         yield from self._co_open(None)
 
     def connect(self) -> None:
@@ -194,8 +231,8 @@ class HTTPConnection:
         Raises:
             HostnameNotResolvable: the host name does not exist.
             DNSUnavailable: no DNS server could be reached.
-            ConnectionError: the proxy refused the ``CONNECT`` tunnel (the
-                message gives its status).
+            ProxyError: the proxy refused the ``CONNECT`` tunnel (the message
+                gives its status); a `ConnectionError` too, as in dugong 3.x.
             ConnectionClosed: the server or proxy closed the connection during
                 the TLS handshake or before answering ``CONNECT``.
             InvalidResponse: the proxy's answer to ``CONNECT`` is malformed.
@@ -210,49 +247,20 @@ class HTTPConnection:
         """Open the transport. *req*, if given, is the queued request whose sender
         connects: if connecting fails it is withdrawn, and a reader waiting for its
         response learns why."""
-        self._connecting = True
+        opening = self._opening = Opening()
+        failure = None
         try:
-            tr = yield from co_open(self.hostname, self.port, self.ssl_context, self.proxy,
-                                    self._proxy_fields)
+            self._tr = yield from co_open(self.hostname, self.port, self.ssl_context,
+                                          self.proxy, self._proxy_fields)
         except BaseException as exc:
             if req is not None:
                 self._eng.withdraw(req)
-                if self._signal is not None:
-                    err = ConnectionClosed(f"No response to {req.method} {req.path}: the "
+                failure = ConnectionClosed(f"No response to {req.method} {req.path}: the "
                                            f"connection could not be opened ({exc!r})")
-                    err.request_sent = False
-                    self._connect_failure = err
+                failure.request_sent = False
             raise
-        else:
-            self._tr = tr
         finally:
-            self._connecting = False
-            signal = self._signal
-            if signal is not None:
-                with contextlib.suppress(OSError):  # the reader is gone
-                    os.write(signal[1], b"!")
-
-    def _connect_wait(self) -> PollNeeded:
-        """For a reader while a sender connects: what to wait on."""
-        signal = self._signal
-        if signal is None:
-            signal = self._signal = os.pipe()
-            if not self._connecting:  # the sender finished meanwhile (another thread)
-                os.write(signal[1], b"!")
-        return PollNeeded(signal[0], POLLIN)
-
-    def _connect_waited(self) -> None:
-        """A reader's wait for a sender's connect is over: clean up, and raise why
-        the connect failed, if it did."""
-        if self._connecting or self._signal is None:
-            return
-        for fd in self._signal:
-            os.close(fd)
-        self._signal = None
-        failure = self._connect_failure
-        if failure is not None:
-            self._connect_failure = None
-            raise failure
+            opening.finished(failure)
 
     def disconnect(self) -> None:
         """Close the connection and forget all pending requests and responses.
@@ -262,15 +270,14 @@ class HTTPConnection:
         body, or writing one, raises `ConnectionClosed` ("closed locally"), as
         in dugong 3.x.
         """
-        self._forget()
-        self._closed_locally = True
+        self._forget(_ClosedLocally)
 
-    def _forget(self) -> None:
-        """Close the transport and start afresh: a new engine."""
+    def _forget(self, engine: type[ClientEngine] = ClientEngine) -> None:
+        """Close the transport and start afresh: a new *engine*."""
         if self._tr is not None:
             self._close_transport()
             debug("disconnected from %s port %d", self.hostname, self.port)
-        self._eng = self._new_engine()
+        self._eng = self._new_engine(engine)
 
     def _close_transport(self) -> None:
         tr = self._tr
@@ -342,7 +349,7 @@ class HTTPConnection:
         outstanding, else a true value (the bytes left when known). Use `is_idle`."""
         return self._eng.out_remaining
 
-    def get_ssl_peercert(self, binary_form: bool = False) -> Any:
+    def get_ssl_peercert(self, binary_form: bool = False) -> PeerCert:
         """The server's certificate, as `ssl.SSLSocket.getpeercert` gives it.
 
         Args:
@@ -366,7 +373,7 @@ class HTTPConnection:
         cipher = self._tls_method("cipher")
         return None if cipher is None else cipher()
 
-    def _tls_method(self, name: str) -> Any:
+    def _tls_method(self, name: str) -> Callable[..., Any] | None:
         """The TLS socket's method *name* (connecting first); None for plain HTTP or a
         socket that lacks it (from a context that is no `ssl.SSLContext`)."""
         if self.ssl_context is None:
@@ -379,20 +386,21 @@ class HTTPConnection:
     # -- the step/wait shape -----------------------------------------------------------
 
     def _run(self, what: str, step: _Step[_A, _R], arg: _A) -> _R:
-        """Run *step* until it has a result, waiting with poll in between."""
-        result = step(arg, True)
+        """Run *step* until it has a result, waiting with poll in between (a step of a
+        blocking caller may also wait in the kernel's receive itself)."""
+        result = step(arg, what)
         while type(result) is PollNeeded:
             self._block(what, result)
-            result = step(arg, True)
+            result = step(arg, what)
         return result  # type: ignore[return-value]
 
     def _co_run(self, what: str, step: _Step[_A, _R], arg: _A) -> Co[_R]:
         """Run *step* until it has a result, yielding what it waits for in between."""
-        result = step(arg, False)
+        result = step(arg, None)
         try:
             while type(result) is PollNeeded:
                 yield result
-                result = step(arg, False)
+                result = step(arg, None)
         except GeneratorExit:
             self._eng.fail(f"an interrupted {what}")
             raise
@@ -414,33 +422,68 @@ class HTTPConnection:
             self._eng.fail(f"an interrupted {what}")
             raise
 
-    def _fill(self, blocking: bool) -> PollNeeded | None:
-        """Receive what the socket holds into the engine's buffer; None if bytes came
-        (or the server's close ended a body), else what to wait for."""
-        tr = self._tr
-        if tr is None:
-            if self._connecting:
-                return self._connect_wait()
+    def _fill(self, blocking: str | None) -> PollNeeded | None:
+        """Receive into the engine's buffer; None if bytes came (or the server's close
+        ended a body), else what to wait for."""
+        if self._tr is None:
+            opening = self._opening
+            if opening is not None and not opening.done:
+                return opening.wait()  # the request's sender is still connecting
             exc = ConnectionClosed("Connection closed")
             self._eng.lost(exc)
             raise exc
-        if blocking and tr.drained:
-            # The last receive emptied the socket: wait first, rather than receive nothing.
-            tr.drained = False
-            return tr.wait_in
-        eng = self._eng
+        buf = self._eng.buffer
+        n = self._receive_into(blocking, buf.space())
+        if n < 0:
+            return self._tr.want
+        if n:
+            buf.end += n
+        else:
+            self._received_eof()
+        return None
+
+    def _receive_into(self, blocking: str | None, view: memoryview) -> int:
+        """Receive into *view*: the count (0: the server closed), or -1 to wait for the
+        transport's ``want``. A blocking caller (*blocking*: its name) waits in the
+        receive itself where the transport allows, at most `timeout` seconds."""
+        tr = self._tr
+        assert tr is not None
         try:
-            n = tr.recv_into(eng.buffer.space())
+            if blocking is not None and tr.waits_in_recv:
+                n = tr.recv_into_wait(view, self.timeout)
+                if n < 0:
+                    raise ConnectionTimedOut(f"No progress for {self.timeout} seconds")
+                return n
+            n = tr.recv_into(view)
         except ConnectionClosed as exc:
             self._lost(exc)
             raise
-        if n > 0:
-            eng.buffer.end += n
-            return None
-        if n < 0:
-            return tr.want
-        self._received_eof()
-        return None
+        except BaseException:
+            if blocking is not None:  # a wait was cut short: where are we?
+                self._eng.fail(f"an interrupted {blocking}")
+            raise
+        return n
+
+    def _receive(self, blocking: str | None, size: int) -> bytes | None:
+        """Receive up to *size* bytes (b'': the server closed; None: wait for the
+        transport's ``want``), as `_receive_into`."""
+        tr = self._tr
+        assert tr is not None
+        try:
+            if blocking is not None and tr.waits_in_recv:
+                data = tr.recv_wait(size, self.timeout)
+                if data is None:
+                    raise ConnectionTimedOut(f"No progress for {self.timeout} seconds")
+                return data
+            data = tr.recv(size)
+        except ConnectionClosed as exc:
+            self._lost(exc)
+            raise
+        except BaseException:
+            if blocking is not None:
+                self._eng.fail(f"an interrupted {blocking}")
+            raise
+        return data
 
     def _received_eof(self) -> None:
         try:
@@ -551,8 +594,9 @@ class HTTPConnection:
                   self.hostname, self.port)
             self._forget()
             tr = None
+        if eng.__class__ is _ClosedLocally:
+            self._eng = self._new_engine()
         out = self._eng.send_request(method, path, headers, body, expect100)
-        self._closed_locally = False
         return out if out else None
 
     def _send_now(self, tr: PlainTransport, out: Out) -> Sending | None:
@@ -573,7 +617,7 @@ class HTTPConnection:
             raise
         return Sending(tr, out, n)
 
-    def _send_step(self, sending: Sending, blocking: bool) -> bool | PollNeeded:
+    def _send_step(self, sending: Sending, blocking: str | None) -> bool | PollNeeded:
         """Send more of *sending*: True once all of it went out."""
         try:
             wait = sending.step()
@@ -619,8 +663,6 @@ class HTTPConnection:
     def _write_now(self, buf: Buffer) -> Sending | None:
         """All of `write` that needs no waiting: None if *buf* went out whole at once,
         else what is left to send."""
-        if self._closed_locally:
-            raise ConnectionClosed("Connection closed locally (disconnect())")
         out = self._eng.send_body(buf)
         if not out:
             return None
@@ -683,13 +725,12 @@ class HTTPConnection:
         return time.monotonic() + self.expect100_timeout
 
     def _response_step(self, deadline: float | None,
-                       blocking: bool) -> HTTPResponse | PollNeeded:
+                       blocking: str | None) -> HTTPResponse | PollNeeded:
         """One step of `read_response`: the response, or what to wait for."""
-        if self._closed_locally:
-            raise ConnectionClosed("Connection closed locally (disconnect()): send a request "
-                                   "first")
-        if self._signal is not None:
-            self._connect_waited()
+        opening = self._opening
+        if opening is not None and opening.done:
+            self._opening = None
+            opening.close()  # raises why the connect waited for failed
         eng = self._eng
         while True:
             resp = eng.next_response()
@@ -697,9 +738,14 @@ class HTTPConnection:
                 if eng.states.conn is not _OPEN:
                     self._settle()
                 return resp
-            wait = self._fill(blocking)
+            if deadline is None:
+                wait = self._fill(blocking)
+                if wait is None:
+                    continue
+                return wait
+            wait = self._fill(None)  # a wait with a deadline is one of poll's
             if wait is not None:
-                if deadline is None or not eng.awaiting_continue:
+                if not eng.awaiting_continue:
                     return wait
                 if time.monotonic() >= deadline:  # no answer to Expect: go ahead as if 100
                     return eng.continue_assumed()
@@ -707,11 +753,7 @@ class HTTPConnection:
 
     # -- response bodies ----------------------------------------------------------------
 
-    def _check_local(self) -> None:
-        if self._closed_locally:
-            raise ConnectionClosed("Connection closed locally (disconnect())")
-
-    def _read_step(self, size: int, blocking: bool) -> bytes | PollNeeded:
+    def _read_step(self, size: int, blocking: str | None) -> bytes | PollNeeded:
         """One step of `read`: up to *size* body bytes, or what to wait for."""
         eng = self._eng
         while True:
@@ -726,18 +768,9 @@ class HTTPConnection:
                 if wait is not None:
                     return wait
                 continue
-            tr = self._tr
-            assert tr is not None
-            if blocking and tr.drained:
-                tr.drained = False
-                return tr.wait_in
-            try:
-                got = tr.recv(n)  # large: straight from the socket
-            except ConnectionClosed as exc:
-                self._lost(exc)
-                raise
+            got = self._receive(blocking, n)  # large: straight from the socket
             if got is None:
-                return tr.want
+                return self._tr.want  # type: ignore[union-attr]
             if not got:
                 self._received_eof()
                 continue
@@ -746,7 +779,7 @@ class HTTPConnection:
                 self._settle()
             return got
 
-    def _readinto_step(self, view: memoryview, blocking: bool) -> int | PollNeeded:
+    def _readinto_step(self, view: memoryview, blocking: str | None) -> int | PollNeeded:
         """One step of `readinto`: the count of body bytes put into *view*, or what to
         wait for."""
         eng = self._eng
@@ -762,18 +795,9 @@ class HTTPConnection:
                 if wait is not None:
                     return wait
                 continue
-            tr = self._tr
-            assert tr is not None
-            if blocking and tr.drained:
-                tr.drained = False
-                return tr.wait_in
-            try:
-                got = tr.recv_into(view[:n] if n < len(view) else view)
-            except ConnectionClosed as exc:
-                self._lost(exc)
-                raise
+            got = self._receive_into(blocking, view[:n] if n < len(view) else view)
             if got < 0:
-                return tr.want
+                return self._tr.want  # type: ignore[union-attr]
             if not got:
                 self._received_eof()
                 continue
@@ -790,7 +814,6 @@ class HTTPConnection:
         """
         if size is None or size < 0:
             return (yield from self.co_readall())
-        self._check_local()
         if not size:
             self._eng.body_check()
             return b""
@@ -825,7 +848,6 @@ class HTTPConnection:
         """
         if size is None or size < 0:
             return self.readall()
-        self._check_local()
         if not size:
             self._eng.body_check()
             return b""
@@ -833,20 +855,19 @@ class HTTPConnection:
 
     read1 = read
 
-    def co_readinto(self, buf: Any) -> Co[int]:
+    def co_readinto(self, buf: WritableBuffer) -> Co[int]:
         """Generator twin of `readinto`: yields `PollNeeded` instead of blocking.
 
         It ignores `timeout`: the driver decides how long to wait. The byte
         count is its return value.
         """
-        self._check_local()
         view = _byte_view(buf)
         if not len(view):
             self._eng.body_check()
             return 0
         return (yield from self._co_run("body read", self._readinto_step, view))
 
-    def readinto(self, buf: Any) -> int:
+    def readinto(self, buf: WritableBuffer) -> int:
         """Read body bytes into *buf*, without an intermediate copy.
 
         When nothing is buffered, the bytes go from the socket straight into
@@ -872,7 +893,6 @@ class HTTPConnection:
                 `read_response` first).
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
-        self._check_local()
         view = _byte_view(buf)
         if not len(view):
             self._eng.body_check()
@@ -922,8 +942,6 @@ class HTTPConnection:
 
     def _buffered_body(self) -> bytes | None:
         """The rest of the body if no waiting is needed to get it, else None."""
-        if self._closed_locally:
-            raise ConnectionClosed("Connection closed locally (disconnect())")
         eng = self._eng
         data = eng.take_buffered_body()
         if data is not None and eng.states.conn is not _OPEN:
@@ -935,7 +953,6 @@ class HTTPConnection:
 
         It ignores `timeout`: the driver decides how long to wait.
         """
-        self._check_local()
         while (yield from self._co_run("body read", self._readinto_step, _scratch)):
             pass
 
@@ -957,7 +974,6 @@ class HTTPConnection:
                 `read_response` first).
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
-        self._check_local()
         while self._run("body read", self._readinto_step, _scratch):
             pass
 
@@ -986,7 +1002,7 @@ class HTTPConnection:
         self._eng.fail("read_raw()")
         return self._run("read_raw()", self._raw_step, size)
 
-    def _raw_step(self, size: int, blocking: bool) -> bytes | PollNeeded:
+    def _raw_step(self, size: int, blocking: str | None) -> bytes | PollNeeded:
         buf = self._eng.buffer
         if buf.end > buf.start:
             return buf.take(size)

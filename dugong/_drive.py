@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import stat
 from collections.abc import Generator
 from types import GeneratorType
 from typing import Any
@@ -112,12 +113,16 @@ def timed_out(timeout: float | None, pn: object) -> ConnectionTimedOut:
 
 
 def file_id(fd: int) -> tuple[int, int] | None:
-    """What identifies the open file behind *fd*: ``(st_dev, st_ino)``; None if unknown."""
+    """What identifies the open file behind *fd*: ``(st_dev, st_ino)``; None if unknown.
+
+    Anonymous files (eventfd, timerfd, epoll, ...) have no file type in their mode
+    and all share one inode, so they cannot be told apart: None.
+    """
     try:
         st = os.fstat(fd)
     except OSError:
         return None
-    return (st.st_dev, st.st_ino) if st.st_ino else None
+    return (st.st_dev, st.st_ino) if st.st_ino and stat.S_IFMT(st.st_mode) else None
 
 
 def same_file(fd: int, fid: tuple[int, int] | None) -> bool:

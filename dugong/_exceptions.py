@@ -14,6 +14,7 @@ __all__ = [
     "ExcessBodyData",
     "HostnameNotResolvable",
     "InvalidResponse",
+    "ProxyError",
     "StateError",
     "UnsupportedResponse",
     "is_temp_network_error",
@@ -68,6 +69,24 @@ class ExcessBodyData(DugongError):
     """More request body data than announced was passed to write()."""
 
 
+class ProxyError(DugongError, ConnectionError):
+    """The proxy refused the ``CONNECT`` tunnel (its answer was not 200).
+
+    Also a `ConnectionError`, which dugong 3.x raised here, so that both
+    ``except DugongError`` and 3.x's ``except ConnectionError`` catch it.
+
+    Attributes:
+        status (int | None): the proxy's status code, e.g. 407.
+        reason (str | None): its reason phrase.
+    """
+
+    def __init__(self, msg: str | None = None, status: int | None = None,
+                 reason: str | None = None) -> None:
+        super().__init__(msg)
+        self.status = status
+        self.reason = reason
+
+
 class HostnameNotResolvable(DugongError):
     """The host name does not exist (the DNS server answered)."""
 
@@ -96,6 +115,7 @@ for _cls in (
     UnsupportedResponse,
     StateError,
     ExcessBodyData,
+    ProxyError,
     HostnameNotResolvable,
     DNSUnavailable,
 ):

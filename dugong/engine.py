@@ -53,9 +53,11 @@ from ._tunables import PACKAGE
 __all__ = [
     "TRANSITIONS",
     "BodyFollowing",
+    "Buffer",
     "ClientEngine",
     "ConnState",
     "HTTPResponse",
+    "Out",
     "RecvState",
     "Request",
     "SendState",
@@ -131,8 +133,6 @@ TRANSITIONS: Final[tuple[tuple[str, str, enum.Enum, enum.Enum], ...]] = (
     ("withdrawn", "send", _S.CHUNKED, _S.IDLE),
     ("withdrawn", "send", _S.WAIT100, _S.IDLE),
     ("answered_early", "send", _S.WAIT100, _S.CLOSED),
-    ("answered_early", "send", _S.BODY, _S.CLOSED),
-    ("answered_early", "send", _S.CHUNKED, _S.CLOSED),
     ("answered_early", "conn", _C.OPEN, _C.RETIRED),
     ("server_will_close", "send", _S.IDLE, _S.CLOSED),
     ("server_will_close", "send", _S.BODY, _S.CLOSED),
@@ -175,7 +175,7 @@ class States:
 
     def request_sent(self, req: Request) -> None:
         """The head of *req* went out: its body, if one follows, is due (or awaits 100)."""
-        if req.follows:
+        if req.follows and self.send is _IDLE:
             if req.expect100:
                 self.send = _WAIT100
             elif req.length is None:
@@ -202,6 +202,8 @@ class States:
         """A final answer came before the request body was sent: 100-continue
         rejected, or the body cut short. The server may still read body bytes, so
         the connection carries no further request."""
+        if self.send is not _WAIT100 and self.send is not _S_CLOSED:
+            return  # the engine reads no answer while a body is being sent
         self.send = _S_CLOSED
         if self.conn is _OPEN:
             self.conn = _RETIRED
@@ -1190,9 +1192,14 @@ class ClientEngine:
 
     def got_direct(self, n: int) -> None:
         """*n* (> 0) body bytes, as allowed by `direct_size`, arrived in the caller's
-        buffer (a close is ``received(0)``)."""
+        buffer (a close is ``received(0)``).
+
+        Raises:
+            ValueError: *n* is more than `direct_size` allowed, or not positive.
+        """
         reader = self.reader
-        assert reader is not None
+        if reader is None or not 0 < n <= reader.direct(n):
+            raise ValueError(f"got_direct({n}): more than direct_size() allowed")
         reader.got(n)
 
     def take_buffered_body(self) -> bytes | None:

@@ -46,7 +46,7 @@ import urllib.parse
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import CodeType
+from types import CodeType, FrameType
 from typing import Any
 
 import pytest
@@ -1391,30 +1391,40 @@ def select_loop(
 # Acting once a thread waits
 # =====================================================================================
 
-#: the functions of the package under test that wait for a file descriptor
-_PACKAGE_WAITS = frozenset({"wait", "_wait", "eval_coroutine"})
+#: the functions of the package under test that wait for a file descriptor: in a poll,
+#: or in a receive that the kernel makes wait (a blocking socket with SO_RCVTIMEO)
+_PACKAGE_WAITS = frozenset({"wait", "_wait", "eval_coroutine", "recv_into_wait", "recv_wait"})
+_RECEIVE_WAITS = frozenset({"recv_into_wait", "recv_wait"})
 
 
-def in_a_wait(code: CodeType) -> bool:
-    """Whether *code*, a thread's innermost Python frame, waits for a file descriptor:
-    dugong's waits (poll or select), or a `selectors` loop's (`select_loop`).
+def _in_package(code: CodeType) -> bool:
+    # By the directory's name, so that this module needs no import of the package.
+    return Path(code.co_filename).parent.name == "dugong"
 
-    The package is recognised by its directory name, so that this module needs no
-    import of it.
-    """
+
+def in_a_wait(frame: FrameType) -> bool:
+    """Whether *frame*, a thread's innermost Python frame, waits for a file descriptor:
+    in one of dugong's waits (poll, select, or a receive that waits), in a wrapper
+    that a test put around the socket's receive called by such a receive, or in a
+    `selectors` loop's wait (`select_loop`)."""
+    code = frame.f_code
     if code.co_name == "select":
         return code.co_filename == selectors.__file__
-    return code.co_name in _PACKAGE_WAITS and Path(code.co_filename).parent.name == "dugong"
+    if code.co_name in _PACKAGE_WAITS and _in_package(code):
+        return True
+    caller = frame.f_back
+    return (caller is not None and caller.f_code.co_name in _RECEIVE_WAITS
+            and _in_package(caller.f_code))
 
 
 @contextlib.contextmanager
 def once_waiting(action: Callable[[], object], *,
-                 waiting_in: Callable[[CodeType], bool] = in_a_wait,
+                 waiting_in: Callable[[FrameType], bool] = in_a_wait,
                  timeout: float = STEP_TIMEOUT) -> Iterator[None]:
     """Run *action* in another thread as soon as this thread waits (see `in_a_wait`).
 
     For what must happen only while the client waits: the server answers, a signal
-    interrupts the wait. *waiting_in(code)* says which innermost frame counts as
+    interrupts the wait. *waiting_in(frame)* says which innermost frame counts as
     waiting. An ``AssertionError`` if the block ends without that wait having come
     (within *timeout* seconds); an exception of *action* is raised at the end of
     the block.
@@ -1427,7 +1437,7 @@ def once_waiting(action: Callable[[], object], *,
         deadline = time.monotonic() + timeout
         while not done.is_set() and time.monotonic() < deadline:
             frame = sys._current_frames().get(ident)
-            if frame is not None and waiting_in(frame.f_code):
+            if frame is not None and waiting_in(frame):
                 try:
                     action()
                 except BaseException as exc:

@@ -648,13 +648,14 @@ def test_read_response_takes_what_the_socket_holds_before_it_waits(monkeypatch):
         srv.recv(4096)
         with once_waiting(lambda: srv.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")):
             assert conn.read_response().status == 204
-        assert waits == [1]
+        # It waited: in the receive itself where the socket allows, else with one poll.
+        assert waits == ([] if conn._tr.waits_in_recv else [1])
 
 
 @pytest.mark.parametrize("method", ["read_response", "read", "readinto", "readall"])
 def test_blocking_reads_wait_before_receiving_from_an_emptied_socket(method):
-    """After a receive that emptied the socket, a blocking read waits for the socket
-    first instead of making a receive that fails (and costs an exception)."""
+    """A blocking read that must wait never makes a receive that fails (and costs an
+    exception): it waits in the receive itself."""
     with one_request_sent() as (conn, srv):
         srv.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
         resp = conn.read_response()  # takes the head and "ab": the socket is empty now
@@ -751,3 +752,77 @@ def test_state_view_while_waiting_for_100_continue(drive, scripted_server):
         drive(conn, "read_response")
         drive(conn, "readall")
         assert state(conn) == (True, True, 0)
+
+
+def test_sending_while_another_thread_reads_a_close(scripted_server):
+    """One thread writes a body while another reads the answer to an earlier request that
+    closes the connection: whatever the interleaving, the writer gets ConnectionClosed and
+    nothing can be sent afterwards (the close is never undone by a write that finishes
+    later)."""
+    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
+    for _ in range(20):
+        heads_read = threading.Event()
+        srv = scripted_server([Step.read_request(), Step.read_request(body=False),
+                               Step.set_event(heads_read), Step.send(closing), Step.reset()])
+        conn = HTTPConnection("127.0.0.1", srv.port)
+        conn.timeout = 10
+        conn.send_request("GET", "/1")
+        conn.send_request("PUT", "/2", body=BodyFollowing(1 << 30))
+        assert heads_read.wait(10)
+        outcome: list[BaseException] = []
+
+        def writer(conn=conn, outcome=outcome):
+            try:
+                while True:
+                    conn.write(b"x" * 4096)
+            except BaseException as exc:  # recorded for the test
+                outcome.append(exc)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        assert conn.read_response().path == "/1"
+        assert conn.readall() == b"ok"
+        thread.join(10)
+        assert len(outcome) == 1 and isinstance(outcome[0], ConnectionClosed), outcome
+        states = conn._eng.states
+        assert states.send is dugong.engine.SendState.CLOSED
+        assert not conn.is_connected
+        with pytest.raises(ConnectionClosed):
+            conn.write(b"x")  # the body of /2 is still expected, but cannot be sent
+        with pytest.raises(ConnectionClosed, match="No response to PUT /2"):
+            conn.read_response()
+        conn.send_request("GET", "/3")  # not sent: the connection is closed
+        with pytest.raises(ConnectionClosed, match="was not sent"):
+            conn.read_response()
+        conn.disconnect()
+
+
+def test_a_close_seen_by_the_reader_during_the_last_write_sticks(scripted_server,
+                                                                 monkeypatch):
+    """The worst interleaving of the race above, made to happen: the reading thread
+    learns of the close while the writing thread's last send is under way. The write
+    finishing afterwards must not make the connection look usable again."""
+    head_read = threading.Event()
+    srv = scripted_server([Step.read_request(body=False), Step.set_event(head_read),
+                           Step.drain()])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    conn.send_request("PUT", "/", body=BodyFollowing(6))
+    assert head_read.wait(10)
+    conn.write(b"abc")
+    tr = conn._tr
+    real_send = tr.send
+
+    def send_while_the_reader_sees_a_close(data):
+        n = real_send(data)
+        conn._lost(ConnectionClosed("the reader saw the server close"))  # the other thread
+        return n
+
+    monkeypatch.setattr(tr, "send", send_while_the_reader_sees_a_close)
+    conn.write(b"def")  # the last bytes of the body: they went out
+    assert conn._eng.states.send is dugong.engine.SendState.CLOSED
+    assert not conn.is_connected and not conn._out_remaining
+    conn.send_request("GET", "/next")  # not sent on the closed connection
+    # (the reading thread got the PUT's ConnectionClosed; this one is for /next)
+    with pytest.raises(ConnectionClosed, match="GET /next was not sent"):
+        conn.read_response()
+    conn.disconnect()

@@ -410,6 +410,75 @@ def test_asyncio_fetch_deadline(scripted_server: Callable[..., ScriptedServer]) 
     assert [r.target for r in stalled.requests[0]] == ["/slow"]
 
 
+# ============================================================================ pools
+
+
+@covers("pool_threads.py")
+def test_pool_threads(make_http_server: Callable[..., HTTPTestServer]) -> None:
+    one, two = make_http_server(), make_http_server()
+    urls = [f"{srv.url}/size/{n}" for n in range(20) for srv in (one, two)]
+    out = lines(run_example("pool_threads.py", *urls))
+    assert out == [f"{url}: 200, {url.rsplit('/', 1)[1]} bytes" for url in urls]
+    assert len(one.requests) == len(two.requests) == 20
+
+
+@covers("pool_crawl.py")
+@pytest.mark.parametrize("pipeline", [1, 16])
+def test_pool_crawl(http_server: HTTPTestServer, tmp_path: Path, pipeline: int) -> None:
+    url_file = tmp_path / "urls.txt"
+    urls = [f"{http_server.url}/size/{i % 50}" for i in range(999)]
+    urls.append(f"{http_server.url}/status/404")
+    url_file.write_text("\n".join(urls) + "\n")
+    out = lines(run_example("pool_crawl.py", url_file, pipeline))
+    size = sum(i % 50 for i in range(999)) + len(b"status 404\n")
+    assert re.fullmatch(rf"fetched 1000 URLs \(200: 999, 404: 1\), {size} body bytes, "
+                        r"in \d+\.\d\d s", out[0]), out
+    assert len(http_server.requests) == 1000
+
+
+@covers("pool_lease.py")
+def test_pool_lease(http_server: HTTPTestServer, upload_file: Path) -> None:
+    data = upload_file.read_bytes()
+    out = lines(run_example("pool_lease.py", http_server.url + "/echo", upload_file))
+    assert out == [f"200 OK: answer sha256 {sha256(data)}", "then GET: 200 OK"]
+    put, get = http_server.requests
+    assert (put.method, put.body, get.method) == ("PUT", data, "GET")
+    assert ("Expect", "100-continue") in put.headers
+
+
+@covers("pool_post.py")
+def test_pool_post(http_server: HTTPTestServer) -> None:
+    out = lines(run_example("pool_post.py", http_server.url + "/echo", "hello"))
+    assert out == ["200 OK: hello"]
+
+
+def test_pool_post_is_never_repeated(scripted_server: Callable[..., ScriptedServer]) -> None:
+    srv = scripted_server([[Step.read_request(), Step.close()],
+                           [Step.read_request(), Step.send(RESPONSE_OK)]])
+    proc = run_example("pool_post.py", f"http://127.0.0.1:{srv.port}/form", "x=1",
+                       expect_fail=True)
+    assert lines(proc) == ["sent, but no answer: the server may or may not have acted on it"]
+    assert srv.connections == 1
+
+
+@covers("pool_proxy.py")
+def test_pool_proxy(make_http_server: Callable[..., HTTPTestServer],
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    origin, proxy = make_http_server(), make_http_server()
+    url = f"{origin.url}/size/10"
+    out = lines(run_example("pool_proxy.py", url, f"http://u:p@127.0.0.1:{proxy.port}"))
+    assert out == ["200 OK, 10 bytes"]
+    for name in ("HTTP_PROXY", "http_proxy", "no_proxy", "NO_PROXY", "REQUEST_METHOD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.port}")
+    assert lines(run_example("pool_proxy.py", url)) == ["200 OK, 10 bytes"]
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    assert lines(run_example("pool_proxy.py", url)) == ["200 OK, 10 bytes"]
+    assert [r.target for r in proxy.requests] == [url, url]
+    assert ("Proxy-Authorization", "Basic dTpw") in proxy.requests[0].headers
+    assert [r.target for r in origin.requests] == ["/size/10"]
+
+
 # ============================================================================ the manual itself
 
 
@@ -479,7 +548,8 @@ def _docstring_attributes(obj: Any) -> set[str]:
 
 @pytest.mark.parametrize("cls", [dugong.HTTPConnection, dugong.HTTPResponse,
                                  dugong.PollNeeded, dugong.BodyFollowing,
-                                 dugong.CaseInsensitiveDict])
+                                 dugong.CaseInsensitiveDict, dugong.ConnectionPool,
+                                 dugong.PoolResponse])
 def test_reference_documents_every_member(cls: type) -> None:
     public = {name for name in vars(cls) if not name.startswith("_")}
     public.discard("read1")  # an alias of read, mentioned there
@@ -493,21 +563,31 @@ def test_reference_documents_every_member(cls: type) -> None:
         assert {"hostname", "port", "ssl_context", "proxy"} <= attrs
 
 
+#: Classes whose methods that may wait have ``co_`` twins.
+TWIN_CLASSES = (dugong.HTTPConnection, dugong.ConnectionPool)
+
+
+def twin_of(name: str) -> str:
+    """The blocking twin of ``co_`` method *name* (a lease's is a context manager)."""
+    return "connection" if name == "co_acquire" else name[3:]
+
+
 def test_reference_puts_twins_together() -> None:
     names = documented()
     twins = [name for name in names if name.startswith("co_")]
-    assert len(twins) >= 9
+    assert len(twins) >= 11
     for name in twins:
         index = names.index(name)
-        assert names[index - 1] == name[3:], f"{name} does not follow its twin"
-    public_co = {n for n in vars(dugong.HTTPConnection) if n.startswith("co_")}
+        assert names[index - 1] == twin_of(name), f"{name} does not follow its twin"
+    public_co = {n for cls in TWIN_CLASSES for n in vars(cls) if n.startswith("co_")}
     assert public_co == set(twins)
 
 
 def _public_methods() -> Iterator[tuple[str, Any]]:
-    for name, member in vars(dugong.HTTPConnection).items():
-        if not name.startswith("_") and callable(member) and name != "read1":
-            yield f"HTTPConnection.{name}", member
+    for cls in TWIN_CLASSES:
+        for name, member in vars(cls).items():
+            if not name.startswith("_") and callable(member) and name != "read1":
+                yield f"{cls.__name__}.{name}", getattr(member, "__wrapped__", member)
     for name in dugong.__all__:
         obj = getattr(dugong, name)
         if inspect.isfunction(obj):
@@ -519,9 +599,9 @@ def _public_methods() -> Iterator[tuple[str, Any]]:
 def test_docstrings_are_complete(name: str, func: Any) -> None:
     doc = inspect.getdoc(func)
     assert doc, f"{name} has no docstring"
-    short = name.rpartition(".")[2]
+    owner, _, short = name.rpartition(".")
     if short.startswith("co_"):
-        assert doc.startswith(f"Generator twin of `{short[3:]}`: yields `PollNeeded`")
+        assert doc.startswith(f"Generator twin of `{twin_of(short)}`: yields `PollNeeded`")
         assert "`timeout`" in doc
         return
     params = [p for p in inspect.signature(func).parameters if p not in ("self", "kwargs")]
@@ -529,7 +609,8 @@ def test_docstrings_are_complete(name: str, func: Any) -> None:
     for param in params:
         if f"*{param}*" not in doc:
             assert re.search(rf"^    \*?{param}\b.*:", body, re.M), f"{name}: {param}?"
-    if getattr(dugong.HTTPConnection, "co_" + short, None) is not None:
+    twin = "co_acquire" if short == "connection" else "co_" + short
+    if owner and getattr(getattr(dugong, owner), twin, None) is not None:
         # A method that waits for the network: what it raises, what it returns.
         if short != "read_raw":  # a debugging aid
             assert "Raises:" in doc, f"{name} documents no exceptions"
@@ -603,3 +684,162 @@ def test_gzip_download(scripted_server: Callable[..., ScriptedServer], tmp_path:
     assert out.read_bytes() == original
     srv.wait_done()
     assert srv.requests[0][0].header_all("Accept-Encoding") == ["gzip"]
+
+
+# ============================================================================ the engine
+
+
+@covers("engine_memory.py")
+def test_engine_memory() -> None:
+    out = lines(run_example("engine_memory.py"))
+    assert out == [
+        "sent 3 requests (329 bytes), 3 responses outstanding",
+        "GET /ann: 200 OK, b'hello from /ann'",
+        "GET /bob: 200 OK, b'hello from /bob'",
+        "GET /cy: 200 OK, b'hello from /cy'",
+        "GET /chunked: 200, length unknown, b'dugong reads chunks', trailer X-Parts: 3",
+        "PUT /upload: head sent, send side WAIT100",
+        "PUT /upload: 100 Continue, send side BODY",
+        f"PUT /upload: 201 Created, stored 10240 bytes, sha256 "
+        f"{sha256(bytes(range(256)) * 40)[:16]}",
+        "engine idle: True; 10822 bytes sent, 389 received in 57 slices",
+    ]
+    # The page shows the same output.
+    page = (DOC / "engine.rst").read_text()
+    shown = page.split("It prints::\n\n", 1)[1].split("\n\n", 1)[0]
+    assert [line.strip() for line in shown.splitlines()] == out
+
+
+_TRIO_LINE = re.compile(r"(\S+): (\d{3} [\w ]+), (\d+) bytes \((\d+) straight into our buffer\), "
+                        r"sha256 ([0-9a-f]{16})")
+
+
+@covers("engine_trio.py")
+@pytest.mark.parametrize("mode", ["socket", "stream-only"])
+def test_engine_trio(http_server: HTTPTestServer, mode: str) -> None:
+    paths = ["/size/10", "/chunked/50000?chunk=7000", "/status/404", "/size/3000000",
+             "/close/100000", "/size/5"]
+    args = ["--stream-only"] if mode == "stream-only" else []
+    out = lines(run_example("engine_trio.py", *args, http_server.url, *paths))
+    assert len(out) == len(paths)
+    bodies = {"/size/10": body_for(10), "/chunked/50000?chunk=7000": body_for(50000),
+              "/status/404": b"status 404\n", "/size/3000000": body_for(3_000_000),
+              "/close/100000": body_for(100_000)}
+    for line, (path, body) in zip(out, bodies.items(), strict=False):
+        match = _TRIO_LINE.fullmatch(line)
+        assert match is not None, line
+        status = "404 Not Found" if path == "/status/404" else "200 OK"
+        assert match.group(1, 2, 3) == (path, status, str(len(body)))
+        assert match[5] == sha256(body)[:16]
+        direct = int(match[4])
+        assert 0 <= direct <= len(body)
+        if path == "/size/3000000":
+            # Beyond what came with the head, the body went straight into the buffer.
+            assert direct >= len(body) - dugong.BUFFER_SIZE
+    assert out[-1] == ("/size/5: not answered (No response to GET /size/5: Server announced "
+                       "that it closes the connection)")
+    assert [r.target for r in http_server.requests] == paths[:-1]
+
+
+def test_engine_trio_body_cut_short(scripted_server: Callable[..., ScriptedServer]) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n"
+    server = scripted_server([Step.read_request(), Step.read_request(),
+                              Step.send(head + body_for(1000)), Step.close()])
+    out = lines(run_example("engine_trio.py", f"http://127.0.0.1:{server.port}", "/a", "/b"))
+    assert out == ["/a: 200 OK, cut short after 1000 bytes (Server closed the connection "
+                   "after 1000 of 300000 body bytes)"]
+    assert [r.target for r in server.requests[0]] == ["/a", "/b"]
+
+
+# ---------------------------------------------------------------------- the internals page
+
+sys.path.insert(0, str(DOC / "_ext"))
+import dugong_doc  # noqa: E402  (the manual's extension, from doc/_ext)
+
+from dugong import engine  # noqa: E402
+
+
+def _decode_diagram(text: str) -> set[tuple[str, str, str]]:
+    """The (transition, before, after) changes a state diagram shows, read back from
+    its characters: each arrow runs from ``├``/``┤`` (and every ``┼``) to its head."""
+    header, *rows = text.splitlines()
+    columns = {m.start() + (len(m[0]) - 1) // 2: m[0] for m in re.finditer(r"\w+", header)}
+    shown: set[tuple[str, str, str]] = set()
+    name = ""
+    for row in rows:
+        label = row[:min(columns)].strip()
+        name = label or name
+        head = row.find(">") + 1 if ">" in row else row.find("<") - 1
+        if head < 0 and "<" not in row:
+            continue
+        starts = [x for x in columns if x < len(row) and row[x] in "├┤┼"]
+        assert head in columns and starts, row
+        shown.update((name, columns[x], columns[head]) for x in starts)
+    return shown
+
+
+@pytest.mark.parametrize("side", ["send", "conn"])
+def test_state_diagram_shows_the_table(side: str) -> None:
+    table = {(name, before.name, after.name)
+             for name, which, before, after in engine.TRANSITIONS if which == side}
+    assert _decode_diagram(dugong_doc.render_diagram(side)) == table
+
+
+def test_transition_table_lists_every_transition() -> None:
+    rows = dugong_doc.transition_rows()
+    assert [row[0] for row in rows] == list(dict.fromkeys(t[0] for t in engine.TRANSITIONS))
+    assert all(row[1] for row in rows), "a transition without a docstring"
+    for name, _, send, conn in rows:
+        for side, text in (("send", send), ("conn", conn)):
+            for _, which, before, after in (t for t in engine.TRANSITIONS if t[0] == name):
+                if which == side:
+                    assert before.name in text and after.name in text
+
+
+def _transition_args(name: str) -> list[tuple[Any, ...]]:
+    if name in ("request_sent", "continue_received"):
+        return [(engine.Request("PUT", "/", expect100, length, True, True),)
+                for expect100 in (False, True) for length in (None, 0, 5)] + [
+            (engine.Request("GET", "/", False, None, False, True),)]
+    if name in ("send_failed", "lost", "fail"):
+        return [("why",)]
+    return [()]
+
+
+def _called_by_the_engine(name: str, send: engine.SendState) -> bool:
+    """Where `ClientEngine` calls the one transition that does not check its start."""
+    return name != "request_sent" or send is engine.SendState.IDLE
+
+
+def test_transitions_make_exactly_the_changes_of_the_table() -> None:
+    table = {(name, side, before, after) for name, side, before, after in engine.TRANSITIONS}
+    made: set[tuple[str, str, Any, Any]] = set()
+    transitions = [name for name, member in vars(engine.States).items()
+                   if callable(member) and not name.startswith("_")]
+    assert len(transitions) >= 10
+    for name in transitions:
+        for send in engine.SendState:
+            if not _called_by_the_engine(name, send):
+                continue
+            for conn in engine.ConnState:
+                for args in _transition_args(name):
+                    states = engine.States()
+                    states.send, states.conn = send, conn
+                    getattr(states, name)(*args)
+                    if states.send is not send:
+                        made.add((name, "send", send, states.send))
+                    if states.conn is not conn:
+                        made.add((name, "conn", conn, states.conn))
+                    if states.conn is not engine.ConnState.OPEN and \
+                            (conn is engine.ConnState.OPEN or send is engine.SendState.CLOSED):
+                        # The invariant, from every state that satisfies it.
+                        assert states.send is engine.SendState.CLOSED, (name, send, conn)
+    assert made == table
+
+
+def test_module_map_counts_lines_as_wc_does() -> None:
+    modules = sorted((ROOT / "dugong").glob("*.py"))
+    wc = subprocess.run(["wc", "-l", *map(str, modules)], capture_output=True, text=True,
+                        check=True).stdout.splitlines()
+    counted = {Path(path).name: int(n) for n, path in (line.split() for line in wc[:-1])}
+    assert counted == {path.name: dugong_doc.line_count(path) for path in modules}

@@ -501,6 +501,29 @@ def test_closed_fd_reused_by_another_socket(driver: Driver, peer: Peer) -> None:
     assert driver.run(reconnects) == b"new"
 
 
+@pytest.mark.skipif(not hasattr(os, "eventfd"), reason="needs eventfd (Linux)")
+def test_closed_eventfd_reused_by_another_eventfd(driver: Driver, peer: Peer) -> None:
+    """Anonymous files such as eventfds all share one inode: an equal `PollNeeded` on a
+    number that now holds another eventfd must still be watched."""
+
+    def signals() -> Co:
+        first, second = os.eventfd(0), os.eventfd(0)
+        try:
+            os.eventfd_write(first, 1)
+            yield PollNeeded(first, POLLIN)
+            os.eventfd_read(first)
+            os.dup2(second, first)  # the number of the first now holds the second
+            os.close(second)
+            sent = peer.soon(os.eventfd_write, first, 7)
+            yield PollNeeded(first, POLLIN)
+            sent.wait(LIMIT)
+            return os.eventfd_read(first)
+        finally:
+            os.close(first)
+
+    assert driver.run(signals) == 7
+
+
 # --------------------------------------------------------------------- ending early
 
 

@@ -81,6 +81,7 @@ import grp
 import importlib.util
 import os
 import pwd
+import re
 import select
 import shutil
 import signal
@@ -98,7 +99,14 @@ import pytest
 
 import dugong
 from checks import assert_not_sent, write_times
-from dugong import BodyFollowing, ConnectionClosed, HTTPConnection, HTTPResponse, StateError
+from dugong import (
+    BodyFollowing,
+    ConnectionClosed,
+    ConnectionPool,
+    HTTPConnection,
+    HTTPResponse,
+    StateError,
+)
 from interop_apps import UNTIL_CLOSE_SIZE, digest_answer, payload, seq_body
 from servers import Step
 
@@ -278,6 +286,8 @@ http {{
                                alias {d}/www/bytes/; }}
         location /close/ {{ keepalive_timeout 0; alias {d}/www/bytes/; }}
         location /idle/ {{ keepalive_timeout {keepalive}s; alias {d}/www/bytes/; }}
+        # a connection ends after three requests (the third answer says so)
+        location /few/ {{ keepalive_requests 3; alias {d}/www/seq/; }}
         location = /status/204 {{ return 204; }}
         location = /status/304 {{ return 304; }}
     }}
@@ -829,3 +839,67 @@ def test_answer_read_after_a_failed_write_is_an_early_answer(drive: Any,
     assert srv.connections == 2
     assert [r.path for r in srv.requests[1]] == ["/next"]
     conn.disconnect()
+
+
+# ================================================================= through a ConnectionPool
+
+
+def _crawl(pool: ConnectionPool, urls: list[str], workers: int) -> list[bytes]:
+    """Fetch *urls* from *workers* generators in one `eval_coroutines` loop."""
+    todo = list(enumerate(urls))
+    bodies: list[bytes] = [b""] * len(urls)
+
+    def worker() -> Any:
+        while todo:
+            i, url = todo.pop(0)
+            resp = yield from pool.co_request("GET", url)
+            assert resp.status == 200, (url, resp)
+            bodies[i] = resp.body
+
+    dugong.eval_coroutines(*(worker() for _ in range(workers)), timeout=CONN_TIMEOUT)
+    return bodies
+
+
+@pytest.mark.parametrize("pipeline", [1, 16])
+def test_pool(server: Server, traces: Callable[[], list[bytes]], pipeline: int) -> None:
+    """200 GETs from 40 generators and a couple of blocking ones through one pool, every
+    answer the right one. Without pipelining, never two requests in flight on a
+    connection; with it, at most 16 (how many depends on how fast the server answers;
+    test_pool.py pins pipelining on the wire), and none on gunicorn-sync, which
+    closes after every answer."""
+    base = f"http://{HOST}:{server.port}"
+    urls = [f"{base}/seq/{i}" for i in range(PIPELINE)]
+    with ConnectionPool(2, pipeline=pipeline, timeout=CONN_TIMEOUT) as pool:
+        assert _crawl(pool, urls, 40) == [seq_body(i) for i in range(PIPELINE)]
+        for i in (5, 6):
+            assert pool.request("GET", f"{base}/seq/{i}").body == seq_body(i)
+    sent = traces()
+    if server.spec.keep_alive:
+        assert len(sent) <= 2 + 2  # two, and two more if a keep-alive timeout struck
+    else:
+        assert len(sent) == PIPELINE + 2
+    most = max(_most_in_flight(trace) for trace in sent)
+    assert most == 1 if pipeline == 1 or not server.spec.keep_alive else 1 <= most <= 16
+
+
+def _most_in_flight(trace: bytes) -> int:
+    """The most requests in flight at once on a traced connection (sent, not answered)."""
+    most = outstanding = 0
+    for match in re.finditer(rb"GET /|HTTP/1\.1 200", trace):
+        outstanding += 1 if match[0] == b"GET /" else -1
+        most = max(most, outstanding)
+    return most
+
+
+def test_pool_keepalive_request_limit(server: Server, traces: Callable[[], list[bytes]]) -> None:
+    """nginx's ``keepalive_requests 3``: what is pipelined behind the third answer goes
+    out again on a new connection, without costing a retry."""
+    if server.name != "nginx":
+        pytest.skip("only nginx is configured with a request limit per connection")
+    base = f"http://{HOST}:{server.port}"
+    urls = [f"{base}/few/{i}" for i in range(60)]
+    with ConnectionPool(2, pipeline=8, retries=0) as pool:
+        assert _crawl(pool, urls, 20) == [seq_body(i) for i in range(60)]
+    answers = [trace.count(b"HTTP/1.1 200") for trace in traces()]
+    assert all(n <= 3 for n in answers)
+    assert sum(answers) == 60

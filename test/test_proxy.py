@@ -124,10 +124,12 @@ def test_tunnel_refused(drive, tls_client_context, make_proxy, answer, status):
     proxy = make_proxy(connect_answer=answer)
     conn = HTTPConnection("localhost", 8443, ssl_context=tls_client_context,
                           proxy=proxy.address)
-    with pytest.raises(ConnectionError, match=status) as info:
+    with pytest.raises(ConnectionError, match=status) as info:  # as dugong 3.x raised
         drive(conn, "send_request", "GET", "/")
     assert "localhost:8443" in str(info.value)
-    assert not isinstance(info.value, dugong.DugongError)
+    assert isinstance(info.value, dugong.ProxyError)
+    assert isinstance(info.value, dugong.DugongError)  # everything dugong raises itself
+    assert str(info.value.status) == status[:3]
     assert dugong.is_temp_network_error(info.value)
     assert not conn.response_pending()
 

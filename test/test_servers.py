@@ -610,7 +610,8 @@ def test_once_waiting_raises_what_the_action_raised() -> None:
 
     with a, b:
         with (pytest.raises(KeyError, match="action"),
-              once_waiting(answer_and_fail, waiting_in=lambda code: code is wait.__code__)):
+              once_waiting(answer_and_fail,
+                           waiting_in=lambda frame: frame.f_code is wait.__code__)):
             assert wait() == [a]  # woken by the action
         assert a.recv(1) == b"!"
 

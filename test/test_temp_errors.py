@@ -186,7 +186,8 @@ def test_real_interrupted_call():
 
     old = signal.signal(signal.SIGUSR1, handler)
     try:
-        with a, b, once_waiting(interrupt, waiting_in=lambda code: code is receive.__code__):
+        with a, b, once_waiting(interrupt,
+                                waiting_in=lambda frame: frame.f_code is receive.__code__):
             exc = catch(receive)
     finally:
         signal.signal(signal.SIGUSR1, old)
