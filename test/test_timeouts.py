@@ -3,6 +3,10 @@
 Each stall must end in `ConnectionTimedOut` after ``timeout`` seconds plus a
 small margin; a slow but steady server must not trigger it (an idle timeout),
 and the co_ generators ignore it (their driver decides).
+
+The short `TIMEOUT` applies only to the call that meets the stall (`times_out`):
+what comes before and after runs with `SETUP_TIMEOUT`, so that a server thread
+slowed down by a loaded machine cannot pass for a stall.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from servers import Step, body_for, once_waiting
 
 pytestmark = pytest.mark.timeout(60)
 
-#: The connection timeout of these tests (seconds): every stall lasts at least this long.
+#: The connection timeout of the calls that meet a stall (seconds).
 TIMEOUT = 0.1
+#: The connection timeout of everything else (seconds): a hang fails the test.
+SETUP_TIMEOUT = 10.0
 #: How much later than TIMEOUT the exception may come (a loaded machine).
 MARGIN = 0.5
 
@@ -47,9 +53,16 @@ class Stopwatch:
 
 
 def times_out(call: Callable[..., Any], *args: Any, **kwargs: Any) -> ConnectionTimedOut:
-    """Run *call*; it must raise ConnectionTimedOut after TIMEOUT (+ MARGIN) seconds."""
-    with Stopwatch() as watch, pytest.raises(ConnectionTimedOut) as info:
-        call(*args, **kwargs)
+    """Run *call*, a method of a connection, with that connection's timeout set to
+    TIMEOUT (and then set back); it must raise ConnectionTimedOut after TIMEOUT
+    (+ MARGIN) seconds."""
+    conn = call.__self__
+    before, conn.timeout = conn.timeout, TIMEOUT
+    try:
+        with Stopwatch() as watch, pytest.raises(ConnectionTimedOut) as info:
+            call(*args, **kwargs)
+    finally:
+        conn.timeout = before
     assert TIMEOUT <= watch.elapsed < TIMEOUT + MARGIN, f"took {watch.elapsed:.3f} s"
     assert dugong.is_temp_network_error(info.value)
     assert str(TIMEOUT) in str(info.value)
@@ -79,7 +92,7 @@ def _disconnect_all() -> Iterator[None]:
 def connection(port: int, client_context: Any = None, **kwargs: Any) -> HTTPConnection:
     conn = HTTPConnection("localhost" if client_context else "127.0.0.1", port,
                           ssl_context=client_context, **kwargs)
-    conn.timeout = TIMEOUT
+    conn.timeout = SETUP_TIMEOUT
     _opened.append(conn)
     return conn
 
@@ -119,7 +132,6 @@ def test_name_resolution(monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", slow)
     conn = HTTPConnection("slow.test", 80)
-    conn.timeout = TIMEOUT
     try:
         times_out(conn.connect)
     finally:
@@ -160,6 +172,7 @@ def test_upload_stalls(scripted_server, tls, how):
     size = 32 * 1024 * 1024
     data = bytes(size)
     if how == "body":
+        conn.connect()  # (the handshake is not what stalls)
         times_out(conn.send_request, "PUT", "/", body=data)
         return
     conn.send_request("PUT", "/", body=BodyFollowing(None if how == "chunked" else size))
@@ -265,14 +278,15 @@ def test_a_stopped_wait_leaves_the_connection_unusable(scripted_server, tls, met
 
 
 def test_slow_but_steady_server_is_fine(scripted_server, tls):
-    # 6 bytes every 0.05 s (a quarter of the timeout here, which leaves the server
-    # thread 0.15 s of slack on a loaded machine): 0.4 s in all, never idle that long.
-    timeout = 0.2
+    # 5 bytes every 0.05 s (a fifth of the timeout here, which leaves the server thread
+    # 0.2 s of slack on a loaded machine): 0.45 s in all, never idle that long.
+    timeout = 0.25
     server_context, client_context = tls
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"
-    srv = scripted_server([Step.read_request(), Step.send(answer, chunk=6, delay=0.05)],
+    srv = scripted_server([Step.read_request(), Step.send(answer, chunk=5, delay=0.05)],
                           ssl_context=server_context)
     conn = connection(srv.port, client_context)
+    conn.connect()
     conn.timeout = timeout
     with Stopwatch() as watch:
         conn.send_request("GET", "/")
