@@ -34,7 +34,7 @@ from servers import Step, body_for, once_waiting
 pytestmark = pytest.mark.timeout(60)
 
 #: The connection timeout of the calls that meet a stall (seconds).
-TIMEOUT = 0.1
+TIMEOUT = 0.05
 #: The connection timeout of everything else (seconds): a hang fails the test.
 SETUP_TIMEOUT = 10.0
 #: How much later than TIMEOUT the exception may come (a loaded machine).
