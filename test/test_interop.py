@@ -347,26 +347,35 @@ class Server:
         self.workdir = workdir
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        self.token = ""
         self.log = workdir / "server.log"
 
-    def start(self) -> Server:
-        # The port is chosen here and may be taken meanwhile: then try another.
+    def launch(self) -> Server:
+        """Start the process, on a port that is free now; `ready` waits for it."""
+        self.port = _free_port()
+        self.token = uuid.uuid4().hex
+        env = dict(os.environ, PYTHONPATH=str(TEST_DIR), INTEROP_TOKEN=self.token)
+        env.pop("DUGONG_TRACEFILE", None)
+        if self.name == "nginx":
+            argv = _nginx_setup(self.workdir, self.port, self.token)
+        else:
+            argv = _python_command(self.name, self.port)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                argv, cwd=TEST_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=log, start_new_session=True)
+        return self
+
+    def ready(self) -> Server:
+        """Wait until the launched server answers. The port may have been taken between
+        its choice and the server's bind: then the server is started on another one."""
         for _ in range(3):
-            self.port = _free_port()
-            token = uuid.uuid4().hex
-            env = dict(os.environ, PYTHONPATH=str(TEST_DIR), INTEROP_TOKEN=token)
-            env.pop("DUGONG_TRACEFILE", None)
-            if self.name == "nginx":
-                argv = _nginx_setup(self.workdir, self.port, token)
-            else:
-                argv = _python_command(self.name, self.port)
-            with self.log.open("ab") as log:
-                self.proc = subprocess.Popen(
-                    argv, cwd=TEST_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=log, start_new_session=True)
+            if self.proc is None:
+                self.launch()
+            assert self.proc is not None
             deadline = time.monotonic() + START_TIMEOUT
             while time.monotonic() < deadline and self.proc.poll() is None:
-                if _answers(self.port, token, deadline):
+                if _answers(self.port, self.token, deadline):
                     return self
                 time.sleep(0.05)
             self.stop()
@@ -374,18 +383,26 @@ class Server:
                            f"{self.log.read_text(errors='replace')[-3000:]}")
 
     def stop(self) -> None:
+        self.terminate()
+        self.wait_stopped()
+
+    def terminate(self) -> None:
+        """Ask the server to exit (`wait_stopped` waits for it)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+
+    def wait_stopped(self) -> None:
+        """Wait for the exit that `terminate` asked for; kill the server after STOP_TIMEOUT."""
         proc = self.proc
         if proc is None:
             return
         self.proc = None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)  # the group it leads, workers included
-                proc.wait(STOP_TIMEOUT)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the group it leads, workers included
+            proc.wait(STOP_TIMEOUT)
 
     def connection(self) -> HTTPConnection:
         conn = HTTPConnection(HOST, self.port)
@@ -413,21 +430,44 @@ class Server:
         assert drive(conn, "readall") == data
 
 
-@pytest.fixture(scope="module", params=list(SPECS), ids=list(SPECS))
-def server(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A running server of each kind (one at a time, each started once per module)."""
-    spec = SPECS[request.param]
+def _missing(spec: Spec) -> str | None:
+    """Why the server of *spec* cannot run here, or None."""
     if spec.name == "nginx" and _nginx_binary() is None:
-        _unavailable("nginx is not installed")
+        return "nginx is not installed"
     for module in spec.modules:
         if importlib.util.find_spec(module) is None:
-            _unavailable(f"{spec.name} needs the Python package {module!r}")
-    srv = Server(spec, tmp_path_factory.mktemp(spec.name))
+            return f"{spec.name} needs the Python package {module!r}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def launched(request: pytest.FixtureRequest,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+    """Every server that the selected tests use, launched together when the first one is
+    needed, and stopped together at the end: the others start up (a few tenths of a
+    second of CPU each) while the first ones are tested, and their graceful shutdowns
+    overlap."""
+    names = {item.callspec.params["server"] for item in request.session.items
+             if "server" in getattr(getattr(item, "callspec", None), "params", {})}
+    servers = {name: Server(SPECS[name], tmp_path_factory.mktemp(name)).launch()
+               for name in SPECS if name in names and _missing(SPECS[name]) is None}
     try:
-        yield srv.start()
+        yield servers
     finally:
-        srv.stop()
+        for srv in servers.values():
+            srv.terminate()
+        for srv in servers.values():
+            srv.wait_stopped()
+
+
+@pytest.fixture(scope="module", params=list(SPECS), ids=list(SPECS))
+def server(request: pytest.FixtureRequest, launched: dict[str, Server]) -> Server:
+    """A running server of each kind (one at a time, each started once per module)."""
+    spec = SPECS[request.param]
+    reason = _missing(spec)
+    if reason is not None:
+        _unavailable(reason)
+    return launched[spec.name].ready()
 
 
 @pytest.fixture
