@@ -26,3 +26,13 @@ def assert_not_sent(drive: Any, conn: HTTPConnection, method: str, path: str,
         call("read_response")
     assert info.value.request_sent is False
     assert info.value.response_started is False
+
+
+def write_times(drive: Any, conn: HTTPConnection, piece: bytes, count: int) -> None:
+    """Write *piece* *count* times (*drive*: the ``drive`` fixture, or None for the
+    blocking method); for a ``pytest.raises`` block around writes that must fail."""
+    for _ in range(count):
+        if drive is None:
+            conn.write(piece)
+        else:
+            drive(conn, "write", piece)

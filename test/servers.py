@@ -14,6 +14,10 @@ Nothing here imports dugong, so these helpers (and their own tests in
 ``select_loop``
     Drives a ``co_`` generator to completion with ``selectors``.
 
+``once_waiting``
+    Runs an action in another thread as soon as the test's thread waits for a
+    file descriptor: the event for "the client waits first".
+
 Every server runs in background threads, binds port 0 of 127.0.0.1 unless told
 otherwise, stops within a fraction of a second, and collects the problems it
 saw in ``errors``; ``check()`` raises them as an ``AssertionError``.
@@ -39,8 +43,10 @@ import threading
 import time
 import traceback
 import urllib.parse
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import CodeType, FrameType
 from typing import Any
 
 import pytest
@@ -501,15 +507,20 @@ class ScriptedServer(_Checked):
         while True:
             with self._lock:
                 done = list(self._done)
-            if len(done) >= connections and all(ev.is_set() for ev in done):
+            running = [ev for ev in done if not ev.is_set()]
+            if len(done) >= connections and not running:
                 return
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 states = ", ".join("done" if ev.is_set() else "running" for ev in done)
                 raise AssertionError(
                     f"scripted server: expected {connections} finished connection(s) "
                     f"within {timeout} s; have {len(done)} [{states}]"
                 )
-            time.sleep(POLL_INTERVAL / 5)
+            if running:  # woken when that connection is done
+                running[0].wait(min(left, POLL_INTERVAL))
+            else:  # a connection yet to be accepted
+                time.sleep(min(left, POLL_INTERVAL / 5))
 
     def stop(self) -> None:
         """Stop accepting, end every connection, join all threads. Idempotent."""
@@ -556,6 +567,10 @@ class ScriptedServer(_Checked):
                 if not self._stop.is_set():
                     self._error(f"accept failed: {exc!r}")
                 return
+            # Every step's send goes out at once: with Nagle, a send that follows
+            # unacknowledged data (e.g. TLS 1.3 session tickets) waits for the client's
+            # delayed ACK, about 40 ms.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 index = len(self._received)
                 self._received.append(bytearray())
@@ -1370,3 +1385,75 @@ def select_loop(
                 wait = gen.send(None)
             except StopIteration as exc:
                 return exc.value
+
+
+# =====================================================================================
+# Acting once a thread waits
+# =====================================================================================
+
+#: the functions of the package under test that wait for a file descriptor: in a poll,
+#: or in a receive that the kernel makes wait (a blocking socket with SO_RCVTIMEO)
+_PACKAGE_WAITS = frozenset({"wait", "_wait", "eval_coroutine", "recv_into_wait", "recv_wait"})
+_RECEIVE_WAITS = frozenset({"recv_into_wait", "recv_wait"})
+
+
+def _in_package(code: CodeType) -> bool:
+    # By the directory's name, so that this module needs no import of the package.
+    return Path(code.co_filename).parent.name == "dugong"
+
+
+def in_a_wait(frame: FrameType) -> bool:
+    """Whether *frame*, a thread's innermost Python frame, waits for a file descriptor:
+    in one of dugong's waits (poll, select, or a receive that waits), in a wrapper
+    that a test put around the socket's receive called by such a receive, or in a
+    `selectors` loop's wait (`select_loop`)."""
+    code = frame.f_code
+    if code.co_name == "select":
+        return code.co_filename == selectors.__file__
+    if code.co_name in _PACKAGE_WAITS and _in_package(code):
+        return True
+    caller = frame.f_back
+    return (caller is not None and caller.f_code.co_name in _RECEIVE_WAITS
+            and _in_package(caller.f_code))
+
+
+@contextlib.contextmanager
+def once_waiting(action: Callable[[], object], *,
+                 waiting_in: Callable[[FrameType], bool] = in_a_wait,
+                 timeout: float = STEP_TIMEOUT) -> Iterator[None]:
+    """Run *action* in another thread as soon as this thread waits (see `in_a_wait`).
+
+    For what must happen only while the client waits: the server answers, a signal
+    interrupts the wait. *waiting_in(frame)* says which innermost frame counts as
+    waiting. An ``AssertionError`` if the block ends without that wait having come
+    (within *timeout* seconds); an exception of *action* is raised at the end of
+    the block.
+    """
+    ident = threading.get_ident()
+    done = threading.Event()
+    ran: list[BaseException | None] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while not done.is_set() and time.monotonic() < deadline:
+            frame = sys._current_frames().get(ident)
+            if frame is not None and waiting_in(frame):
+                try:
+                    action()
+                except BaseException as exc:
+                    ran.append(exc)
+                else:
+                    ran.append(None)
+                return
+            done.wait(0.001)
+
+    thread = threading.Thread(target=watch, name="once-waiting", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(JOIN_TIMEOUT)
+    assert ran, "the wait that the action was meant for never came"
+    if ran[0] is not None:
+        raise ran[0]

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 import dugong
-from checks import assert_not_sent
+from checks import assert_not_sent, write_times
 from dugong import (
     BodyFollowing,
     ConnectionClosed,
@@ -21,7 +21,7 @@ from dugong import (
     HTTPConnection,
     StateError,
 )
-from servers import Step, body_for
+from servers import Step, body_for, once_waiting
 
 OK_3 = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
 
@@ -307,11 +307,13 @@ def test_request_waits_while_the_server_reads_nothing(drive, scripted_server):
     """A request larger than the socket buffers: the first send is short, and the rest
     of head and body goes out once the server reads again."""
     big = body_for(16_000_000)
-    srv = scripted_server([Step.sleep(0.3), Step.read_request(),
+    blocked = threading.Event()
+    srv = scripted_server([Step.wait_event(blocked), Step.read_request(),
                            Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")])
     conn = HTTPConnection("127.0.0.1", srv.port)
     drive(conn, "connect")  # so that send_request tries its first send right away
-    drive(conn, "send_request", "PUT", "/", body=big)
+    with once_waiting(blocked.set):  # the server reads once the send has to wait
+        drive(conn, "send_request", "PUT", "/", body=big)
     assert drive(conn, "read_response").status == 200
     assert drive(conn, "readall") == b"ok"
     srv.wait_done()
@@ -386,8 +388,7 @@ def test_server_answers_and_closes_during_upload(drive, scripted_server):
     drive(conn, "send_request", "PUT", "/", body=BodyFollowing(50_000_000))
     chunk = b"x" * 65536
     with pytest.raises(ConnectionClosed):
-        for _ in range(50_000_000 // 65536):
-            drive(conn, "write", chunk)
+        write_times(drive, conn, chunk, 50_000_000 // 65536)
     resp = drive(conn, "read_response")
     assert resp.status == 413
     assert drive(conn, "readall") == b"big"
@@ -402,7 +403,8 @@ def test_truncated_length_body(drive, scripted_server, how):
     conn = HTTPConnection("127.0.0.1", srv.port)
     drive(conn, "send_request", "GET", "/")
     drive(conn, "read_response")
-    with pytest.raises(ConnectionClosed, match="50000 of 100000"):
+
+    def read_to_the_end() -> None:
         if how == "read":
             while drive(conn, "read", 10000):
                 pass
@@ -411,6 +413,9 @@ def test_truncated_length_body(drive, scripted_server, how):
                 pass
         else:
             drive(conn, how)
+
+    with pytest.raises(ConnectionClosed, match="50000 of 100000"):
+        read_to_the_end()
     assert_not_sent(drive, conn, "GET", "/")
 
 
@@ -641,10 +646,8 @@ def test_read_response_takes_what_the_socket_holds_before_it_waits(monkeypatch):
         assert (resp.status, conn.readall(), waits) == (200, b"ok", [])
         conn.send_request("GET", "/")
         srv.recv(4096)
-        answer = threading.Timer(0.05, srv.sendall, [b"HTTP/1.1 204 No Content\r\n\r\n"])
-        answer.start()
-        assert conn.read_response().status == 204
-        answer.join()
+        with once_waiting(lambda: srv.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")):
+            assert conn.read_response().status == 204
         # It waited: in the receive itself where the socket allows, else with one poll.
         assert waits == ([] if conn._tr.waits_in_recv else [1])
 
@@ -672,17 +675,19 @@ def test_blocking_reads_wait_before_receiving_from_an_emptied_socket(method):
 
         tr._recv_into, tr._recv = counted(recv_into), counted(recv)
         assert conn.read(2) == b"ab"
-        threading.Timer(0.05, srv.sendall, [b"cd"]).start()
+        # The rest comes only once the read waits.
+        with once_waiting(lambda: srv.sendall(b"cd")):
+            if method == "read_response":
+                assert conn.read(2) == b"cd"
+            elif method == "readinto":
+                buf = bytearray(2)
+                assert (conn.readinto(buf), buf) == (2, bytearray(b"cd"))
+            else:
+                assert getattr(conn, method)(*([2] if method == "read" else [])) == b"cd"
         if method == "read_response":
-            assert conn.read(2) == b"cd"
             conn.send_request("GET", "/")
-            threading.Timer(0.05, srv.sendall, [b"HTTP/1.1 204 No Content\r\n\r\n"]).start()
-            assert conn.read_response().status == 204
-        elif method == "readinto":
-            buf = bytearray(2)
-            assert (conn.readinto(buf), buf) == (2, bytearray(b"cd"))
-        else:
-            assert getattr(conn, method)(*([2] if method == "read" else [])) == b"cd"
+            with once_waiting(lambda: srv.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")):
+                assert conn.read_response().status == 204
         assert failed == []
 
 

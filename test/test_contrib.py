@@ -174,7 +174,7 @@ def test_httpcat_progress_line_on_a_terminal(scripted_server, tmp_path):
         Step.read_request(),
         Step.send(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n".encode()
                   + body[:200_000]),
-        Step.sleep(0.7),
+        Step.sleep(0.3),  # longer than httpcat's PROGRESS_INTERVAL: one more update
         Step.send(body[200_000:]),
     ])
     out = tmp_path / "big"

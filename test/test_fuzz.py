@@ -16,6 +16,10 @@
 
 The number of examples scales with the hypothesis profile (see conftest.py):
 ``--hypothesis-profile=ci`` (or ``CI`` set in the environment) makes the run short.
+
+Under coverage these tests run untraced: the other tests reach every line and
+branch they reach (the report is the same without them), and tracing would
+double their time.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ from dugong._protocol import (
     request_head,
 )
 from servers import ScriptedServer, Step, parse_request_head
+
+pytestmark = pytest.mark.untraced
 
 #: Exceptions a response may legitimately end in.
 DOCUMENTED = (ConnectionClosed, InvalidResponse, UnsupportedResponse)

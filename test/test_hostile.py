@@ -19,6 +19,7 @@ import tracemalloc
 import pytest
 
 import dugong
+from checks import write_times
 from dugong import (
     BodyFollowing,
     ConnectionClosed,
@@ -27,7 +28,7 @@ from dugong import (
     InvalidResponse,
     StateError,
 )
-from servers import Step
+from servers import Step, once_waiting
 from test_protocol import BAD_CHUNK_SIZES, BAD_FRAMINGS, INVALID_HEADS
 
 OK_3 = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
@@ -383,17 +384,22 @@ def test_header_field_count(drive, scripted_server):
 # The limits are read from the package when a response is read: rebinding works.
 
 
-def limit_case(drive, scripted_server, good, bad, match):
-    """*good* (a complete response to a GET) is read; *bad* raises InvalidResponse."""
+def limit_case(drive, scripted_server, good, bad, match, *, in_body=False):
+    """*good* (a complete response to a GET) is read; *bad* raises InvalidResponse: in
+    read_response(), or, *in_body*, in readall() after its head was read."""
     srv = serve(scripted_server, answer(good + bad, requests=2))
     conn = connect(srv)
     drive(conn, "send_request", "GET", "/good")
     drive(conn, "send_request", "GET", "/bad")
     drive(conn, "read_response")
     drive(conn, "readall")
-    with pytest.raises(InvalidResponse, match=match):
-        drive(conn, "read_response")
-        drive(conn, "readall")
+    if in_body:
+        assert drive(conn, "read_response").status == 200
+        with pytest.raises(InvalidResponse, match=match):
+            drive(conn, "readall")
+    else:
+        with pytest.raises(InvalidResponse, match=match):
+            drive(conn, "read_response")
     recovers(drive, conn, srv)
 
 
@@ -413,7 +419,8 @@ def test_monkeypatched_max_header_size_trailers(drive, scripted_server, monkeypa
     monkeypatch.setattr(dugong, "MAX_HEADER_SIZE", 100)
     good = CHUNKED_HEAD + b"0\r\nT: " + b"a" * 93 + b"\r\n\r\n"  # a 100-byte section
     bad = CHUNKED_HEAD + b"0\r\nT: " + b"a" * 94 + b"\r\n\r\n"
-    limit_case(drive, scripted_server, good, bad, "Trailer section exceeds 100 bytes")
+    limit_case(drive, scripted_server, good, bad, "Trailer section exceeds 100 bytes",
+               in_body=True)
 
 
 def test_monkeypatched_max_line_size(drive, scripted_server, monkeypatch):
@@ -427,7 +434,7 @@ def test_monkeypatched_max_line_size_chunks(drive, scripted_server, monkeypatch)
     monkeypatch.setattr(dugong, "MAX_LINE_SIZE", 20)
     limit_case(drive, scripted_server, CHUNKED_HEAD + b"1;" + b"x" * 18 + b"\r\nx\r\n0\r\n\r\n",
                CHUNKED_HEAD + b"1;" + b"x" * 19 + b"\r\nx\r\n0\r\n\r\n",
-               "chunk-size line exceeds 20 bytes")
+               "chunk-size line exceeds 20 bytes", in_body=True)
 
 
 def test_monkeypatched_max_header_fields(drive, scripted_server, monkeypatch):
@@ -448,15 +455,18 @@ def test_interim_budget_spans_separate_arrivals(drive, scripted_server, monkeypa
     those already buffered when read_response() starts and those it waits for."""
     interim = b"HTTP/1.1 102 Processing\r\n\r\n"  # 27 bytes
     monkeypatch.setattr(dugong, "MAX_INTERIM_SIZE", 3 * len(interim))
-    srv = serve(scripted_server, answer(OK_3 + interim * 2, Step.sleep(0.2),
-                                        Step.send(interim * 2), Step.sleep(0.2),
-                                        Step.send(OK_3), requests=2))
+    waiting = threading.Event()
+    srv = serve(scripted_server, answer(OK_3 + interim * 2, Step.wait_event(waiting),
+                                        Step.send(interim * 2),
+                                        Step.send(OK_3, may_fail=True), requests=2))
     conn = connect(srv)
     drive(conn, "send_request", "GET", "/first")
     drive(conn, "send_request", "GET", "/second")
     assert drive(conn, "read_response").status == 200
     assert drive(conn, "readall") == b"abc"  # the next two 1xx heads are buffered now
-    with pytest.raises(InvalidResponse, match=r"Interim .* exceed 81 bytes"):
+    # Two more come once read_response() waits: the four are too many together.
+    with (once_waiting(waiting.set),
+          pytest.raises(InvalidResponse, match=r"Interim .* exceed 81 bytes")):
         drive(conn, "read_response")
     recovers(drive, conn, srv)
 
@@ -582,13 +592,12 @@ def blocking(conn, name, *args, **kwargs):
 def test_upload_to_a_server_that_stops_reading(scripted_server):
     srv = serve(scripted_server, [Step.read_request(body=False), Step.stop_reading()])
     conn = connect(srv)
-    conn.timeout = 0.3
+    conn.timeout = 0.1
     conn.send_request("PUT", "/upload", body=BodyFollowing(1 << 30))
     chunk = bytes(1 << 20)
     start = time.monotonic()
     with pytest.raises(ConnectionTimedOut):
-        for _ in range(1 << 10):
-            conn.write(chunk)
+        write_times(None, conn, chunk, 1 << 10)
     assert time.monotonic() - start < 10
     with pytest.raises(StateError, match="reset"):
         conn.write(chunk)
@@ -597,18 +606,18 @@ def test_upload_to_a_server_that_stops_reading(scripted_server):
 
 
 def test_slow_drip_is_not_a_timeout(scripted_server):
-    """One byte every 100 ms never waits longer than ``timeout`` (an idle timeout)."""
+    """One byte every 60 ms never waits longer than ``timeout`` (an idle timeout)."""
     wire = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
-    srv = scripted_server([Step.read_request(), Step.send(wire[:-8]),
-                           Step.send(wire[-8:], chunk=1, delay=0.1)])
+    srv = scripted_server([Step.read_request(), Step.send(wire[:-10]),
+                           Step.send(wire[-10:], chunk=1, delay=0.06)])
     conn = connect(srv)
-    conn.timeout = 0.35
+    conn.timeout = 0.3
     start = time.monotonic()
     conn.send_request("GET", "/")
     resp = conn.read_response()
     assert conn.readall() == b"hello"
     assert resp.status == 200
-    assert time.monotonic() - start > 0.65  # well beyond the timeout in total
+    assert time.monotonic() - start > 0.5  # well beyond the timeout in total
     conn.disconnect()
 
 
@@ -620,13 +629,15 @@ def test_stall_is_a_timeout(scripted_server, where):
     srv = serve(scripted_server, [Step.read_request(), Step.send(wire[:cut]),
                                   Step.wait_event(event), Step.send(wire[cut:], may_fail=True)])
     conn = connect(srv)
-    conn.timeout = 0.3
     conn.send_request("GET", "/")
+    if where == "body":
+        assert conn.read_response().status == 200
+    stalls = conn.readall if where == "body" else conn.read_response
+    conn.timeout = 0.1  # for the call that meets the stall
     start = time.monotonic()
     with pytest.raises(ConnectionTimedOut):
-        conn.read_response()
-        conn.readall()
-    assert 0.25 < time.monotonic() - start < 5
+        stalls()
+    assert 0.09 <= time.monotonic() - start < 5  # (a kernel timer may end a tick early)
     event.set()
     conn.timeout = TIMEOUT
     recovers(blocking, conn, srv)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select
+import threading
 import time
 
 import pytest
@@ -21,15 +23,23 @@ def roundtrip(drive, conn, method="GET", path="/", body=None):
     return resp.status, drive(conn, "readall")
 
 
+def server_has_spoken(conn):
+    """Wait until what the server sent on the idle connection (a close, a reset, bytes)
+    has arrived at the client's socket."""
+    assert select.select([conn._tr.fd], [], [], 10)[0], "nothing came from the server"
+
+
 @pytest.mark.parametrize("ending", [Step.close(), Step.reset(), Step.shutdown_write()])
 def test_idle_connection_dropped_by_server(drive, scripted_server, ending):
+    idle = threading.Event()
     srv = scripted_server([
-        [Step.read_request(), Step.send(OK_3), Step.sleep(0.05), ending],
+        [Step.read_request(), Step.send(OK_3), Step.wait_event(idle), ending],
         [Step.read_request(), Step.send(OK_2)],
     ])
     conn = HTTPConnection("127.0.0.1", srv.port)
     assert roundtrip(drive, conn) == (200, b"abc")
-    time.sleep(0.3)  # the server drops the idle connection meanwhile
+    idle.set()  # the server drops the connection, now idle
+    server_has_spoken(conn)
     assert roundtrip(drive, conn, "PUT", "/once", body=b"payload") == (200, b"ok")
     srv.wait_done()
     # The second request went out exactly once, on the new connection.
@@ -40,15 +50,17 @@ def test_idle_connection_dropped_by_server(drive, scripted_server, ending):
 
 
 def test_unsolicited_408_is_never_an_answer(drive, scripted_server):
+    idle = threading.Event()
     srv = scripted_server([
-        [Step.read_request(), Step.send(OK_3), Step.sleep(0.05),
+        [Step.read_request(), Step.send(OK_3), Step.wait_event(idle),
          Step.send(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"),
          Step.drain(2)],
         [Step.read_request(), Step.send(OK_2)],
     ])
     conn = HTTPConnection("127.0.0.1", srv.port)
     assert roundtrip(drive, conn) == (200, b"abc")
-    time.sleep(0.3)
+    idle.set()  # the server sends its 408 on the idle connection
+    server_has_spoken(conn)
     assert roundtrip(drive, conn, path="/second") == (200, b"ok")
     srv.wait_done()
     assert srv.requests[1][0].path == "/second"
@@ -69,7 +81,8 @@ def test_idle_connection_still_open_is_reused(drive, scripted_server):
     srv = scripted_server([Step.read_request(), Step.send(OK_3)] * 2)
     conn = HTTPConnection("127.0.0.1", srv.port)
     assert roundtrip(drive, conn) == (200, b"abc")
-    time.sleep(0.1)
+    # Nothing arrived meanwhile: the connection is idle and open, and used again.
+    assert not select.select([conn._tr.fd], [], [], 0)[0]
     assert roundtrip(drive, conn) == (200, b"abc")
     assert srv.connections == 1
     conn.disconnect()
@@ -114,11 +127,11 @@ def test_expect100_timeout_server_never_answers(run, scripted_server):
     srv = scripted_server([Step.read_request(body=False), Step.read_body(), Step.send(OK_2)])
     conn = HTTPConnection("127.0.0.1", srv.port)
     conn.timeout = 10
-    conn.expect100_timeout = 0.2
+    conn.expect100_timeout = 0.1
     first, waited = _upload(run, conn)
     assert (first.status, first.reason, len(first.headers), first.length) == (100, "Continue",
                                                                             0, 0)
-    assert 0.18 <= waited < 2
+    assert 0.09 <= waited < 2
     run(conn, "write", b"0123456789")
     final = run(conn, "read_response")
     assert final.status == 200
@@ -129,7 +142,8 @@ def test_expect100_timeout_server_never_answers(run, scripted_server):
 
 
 def test_expect100_late_100_is_skipped(run, scripted_server):
-    srv = scripted_server([Step.read_request(body=False), Step.sleep(0.4),
+    deadline_passed = threading.Event()
+    srv = scripted_server([Step.read_request(body=False), Step.wait_event(deadline_passed),
                            Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"), Step.read_body(),
                            Step.send(OK_2)])
     conn = HTTPConnection("127.0.0.1", srv.port)
@@ -137,6 +151,7 @@ def test_expect100_late_100_is_skipped(run, scripted_server):
     conn.expect100_timeout = 0.1
     first, _ = _upload(run, conn)
     assert first.status == 100 and len(first.headers) == 0
+    deadline_passed.set()  # the real 100 Continue comes only now
     run(conn, "write", b"0123456789")
     final = run(conn, "read_response")
     assert (final.status, run(conn, "readall")) == (200, b"ok")
@@ -165,7 +180,8 @@ def test_expect100_417_before_deadline(run, scripted_server):
 
 
 def test_expect100_final_answer_after_deadline(run, scripted_server):
-    srv = scripted_server([Step.read_request(body=False), Step.sleep(0.4),
+    deadline_passed = threading.Event()
+    srv = scripted_server([Step.read_request(body=False), Step.wait_event(deadline_passed),
                            Step.send(b"HTTP/1.1 413 Too Large\r\nConnection: close\r\n"
                                      b"Content-Length: 4\r\n\r\nnope"),
                            Step.drain(1)])
@@ -174,6 +190,7 @@ def test_expect100_final_answer_after_deadline(run, scripted_server):
     conn.expect100_timeout = 0.1
     first, _ = _upload(run, conn)
     assert first.status == 100
+    deadline_passed.set()  # the refusal comes only now
     run(conn, "write", b"0123456789")
     final = run(conn, "read_response")
     assert (final.status, run(conn, "readall")) == (413, b"nope")

@@ -1055,13 +1055,22 @@ def test_lease_closed_with_unread_body(server: PoolServer) -> None:
     assert server.connections == 2
 
 
+class _LeaseUserFailed(Exception):
+    """Raised by a test inside a lease (nothing else raises it)."""
+
+
 def test_lease_closed_after_exception(server: PoolServer) -> None:
     with ConnectionPool(1) as pool:
-        with pytest.raises(KeyError), pool.connection(server.url) as conn:
-            conn.send_request("GET", "/a")
-            conn.read_response()
-            conn.readall()
-            raise KeyError("oops")
+
+        def use_then_fail() -> None:
+            with pool.connection(server.url) as conn:
+                conn.send_request("GET", "/a")
+                conn.read_response()
+                conn.readall()
+                raise _LeaseUserFailed
+
+        with pytest.raises(_LeaseUserFailed):
+            use_then_fail()
         assert server.ended[0].wait(WAIT)
         assert pool.request("GET", server.url + "/b").body == b"GET /b"
     assert server.connections == 2

@@ -17,6 +17,7 @@ from servers import (
     ScriptedServer,
     Step,
     body_for,
+    once_waiting,
     parse_request_head,
     select_loop,
 )
@@ -62,7 +63,7 @@ def recv_exactly(sock: socket.socket, size: int, buf: bytes = b"") -> bytes:
 def test_body_for_is_deterministic() -> None:
     assert body_for(0) == b""
     assert len(body_for(100_000)) == 100_000
-    assert body_for(5000) == body_for(5000)
+    assert body_for.__wrapped__(5000) == body_for(5000)  # made afresh: the same bytes
     assert len(set(body_for(4096))) > 200  # not a short repeating pattern
 
 
@@ -239,10 +240,11 @@ def test_scripted_bytes_after_script_are_reported(scripted_server) -> None:
 
 
 def test_scripted_unfinished_step_is_reported() -> None:
-    srv = ScriptedServer([Step.read_request()]).start()
+    reading = threading.Event()
+    srv = ScriptedServer([Step.set_event(reading), Step.read_request()]).start()
     with connect(srv) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\n")  # never finished
-        time.sleep(0.1)
+        assert reading.wait(10)
         srv.stop()
     assert len(srv.errors) == 1
     assert "not finished when the server stopped" in srv.errors[0]
@@ -263,8 +265,7 @@ def test_scripted_reset(scripted_server) -> None:
         sock.sendall(b"x")
         srv.wait_done()
         with pytest.raises(ConnectionResetError):
-            while sock.recv(100):
-                pass
+            recv_until_eof(sock)
 
 
 def test_scripted_shutdown_write_keeps_reading(scripted_server) -> None:
@@ -588,8 +589,31 @@ def test_select_loop_drives_a_generator() -> None:
                     yield (a.fileno(), select.POLLIN)
 
         gen = reader()
-        threading.Timer(0.05, b.sendall, (b"ping",)).start()
-        assert select_loop(gen, timeout=10) == b"ping"
+        with once_waiting(lambda: b.sendall(b"ping")):  # the loop waits first
+            assert select_loop(gen, timeout=10) == b"ping"
+
+
+def test_once_waiting_needs_the_wait() -> None:
+    with pytest.raises(AssertionError, match="never came"), once_waiting(lambda: None):
+        pass  # no wait: the action never runs
+
+
+def test_once_waiting_raises_what_the_action_raised() -> None:
+    a, b = socket.socketpair()
+
+    def wait() -> list[socket.socket]:
+        return select.select([a], [], [], 10)[0]
+
+    def answer_and_fail() -> None:
+        b.sendall(b"!")
+        raise KeyError("action")
+
+    with a, b:
+        with (pytest.raises(KeyError, match="action"),
+              once_waiting(answer_and_fail,
+                           waiting_in=lambda frame: frame.f_code is wait.__code__)):
+            assert wait() == [a]  # woken by the action
+        assert a.recv(1) == b"!"
 
 
 def test_select_loop_returns_without_waiting() -> None:

@@ -3,12 +3,18 @@
 Each stall must end in `ConnectionTimedOut` after ``timeout`` seconds plus a
 small margin; a slow but steady server must not trigger it (an idle timeout),
 and the co_ generators ignore it (their driver decides).
+
+The short `TIMEOUT` applies only to the call that meets the stall (`times_out`):
+what comes before and after runs with `SETUP_TIMEOUT`, so that a server thread
+slowed down by a loaded machine cannot pass for a stall.
 """
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,14 +29,19 @@ from dugong import (
     HTTPConnection,
     StateError,
 )
-from servers import Step, body_for
+from servers import Step, body_for, once_waiting
 
 pytestmark = pytest.mark.timeout(60)
 
-#: The connection timeout of these tests (seconds).
-TIMEOUT = 0.3
+#: The connection timeout of the calls that meet a stall (seconds).
+TIMEOUT = 0.05
+#: The connection timeout of everything else (seconds): a hang fails the test.
+SETUP_TIMEOUT = 10.0
 #: How much later than TIMEOUT the exception may come (a loaded machine).
 MARGIN = 0.5
+#: How much earlier: a blocking read waits in the kernel's receive (SO_RCVTIMEO), whose
+#: timer counts in scheduler ticks and was seen to end 2.5 ms early (of 50 ms).
+TICK = 0.005
 
 OK_3 = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
 
@@ -45,10 +56,17 @@ class Stopwatch:
 
 
 def times_out(call: Callable[..., Any], *args: Any, **kwargs: Any) -> ConnectionTimedOut:
-    """Run *call*; it must raise ConnectionTimedOut after TIMEOUT (+ MARGIN) seconds."""
-    with Stopwatch() as watch, pytest.raises(ConnectionTimedOut) as info:
-        call(*args, **kwargs)
-    assert TIMEOUT <= watch.elapsed < TIMEOUT + MARGIN, f"took {watch.elapsed:.3f} s"
+    """Run *call*, a method of a connection, with that connection's timeout set to
+    TIMEOUT (and then set back); it must raise ConnectionTimedOut after TIMEOUT
+    (- TICK, + MARGIN) seconds."""
+    conn = call.__self__
+    before, conn.timeout = conn.timeout, TIMEOUT
+    try:
+        with Stopwatch() as watch, pytest.raises(ConnectionTimedOut) as info:
+            call(*args, **kwargs)
+    finally:
+        conn.timeout = before
+    assert TIMEOUT - TICK <= watch.elapsed < TIMEOUT + MARGIN, f"took {watch.elapsed:.3f} s"
     assert dugong.is_temp_network_error(info.value)
     assert str(TIMEOUT) in str(info.value)
     return info.value
@@ -77,7 +95,7 @@ def _disconnect_all() -> Iterator[None]:
 def connection(port: int, client_context: Any = None, **kwargs: Any) -> HTTPConnection:
     conn = HTTPConnection("localhost" if client_context else "127.0.0.1", port,
                           ssl_context=client_context, **kwargs)
-    conn.timeout = TIMEOUT
+    conn.timeout = SETUP_TIMEOUT
     _opened.append(conn)
     return conn
 
@@ -109,15 +127,18 @@ def test_tcp_connect(full_backlog, method):
 
 def test_name_resolution(monkeypatch):
     real = socket.getaddrinfo
+    release = threading.Event()
 
     def slow(host: str, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(TIMEOUT + MARGIN + 1)
+        assert release.wait(10)  # the resolver answers only once connect() gave up
         return real("127.0.0.1", *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", slow)
     conn = HTTPConnection("slow.test", 80)
-    conn.timeout = TIMEOUT
-    times_out(conn.connect)
+    try:
+        times_out(conn.connect)
+    finally:
+        release.set()
     assert conn._tr is None
 
 
@@ -154,6 +175,7 @@ def test_upload_stalls(scripted_server, tls, how):
     size = 32 * 1024 * 1024
     data = bytes(size)
     if how == "body":
+        conn.connect()  # (the handshake is not what stalls)
         times_out(conn.send_request, "PUT", "/", body=data)
         return
     conn.send_request("PUT", "/", body=BodyFollowing(None if how == "chunked" else size))
@@ -217,9 +239,6 @@ class Interrupt(Exception):
 def test_a_stopped_wait_leaves_the_connection_unusable(scripted_server, tls, method, stop):
     """A blocking read whose wait ends in a timeout or in an exception from a signal
     handler leaves the connection needing reset(), as a closed co_ generator does."""
-    import signal
-    import threading
-
     server_context, client_context = tls
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
     srv = scripted_server(
@@ -241,16 +260,16 @@ def test_a_stopped_wait_leaves_the_connection_unusable(scripted_server, tls, met
         def handler(signum: int, frame: object) -> None:
             raise Interrupt
 
+        def interrupt() -> None:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+
         old = signal.signal(signal.SIGUSR1, handler)
         conn.timeout = None
-        timer = threading.Timer(0.1, signal.pthread_kill,
-                                (threading.main_thread().ident, signal.SIGUSR1))
         try:
-            timer.start()
-            with pytest.raises(Interrupt):
+            # The signal comes once the read waits for the socket (and would wait forever).
+            with once_waiting(interrupt), pytest.raises(Interrupt):
                 getattr(conn, method)(*args)
         finally:
-            timer.join()
             signal.signal(signal.SIGUSR1, old)
     with pytest.raises(StateError, match="reset"):
         getattr(conn, method)(*args)
@@ -262,18 +281,21 @@ def test_a_stopped_wait_leaves_the_connection_unusable(scripted_server, tls, met
 
 
 def test_slow_but_steady_server_is_fine(scripted_server, tls):
-    # 10 bytes every TIMEOUT / 2 seconds: 2.5 TIMEOUT in all, never idle that long.
+    # 5 bytes every 0.05 s (a fifth of the timeout here, which leaves the server thread
+    # 0.2 s of slack on a loaded machine): 0.45 s in all, never idle that long.
+    timeout = 0.25
     server_context, client_context = tls
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"
-    srv = scripted_server([Step.read_request(),
-                           Step.send(answer, chunk=10, delay=TIMEOUT / 2)],
+    srv = scripted_server([Step.read_request(), Step.send(answer, chunk=5, delay=0.05)],
                           ssl_context=server_context)
     conn = connection(srv.port, client_context)
+    conn.connect()
+    conn.timeout = timeout
     with Stopwatch() as watch:
         conn.send_request("GET", "/")
         conn.read_response()
         assert conn.readall() == b"0123456789"
-    assert watch.elapsed > 1.5 * TIMEOUT
+    assert watch.elapsed > 1.5 * timeout
     conn.disconnect()
 
 

@@ -32,7 +32,7 @@ from dugong import (
     HTTPConnection,
 )
 from dugong._transport import TLSTransport
-from servers import HTTPTestServer, Step, body_for
+from servers import HTTPTestServer, Step, body_for, once_waiting
 
 #: Seconds a hang test may wait for one event (the connection timeout).
 HANG_TIMEOUT = 5.0
@@ -283,14 +283,18 @@ def test_until_close_body_without_close_notify(drive, scripted_server, tls_serve
     drive(conn, "send_request", "GET", "/")
     drive(conn, "read_response")
     got = bytearray()
-    with pytest.raises(ConnectionClosed, match="close_notify"):
+
+    def read_to_the_end() -> None:
         if reader == "readall":
             drive(conn, "readall")
         elif reader == "readinto":
             read_in_pieces(drive, conn, 30_000)
         else:
             while data := drive(conn, "read", 1000):
-                got += data
+                got.extend(data)
+
+    with pytest.raises(ConnectionClosed, match="close_notify"):
+        read_to_the_end()
     assert body.startswith(got)
 
 
@@ -343,8 +347,10 @@ def test_handshake_cut(drive, scripted_server, tls_client_context, end):
 
 
 def test_server_not_speaking_tls(drive, scripted_server, tls_client_context):
+    # The server keeps the connection until the client gives up (the answer is read,
+    # not an EOF).
     srv = scripted_server([Step.read(5), Step.send(b"HTTP/1.1 400 Bad Request\r\n\r\n"),
-                           Step.sleep(0.5), Step.close()])
+                           Step.drain()])
     conn = tls_conn(srv.port, tls_client_context)
     with pytest.raises(ssl.SSLError):
         drive(conn, "send_request", "GET", "/")
@@ -444,15 +450,14 @@ def test_pipelined(hdrive, scripted_server, server_ctx, tls_client_context):
 @pytest.mark.parametrize("chunked_body", [False, True])
 def test_expect100(hdrive, scripted_server, server_ctx, tls_client_context, chunked_body):
     # The server answers 100, then reads nothing until the client's write has had to
-    # wait (want-write: 16 MB fill every buffer), or for 0.3 s in blocking mode; then it
-    # answers with one large write that is read 1000 bytes at a time.
+    # wait (want-write: 16 MB fill every buffer); then it answers with one large write
+    # that is read 1000 bytes at a time.
     size = 16_000_000
     final = response(body_for(60_000))
     blocked = threading.Event()
-    pause = Step.wait_event(blocked) if hdrive.mode == "select" else Step.sleep(0.3)
     srv = scripted_server([Step.read_request(body=False),
                            Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"),
-                           pause, Step.read_body(), Step.send(final)],
+                           Step.wait_event(blocked), Step.read_body(), Step.send(final)],
                           ssl_context=server_ctx)
     waits: list[int] = []
     with tls_conn(srv.port, tls_client_context) as conn:
@@ -464,7 +469,8 @@ def test_expect100(hdrive, scripted_server, server_ctx, tls_client_context, chun
             hdrive.run(counting(conn.co_write(data), waits, on_pollout=blocked.set))
             assert POLLOUT in waits  # the write did have to wait
         else:
-            hdrive(conn, "write", data)
+            with once_waiting(blocked.set):  # the write does have to wait
+                hdrive(conn, "write", data)
         if chunked_body:
             hdrive(conn, "write", b"")
         resp = hdrive(conn, "read_response")
@@ -560,10 +566,10 @@ def test_want_write_during_receive(tls_pair):
         while data := server.recv(4096):
             received.extend(data)
 
-    thread = threading.Timer(0.2, drain)  # the client waits first
-    thread.start()
+    thread = threading.Thread(target=drain)
     waits: list[int] = []
-    assert run_transport(co_recv_some(tr, waits)) == b"hello"
+    with once_waiting(thread.start):  # the client waits first
+        assert run_transport(co_recv_some(tr, waits)) == b"hello"
     assert waits and set(waits) == {POLLOUT}
     client.shutdown(socket.SHUT_WR)
     thread.join(10)
@@ -585,10 +591,10 @@ def test_want_read_during_send(tls_pair):
         server.do_handshake()
         got.append(server.recv(100))
 
-    thread = threading.Timer(0.2, serve)  # the client waits first
-    thread.start()
+    thread = threading.Thread(target=serve)
     waits: list[int] = []
-    run_transport(counting(tr.co_send_all(b"hello"), waits))
+    with once_waiting(thread.start):  # the client waits first
+        run_transport(counting(tr.co_send_all(b"hello"), waits))
     thread.join(10)
     assert got == [b"hello"]
     assert POLLIN in waits
@@ -758,14 +764,13 @@ def test_transport_reset_by_peer(tls, call, tls_server_context, tls_client_conte
         select.select([client], [], [], 5)
         # (OpenSSL may report a reset under a read as an EOF without close_notify.)
         doing = "receiving|close_notify" if call.startswith("recv") else "sending"
+        calls = {
+            "recv_into": lambda: tr.recv_into(memoryview(bytearray(10))),
+            "recv": lambda: tr.recv(10),
+            "send": lambda: tr.send(b"x"),
+            "sendv": lambda: tr.sendv([b"x", b"y"]),
+        }
         with pytest.raises(ConnectionClosed, match=doing) as info:
-            if call == "recv_into":
-                tr.recv_into(memoryview(bytearray(10)))
-            elif call == "recv":
-                tr.recv(10)
-            elif call == "send":
-                tr.send(b"x")
-            else:
-                tr.sendv([b"x", b"y"])
+            calls[call]()
         assert isinstance(info.value.__cause__, OSError)
         assert dugong.is_temp_network_error(info.value.__cause__)
