@@ -18,6 +18,7 @@ import os
 import select
 import socket
 import struct
+import time
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
@@ -45,6 +46,7 @@ _IDLE_CHECK = 1 << 30
 #: The flag that makes one call of a blocking socket not wait (0 where there is none:
 #: the socket then stays non-blocking, and blocking callers wait with poll).
 _DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
+_monotonic = time.monotonic
 
 
 def _closed(exc: OSError, doing: str) -> ConnectionClosed:
@@ -109,7 +111,8 @@ class PlainTransport:
             raise _closed(exc, "receiving") from exc
 
     def _set_rcvtimeo(self, timeout: float | None) -> None:
-        seconds = 0.0 if timeout is None else timeout  # 0: no limit
+        """Set SO_RCVTIMEO (None: no limit)."""
+        seconds = 0.0 if timeout is None else max(timeout, 1e-6)  # 0 would mean no limit
         whole = int(seconds)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
                              struct.pack("ll", whole, int((seconds - whole) * 1e6 + 0.999)))
@@ -119,28 +122,36 @@ class PlainTransport:
         """Receive into *buf*, waiting in the kernel at most *timeout* seconds (None:
         no limit): the count, 0 at EOF, -1 if the time ran out. Only where
         `waits_in_recv`."""
-        if timeout != self._rcvtimeo:
-            if not timeout and timeout is not None:
-                return self.recv_into(buf)  # 0: do not wait
-            self._set_rcvtimeo(timeout)
-        try:
-            return self._recv_into(buf)
-        except BlockingIOError:  # SO_RCVTIMEO ran out
-            return -1
-        except OSError as exc:
-            raise _closed(exc, "receiving") from exc
+        if timeout is not None and not timeout:
+            return self.recv_into(buf)  # 0: do not wait
+        n = self._wait_for(self._recv_into, buf, timeout)
+        return -1 if n is None else n
 
     def recv_wait(self, size: int, timeout: float | None) -> bytes | None:
         """Receive up to *size* bytes like `recv_into_wait`: b'' at EOF, None if the
         time ran out."""
+        if timeout is not None and not timeout:
+            return self.recv(size)
+        return self._wait_for(self._recv, size, timeout)  # type: ignore[no-any-return]
+
+    def _wait_for(self, receive: Any, arg: Any, timeout: float | None) -> Any:
+        """``receive(arg)`` on the blocking socket, with SO_RCVTIMEO as *timeout*; None if
+        the time ran out. The kernel may end the wait a little early (its clock ticks):
+        then it waits again for the rest."""
         if timeout != self._rcvtimeo:
-            if not timeout and timeout is not None:
-                return self.recv(size)
             self._set_rcvtimeo(timeout)
+        start = 0.0 if timeout is None else _monotonic()
         try:
-            return self._recv(size)
-        except BlockingIOError:
-            return None
+            while True:
+                try:
+                    return receive(arg)
+                except BlockingIOError:  # SO_RCVTIMEO ran out
+                    if timeout is None:
+                        return None
+                    left = start + timeout - _monotonic()
+                    if left <= 0:
+                        return None
+                    self._set_rcvtimeo(left)  # (the next call sets the whole timeout again)
         except OSError as exc:
             raise _closed(exc, "receiving") from exc
 

@@ -1393,8 +1393,8 @@ def select_loop(
 
 #: the functions of the package under test that wait for a file descriptor: in a poll,
 #: or in a receive that the kernel makes wait (a blocking socket with SO_RCVTIMEO)
-_PACKAGE_WAITS = frozenset({"wait", "_wait", "eval_coroutine", "recv_into_wait", "recv_wait"})
-_RECEIVE_WAITS = frozenset({"recv_into_wait", "recv_wait"})
+_PACKAGE_WAITS = frozenset({"wait", "_wait", "eval_coroutine", "_wait_for"})
+_RECEIVE_WAITS = frozenset({"_wait_for"})
 
 
 def _in_package(code: CodeType) -> bool:

@@ -637,7 +637,7 @@ def test_stall_is_a_timeout(scripted_server, where):
     start = time.monotonic()
     with pytest.raises(ConnectionTimedOut):
         stalls()
-    assert 0.09 <= time.monotonic() - start < 5  # (a kernel timer may end a tick early)
+    assert 0.1 <= time.monotonic() - start < 5
     event.set()
     conn.timeout = TIMEOUT
     recovers(blocking, conn, srv)

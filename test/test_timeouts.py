@@ -39,9 +39,9 @@ TIMEOUT = 0.05
 SETUP_TIMEOUT = 10.0
 #: How much later than TIMEOUT the exception may come (a loaded machine).
 MARGIN = 0.5
-#: How much earlier: a blocking read waits in the kernel's receive (SO_RCVTIMEO), whose
-#: timer counts in scheduler ticks and was seen to end 2.5 ms early (of 50 ms).
-TICK = 0.005
+#: How much earlier: never (a blocking read that waits in the kernel's receive waits
+#: again for the rest when the kernel's timer ends early).
+TICK = 0.0
 
 OK_3 = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
 
@@ -333,4 +333,30 @@ def test_reset_after_timeout(scripted_server):
     conn.send_request("GET", "/2")
     conn.read_response()
     assert conn.readall() == b"abc"
+    conn.disconnect()
+
+
+def test_a_wait_in_the_receive_is_never_cut_short(scripted_server, monkeypatch):
+    """SO_RCVTIMEO counts in the kernel's ticks and may end a little early: the wait goes
+    on for the rest, so ConnectionTimedOut never comes before the timeout. Here the
+    kernel's timer is made to end at a third of each wait it is given."""
+    from dugong._transport import PlainTransport
+
+    set_rcvtimeo = PlainTransport._set_rcvtimeo
+    kernel_waits = []
+
+    def early(self, timeout):
+        kernel_waits.append(timeout)
+        set_rcvtimeo(self, None if timeout is None else timeout / 3)
+        self._rcvtimeo = timeout
+
+    monkeypatch.setattr(PlainTransport, "_set_rcvtimeo", early)
+    srv = scripted_server([Step.read_request(), Step.stop_reading()])
+    conn = HTTPConnection("127.0.0.1", srv.port)
+    conn.send_request("GET", "/")
+    conn.timeout = 0.06
+    with Stopwatch() as watch, pytest.raises(ConnectionTimedOut):
+        conn.read_response()
+    assert 0.06 <= watch.elapsed < 0.06 + MARGIN
+    assert len(kernel_waits) >= 3  # the whole timeout, then the rest, twice or more
     conn.disconnect()
