@@ -9,6 +9,8 @@ import sys
 
 # Document the source tree next to this directory, even without an install.
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+# This manual's own extension (pages drawn from the code): doc/_ext/dugong_doc.py.
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "_ext")))
 
 import dugong
 
@@ -21,6 +23,7 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
+    "dugong_doc",
 ]
 
 # Public classes say ``__module__ = "dugong"``, so autodoc's source analyser
@@ -37,7 +40,7 @@ napoleon_use_rtype = False  # "Returns:" reads better with the type inline
 root_doc = "index"
 # Names in every page resolve against the package, as in the API reference.
 rst_prolog = ".. currentmodule:: dugong\n"
-exclude_patterns = ["html", "_build"]
+exclude_patterns = ["html", "_build", "_ext"]
 templates_path: list[str] = []
 
 html_theme = "alabaster"
@@ -49,7 +52,7 @@ html_show_sourcelink = False
 # names (which autodoc also makes from type hints) are left as plain text.
 nitpicky = True
 _STDLIB_MODULES = (
-    "asyncio|builtins|collections|email|errno|http|io|os|select|selectors|socket|ssl|"
+    "asyncio|builtins|collections|email|enum|errno|http|io|os|select|selectors|socket|ssl|"
     "threading|time|types|typing|urllib|zlib|gzip"
 )
 _BUILTIN_NAMES = (
@@ -60,6 +63,8 @@ _BUILTIN_NAMES = (
 nitpick_ignore_regex = [
     (r"py:.*", rf"(?:{_STDLIB_MODULES})(?:\..+)?"),
     (r"py:.*", rf"(?:{_BUILTIN_NAMES})"),
+    # The engine's receive buffer is of a private type.
+    (r"py:class", r"(?:dugong\._buffer\.)?RecvBuffer"),
     # Type variables of generic signatures.
     (r"py:.*", r"(?:dugong\.(?:_\w+\.)?)?_?T"),
     # Private type aliases of signatures, explained where they are used.

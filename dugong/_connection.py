@@ -859,7 +859,17 @@ class HTTPConnection:
             int: how many bytes were stored, at most ``len(buf)``; 0 once the
             body is complete (and for an empty *buf*).
 
-        Raises what `read` raises.
+        Raises:
+            ConnectionClosed: the connection ended before the body did (never
+                returned as short data), or `disconnect` was called.
+            InvalidResponse: the body's framing is invalid, e.g. a malformed
+                chunk size.
+            UnsupportedResponse: the body's end cannot be known: a transfer
+                coding other than chunked, or neither length nor chunking on a
+                connection that stays open.
+            StateError: the response's head has not been read yet (call
+                `read_response` first).
+            ConnectionTimedOut: no progress for `timeout` seconds.
         """
         view = _byte_view(buf)
         if not len(view):
@@ -888,7 +898,17 @@ class HTTPConnection:
             bytes: everything up to the end of the body; ``b''`` if the body
             is already complete.
 
-        Raises what `read` raises.
+        Raises:
+            ConnectionClosed: the connection ended before the body did (never
+                returned as short data), or `disconnect` was called.
+            InvalidResponse: the body's framing is invalid, e.g. a malformed
+                chunk size.
+            UnsupportedResponse: the body's end cannot be known: a transfer
+                coding other than chunked, or neither length nor chunking on a
+                connection that stays open.
+            StateError: the response's head has not been read yet (call
+                `read_response` first).
+            ConnectionTimedOut: no progress for `timeout` seconds.
         """
         data = self._buffered_body()
         if data is not None:
@@ -920,7 +940,17 @@ class HTTPConnection:
         Use it to skip a body that is not needed while keeping the connection
         usable for the next response.
 
-        Raises what `read` raises.
+        Raises:
+            ConnectionClosed: the connection ended before the body did (never
+                returned as short data), or `disconnect` was called.
+            InvalidResponse: the body's framing is invalid, e.g. a malformed
+                chunk size.
+            UnsupportedResponse: the body's end cannot be known: a transfer
+                coding other than chunked, or neither length nor chunking on a
+                connection that stays open.
+            StateError: the response's head has not been read yet (call
+                `read_response` first).
+            ConnectionTimedOut: no progress for `timeout` seconds.
         """
         while self._run("body read", self._readinto_step, _scratch):
             pass

@@ -53,9 +53,11 @@ from ._tunables import PACKAGE
 __all__ = [
     "TRANSITIONS",
     "BodyFollowing",
+    "Buffer",
     "ClientEngine",
     "ConnState",
     "HTTPResponse",
+    "Out",
     "RecvState",
     "Request",
     "SendState",
@@ -173,7 +175,7 @@ class States:
 
     def request_sent(self, req: Request) -> None:
         """The head of *req* went out: its body, if one follows, is due (or awaits 100)."""
-        if req.follows:
+        if req.follows and self.send is _IDLE:
             if req.expect100:
                 self.send = _WAIT100
             elif req.length is None:
@@ -1190,9 +1192,14 @@ class ClientEngine:
 
     def got_direct(self, n: int) -> None:
         """*n* (> 0) body bytes, as allowed by `direct_size`, arrived in the caller's
-        buffer (a close is ``received(0)``)."""
+        buffer (a close is ``received(0)``).
+
+        Raises:
+            ValueError: *n* is more than `direct_size` allowed, or not positive.
+        """
         reader = self.reader
-        assert reader is not None
+        if reader is None or not 0 < n <= reader.direct(n):
+            raise ValueError(f"got_direct({n}): more than direct_size() allowed")
         reader.got(n)
 
     def take_buffered_body(self) -> bytes | None:

@@ -345,6 +345,22 @@ def unused_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# ---------------------------------------------------------------- cache_bench
+
+
+def test_cache_bench_measures_every_cache():
+    res = run("cache_bench.py", "--quick")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == b""
+    rows = res.stdout.decode().splitlines()[2:]
+    names = [re.split(r" {2,}", row.strip())[0] for row in rows]
+    assert names == ["_last_request", "_plain_heads", "_good_tokens", "_parsed", "_last_head",
+                     "_last_head + _parsed", "poller", "drained", "enum aliases"]
+    for row in rows:
+        hit, miss, saved = (int(n) for n in re.findall(r" (-?\d+)(?= )", row)[:3])
+        assert hit > 0 and miss > 0 and saved == miss - hit
+
+
 # ---------------------------------------------------------------- the benchmark's logic
 
 

@@ -684,3 +684,162 @@ def test_gzip_download(scripted_server: Callable[..., ScriptedServer], tmp_path:
     assert out.read_bytes() == original
     srv.wait_done()
     assert srv.requests[0][0].header_all("Accept-Encoding") == ["gzip"]
+
+
+# ============================================================================ the engine
+
+
+@covers("engine_memory.py")
+def test_engine_memory() -> None:
+    out = lines(run_example("engine_memory.py"))
+    assert out == [
+        "sent 3 requests (329 bytes), 3 responses outstanding",
+        "GET /ann: 200 OK, b'hello from /ann'",
+        "GET /bob: 200 OK, b'hello from /bob'",
+        "GET /cy: 200 OK, b'hello from /cy'",
+        "GET /chunked: 200, length unknown, b'dugong reads chunks', trailer X-Parts: 3",
+        "PUT /upload: head sent, send side WAIT100",
+        "PUT /upload: 100 Continue, send side BODY",
+        f"PUT /upload: 201 Created, stored 10240 bytes, sha256 "
+        f"{sha256(bytes(range(256)) * 40)[:16]}",
+        "engine idle: True; 10822 bytes sent, 389 received in 57 slices",
+    ]
+    # The page shows the same output.
+    page = (DOC / "engine.rst").read_text()
+    shown = page.split("It prints::\n\n", 1)[1].split("\n\n", 1)[0]
+    assert [line.strip() for line in shown.splitlines()] == out
+
+
+_TRIO_LINE = re.compile(r"(\S+): (\d{3} [\w ]+), (\d+) bytes \((\d+) straight into our buffer\), "
+                        r"sha256 ([0-9a-f]{16})")
+
+
+@covers("engine_trio.py")
+@pytest.mark.parametrize("mode", ["socket", "stream-only"])
+def test_engine_trio(http_server: HTTPTestServer, mode: str) -> None:
+    paths = ["/size/10", "/chunked/50000?chunk=7000", "/status/404", "/size/3000000",
+             "/close/100000", "/size/5"]
+    args = ["--stream-only"] if mode == "stream-only" else []
+    out = lines(run_example("engine_trio.py", *args, http_server.url, *paths))
+    assert len(out) == len(paths)
+    bodies = {"/size/10": body_for(10), "/chunked/50000?chunk=7000": body_for(50000),
+              "/status/404": b"status 404\n", "/size/3000000": body_for(3_000_000),
+              "/close/100000": body_for(100_000)}
+    for line, (path, body) in zip(out, bodies.items(), strict=False):
+        match = _TRIO_LINE.fullmatch(line)
+        assert match is not None, line
+        status = "404 Not Found" if path == "/status/404" else "200 OK"
+        assert match.group(1, 2, 3) == (path, status, str(len(body)))
+        assert match[5] == sha256(body)[:16]
+        direct = int(match[4])
+        assert 0 <= direct <= len(body)
+        if path == "/size/3000000":
+            # Beyond what came with the head, the body went straight into the buffer.
+            assert direct >= len(body) - dugong.BUFFER_SIZE
+    assert out[-1] == ("/size/5: not answered (No response to GET /size/5: Server announced "
+                       "that it closes the connection)")
+    assert [r.target for r in http_server.requests] == paths[:-1]
+
+
+def test_engine_trio_body_cut_short(scripted_server: Callable[..., ScriptedServer]) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n"
+    server = scripted_server([Step.read_request(), Step.read_request(),
+                              Step.send(head + body_for(1000)), Step.close()])
+    out = lines(run_example("engine_trio.py", f"http://127.0.0.1:{server.port}", "/a", "/b"))
+    assert out == ["/a: 200 OK, cut short after 1000 bytes (Server closed the connection "
+                   "after 1000 of 300000 body bytes)"]
+    assert [r.target for r in server.requests[0]] == ["/a", "/b"]
+
+
+# ---------------------------------------------------------------------- the internals page
+
+sys.path.insert(0, str(DOC / "_ext"))
+import dugong_doc  # noqa: E402  (the manual's extension, from doc/_ext)
+
+from dugong import engine  # noqa: E402
+
+
+def _decode_diagram(text: str) -> set[tuple[str, str, str]]:
+    """The (transition, before, after) changes a state diagram shows, read back from
+    its characters: each arrow runs from ``├``/``┤`` (and every ``┼``) to its head."""
+    header, *rows = text.splitlines()
+    columns = {m.start() + (len(m[0]) - 1) // 2: m[0] for m in re.finditer(r"\w+", header)}
+    shown: set[tuple[str, str, str]] = set()
+    name = ""
+    for row in rows:
+        label = row[:min(columns)].strip()
+        name = label or name
+        head = row.find(">") + 1 if ">" in row else row.find("<") - 1
+        if head < 0 and "<" not in row:
+            continue
+        starts = [x for x in columns if x < len(row) and row[x] in "├┤┼"]
+        assert head in columns and starts, row
+        shown.update((name, columns[x], columns[head]) for x in starts)
+    return shown
+
+
+@pytest.mark.parametrize("side", ["send", "conn"])
+def test_state_diagram_shows_the_table(side: str) -> None:
+    table = {(name, before.name, after.name)
+             for name, which, before, after in engine.TRANSITIONS if which == side}
+    assert _decode_diagram(dugong_doc.render_diagram(side)) == table
+
+
+def test_transition_table_lists_every_transition() -> None:
+    rows = dugong_doc.transition_rows()
+    assert [row[0] for row in rows] == list(dict.fromkeys(t[0] for t in engine.TRANSITIONS))
+    assert all(row[1] for row in rows), "a transition without a docstring"
+    for name, _, send, conn in rows:
+        for side, text in (("send", send), ("conn", conn)):
+            for _, which, before, after in (t for t in engine.TRANSITIONS if t[0] == name):
+                if which == side:
+                    assert before.name in text and after.name in text
+
+
+def _transition_args(name: str) -> list[tuple[Any, ...]]:
+    if name in ("request_sent", "continue_received"):
+        return [(engine.Request("PUT", "/", expect100, length, True, True),)
+                for expect100 in (False, True) for length in (None, 0, 5)] + [
+            (engine.Request("GET", "/", False, None, False, True),)]
+    if name in ("send_failed", "lost", "fail"):
+        return [("why",)]
+    return [()]
+
+
+def _called_by_the_engine(name: str, send: engine.SendState) -> bool:
+    """Where `ClientEngine` calls the one transition that does not check its start."""
+    return name != "request_sent" or send is engine.SendState.IDLE
+
+
+def test_transitions_make_exactly_the_changes_of_the_table() -> None:
+    table = {(name, side, before, after) for name, side, before, after in engine.TRANSITIONS}
+    made: set[tuple[str, str, Any, Any]] = set()
+    transitions = [name for name, member in vars(engine.States).items()
+                   if callable(member) and not name.startswith("_")]
+    assert len(transitions) >= 10
+    for name in transitions:
+        for send in engine.SendState:
+            if not _called_by_the_engine(name, send):
+                continue
+            for conn in engine.ConnState:
+                for args in _transition_args(name):
+                    states = engine.States()
+                    states.send, states.conn = send, conn
+                    getattr(states, name)(*args)
+                    if states.send is not send:
+                        made.add((name, "send", send, states.send))
+                    if states.conn is not conn:
+                        made.add((name, "conn", conn, states.conn))
+                    if states.conn is not engine.ConnState.OPEN and \
+                            (conn is engine.ConnState.OPEN or send is engine.SendState.CLOSED):
+                        # The invariant, from every state that satisfies it.
+                        assert states.send is engine.SendState.CLOSED, (name, send, conn)
+    assert made == table
+
+
+def test_module_map_counts_lines_as_wc_does() -> None:
+    modules = sorted((ROOT / "dugong").glob("*.py"))
+    wc = subprocess.run(["wc", "-l", *map(str, modules)], capture_output=True, text=True,
+                        check=True).stdout.splitlines()
+    counted = {Path(path).name: int(n) for n, path in (line.split() for line in wc[:-1])}
+    assert counted == {path.name: dugong_doc.line_count(path) for path in modules}

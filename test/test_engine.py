@@ -212,8 +212,12 @@ def test_zero_copy_reads(eng):
     assert eng.direct_size(100) == 6 and eng.direct_size(4) == 4
     eng.got_direct(4)  # they went into the caller's own buffer
     assert eng.direct_size(100) == 2
+    with pytest.raises(ValueError, match="more than direct_size"):
+        eng.got_direct(3)  # more than the body has left
     eng.got_direct(2)
     assert eng.reader is None and eng.read_body(10) == b""
+    with pytest.raises(ValueError):
+        eng.got_direct(1)  # no body is being read
 
 
 def test_chunk_data_may_go_direct(eng):
