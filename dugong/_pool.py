@@ -277,9 +277,10 @@ class _Call:
     the caller that reads the responses puts its answer.
     """
 
-    __slots__ = ("blocking", "body", "deadline", "done", "error", "expired", "grant",
-                 "headers", "host", "in_body", "key", "method", "orphan", "pn", "queued",
-                 "repeatable", "result", "seq", "shared", "split", "url", "wake")
+    __slots__ = ("blocking", "body", "deadline", "done", "error", "expired", "gone", "grant",
+                 "headers", "host", "in_body", "key", "method", "orphan", "pn", "presend",
+                 "queued", "repeatable", "result", "sending", "seq", "shared", "split", "url",
+                 "wake")
 
     def __init__(self, split: _Target, key: _Origin, shared: bool, blocking: bool) -> None:
         self.split = split
@@ -300,6 +301,12 @@ class _Call:
         self.queued = False
         self.deadline: float | None = None  # a blocking wait's `time.monotonic` limit
         self.expired = False  # a blocking wait ran out of time
+        #: whether the caller that handed it its connection sends its request
+        #: (_PRESENDING), or did (_PRESENT); and how far that went: None (all sent), an
+        #: exception, or the generator of the send and what it waits for
+        self.presend = 0
+        self.sending: Any = None
+        self.gone = False  # it left while its request was being sent for it
         # As a ticket on a shared connection:
         self.seq = 0
         self.orphan = False  # its caller left; its response is read and dropped
@@ -339,7 +346,8 @@ class _Entry:
     """One connection of the pool and who uses it."""
 
     __slots__ = ("assigned", "conn", "cut", "cut_free", "exclusive", "host", "idle_since",
-                 "inflight", "job", "job_for", "job_pn", "lent", "offered", "orphans",
+                 "inflight", "job", "job_for", "job_head", "job_pn", "lent", "offered",
+                 "orphans",
                  "proven", "reader", "readq", "send_waiters", "sender", "seq", "served")
 
     def __init__(self, conn: HTTPConnection, host: _Host) -> None:
@@ -363,10 +371,12 @@ class _Entry:
         self.reader: _Call | None = None
         #: ... named by the reader before it, and not yet awake
         self.offered = False
-        #: the read of one response under way: its generator, whose response it reads,
-        #: and what it waits for while nobody drives it (None: not started)
+        #: the read of one response under way: the generator reading its head, then
+        #: its body; whose response it is; the head once read; and what the generator
+        #: waits for while nobody drives it (None: not started)
         self.job: Co[Any] | None = None
         self.job_for: _Call | None = None
+        self.job_head: HTTPResponse | None = None
         self.job_pn: PollNeeded | None = None
         #: requests from this number on get no response here (None: no cut)
         self.cut: int | None = None
@@ -388,6 +398,10 @@ class _Lost(Exception):
         self.free = free
 
 
+# Whether the caller that hands a waiter its connection sends the waiter's request.
+_PRESENDING: Final = 1  # it does so now
+_PRESENT: Final = 2  # it did: `_Call.sending` says how far that went
+
 # Where a pipelined request stands, for the clean-up after an exception.
 _WAIT_SEND: Final = 0  # waiting for the send token
 _SENDING: Final = 1  # holding it
@@ -401,19 +415,6 @@ def _lost_or_raise(exc: BaseException, in_body: bool) -> BaseException:
     if not isinstance(exc, ConnectionClosed) or exc.response_started or in_body:
         return exc
     return _Lost(exc, sent=exc.request_sent)
-
-
-def _co_response(conn: HTTPConnection, call: _Call) -> Co[tuple[HTTPResponse, bytes]]:
-    """Read the next response on *conn*, the answer to *call*'s request."""
-    resp = yield from conn.co_read_response()
-    call.in_body = True
-    return resp, (yield from conn.co_readall())
-
-
-def _co_skip(conn: HTTPConnection) -> Co[None]:
-    """Read and drop the next response on *conn* (its caller has gone)."""
-    yield from conn.co_read_response()
-    yield from conn.co_discard()
 
 
 def _make_response(resp: HTTPResponse, body: bytes, url: str) -> PoolResponse:
@@ -552,8 +553,9 @@ class ConnectionPool:
         #: the calls waiting for a connection, in the order they came
         self._waiters: deque[_Call] = deque()
         self._lent: dict[HTTPConnection, _Entry] = {}
-        #: connections to close once the lock is released
-        self._closing: list[HTTPConnection] = []
+        #: what to do once the lock is released: connections to close, and calls whose
+        #: requests to send on the connections just handed to them
+        self._closing: list[HTTPConnection | _Call] = []
         #: pipes given back by ``co_`` calls, for the next ones; how many calls hold one
         self._pipes: list[_PipeWake] = []
         self._pipe_users = 0
@@ -656,8 +658,15 @@ class ConnectionPool:
         """The request of *call*, sent again as long as that is safe and needed."""
         retries = self.retries
         free = _FREE_RETRIES
+        lock = self._lock
         while True:
-            ent = yield from self._co_acquire(call)
+            with lock:
+                ent = self._start_wait(call)
+                closing = self._take_closing()
+            if closing:
+                self._after(closing)
+            if ent is None:
+                ent = yield from self._co_granted(call)
             try:
                 if call.shared:
                     return (yield from self._co_shared(ent, call))
@@ -763,14 +772,18 @@ class ConnectionPool:
 
     def _co_acquire(self, call: _Call) -> Co[_Entry]:
         """A connection for *call*: at once, or after waiting in line for one."""
-        lock = self._lock
-        with lock:
+        with self._lock:
             ent = self._start_wait(call)
             closing = self._take_closing()
         if closing:
-            _close_all(closing)
+            self._after(closing)
         if ent is not None:
             return ent
+        return (yield from self._co_granted(call))
+
+    def _co_granted(self, call: _Call) -> Co[_Entry]:
+        """The connection that *call*, queued by `_start_wait`, is given."""
+        lock = self._lock
         pn = call.pn
         try:
             while True:
@@ -778,13 +791,13 @@ class ConnectionPool:
                 with lock:
                     ent = call.grant
                     if ent is not None:
-                        call.grant = None
-                        call.deadline = None
-                        call.expired = False
-                        return ent
-                    if self._closed:
+                        if call.presend != _PRESENDING:
+                            call.grant = None
+                            call.expired = False
+                            return ent
+                    elif self._closed:
                         raise StateError("The connection pool is closed")
-                    if call.expired:
+                    elif call.expired:
                         raise ConnectionTimedOut(
                             f"No connection to {_origin_text(call.split)} became free "
                             f"within {self.timeout} seconds")
@@ -793,7 +806,7 @@ class ConnectionPool:
             with lock:
                 self._end_wait(call)
                 closing = self._take_closing()
-            _close_all(closing)
+            self._after(closing)
             raise
 
     def _start_wait(self, call: _Call) -> _Entry | None:
@@ -827,6 +840,8 @@ class ConnectionPool:
         ent = call.grant
         if ent is None:
             self._forget_host(host)
+        elif call.presend == _PRESENDING:
+            call.gone = True  # `_send_for` gives the connection back when done
         else:
             call.grant = None
             self._release_locked(ent)
@@ -836,10 +851,25 @@ class ConnectionPool:
     def _co_alone(self, ent: _Entry, call: _Call) -> Co[PoolResponse]:
         conn = ent.conn
         in_body = False
+        presend = call.presend
+        sending = call.sending
+        call.presend = 0
+        call.sending = None
         try:
             try:
-                yield from conn.co_send_request(call.method, call.split.target, call.headers,
-                                                call.body)
+                if not presend:
+                    yield from conn.co_send_request(call.method, call.split.target,
+                                                    call.headers, call.body)
+                elif sending is not None:  # sent in part (or not at all) for it
+                    if isinstance(sending, BaseException):
+                        raise sending
+                    gen, pn = sending
+                    try:
+                        yield pn
+                        yield from gen
+                    except BaseException:
+                        gen.close()
+                        raise
             except ConnectionClosed as exc:
                 if not conn.responses_outstanding:
                     raise _Lost(exc, sent=False) from None
@@ -866,7 +896,7 @@ class ConnectionPool:
             self._release_locked(ent)
             closing = self._take_closing()
         if closing:
-            _close_all(closing)
+            self._after(closing)
 
     def _learn_cap(self, ent: _Entry) -> None:
         """The server closed *ent* after a response: remember how many it served."""
@@ -976,7 +1006,9 @@ class ConnectionPool:
             more = self._next_job(ent, me)
             if not more:
                 self._release_locked(ent)
-                closing = self._take_closing()
+            closing = self._take_closing()
+        if closing:
+            self._after(closing)
         while more:
             job = ent.job
             call = ent.job_for
@@ -994,9 +1026,15 @@ class ConnectionPool:
                 try:
                     pn = job.send(None)
                 except StopIteration as stop:
-                    value = stop.value
                     pn = None
-                    break
+                    if ent.job_head is not None:
+                        value = stop.value
+                        break
+                    # The head is in; now the body (dropped if nobody wants it).
+                    ent.job_head = stop.value
+                    call.in_body = True
+                    conn = ent.conn
+                    job = ent.job = conn.co_discard() if call.orphan else conn.co_readall()
                 except Exception as exc:
                     failure = exc
                     pn = None
@@ -1016,9 +1054,9 @@ class ConnectionPool:
                     more = self._next_job(ent, me) if ahead else self._offer(ent)
                 if not more:
                     self._release_locked(ent)
-                    closing = self._take_closing()
-        if closing:
-            _close_all(closing)
+                closing = self._take_closing()
+            if closing:
+                self._after(closing)
 
     def _next_job(self, ent: _Entry, me: _Call) -> bool:
         """Under the lock, as the reader: set up the read of the next response (True); or
@@ -1033,9 +1071,9 @@ class ConnectionPool:
                     "No response: the connection closed before this request's turn"),
                     free=ent.cut_free), me)
                 continue
-            ent.job = _co_skip(ent.conn) if call.orphan else _co_response(ent.conn, call)
+            ent.job = ent.conn.co_read_response()
             ent.job_for = call
-            ent.job_pn = None
+            ent.job_head = ent.job_pn = None
             return True
         assert me.done
         ent.reader = None
@@ -1053,9 +1091,10 @@ class ConnectionPool:
             call.wake.notify()
         return False
 
-    def _delivered(self, ent: _Entry, call: _Call, value: Any, me: _Call) -> None:
-        """Under the lock: the reader has read the response to *call*."""
-        ent.job = ent.job_for = None
+    def _delivered(self, ent: _Entry, call: _Call, data: bytes, me: _Call) -> None:
+        """Under the lock: the reader has read the response to *call*, the body *data*."""
+        head = ent.job_head
+        ent.job = ent.job_for = ent.job_head = None
         ent.served += 1
         if ent.conn.is_connected:
             if not ent.proven:
@@ -1067,13 +1106,14 @@ class ConnectionPool:
         if call.orphan:
             ent.orphans -= 1
         else:
-            call.result = value
+            assert head is not None
+            call.result = head, data
             self._answer(ent, call, None, me)
 
     def _job_failed(self, ent: _Entry, call: _Call, exc: BaseException, me: _Call) -> None:
         """Under the lock: reading the response to *call* failed with *exc*; nothing after
         it can be read on *ent*."""
-        ent.job = ent.job_for = None
+        ent.job = ent.job_for = ent.job_head = None
         self._cut(ent, call.seq + 1, False)
         if call.orphan:
             ent.orphans -= 1
@@ -1119,11 +1159,9 @@ class ConnectionPool:
                 job, job_for = ent.job, ent.job_for
                 if call.expired and job is not None and job_for is not None:
                     # A blocking reader's timeout: that response is lost to its caller.
-                    ent.job = ent.job_for = None
                     job.close()
                     self._job_failed(ent, job_for, ConnectionTimedOut(
                         f"No progress for {self.timeout} seconds"), call)
-                    ent.job = ent.job_for = None
                 if not call.done:
                     call.orphan = True
                     ent.orphans += 1
@@ -1139,7 +1177,7 @@ class ConnectionPool:
             if stage != _DONE:
                 self._release_locked(ent)
             closing = self._take_closing()
-        _close_all(closing)
+        self._after(closing)
 
     # -- granting and returning connections (all under the lock) ----------------------------
 
@@ -1210,7 +1248,7 @@ class ConnectionPool:
         self._total -= 1
         job = ent.job
         if job is not None:  # the read of an orphan's response, which nobody waits for
-            ent.job = ent.job_for = None
+            ent.job = ent.job_for = ent.job_head = None
             job.close()
         self._closing.append(ent.conn)
         self._forget_host(host)
@@ -1240,7 +1278,9 @@ class ConnectionPool:
                 if waiter.host is host:
                     break
             waiters.remove(waiter)
-            self._hand(waiter, self._use(ent, waiter.shared))
+            # An open connection for a request of its own: its request goes out at once.
+            self._hand(waiter, self._use(ent, waiter.shared),
+                       not waiter.shared and bool(waiter.method))
             if host.waiting and waiter.shared and ent.proven:
                 self._dispatch()
             return
@@ -1251,14 +1291,20 @@ class ConnectionPool:
         if waiters:
             self._dispatch()
 
-    def _hand(self, waiter: _Call, ent: _Entry) -> None:
-        """Give *ent* to *waiter*, taken out of the line, and wake it."""
+    def _hand(self, waiter: _Call, ent: _Entry, presend: bool = False) -> None:
+        """Give *ent* to *waiter*, taken out of the line, and wake it; with *presend*,
+        send its request first, once the lock is released (`_send_for`)."""
         waiter.grant = ent
         waiter.queued = False
+        waiter.deadline = None
         assert waiter.host is not None
         assert waiter.wake is not None
         waiter.host.waiting -= 1
-        waiter.wake.notify()
+        if presend:
+            waiter.presend = _PRESENDING
+            self._closing.append(waiter)
+        else:
+            waiter.wake.notify()
 
     def _dispatch(self) -> None:
         """Hand connections to the waiters that can have one now, in the order they came.
@@ -1285,11 +1331,55 @@ class ConnectionPool:
             if not keep or not self._idle:
                 return
 
-    def _take_closing(self) -> list[HTTPConnection]:
+    def _take_closing(self) -> list[HTTPConnection | _Call]:
+        """Under the lock: what to do once it is released (see `_after`)."""
         closing = self._closing
         if closing:
             self._closing = []
         return closing
+
+    def _after(self, todo: list[HTTPConnection | _Call]) -> None:
+        """Without the lock: close the connections in *todo*, and send the requests of
+        the calls in it."""
+        for item in todo:
+            if type(item) is _Call:
+                self._send_for(item)
+            else:
+                item.disconnect()  # type: ignore[union-attr]
+
+    def _send_for(self, call: _Call) -> None:
+        """Send the request of *call*, which waited for the connection it was just given,
+        as far as it goes without waiting; then wake *call*, which takes it from there
+        (`_co_alone`). Its request leaves a round trip earlier, and a caller that wakes
+        up to its response already there need not wait on the connection."""
+        ent = call.grant
+        assert ent is not None
+        gen = ent.conn.co_send_request(call.method, call.split.target, call.headers,
+                                       call.body)
+        result: Any = None
+        try:
+            result = gen, gen.send(None)
+        except StopIteration:
+            result = None
+        except BaseException as exc:
+            result = exc
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            with self._lock:
+                if call.gone:  # its caller left meanwhile: the connection goes back
+                    if type(result) is tuple:
+                        gen.close()
+                    call.grant = None
+                    self._release_locked(ent)
+                else:
+                    call.sending = result
+                    call.presend = _PRESENT
+                    assert call.wake is not None
+                    call.wake.notify()
+                todo = self._take_closing()
+            if todo:
+                self._after(todo)
 
     # -- lending connections --------------------------------------------------------------
 
@@ -1384,7 +1474,7 @@ class ConnectionPool:
             else:
                 self._release_locked(ent)
             closing = self._take_closing()
-        _close_all(closing)
+        self._after(closing)
 
     def _drop_after_use(self, ent: _Entry) -> None:
         ent.inflight -= 1
@@ -1419,7 +1509,7 @@ class ConnectionPool:
                 pipe.close()
             self._pipes.clear()
             closing = self._take_closing()
-        _close_all(closing)
+        self._after(closing)
 
     def __enter__(self) -> ConnectionPool:
         return self
@@ -1449,11 +1539,6 @@ def _bypass(no_proxy: str, host: str, port: int) -> bool:
             if name == entry or name.endswith("." + entry):
                 return True
     return False
-
-
-def _close_all(conns: list[HTTPConnection]) -> None:
-    for conn in conns:
-        conn.disconnect()
 
 
 def _origin_text(split: _Target) -> str:
