@@ -952,12 +952,17 @@ class ConnectionPool:
                 with lock:
                     if call.done:
                         stage = _DONE
+                        self._release_locked(ent)
+                        closing = self._take_closing()
                     elif ent.reader is call:  # named by the reader before it
                         ent.offered = False
                         stage = _READING
                     else:
                         pn = self._arm(call)
-            if stage == _READING:
+            if stage == _DONE:
+                if closing:
+                    self._after(closing)
+            elif stage == _READING:
                 yield from self._co_read(ent, call)
         except BaseException as exc:
             self._shared_failed(ent, call, stage, exc)
@@ -1122,15 +1127,15 @@ class ConnectionPool:
 
     def _answer(self, ent: _Entry, call: _Call, error: BaseException | None,
                 me: _Call) -> None:
-        """Under the lock: *call*'s answer is in (its result, or *error*): it no longer
-        counts on *ent*, and is woken (unless it is the reader *me* itself)."""
+        """Under the lock: *call*'s answer is in (its result, or *error*); it is woken,
+        unless it is the reader *me* itself. (It goes on counting on *ent* until it is
+        awake, as if it had read the answer itself.)"""
         if call.orphan:
             ent.orphans -= 1
             return
         call.error = error
         call.done = True
         if call is not me:
-            self._release_locked(ent)
             assert call.wake is not None
             call.wake.notify()
 
@@ -1166,14 +1171,11 @@ class ConnectionPool:
                     call.orphan = True
                     ent.orphans += 1
                 self._offer(ent)  # the next in line goes on where it stopped
-            elif stage == _WAIT_READ:
-                if call.done:
-                    stage = _DONE  # answered: its part is over already
-                else:
-                    call.orphan = True  # its response will be read and dropped
-                    ent.orphans += 1
-                    if ent.reader is call:
-                        self._offer(ent)
+            elif stage == _WAIT_READ and not call.done:
+                call.orphan = True  # its response will be read and dropped
+                ent.orphans += 1
+                if ent.reader is call:
+                    self._offer(ent)
             if stage != _DONE:
                 self._release_locked(ent)
             closing = self._take_closing()
