@@ -192,12 +192,35 @@ def _new_pipe() -> tuple[int, int]:
     return fd, wfd  # pragma: no cover
 
 
-class _PipeWake:
-    """How a ``co_`` call is woken: the reading end of a pipe becomes readable.
+class _Wake:
+    """How a waiting call is woken, once: `notify` and `clear` are called with the pool's
+    lock held, so *armed* says whether it is woken and not cleared yet (a wake-up is one
+    signal, its clearing one more, and nothing is signalled after `_PipeWake.close`)."""
 
-    Every method is called with the pool's lock held: *armed* says whether the pipe
-    holds its (one) byte, so a wake-up is one write and its clearing one read, and a
-    descriptor is never written to after it was closed.
+    __slots__ = ("armed",)
+
+    def __init__(self) -> None:
+        self.armed = False
+
+    def notify(self) -> None:
+        if not self.armed:
+            self.armed = True
+            self._signal()
+
+    def clear(self) -> None:
+        if self.armed:
+            self.armed = False
+            self._unsignal()
+
+    def _signal(self) -> None:
+        raise NotImplementedError
+
+    def _unsignal(self) -> None:
+        raise NotImplementedError
+
+
+class _PipeWake(_Wake):
+    """How a ``co_`` call is woken: the reading end of a pipe becomes readable.
 
     A pipe, not an eventfd: drivers keep a registration when a generator waits on
     the same descriptor number again and `os.fstat` says that it is the same file,
@@ -206,51 +229,43 @@ class _PipeWake:
     its registration without even asking.
     """
 
-    __slots__ = ("armed", "fd", "pn", "wfd")
+    __slots__ = ("fd", "pn", "wfd")
 
     def __init__(self) -> None:
+        super().__init__()
         self.fd, self.wfd = _new_pipe()
         self.pn = PollNeeded(self.fd, POLLIN)
-        self.armed = False
 
-    def notify(self) -> None:
-        if not self.armed:
-            self.armed = True
-            os.write(self.wfd, b"\0")
+    def _signal(self) -> None:
+        os.write(self.wfd, b"\0")
 
-    def clear(self) -> None:
-        if self.armed:
-            self.armed = False
-            with suppress(BlockingIOError):
-                os.read(self.fd, 8)
+    def _unsignal(self) -> None:
+        with suppress(BlockingIOError):
+            os.read(self.fd, 8)
 
     def close(self) -> None:
         os.close(self.fd)
         os.close(self.wfd)
 
 
-class _LockWake:
-    """How a blocking call is woken: a lock of its own that the pool releases.
+class _LockWake(_Wake):
+    """How a blocking call is woken: a lock of its own, held until it is signalled.
 
-    `notify` and `clear` are called with the pool's lock held, `wait` without.
+    `wait` is called without the pool's lock.
     """
 
-    __slots__ = ("armed", "lock")
+    __slots__ = ("lock",)
 
     def __init__(self) -> None:
+        super().__init__()
         self.lock = threading.Lock()
         self.lock.acquire()
-        self.armed = False
 
-    def notify(self) -> None:
-        if not self.armed:
-            self.armed = True
-            self.lock.release()
+    def _signal(self) -> None:
+        self.lock.release()
 
-    def clear(self) -> None:
-        if self.armed:
-            self.armed = False
-            self.lock.acquire()
+    def _unsignal(self) -> None:
+        self.lock.acquire()
 
     def wait(self, timeout: float | None) -> bool:
         """Wait until notified (True) or for *timeout* seconds (False)."""
@@ -282,18 +297,21 @@ class _Call:
                  "queued", "repeatable", "result", "sending", "seq", "shared", "split", "url",
                  "wake")
 
-    def __init__(self, split: _Target, key: _Origin, shared: bool, blocking: bool) -> None:
+    def __init__(self, split: _Target, key: _Origin, shared: bool, blocking: bool,
+                 method: str = "", url: str = "", headers: Mapping[str, str] | None = None,
+                 body: _Body | None = None) -> None:
         self.split = split
         self.key = key
         self.shared = shared  # may be pipelined
         self.blocking = blocking
-        self.method = ""
-        self.url = ""
-        self.headers: Mapping[str, str] | None = None
-        self.body: _Body | None = None
-        self.repeatable = False  # may be sent again: idempotent method, body of bytes
+        self.method = method  # "" for a lease
+        self.url = url
+        self.headers = headers
+        self.body = body
+        #: may be sent again: an idempotent method (the body, if any, is bytes)
+        self.repeatable = method in _IDEMPOTENT
         #: how it is woken (made on its first wait), and what it yields to wait for that
-        self.wake: _PipeWake | _LockWake | None = None
+        self.wake: _Wake | None = None
         self.pn = _POOL_WAIT
         # In line for a connection:
         self.host: _Host | None = None
@@ -583,13 +601,7 @@ class ConnectionPool:
                 if isinstance(name, str) and name.lower() == "connection" and \
                         isinstance(value, str) and "close" in value.lower():
                     shared = False  # nothing may follow it on the connection
-        call = _Call(split, key, shared, blocking)
-        call.method = method
-        call.url = url
-        call.headers = headers
-        call.body = body
-        call.repeatable = method in _IDEMPOTENT
-        return call
+        return _Call(split, key, shared, blocking, method, url, headers, body)
 
     def request(self, method: str, url: str, headers: Mapping[str, str] | None = None,
                 body: _Body | None = None) -> PoolResponse:
@@ -1007,21 +1019,38 @@ class ConnectionPool:
         the role to the next caller in line, and release *me*'s hold on *ent*."""
         lock = self._lock
         ahead = self.pipeline  # answers read after its own, at most
-        with lock:
-            more = self._next_job(ent, me)
+        call: _Call | None = None  # whose response the last job read...
+        pn: PollNeeded | None = None  # ...what it waits for, if its reader stopped
+        data: Any = None  # ...or the body it read
+        failure: Exception | None = None  # ...or why it failed
+        while True:
+            with lock:
+                if call is None:
+                    more = self._next_job(ent, me)
+                elif pn is not None:  # its own answer is in: the next in line waits
+                    ent.job_pn = pn
+                    more = self._offer(ent)
+                else:
+                    if failure is None:
+                        self._delivered(ent, call, data, me)
+                    else:
+                        self._job_failed(ent, call, failure, me)
+                    if me.done:
+                        ahead -= 1
+                    more = self._next_job(ent, me) if ahead else self._offer(ent)
+                if not more:
+                    self._release_locked(ent)
+                closing = self._take_closing()
+            if closing:
+                self._after(closing)
             if not more:
-                self._release_locked(ent)
-            closing = self._take_closing()
-        if closing:
-            self._after(closing)
-        while more:
+                return
             job = ent.job
             call = ent.job_for
             pn = ent.job_pn
             assert job is not None
             assert call is not None
-            value: Any = None
-            failure = None
+            data = failure = None
             while True:
                 if pn is not None:
                     if me.done:  # never wait for others' answers once its own is in
@@ -1033,7 +1062,7 @@ class ConnectionPool:
                 except StopIteration as stop:
                     pn = None
                     if ent.job_head is not None:
-                        value = stop.value
+                        data = stop.value
                         break
                     # The head is in; now the body (dropped if nobody wants it).
                     ent.job_head = stop.value
@@ -1044,24 +1073,6 @@ class ConnectionPool:
                     failure = exc
                     pn = None
                     break
-            with lock:
-                if pn is not None:
-                    ent.job_pn = pn
-                    self._offer(ent)
-                    more = False
-                else:
-                    if failure is None:
-                        self._delivered(ent, call, value, me)
-                    else:
-                        self._job_failed(ent, call, failure, me)
-                    if me.done:
-                        ahead -= 1
-                    more = self._next_job(ent, me) if ahead else self._offer(ent)
-                if not more:
-                    self._release_locked(ent)
-                closing = self._take_closing()
-            if closing:
-                self._after(closing)
 
     def _next_job(self, ent: _Entry, me: _Call) -> bool:
         """Under the lock, as the reader: set up the read of the next response (True); or

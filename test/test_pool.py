@@ -564,6 +564,65 @@ def test_handed_connection_carries_the_waiting_request_out(server: PoolServer) -
     assert server.connections == 1
 
 
+def _lease_in_use(pool: ConnectionPool, server: PoolServer) -> HTTPConnection:
+    """The pool's one connection, lent and opened by a request."""
+    conn = dugong.eval_coroutine(pool.co_acquire(server.url))
+    conn.send_request("GET", "/lent")
+    conn.read_response()
+    assert conn.readall() == b"GET /lent"
+    return conn
+
+
+def test_handed_request_that_cannot_be_sent(server: PoolServer) -> None:
+    with ConnectionPool(1) as pool:
+        conn = _lease_in_use(pool, server)
+        waiting = pool.co_request("GET", server.url + "/bad", {"Bad Name": "x"})
+        next(waiting)
+        pool.release(conn)
+        with pytest.raises(ValueError, match="header name"):
+            dugong.eval_coroutine(waiting)
+        assert pool.request("GET", server.url + "/good").body == b"GET /good"
+    assert server.connections == 1
+
+
+def test_handed_request_too_big_to_go_out_at_once(server: PoolServer) -> None:
+    with ConnectionPool(1) as pool:
+        conn = _lease_in_use(pool, server)
+        waiting = pool.co_request("GET", server.url + "/big", HUGE)
+        next(waiting)
+        pool.release(conn)  # sends what the socket takes; the waiter sends the rest
+        assert dugong.eval_coroutine(waiting, WAIT).body == b"GET /big"
+    assert server.connections == 1
+
+
+class _LeaveWhenSent(dict[str, str]):
+    """Header fields that close a waiting generator while its request is being sent
+    (as another thread could)."""
+
+    waiting: Generator[Any, None, Any] | None = None
+
+    def items(self) -> Any:
+        if self.waiting is not None:
+            self.waiting.close()
+        return super().items()
+
+
+def test_waiter_that_leaves_while_its_request_is_sent(server: PoolServer) -> None:
+    with ConnectionPool(1) as pool:
+        conn = _lease_in_use(pool, server)
+        headers = _LeaveWhenSent({"X-Test": "1"})
+        waiting = pool.co_request("GET", server.url + "/gone", headers)
+        next(waiting)
+        headers.waiting = waiting
+        before = open_fds()
+        pool.release(conn)
+        assert not pool._waiters
+        assert pool._total == 0  # its answer is due, and nobody reads it: closed
+        assert open_fds() == before - 3  # the connection and the waiter's pipe
+        assert pool.request("GET", server.url + "/next").body == b"GET /next"
+    assert server.connections == 2
+
+
 def test_waiting_generators_reuse_pipes(server: PoolServer) -> None:
     with ConnectionPool(1) as pool:
         conn = dugong.eval_coroutine(pool.co_acquire(server.url))
@@ -837,6 +896,21 @@ def test_cancelled_reader_leaves_its_read_to_the_next(
         assert pool.request("GET", server.url + "/d").body == b"GET /d"
     assert server.connections == 1
     assert [r.target for r in server.requests[0]] == ["/first", "/a", "/b", "/c", "/d"]
+
+
+def test_answers_nobody_waits_for_close_the_connection(
+        pool_server: Callable[..., PoolServer]) -> None:
+    server = pool_server(batch=2)
+    with ConnectionPool(1, pipeline=4) as pool:
+        pool.request("GET", server.url + "/first")
+        reader, other = (pool.co_request("GET", f"{server.url}/{x}") for x in "ab")
+        next(reader)
+        next(other)
+        reader.close()  # its read goes to the other...
+        other.close()  # ...which leaves too
+        assert pool._total == 0
+        assert pool.request("GET", server.url + "/c").body == b"GET /c"
+    assert server.connections == 2
 
 
 def test_thread_reading_for_others_times_out(pool_server: Callable[..., PoolServer]) -> None:
