@@ -736,22 +736,26 @@ class ConnectionPool:
         return call.pn
 
     def _end_call(self, call: _Call) -> None:
-        """A ``co_`` call that waited is over: its pipe is kept for another call, or closed
-        (as every spare one is once no call holds a pipe)."""
-        pipe = cast(_PipeWake, call.wake)
+        """A ``co_`` call that waited is over: its pipe goes back (`_put_pipe`)."""
         with self._lock:
-            call.wake = None
-            pipe.clear()
-            self._pipe_users -= 1
-            pipes = self._pipes
-            if self._pipe_users and not self._closed and len(pipes) < _SPARE_PIPES:
-                pipes.append(pipe)
-                return
-            pipe.close()
-            if not self._pipe_users:
-                for spare in pipes:
-                    spare.close()
-                pipes.clear()
+            self._put_pipe(call)
+
+    def _put_pipe(self, call: _Call) -> None:
+        """Under the lock: *call*, a ``co_`` call, will not wait any more: its pipe is kept
+        for another call, or closed (as every spare one is once no call holds a pipe)."""
+        pipe = cast(_PipeWake, call.wake)
+        call.wake = None
+        pipe.clear()
+        self._pipe_users -= 1
+        pipes = self._pipes
+        if self._pipe_users and not self._closed and len(pipes) < _SPARE_PIPES:
+            pipes.append(pipe)
+            return
+        pipe.close()
+        if not self._pipe_users:
+            for spare in pipes:
+                spare.close()
+            pipes.clear()
 
     def _host(self, call: _Call) -> _Host:
         """Under the lock: the state of the origin of *call*, made on first use."""
@@ -889,17 +893,21 @@ class ConnectionPool:
             in_body = True
             data = yield from conn.co_readall()
         except BaseException as exc:
-            self._done_alone(ent, False)
+            self._done_alone(ent, None)
             out = _lost_or_raise(exc, in_body)
             if out is exc:
                 raise
             raise out from None
-        self._done_alone(ent, True)
+        self._done_alone(ent, call)
         return _make_response(resp, data, call.url)
 
-    def _done_alone(self, ent: _Entry, served: bool) -> None:
+    def _done_alone(self, ent: _Entry, served: _Call | None) -> None:
+        """The request of *served* has its whole response on *ent* (None: it failed): it
+        releases *ent* and gives back its pipe (it waits no more)."""
         with self._lock:
-            if served:
+            if served is not None:
+                if served.wake is not None and not served.blocking:
+                    self._put_pipe(served)
                 ent.served += 1
                 if ent.conn.is_connected:
                     ent.proven = True
@@ -953,28 +961,32 @@ class ConnectionPool:
                 if not sent:
                     self._cut(ent, call.seq, False)
                 ent.readq.append(call)  # before the next sender's: the order on the wire
-                stage = _WAIT_READ
                 if ent.reader is None or ent.offered:
                     self._take_reader(ent, call)
-                    stage = _READING
+                    stage = self._start_reading(ent, call)
                 else:
+                    stage = _WAIT_READ
                     pn = self._arm(call)
+                closing = self._take_closing()
+            if closing:
+                self._after(closing)
             while stage == _WAIT_READ:
                 yield pn
                 with lock:
                     if call.done:
                         stage = _DONE
                         self._release_locked(ent)
-                        closing = self._take_closing()
+                        if call.error is None and not call.blocking:
+                            self._put_pipe(call)  # the call ends: in the same section
                     elif ent.reader is call:  # named by the reader before it
                         ent.offered = False
-                        stage = _READING
+                        stage = self._start_reading(ent, call)
                     else:
                         pn = self._arm(call)
-            if stage == _DONE:
+                    closing = self._take_closing()
                 if closing:
                     self._after(closing)
-            elif stage == _READING:
+            if stage == _READING:
                 yield from self._co_read(ent, call)
         except BaseException as exc:
             self._shared_failed(ent, call, stage, exc)
@@ -1013,44 +1025,30 @@ class ConnectionPool:
         ent.reader = call
         ent.offered = False
 
+    def _start_reading(self, ent: _Entry, me: _Call) -> int:
+        """Under the lock, *me* having become the reader of *ent*: set up the read of the
+        first response due (`_READING`), or, if none is (its own answer is settled),
+        leave the role and release *me*'s hold (`_DONE`)."""
+        if self._next_job(ent, me):
+            return _READING
+        self._release_locked(ent)
+        return _DONE
+
     def _co_read(self, ent: _Entry, me: _Call) -> Co[None]:
-        """As the reader of *ent*: read the responses in order, each for its caller, up to
-        the answer of *me*; then on, as long as responses are already there; then hand
-        the role to the next caller in line, and release *me*'s hold on *ent*."""
+        """As the reader of *ent*, its first read set up: read the responses in order,
+        each for its caller, up to the answer of *me*; then on, as long as responses
+        are already there; then hand the role to the next caller in line, and release
+        *me*'s hold on *ent*."""
         lock = self._lock
         ahead = self.pipeline  # answers read after its own, at most
-        call: _Call | None = None  # whose response the last job read...
-        pn: PollNeeded | None = None  # ...what it waits for, if its reader stopped
-        data: Any = None  # ...or the body it read
-        failure: Exception | None = None  # ...or why it failed
         while True:
-            with lock:
-                if call is None:
-                    more = self._next_job(ent, me)
-                elif pn is not None:  # its own answer is in: the next in line waits
-                    ent.job_pn = pn
-                    more = self._offer(ent)
-                else:
-                    if failure is None:
-                        self._delivered(ent, call, data, me)
-                    else:
-                        self._job_failed(ent, call, failure, me)
-                    if me.done:
-                        ahead -= 1
-                    more = self._next_job(ent, me) if ahead else self._offer(ent)
-                if not more:
-                    self._release_locked(ent)
-                closing = self._take_closing()
-            if closing:
-                self._after(closing)
-            if not more:
-                return
             job = ent.job
             call = ent.job_for
             pn = ent.job_pn
             assert job is not None
             assert call is not None
-            data = failure = None
+            data: Any = None
+            failure: Exception | None = None
             while True:
                 if pn is not None:
                     if me.done:  # never wait for others' answers once its own is in
@@ -1073,6 +1071,25 @@ class ConnectionPool:
                     failure = exc
                     pn = None
                     break
+            with lock:
+                if pn is not None:  # its own answer is in: the next in line waits
+                    ent.job_pn = pn
+                    more = self._offer(ent)
+                else:
+                    if failure is None:
+                        self._delivered(ent, call, data, me)
+                    else:
+                        self._job_failed(ent, call, failure, me)
+                    if me.done:
+                        ahead -= 1
+                    more = self._next_job(ent, me) if ahead else self._offer(ent)
+                if not more:
+                    self._release_locked(ent)
+                closing = self._take_closing()
+            if closing:
+                self._after(closing)
+            if not more:
+                return
 
     def _next_job(self, ent: _Entry, me: _Call) -> bool:
         """Under the lock, as the reader: set up the read of the next response (True); or
