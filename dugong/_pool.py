@@ -961,17 +961,21 @@ class ConnectionPool:
                 if not sent:
                     self._cut(ent, call.seq, False)
                 ent.readq.append(call)  # before the next sender's: the order on the wire
-                if ent.reader is None or ent.offered:
+                named = ent.reader
+                if named is None or (ent.offered and not named.blocking):
                     self._take_reader(ent, call)
                     stage = self._start_reading(ent, call)
                 else:
                     stage = _WAIT_READ
-                    pn = self._arm(call)
+                    self._arm(call)
                 closing = self._take_closing()
             if closing:
                 self._after(closing)
-            while stage == _WAIT_READ:
-                yield pn
+            while stage != _DONE:
+                if stage == _READING:
+                    stage = yield from self._co_read(ent, call)
+                    continue
+                yield call.pn
                 with lock:
                     if call.done:
                         stage = _DONE
@@ -982,12 +986,10 @@ class ConnectionPool:
                         ent.offered = False
                         stage = self._start_reading(ent, call)
                     else:
-                        pn = self._arm(call)
+                        self._arm(call)
                     closing = self._take_closing()
                 if closing:
                     self._after(closing)
-            if stage == _READING:
-                yield from self._co_read(ent, call)
         except BaseException as exc:
             self._shared_failed(ent, call, stage, exc)
             raise
@@ -1018,7 +1020,8 @@ class ConnectionPool:
 
     def _take_reader(self, ent: _Entry, call: _Call) -> None:
         """Under the lock: *call* becomes the reader of *ent* (the role was free, or named
-        for a caller not yet awake, which then need not wake up)."""
+        for a generator not yet awake, which then need not wake up; a thread named
+        reads its answer itself, which is next)."""
         named = ent.reader
         if named is not None and named.wake is not None:
             named.wake.clear()
@@ -1027,18 +1030,29 @@ class ConnectionPool:
 
     def _start_reading(self, ent: _Entry, me: _Call) -> int:
         """Under the lock, *me* having become the reader of *ent*: set up the read of the
-        first response due (`_READING`), or, if none is (its own answer is settled),
-        leave the role and release *me*'s hold (`_DONE`)."""
+        first response due (`_READING`); or, the role handed on, wait for its answer
+        (`_WAIT_READ`, its wake-up armed) or, that being settled, release *me*'s hold
+        (`_DONE`)."""
         if self._next_job(ent, me):
             return _READING
-        self._release_locked(ent)
-        return _DONE
+        return self._stop_reading(ent, me)
 
-    def _co_read(self, ent: _Entry, me: _Call) -> Co[None]:
+    def _stop_reading(self, ent: _Entry, me: _Call) -> int:
+        """Under the lock: *me* no longer reads *ent*: its answer is settled (`_DONE`,
+        its hold released), or it waits for it (`_WAIT_READ`)."""
+        if me.done:
+            self._release_locked(ent)
+            return _DONE
+        self._arm(me)
+        return _WAIT_READ
+
+    def _co_read(self, ent: _Entry, me: _Call) -> Co[int]:
         """As the reader of *ent*, its first read set up: read the responses in order,
         each for its caller, up to the answer of *me*; then on, as long as responses
         are already there; then hand the role to the next caller in line, and release
-        *me*'s hold on *ent*."""
+        *me*'s hold on *ent* (`_DONE`). A blocking caller reads its answer itself: the
+        role goes to it when its response is next, and *me*, if its answer is still
+        to come, waits for it again (`_WAIT_READ`)."""
         lock = self._lock
         ahead = self.pipeline  # answers read after its own, at most
         while True:
@@ -1083,32 +1097,41 @@ class ConnectionPool:
                     if me.done:
                         ahead -= 1
                     more = self._next_job(ent, me) if ahead else self._offer(ent)
-                if not more:
-                    self._release_locked(ent)
+                stage = _READING if more else self._stop_reading(ent, me)
                 closing = self._take_closing()
             if closing:
                 self._after(closing)
             if not more:
-                return
+                return stage
 
     def _next_job(self, ent: _Entry, me: _Call) -> bool:
         """Under the lock, as the reader: set up the read of the next response (True); or
-        leave the role, nothing being due (False)."""
+        leave the role (False): nothing is due, or the next response is a blocking
+        caller's, which is woken to read it itself (threads read their own answers:
+        woken once for that, as they would be for the answer, they keep the other
+        threads from waking up at once)."""
         if ent.job is not None:  # one under way, left by the reader before
             return True
         readq = ent.readq
         while readq:
-            call = readq.popleft()
+            call = readq[0]
             if ent.cut is not None and call.seq >= ent.cut:
+                readq.popleft()
                 self._answer(ent, call, _Lost(ConnectionClosed(
                     "No response: the connection closed before this request's turn"),
                     free=ent.cut_free), me)
                 continue
+            if call.blocking and call is not me and not call.orphan:
+                ent.reader = call
+                ent.offered = True
+                assert call.wake is not None
+                call.wake.notify()
+                return False
+            readq.popleft()
             ent.job = ent.conn.co_read_response()
             ent.job_for = call
             ent.job_head = ent.job_pn = None
             return True
-        assert me.done
         ent.reader = None
         return False
 
