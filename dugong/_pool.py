@@ -517,10 +517,11 @@ class ConnectionPool:
     make room. Nothing grows with the number of requests served.
 
     On a connection with pipelined requests, one caller at a time reads the
-    responses, in order: for itself, and for the callers whose requests went
-    out before and after its own, handing each its answer (and waking it once).
-    It reads on after its own response only what has already arrived; then the
-    next caller in line takes over.
+    responses, in order: its own, and those of the ``co_`` callers whose
+    requests went out before and after its own, handing each its answer (and
+    waking it once); a thread reads its own answer itself, when its turn comes.
+    The reader reads on after its own response only what has already arrived;
+    then the next caller in line takes over.
 
     Used in a ``with`` block, the pool is closed when the block ends.
 
