@@ -1240,8 +1240,13 @@ class ConnectionPool:
 
         With *evict*, an idle connection of another origin may be closed to make room.
         """
-        if self._idle and self.idle_timeout is not None:
-            self._expire(time.monotonic() - self.idle_timeout)
+        every_idle = self._idle
+        if every_idle:
+            timeout = self.idle_timeout
+            if timeout is not None:
+                before = time.monotonic() - timeout
+                if next(iter(every_idle)).idle_since <= before:  # the longest idle first
+                    self._expire(before)
         idle = host.idle
         if idle:
             ent = idle.pop()
