@@ -34,10 +34,13 @@ $(DEV_STAMP): requirements-dev.txt | $(PY)
 # ------------------------------------------------------------------ targets
 
 # Run the test-suite under coverage; fails below the fail_under gate of
-# pyproject.toml.  Extra pytest arguments: make test PYTEST_ARGS="-k chunked"
+# pyproject.toml.  test_cli.py runs `python -m dugong` under coverage too: the
+# data files of those runs are added before the report.
+# Extra pytest arguments: make test PYTEST_ARGS="-k chunked"
 test: $(DEV_STAMP) $(PKG_STAMP)
 	$(PY) -m coverage erase
 	$(PY) -m coverage run -m pytest $(PYTEST_ARGS)
+	if ls .coverage.* >/dev/null 2>&1; then $(PY) -m coverage combine --append -q; fi
 	$(PY) -m coverage report
 
 # The core tests under every other CPython >= 3.11 on this machine (each in its
@@ -56,10 +59,34 @@ lint: $(DEV_STAMP) $(PKG_STAMP)
 doc: $(DEV_STAMP) $(PKG_STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html doc doc/html
 
-bench: $(PKG_STAMP)
+# The benchmark's own virtualenv: the clients it compares, each requirement
+# installed on its own, and dugong 3.8.2 for the reference rows, installed apart
+# (it has our import name); nginx if missing. A requirement marked optional that
+# fails leaves pip's message in $(BENCH_VENV)/failed/NAME, which the report quotes
+# (delete the stamp to try again); any other failure stops make.
+BENCH_VENV  := .venv-bench
+BENCH_PIP   := $(BENCH_VENV)/bin/python -m pip --disable-pip-version-check -q
+BENCH_STAMP := $(BENCH_VENV)/.stamp-bench
+NGINX_APT   := apt-get install -y --no-install-recommends nginx-light
+
+$(BENCH_STAMP): contrib/bench-requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	rm -rf $(BENCH_VENV)/failed && mkdir $(BENCH_VENV)/failed
+	grep '^[^#]' contrib/bench-requirements.txt | while read -r req note; do \
+	  log=$(BENCH_VENV)/failed/$${req%%=*}; \
+	  if $(BENCH_PIP) install $$req 2>$$log; then rm $$log; \
+	  elif [ "$${note#\# optional}" != "$$note" ]; then echo "$$req failed: its rows are unavailable"; \
+	  else cat $$log; exit 1; fi; \
+	done
+	rm -rf $(BENCH_VENV)/dugong-3.8.2
+	$(BENCH_PIP) install --no-deps --target $(BENCH_VENV)/dugong-3.8.2 dugong==3.8.2
+	command -v nginx || test -x /usr/sbin/nginx || $(NGINX_APT) || (apt-get update && $(NGINX_APT))
+	touch $@
+
+bench: $(PKG_STAMP) $(BENCH_STAMP)
 	$(PY) contrib/bench.py
 
-bench-quick: $(PKG_STAMP)
+bench-quick: $(PKG_STAMP) $(BENCH_STAMP)
 	$(PY) contrib/bench.py --quick
 
 clean:

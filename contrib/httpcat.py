@@ -30,70 +30,15 @@ except ImportError:  # run from a source checkout without installing dugong
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
     import dugong
 
+# The progress line is shared with ``python -m dugong`` (a private module of the package).
+from dugong._progress import ProgressLine, Transfer
+
 PROG = "httpcat"
 CHUNK = 256 * 1024  # bytes per read: large reads go from the socket straight to our buffer
-PROGRESS_INTERVAL = 0.2  # seconds between progress updates
 
 
 class Failure(Exception):
     """Ends the program with a message and exit status 1."""
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def clock(seconds: float) -> str:
-    seconds = int(seconds + 0.5)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-class Progress:
-    """A progress line on a terminal, rewritten in place with carriage returns."""
-
-    def __init__(self, stream: TextIO, total: int | None) -> None:
-        self.stream = stream
-        self.total = total
-        self.done = 0
-        self.start = time.monotonic()
-        self.shown = 0.0  # when the line was last written (0: never)
-        self.width = 0
-
-    def update(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if now - self.shown >= PROGRESS_INTERVAL:
-            self.show(now, final=False)
-
-    def finish(self) -> None:
-        self.show(time.monotonic(), final=True)
-        self.stream.write("\n")
-        self.stream.flush()
-
-    def show(self, now: float, final: bool) -> None:
-        self.shown = now
-        elapsed = max(now - self.start, 1e-6)
-        rate = self.done / elapsed
-        parts = [human_size(self.done)]
-        if self.total is not None:
-            parts[0] += f" of {human_size(self.total)}"
-            parts.append(f"{100 * self.done // self.total if self.total else 100:3d}%")
-        parts.append(f"{human_size(rate)}/s")
-        if final:
-            parts.append(f"in {clock(elapsed)}")
-        elif self.total is not None:
-            left = (self.total - self.done) / rate if rate else 0.0
-            parts.append(f"{clock(left)} left")
-        else:
-            parts.append(clock(elapsed))
-        line = "  ".join(parts)
-        self.stream.write("\r" + line.ljust(self.width))
-        self.stream.flush()
-        self.width = len(line)
 
 
 class Fetcher:
@@ -145,7 +90,8 @@ class Fetcher:
             where = resp.headers.get("Location")
             hint = f" (Location: {where}; redirects are not followed)" if where else ""
             raise Failure(f"server answered {resp.status} {resp.reason}{hint}")
-        meter = Progress(progress, resp.length) if progress is not None else None
+        meter = Transfer(resp.length)
+        line = ProgressLine(progress) if progress is not None else None
         buf = bytearray(CHUNK)
         view = memoryview(buf)
         total = 0
@@ -156,11 +102,14 @@ class Fetcher:
                     break
                 out.write(view[:n])
                 total += n
-                if meter is not None:
-                    meter.update(n)
+                if line is not None:
+                    meter.add(n)
+                    now = time.monotonic()
+                    if line.due(now):
+                        line.show(meter.describe(now), now)
         finally:
-            if meter is not None:
-                meter.finish()  # on an error too, so that the message starts a new line
+            if line is not None:  # on an error too, so that the message starts a new line
+                line.finish(meter.describe(time.monotonic(), final=True))
         return total
 
 

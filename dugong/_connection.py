@@ -59,9 +59,9 @@ _scratch = memoryview(bytearray(64 * 1024))  # where discard() drops bytes
 
 _A = TypeVar("_A")
 _R = TypeVar("_R")
-#: a step: called with its argument and whether the caller blocks; the result, or
-#: the PollNeeded to wait for before the next call
-_Step = Callable[[_A, bool], "_R | PollNeeded"]
+#: a step: called with its argument and, for a blocking caller, the caller's name (None in
+#: a co_ generator); the result, or the PollNeeded to wait for before the next call
+_Step = Callable[[_A, "str | None"], "_R | PollNeeded"]
 
 
 def _byte_view(buf: WritableBuffer) -> memoryview:
@@ -386,24 +386,35 @@ class HTTPConnection:
     # -- the step/wait shape -----------------------------------------------------------
 
     def _run(self, what: str, step: _Step[_A, _R], arg: _A) -> _R:
-        """Run *step* until it has a result, waiting with poll in between."""
-        result = step(arg, True)
+        """Run *step* until it has a result, waiting with poll in between (a step of a
+        blocking caller may also wait in the kernel's receive itself)."""
+        result = step(arg, what)
         while type(result) is PollNeeded:
             self._block(what, result)
-            result = step(arg, True)
+            result = step(arg, what)
         return result  # type: ignore[return-value]
 
     def _co_run(self, what: str, step: _Step[_A, _R], arg: _A) -> Co[_R]:
         """Run *step* until it has a result, yielding what it waits for in between."""
-        result = step(arg, False)
+        result = step(arg, None)
+        if type(result) is PollNeeded:
+            result = yield from self._co_wait(what, step, arg, result)
+        return result  # type: ignore[return-value]
+
+    def _co_wait(self, what: str, step: _Step[_A, _R], arg: _A, wait: PollNeeded) -> Co[_R]:
+        """Yield *wait* (what a first step returned), run *step* again, and so on, until
+        it has a result. (The hot ``co_`` methods make the first step themselves: a
+        result that needs no waiting then costs no second generator.)"""
         try:
-            while type(result) is PollNeeded:
-                yield result
-                result = step(arg, False)
+            while True:
+                yield wait
+                result = step(arg, None)
+                if type(result) is not PollNeeded:
+                    return result  # type: ignore[return-value]
+                wait = result
         except GeneratorExit:
             self._eng.fail(f"an interrupted {what}")
             raise
-        return result  # type: ignore[return-value]
 
     def _block(self, what: str, wait: PollNeeded) -> None:
         """Wait for *wait*, at most `timeout` seconds (then `ConnectionTimedOut`). An
@@ -421,34 +432,76 @@ class HTTPConnection:
             self._eng.fail(f"an interrupted {what}")
             raise
 
-    def _fill(self, blocking: bool) -> PollNeeded | None:
-        """Receive what the socket holds into the engine's buffer; None if bytes came
-        (or the server's close ended a body), else what to wait for."""
-        tr = self._tr
-        if tr is None:
+    def _fill(self, blocking: str | None) -> PollNeeded | None:
+        """Receive into the engine's buffer; None if bytes came (or the server's close
+        ended a body), else what to wait for."""
+        if self._tr is None:
             opening = self._opening
             if opening is not None and not opening.done:
                 return opening.wait()  # the request's sender is still connecting
             exc = ConnectionClosed("Connection closed")
             self._eng.lost(exc)
             raise exc
-        if blocking and tr.drained:
-            # The last receive emptied the socket: wait first, rather than receive nothing.
-            tr.drained = False
-            return tr.wait_in
-        eng = self._eng
+        buf = self._eng.buffer
+        if blocking is None:  # a co_ generator: never wait (the usual case, spelled out)
+            tr = self._tr
+            try:
+                n = tr.recv_into(buf.space())
+            except ConnectionClosed as exc:
+                self._lost(exc)
+                raise
+        else:
+            n = self._receive_into(blocking, buf.space())
+        if n < 0:
+            return self._tr.want
+        if n:
+            buf.end += n
+        else:
+            self._received_eof()
+        return None
+
+    def _receive_into(self, blocking: str | None, view: memoryview) -> int:
+        """Receive into *view*: the count (0: the server closed), or -1 to wait for the
+        transport's ``want``. A blocking caller (*blocking*: its name) waits in the
+        receive itself where the transport allows, at most `timeout` seconds."""
+        tr = self._tr
+        assert tr is not None
         try:
-            n = tr.recv_into(eng.buffer.space())
+            if blocking is not None and tr.waits_in_recv:
+                n = tr.recv_into_wait(view, self.timeout)
+                if n < 0:
+                    raise ConnectionTimedOut(f"No progress for {self.timeout} seconds")
+                return n
+            n = tr.recv_into(view)
         except ConnectionClosed as exc:
             self._lost(exc)
             raise
-        if n > 0:
-            eng.buffer.end += n
-            return None
-        if n < 0:
-            return tr.want
-        self._received_eof()
-        return None
+        except BaseException:
+            if blocking is not None:  # a wait was cut short: where are we?
+                self._eng.fail(f"an interrupted {blocking}")
+            raise
+        return n
+
+    def _receive(self, blocking: str | None, size: int) -> bytes | None:
+        """Receive up to *size* bytes (b'': the server closed; None: wait for the
+        transport's ``want``), as `_receive_into`."""
+        tr = self._tr
+        assert tr is not None
+        try:
+            if blocking is not None and tr.waits_in_recv:
+                data = tr.recv_wait(size, self.timeout)
+                if data is None:
+                    raise ConnectionTimedOut(f"No progress for {self.timeout} seconds")
+                return data
+            data = tr.recv(size)
+        except ConnectionClosed as exc:
+            self._lost(exc)
+            raise
+        except BaseException:
+            if blocking is not None:
+                self._eng.fail(f"an interrupted {blocking}")
+            raise
+        return data
 
     def _received_eof(self) -> None:
         try:
@@ -582,7 +635,7 @@ class HTTPConnection:
             raise
         return Sending(tr, out, n)
 
-    def _send_step(self, sending: Sending, blocking: bool) -> bool | PollNeeded:
+    def _send_step(self, sending: Sending, blocking: str | None) -> bool | PollNeeded:
         """Send more of *sending*: True once all of it went out."""
         try:
             wait = sending.step()
@@ -645,7 +698,11 @@ class HTTPConnection:
         `HTTPResponse` is its return value.
         """
         deadline = None if self.expect100_timeout is None else self._continue_deadline()
-        return (yield from self._co_run("read_response()", self._response_step, deadline))
+        resp = self._response_step(deadline, None)
+        if type(resp) is PollNeeded:
+            resp = yield from self._co_wait("read_response()", self._response_step, deadline,
+                                            resp)
+        return resp  # type: ignore[return-value]
 
     def read_response(self) -> HTTPResponse:
         """Read the status line and header fields of the next response.
@@ -690,7 +747,7 @@ class HTTPConnection:
         return time.monotonic() + self.expect100_timeout
 
     def _response_step(self, deadline: float | None,
-                       blocking: bool) -> HTTPResponse | PollNeeded:
+                       blocking: str | None) -> HTTPResponse | PollNeeded:
         """One step of `read_response`: the response, or what to wait for."""
         opening = self._opening
         if opening is not None and opening.done:
@@ -703,9 +760,14 @@ class HTTPConnection:
                 if eng.states.conn is not _OPEN:
                     self._settle()
                 return resp
-            wait = self._fill(blocking)
+            if deadline is None:
+                wait = self._fill(blocking)
+                if wait is None:
+                    continue
+                return wait
+            wait = self._fill(None)  # a wait with a deadline is one of poll's
             if wait is not None:
-                if deadline is None or not eng.awaiting_continue:
+                if not eng.awaiting_continue:
                     return wait
                 if time.monotonic() >= deadline:  # no answer to Expect: go ahead as if 100
                     return eng.continue_assumed()
@@ -713,7 +775,7 @@ class HTTPConnection:
 
     # -- response bodies ----------------------------------------------------------------
 
-    def _read_step(self, size: int, blocking: bool) -> bytes | PollNeeded:
+    def _read_step(self, size: int, blocking: str | None) -> bytes | PollNeeded:
         """One step of `read`: up to *size* body bytes, or what to wait for."""
         eng = self._eng
         while True:
@@ -728,18 +790,9 @@ class HTTPConnection:
                 if wait is not None:
                     return wait
                 continue
-            tr = self._tr
-            assert tr is not None
-            if blocking and tr.drained:
-                tr.drained = False
-                return tr.wait_in
-            try:
-                got = tr.recv(n)  # large: straight from the socket
-            except ConnectionClosed as exc:
-                self._lost(exc)
-                raise
+            got = self._receive(blocking, n)  # large: straight from the socket
             if got is None:
-                return tr.want
+                return self._tr.want  # type: ignore[union-attr]
             if not got:
                 self._received_eof()
                 continue
@@ -748,7 +801,7 @@ class HTTPConnection:
                 self._settle()
             return got
 
-    def _readinto_step(self, view: memoryview, blocking: bool) -> int | PollNeeded:
+    def _readinto_step(self, view: memoryview, blocking: str | None) -> int | PollNeeded:
         """One step of `readinto`: the count of body bytes put into *view*, or what to
         wait for."""
         eng = self._eng
@@ -764,18 +817,9 @@ class HTTPConnection:
                 if wait is not None:
                     return wait
                 continue
-            tr = self._tr
-            assert tr is not None
-            if blocking and tr.drained:
-                tr.drained = False
-                return tr.wait_in
-            try:
-                got = tr.recv_into(view[:n] if n < len(view) else view)
-            except ConnectionClosed as exc:
-                self._lost(exc)
-                raise
+            got = self._receive_into(blocking, view[:n] if n < len(view) else view)
             if got < 0:
-                return tr.want
+                return self._tr.want  # type: ignore[union-attr]
             if not got:
                 self._received_eof()
                 continue
@@ -795,7 +839,10 @@ class HTTPConnection:
         if not size:
             self._eng.body_check()
             return b""
-        return (yield from self._co_run("body read", self._read_step, size))
+        data = self._read_step(size, None)
+        if type(data) is PollNeeded:
+            data = yield from self._co_wait("body read", self._read_step, size, data)
+        return data  # type: ignore[return-value]
 
     def read(self, size: int | None = None) -> bytes:
         """Read up to *size* body bytes.
@@ -843,7 +890,10 @@ class HTTPConnection:
         if not len(view):
             self._eng.body_check()
             return 0
-        return (yield from self._co_run("body read", self._readinto_step, view))
+        n = self._readinto_step(view, None)
+        if type(n) is PollNeeded:
+            n = yield from self._co_wait("body read", self._readinto_step, view, n)
+        return n  # type: ignore[return-value]
 
     def readinto(self, buf: WritableBuffer) -> int:
         """Read body bytes into *buf*, without an intermediate copy.
@@ -980,7 +1030,7 @@ class HTTPConnection:
         self._eng.fail("read_raw()")
         return self._run("read_raw()", self._raw_step, size)
 
-    def _raw_step(self, size: int, blocking: bool) -> bytes | PollNeeded:
+    def _raw_step(self, size: int, blocking: str | None) -> bytes | PollNeeded:
         buf = self._eng.buffer
         if buf.end > buf.start:
             return buf.take(size)

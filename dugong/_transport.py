@@ -17,6 +17,7 @@ import itertools
 import os
 import select
 import socket
+import struct
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
@@ -41,6 +42,11 @@ _TLS_JOIN_MAX = 64 * 1024
 _IDLE_CHECK = 1 << 30
 
 
+#: The flag that makes one call of a blocking socket not wait (0 where there is none:
+#: the socket then stays non-blocking, and blocking callers wait with poll).
+_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
+
+
 def _closed(exc: OSError, doing: str) -> ConnectionClosed:
     err = ConnectionClosed(f"Connection broken while {doing}: {exc}")
     err.__cause__ = exc
@@ -52,7 +58,14 @@ def _nbytes(data: _Buf) -> int:
 
 
 class PlainTransport:
-    """A connected, non-blocking TCP socket."""
+    """A connected TCP socket.
+
+    Every call that must not wait passes ``MSG_DONTWAIT``. So the socket may be
+    in blocking mode (`make_transport` puts it there), and a blocking caller can
+    then wait in the kernel's receive itself (`recv_into_wait`, with
+    ``SO_RCVTIMEO`` for its timeout) instead of a poll followed by a receive,
+    while a ``co_`` generator on the same connection never blocks.
+    """
 
     tls = False
 
@@ -66,10 +79,10 @@ class PlainTransport:
         self._recv_into = sock.recv_into
         self._recv = sock.recv
         self._send = sock.send
-        #: The last receive emptied the kernel's buffer (it got less than it asked for): the
-        #: next one will likely find nothing, so a blocking caller should wait first.
-        #: Never set for TLS, whose layer may hold bytes the socket's readiness cannot see.
-        self.drained = False
+        #: the SO_RCVTIMEO set on the socket, in seconds (None: none)
+        self._rcvtimeo: float | None = None
+        #: blocking callers may use `recv_into_wait` and `recv_wait` (see `make_transport`)
+        self.waits_in_recv = bool(_DONTWAIT) and not self.tls and sock.getblocking()
         # select.poll objects for this socket alone, made when needed, one per mask: a
         # thread may send (POLLOUT) while another one waits to read (POLLIN), and
         # dropped() polls for POLLIN without a wait
@@ -78,31 +91,63 @@ class PlainTransport:
     def recv_into(self, buf: memoryview) -> int:
         """Receive into *buf*: the count, 0 at EOF, -1 if it would block."""
         try:
-            n: int = self._recv_into(buf)
+            return self._recv_into(buf, 0, _DONTWAIT)
         except BlockingIOError:
             self.want = self.wait_in
             return -1
         except OSError as exc:
             raise _closed(exc, "receiving") from exc
-        self.drained = n < len(buf)
-        return n
 
     def recv(self, size: int) -> bytes | None:
         """Receive up to *size* bytes: b'' at EOF, None if it would block."""
         try:
-            data: bytes = self._recv(size)
+            return self._recv(size, _DONTWAIT)
         except BlockingIOError:
             self.want = self.wait_in
             return None
         except OSError as exc:
             raise _closed(exc, "receiving") from exc
-        self.drained = len(data) < size
-        return data
+
+    def _set_rcvtimeo(self, timeout: float | None) -> None:
+        seconds = 0.0 if timeout is None else timeout  # 0: no limit
+        whole = int(seconds)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                             struct.pack("ll", whole, int((seconds - whole) * 1e6 + 0.999)))
+        self._rcvtimeo = timeout
+
+    def recv_into_wait(self, buf: memoryview, timeout: float | None) -> int:
+        """Receive into *buf*, waiting in the kernel at most *timeout* seconds (None:
+        no limit): the count, 0 at EOF, -1 if the time ran out. Only where
+        `waits_in_recv`."""
+        if timeout != self._rcvtimeo:
+            if not timeout and timeout is not None:
+                return self.recv_into(buf)  # 0: do not wait
+            self._set_rcvtimeo(timeout)
+        try:
+            return self._recv_into(buf)
+        except BlockingIOError:  # SO_RCVTIMEO ran out
+            return -1
+        except OSError as exc:
+            raise _closed(exc, "receiving") from exc
+
+    def recv_wait(self, size: int, timeout: float | None) -> bytes | None:
+        """Receive up to *size* bytes like `recv_into_wait`: b'' at EOF, None if the
+        time ran out."""
+        if timeout != self._rcvtimeo:
+            if not timeout and timeout is not None:
+                return self.recv(size)
+            self._set_rcvtimeo(timeout)
+        try:
+            return self._recv(size)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise _closed(exc, "receiving") from exc
 
     def send(self, data: _Buf) -> int:
         """Send what the socket takes now: the count, or -1 if it would block."""
         try:
-            return self._send(data)
+            return self._send(data, _DONTWAIT)
         except BlockingIOError:
             self.want = self.wait_out
             return -1
@@ -112,7 +157,7 @@ class PlainTransport:
     def sendv(self, parts: Sequence[_Buf]) -> int:
         """Send from several buffers, in order, in one call: the count, or -1."""
         try:
-            return self.sock.sendmsg(parts)
+            return self.sock.sendmsg(parts, (), _DONTWAIT)
         except BlockingIOError:
             self.want = self.wait_out
             return -1
@@ -145,8 +190,15 @@ class PlainTransport:
         return bool(poller.poll(timeout_ms))
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):  # close() of a broken socket
-            self.sock.close()
+        """Close the socket. It is shut down first, which wakes a thread that waits on
+        it in a receive or a poll (closing alone would not)."""
+        sock = self.sock
+        shutdown = getattr(sock, "shutdown", None)  # (a wrapper may lack it)
+        if shutdown is not None:
+            with contextlib.suppress(OSError):  # e.g. not connected any more
+                shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.close()
 
 
 def _nothing_pending() -> int:
@@ -342,6 +394,20 @@ class _TraceMixin:
             self._trace.flush()
         return data
 
+    def recv_into_wait(self, buf: memoryview, timeout: float | None) -> int:
+        n: int = super().recv_into_wait(buf, timeout)  # type: ignore[misc]
+        if n > 0:
+            self._trace.write(buf[:n])
+            self._trace.flush()
+        return n
+
+    def recv_wait(self, size: int, timeout: float | None) -> bytes | None:
+        data: bytes | None = super().recv_wait(size, timeout)  # type: ignore[misc]
+        if data:
+            self._trace.write(data)
+            self._trace.flush()
+        return data
+
     def send(self, data: _Buf) -> int:
         n: int = super().send(data)  # type: ignore[misc]
         if n > 0:
@@ -375,7 +441,15 @@ class _TraceTLS(_TraceMixin, TLSTransport):
 
 
 def make_transport(sock: Any, tls: bool) -> PlainTransport:
-    """Wrap a connected non-blocking socket; trace it if ``DUGONG_TRACEFILE`` is set."""
+    """Wrap a connected non-blocking socket; trace it if ``DUGONG_TRACEFILE`` is set.
+
+    A plain socket is put in blocking mode (its transport then passes
+    ``MSG_DONTWAIT`` to every call that must not wait; see `PlainTransport`).
+    A TLS socket stays non-blocking: the TLS layer may hold bytes that the
+    socket's readiness cannot see, so a blocking caller asks it first and polls.
+    """
+    if not tls and _DONTWAIT:
+        sock.setblocking(True)
     pattern = os.environ.get("DUGONG_TRACEFILE")
     if not pattern:
         return TLSTransport(sock) if tls else PlainTransport(sock)

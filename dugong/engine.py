@@ -511,8 +511,15 @@ class _ChunkedReader(_Reader):
     def _frame(self) -> bool:
         """Take framing off the buffer until chunk data or the end is next.
 
-        False if more bytes are needed for that.
+        False if more bytes are needed for that. Invalid framing fails the engine.
         """
+        try:
+            return self._take_framing()
+        except Exception as exc:
+            self.engine._read_failed(exc)
+            raise
+
+    def _take_framing(self) -> bool:
         buf = self.buf
         data = buf.data
         if self.crlf:
@@ -611,9 +618,11 @@ class _FailedReader(_Reader):
         return self
 
     def read(self, size: int) -> bytes | None:
+        self.engine._read_failed(self.error)
         raise self.error
 
     def readinto(self, view: memoryview) -> int:
+        self.engine._read_failed(self.error)
         raise self.error
 
 
@@ -1162,11 +1171,7 @@ class ClientEngine:
         if reader is None:
             self._no_body()
             return b""
-        try:
-            return reader.read(size)
-        except Exception as exc:
-            self._read_failed(exc)
-            raise
+        return reader.read(size)
 
     def readinto_body(self, view: memoryview) -> int:
         """Move body bytes from the buffer into *view* (a flat byte view, not
@@ -1177,11 +1182,7 @@ class ClientEngine:
         reader = self.reader
         if reader is None:
             return self._no_body()
-        try:
-            return reader.readinto(view)
-        except Exception as exc:
-            self._read_failed(exc)
-            raise
+        return reader.readinto(view)
 
     def direct_size(self, size: int) -> int:
         """How many body bytes (at most *size*) the caller may receive straight into

@@ -1,14 +1,12 @@
-"""``python -m dugong``: the URL fetcher and the demo."""
+"""``python -m dugong`` without arguments: the demo (the client: test_cli.py)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 
 from dugong import __main__ as cli
 from dugong import _demo
-from servers import body_for
 
 
 def test_demo_in_process():
@@ -30,34 +28,14 @@ def test_demo_as_a_program():
     assert proc.stderr == ""
 
 
-def test_fetch_urls(http_server, capsysbinary):
-    base = f"http://127.0.0.1:{http_server.port}"
-    assert cli.main([f"{base}/size/10", f"{base}/chunked/3000?chunk=999", f"{base}/size/0"]) == 0
-    assert capsysbinary.readouterr().out == body_for(10) + body_for(3000)
-
-
-def test_fetch_two_servers(make_http_server, capsysbinary):
-    a, b = make_http_server(), make_http_server()
-    urls = [f"http://127.0.0.1:{a.port}/size/5", f"http://127.0.0.1:{b.port}/size/6"]
-    assert cli.main(urls) == 0
-    assert capsysbinary.readouterr().out == body_for(5) + body_for(6)
-
-
-def test_fetch_errors(http_server, capsys):
-    base = f"http://127.0.0.1:{http_server.port}"
-    assert cli.main([f"{base}/status/404"]) == 1
-    assert "404" in capsys.readouterr().err
-    assert cli.main(["ftp://example.org/"]) == 2
-    assert "not an http" in capsys.readouterr().err
-    assert cli.main(["http://127.0.0.1:99999/"]) == 2
-    assert "invalid port" in capsys.readouterr().err
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    assert cli.main([f"http://127.0.0.1:{port}/"]) == 1
-    assert "ConnectionRefusedError" in capsys.readouterr().err
+def test_only_no_argument_at_all_runs_the_demo(capsys):
+    # Any argument means the command-line client (test_cli.py): here, bad usage.
+    assert cli.main(["-v"]) == 2
+    captured = capsys.readouterr()
+    assert "Demo" not in captured.out
+    assert "the following arguments are required: URL" in captured.err
 
 
 def test_help(capsys):
     assert cli.main(["--help"]) == 0
-    assert "usage" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("usage: python -m dugong [options] URL...")

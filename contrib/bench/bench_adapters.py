@@ -1,29 +1,16 @@
-"""One adapter per HTTP client: the few operations the workloads need, in its own idiom.
+"""One adapter per HTTP client: the few operations the workloads need, in its idiom.
 
-A worker makes one adapter per row (one workload variant). An adapter has those of
-these methods that its client can do; a workload whose method it lacks gets no row:
-
-``connect()`` / ``close()``: open the row's connection (untimed) / close all it opened.
-``get(path) -> (status, body)``: one GET on it (W1; asyncio clients: ``aget(url)``).
-``send(path)``, ``recv()`` and ``co_send``, ``co_recv``: pipelining (W2).
-``download(path, buf, take) -> status``: a body piece by piece to ``take``, by
-``read(64 KiB)`` or, given a buffer, ``readinto(buf)`` (W3, W7).
-``upload(mode, size, pieces, headers) -> (status, body)``: mode ``plain``,
-``expect100`` or ``chunked`` (W4).
-``many(variant, k, path)`` / ``pooled(variant, tasks, url, conns, pipeline)``: k tasks
-with a connection each (W5) / tasks sharing a few connections (W8); both return
-``run(n, take)``, which makes every task do n GETs and hands each answer to
-``take(status, body)``. The tasks run under a driver, each written once below:
-serial, threads, asyncio, trio, or a loop of co_ generators.
+An adapter has rows in the workloads of its ``WORKLOADS``, with the methods they use:
+``connect``, ``close``; ``get``, ``send``, ``recv``, ``window`` (W1, W2, W7);
+``download`` (W3, W7); ``upload`` (W4); ``many`` and ``pooled`` (W5, W8), which return
+``run(n, take)``: every task does n GETs, under one of the drivers below.
 """
-
-from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.util
 import os
 import platform
+import select
 import selectors
 import socket
 import sys
@@ -41,125 +28,100 @@ class WrongAnswer(Exception):
     """A client returned something other than what the server sent."""
 
 
-class NotSupported(Exception):
-    """The client cannot do this variant (its row says n/a)."""
-
-
-class Unavailable(Exception):
-    """This version of the client lacks what the row needs."""
-
-
-# ---------------------------------------------------------------- drivers
-
-
-def serial(fns, n, take):
-    for get in fns:
+def in_threads(gets, n, take):
+    def task(get):
         for _ in range(n):
-            status, body = get()
-            take(status, body)
+            take(*get())
+
+    with ThreadPoolExecutor(len(gets)) as pool:
+        list(pool.map(task, gets))  # raises what a task raised
 
 
-def in_threads(fns, n, take):
-    with ThreadPoolExecutor(len(fns)) as pool:
-        for done in [pool.submit(serial, [f], n, take) for f in fns]:
-            done.result()
-
-
-async def atask(aget, n, take):
+async def repeat(wrap, fn, n, take):
+    """One task: n times, await what *wrap* makes of fn()'s return value."""
     for _ in range(n):
-        status, body = await aget()
-        take(status, body)
+        take(*await wrap(fn()))
 
 
-def in_asyncio(loop, fns, n, take):
+def in_asyncio(loop, wrap, fns, n, take):
     async def main():
-        await asyncio.gather(*(atask(f, n, take) for f in fns))
+        await asyncio.gather(*(repeat(wrap, fn, n, take) for fn in fns))
 
     loop.run_until_complete(main())
 
 
-def in_trio(fns, n, take):
+def in_trio(wrap, fns, n, take):
     import trio
 
     async def main():
         async with trio.open_nursery() as nursery:
-            for f in fns:
-                nursery.start_soon(atask, f, n, take)
+            for fn in fns:
+                nursery.start_soon(repeat, wrap, fn, n, take)
 
     trio.run(main)
 
 
-def in_loop(run_all, fns, n, take):
+def in_loop(run_all, co_gets, n, take):
     def task(co_get):
         for _ in range(n):
-            status, body = yield from co_get()
-            take(status, body)
+            take(*(yield from co_get()))
 
-    run_all(*(task(f) for f in fns))
+    run_all(*(task(co_get) for co_get in co_gets))
 
 
-WAIT = object()  # yielded to a PollLoop: park until unpark()
+WAIT = object()  # yielded to a PollLoop: sleep until wake()
 
 
 class PollLoop:
-    """A selectors loop for co_ generators (dugong 3.8.2 has no eval_coroutines), which
-    may also yield `WAIT` to park until another calls unpark() (W2's sender and
-    receiver). A registration is kept while its fd is waited on again."""
+    """A poll() loop for co_ generators (dugong 3.8.2 has no eval_coroutines); one may yield
+    `WAIT` to sleep until another calls wake(). An fd stays registered while in use."""
 
-    def __init__(self, pollin: int):
-        self.pollin, self.sel = pollin, selectors.DefaultSelector()
-        self.ready, self.parked = deque(), []
-        self.waiters: dict[int, dict] = {}  # fd -> {event: generator}
-        self.events: dict[int, int] = {}  # fd -> registered events
+    def __init__(self):
+        self.poll = select.poll()
+        self.ready, self.asleep = deque(), []
+        self.waiting = {}  # (fd, POLLIN or POLLOUT) -> the generator waiting for it
+        self.masks = {}  # fd -> the events it is registered for
 
-    def unpark(self) -> None:
-        self.ready.extend(self.parked)
-        self.parked.clear()
+    def wake(self) -> None:
+        self.ready.extend(self.asleep)
+        self.asleep.clear()
 
     def run(self, *gens) -> None:
         live = len(gens)
         self.ready.extend(gens)
-        with self.sel:
-            while live:
-                while self.ready:
-                    gen = self.ready.popleft()
-                    try:
-                        want = gen.send(None)
-                    except StopIteration:
-                        live -= 1
-                        continue
-                    if want is WAIT:
-                        self.parked.append(gen)
-                    else:
-                        self.wait(gen, want[0], selectors.EVENT_READ
-                                  if want[1] & self.pollin else selectors.EVENT_WRITE)
-                if live and not any(self.waiters.values()):
-                    raise RuntimeError("every generator is parked")
-                for key, events in self.sel.select() if live else ():
-                    self.wake(key.fd, events)
+        while live:
+            while self.ready:
+                gen = self.ready.popleft()
+                try:
+                    want = gen.send(None)
+                except StopIteration:
+                    live -= 1
+                    continue
+                if want is WAIT:
+                    self.asleep.append(gen)
+                    continue
+                fd, event = want[0], select.POLLIN if want[1] & select.POLLIN else select.POLLOUT
+                self.waiting[fd, event] = gen
+                if not self.masks.get(fd, 0) & event:
+                    self.watch(fd, self.masks.get(fd, 0) | event)
+            if live and not self.waiting:
+                raise RuntimeError("every generator is asleep")
+            for fd, events in self.poll.poll() if live else ():
+                for event in (select.POLLIN, select.POLLOUT):
+                    if self.masks.get(fd, 0) & event and events & (event | select.POLLERR
+                                                                   | select.POLLHUP):
+                        if (gen := self.waiting.pop((fd, event), None)) is not None:
+                            self.ready.append(gen)
+                        else:  # nobody waits for it any more
+                            self.watch(fd, self.masks[fd] & ~event)
 
-    def wait(self, gen, fd: int, event: int) -> None:
-        self.waiters.setdefault(fd, {})[event] = gen
-        had = self.events.get(fd, 0)
-        if not had & event:
-            (self.sel.modify if had else self.sel.register)(fd, had | event)
-            self.events[fd] = had | event
-
-    def wake(self, fd: int, events: int) -> None:
-        for event in (selectors.EVENT_READ, selectors.EVENT_WRITE):
-            gen = self.waiters[fd].pop(event, None) if events & event else None
-            if gen is not None:
-                self.ready.append(gen)
-            elif events & event:  # nobody waits for it any more
-                self.events[fd] &= ~event
-                if self.events[fd]:
-                    self.sel.modify(fd, self.events[fd])
-                else:
-                    self.sel.unregister(fd)
-                    del self.events[fd]
-
-
-# ---------------------------------------------------------------- adapters
+    def watch(self, fd: int, mask: int) -> None:
+        if mask:
+            self.poll.register(fd, mask)  # or modify the registration
+            self.masks[fd] = mask
+        else:
+            self.poll.unregister(fd)
+            del self.masks[fd]
 
 
 def pour(body, buf, take):
@@ -174,60 +136,62 @@ def pour(body, buf, take):
             take(buf[:k])
 
 
-def with_length(mode, size, headers):
-    """*headers* and the Content-Length of an upload that is not chunked."""
-    return headers if mode == "chunked" else {**headers, "Content-Length": str(size)}
-
-
-async def aiter_of(pieces):
-    for piece in pieces:
-        yield piece
-
-
 class Adapter:
-    """What the adapters share; the class attributes say what a client can do."""
+    """What the adapters share; the class attributes say which rows a client has."""
 
     MODULE = ""
-    #: W3 variants and their labels (the first also labels W7's stream)
+    WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
+    IMPORT = "pass"  # W6's command
+    #: W3's variants and labels (the first also labels W7's stream)
     DOWNLOADS = {"read": "read(64 KiB)", "readinto": "readinto(64 KiB buffer)"}
-    UPLOADS = ("plain", "chunked")  # W4 modes
-    MANY: dict[str, str] = {}  # W5 variants and their labels
-    POOLED: dict[str, str] = {}  # W8 variants and their labels
+    UPLOADS = {"plain": "Content-Length", "expect100": "Content-Length + 100-continue",
+               "chunked": "chunked"}  # W4's
+    MANY: dict[str, str] = {}  # W5's
+    POOLED: dict[str, str] = {}  # W8's
     PIPELINES = (1,)  # requests in flight per connection in W8
-    IDLE = True  # W7 can measure one idle connection
 
     def __init__(self, lib, host: str | None, port: int):
         self.lib, self.host, self.port = lib, host, port
-        self.base = f"http://{host}:{port}"
         self.closers: list = []
 
     @classmethod
     def load(cls):
+        """The module and its version: ``__version__``, pycurl's first two words, or Python's."""
         lib = importlib.import_module(cls.MODULE)
-        return lib, getattr(lib, "__version__", None) or platform.python_version()
+        version = getattr(lib, "__version__", None) or getattr(lib, "version", "")
+        return lib, " ".join(version.split()[:2]) or platform.python_version()
+
+    def opened(self, thing, close="close"):
+        """*thing*, to be closed by its method *close* when the row is."""
+        self.closers.append(getattr(thing, close))
+        return thing
 
     def close(self) -> None:
         while self.closers:
             self.closers.pop()()
 
-    def opened(self, thing, close="close"):
-        self.closers.append(getattr(thing, close))
-        return thing
+    def get(self, path):
+        self.send(path)
+        return self.recv()
 
-    def sequential(self, path):
-        return partial(serial, [partial(self.get, path)])
+    def many(self, variant, k, path):
+        return self.pooled(variant, k, f"http://{self.host}:{self.port}{path}", k, 1)
 
-    def idle(self, path):
-        self.connect()
-        self.get(path)
-        return self.conn
+    def in_asyncio_with(self, client, get, tasks):
+        """run(n, take): *tasks* asyncio tasks await get(c), c made by async client()."""
+        loop = self.opened(asyncio.new_event_loop())
+        c = loop.run_until_complete(client())  # in the loop it is bound to
+        aclose = getattr(c, "aclose", None) or c.close  # httpx's, aiohttp's
+        self.closers.append(lambda: loop.run_until_complete(aclose()))
+        return partial(in_asyncio, loop, lambda coroutine: coroutine, [partial(get, c)] * tasks)
 
 
 class Dugong(Adapter):
-    """This dugong, or dugong 3.8.2 (the same API; what it lacks gets no row)."""
+    """This dugong, or dugong 3.8.2: the same API, but what 3.8.2 lacks has no row."""
 
-    UPLOADS = ("plain", "expect100", "chunked")
     PIPELINES = (1, 16)
+    IMPORT = "import dugong"
+    WINDOW = "co_ sender+receiver"
 
     @classmethod
     def load(cls):
@@ -241,12 +205,12 @@ class Dugong(Adapter):
 
     def __init__(self, lib, host, port):
         super().__init__(lib, host, port)
-        self.MANY = {"loop": "co_ generators, one epoll loop", "aio": "AioFuture, asyncio"}
-        if hasattr(lib, "run_async") and importlib.util.find_spec("anyio"):
-            self.MANY["anyio-asyncio"] = "run_async, asyncio"
-            if importlib.util.find_spec("trio"):
-                self.MANY["anyio-trio"] = "run_async, trio"
-        if not lib.__version__.startswith("3."):  # 3.x has no pool
+        self.MANY = {"loop": "co_ generators, eval_coroutines", "aio": "AioFuture, asyncio"}
+        if lib.__version__.startswith("3."):
+            self.MANY["loop"] = "co_ generators, a poll() loop"  # it has no eval_coroutines
+            self.UPLOADS = {k: v for k, v in self.UPLOADS.items() if k != "chunked"}
+        else:
+            self.MANY |= {"anyio-asyncio": "run_async, asyncio", "anyio-trio": "run_async, trio"}
             self.POOLED = {"loop": "ConnectionPool, eval_coroutines",
                            "aio": "ConnectionPool, AioFuture",
                            "anyio-asyncio": "ConnectionPool, run_async (asyncio)",
@@ -256,48 +220,45 @@ class Dugong(Adapter):
         self.conn = self.opened(self.lib.HTTPConnection(self.host, self.port), "disconnect")
         self.conn.connect()
 
-    def get(self, path):
-        self.conn.send_request("GET", path)
-        return self.recv()
-
     def send(self, path):
         self.conn.send_request("GET", path)
 
     def recv(self):
-        status = self.conn.read_response().status
-        return status, self.conn.readall()
+        return self.conn.read_response().status, self.conn.readall()
 
-    def co_send(self, path):
-        return self.conn.co_send_request("GET", path)
+    def window(self, path, n, depth, take):
+        """W2's co pattern: a sender and a receiver co_ generator in one loop."""
+        conn, loop, done = self.conn, PollLoop(), 0
 
-    def co_recv(self, conn=None):
-        conn = conn or self.conn
-        resp = yield from conn.co_read_response()
-        return resp.status, (yield from conn.co_readall())
+        def sender():
+            for i in range(n):
+                while i - done >= depth:
+                    yield WAIT
+                yield from conn.co_send_request("GET", path)
+                loop.wake()  # the receiver may be waiting for a request
 
-    def co_get(self, conn, path):
-        yield from conn.co_send_request("GET", path)
-        return (yield from self.co_recv(conn))
+        def receiver():
+            nonlocal done
+            for _ in range(n):
+                while not conn.response_pending():
+                    yield WAIT
+                resp = yield from conn.co_read_response()
+                take(resp.status, (yield from conn.co_readall()))
+                done += 1
+                loop.wake()
 
-    def pending(self):
-        return self.conn.response_pending()
+        loop.run(sender(), receiver())
 
     def download(self, path, buf, take):
-        self.conn.send_request("GET", path)
+        self.send(path)
         status = self.conn.read_response().status
         pour(self.conn, buf, take)
         return status
 
     def upload(self, mode, size, pieces, headers):
-        conn, lib = self.conn, self.lib
-        try:
-            body = lib.BodyFollowing() if mode == "chunked" else lib.BodyFollowing(size)
-            conn.send_request("PUT", "/upload", headers=headers, body=body,
-                              expect100=mode == "expect100")
-        except (TypeError, ValueError) as exc:
-            if mode != "chunked":
-                raise
-            raise NotSupported(f"BodyFollowing() without a length: {exc}") from None
+        conn, body = self.conn, self.lib.BodyFollowing(None if mode == "chunked" else size)
+        conn.send_request("PUT", "/upload", headers=headers, body=body,
+                          expect100=mode == "expect100")
         if mode == "expect100" and (status := conn.read_response().status) != 100:
             raise WrongAnswer(f"expected 100 Continue, got {status}")
         for piece in pieces:
@@ -306,314 +267,152 @@ class Dugong(Adapter):
             conn.write(b"")
         return self.recv()
 
-    def tasks(self, variant, co_fns):
-        """run(n, take) for tasks given as co_ generator functions, under *variant*."""
-        lib = self.lib
+    def drive(self, variant, co_gets):
+        """run(n, take) of tasks given as co_ generator functions, under *variant*."""
         if variant == "loop":
-            run_all = getattr(lib, "eval_coroutines", None) or (
-                lambda *gens: PollLoop(lib.POLLIN).run(*gens))  # dugong 3.x
-            return partial(in_loop, run_all, co_fns)
-        wrap = lib.AioFuture if variant == "aio" else lib.run_async
-        afns = [partial(lambda f: wrap(f()), f) for f in co_fns]
+            run_all = getattr(self.lib, "eval_coroutines", None) or (lambda *g: PollLoop().run(*g))
+            return partial(in_loop, run_all, co_gets)
+        wrap = self.lib.AioFuture if variant == "aio" else self.lib.run_async
         if variant == "anyio-trio":
-            return partial(in_trio, afns)
-        return partial(in_asyncio, self.opened(asyncio.new_event_loop()), afns)
+            return partial(in_trio, wrap, co_gets)
+        return partial(in_asyncio, self.opened(asyncio.new_event_loop()), wrap, co_gets)
 
     def many(self, variant, k, path):
+        def co_get(conn):
+            yield from conn.co_send_request("GET", path)
+            resp = yield from conn.co_read_response()
+            return resp.status, (yield from conn.co_readall())
+
         conns = [self.opened(self.lib.HTTPConnection(self.host, self.port), "disconnect")
                  for _ in range(k)]
-        return self.tasks(variant, [partial(self.co_get, conn, path) for conn in conns])
+        return self.drive(variant, [partial(co_get, conn) for conn in conns])
 
     def pooled(self, variant, tasks, url, conns, pipeline):
-        if not hasattr(self.lib, "ConnectionPool"):
-            raise Unavailable("this dugong has no ConnectionPool yet")
         pool = self.opened(self.lib.ConnectionPool(max_connections=conns, pipeline=pipeline))
+
+        def get():
+            resp = pool.request("GET", url)
+            return resp.status, resp.body
+
+        def co_get():
+            resp = yield from pool.co_request("GET", url)
+            return resp.status, resp.body
+
         if variant == "threads":
-            return partial(in_threads, [partial(pool_get, pool, url)] * tasks)
-        return self.tasks(variant, [partial(co_pool_get, pool, url)] * tasks)
-
-
-def pool_get(pool, url):
-    resp = pool.request("GET", url)
-    return resp.status, resp.body
-
-
-def co_pool_get(pool, url):
-    resp = yield from pool.co_request("GET", url)
-    return resp.status, resp.body
+            return partial(in_threads, [get] * tasks)
+        return self.drive(variant, [co_get] * tasks)
 
 
 class HttpClient(Adapter):
     MODULE = "http.client"
-    MANY = {"threads": "a thread per connection"}
+    WORKLOADS = ("W1", "W3", "W6")  # where a goal compares with it
+    IMPORT = "import http.client"
 
     def connect(self):
         self.conn = self.opened(self.lib.HTTPConnection(self.host, self.port))
         self.conn.connect()
 
-    def get(self, path, conn=None):
-        conn = conn or self.conn
-        conn.request("GET", path)
-        resp = conn.getresponse()
+    def send(self, path):
+        self.conn.request("GET", path)
+
+    def recv(self):
+        resp = self.conn.getresponse()
         return resp.status, resp.read()
 
     def download(self, path, buf, take):
-        self.conn.request("GET", path)
+        self.send(path)
         resp = self.conn.getresponse()
         pour(resp, buf, take)
         return resp.status
-
-    def upload(self, mode, size, pieces, headers):
-        self.conn.request("PUT", "/upload", body=pieces, encode_chunked=mode == "chunked",
-                          headers=with_length(mode, size, headers))
-        resp = self.conn.getresponse()
-        return resp.status, resp.read()
-
-    def many(self, variant, k, path):
-        conns = [self.opened(self.lib.HTTPConnection(self.host, self.port)) for _ in range(k)]
-        return partial(in_threads, [partial(self.get, path, conn) for conn in conns])
-
-
-def fetch(pool, target):
-    """One GET through a urllib3 pool (a path) or pool manager (a URL)."""
-    resp = pool.request("GET", target)
-    return resp.status, resp.data
 
 
 class Urllib3(Adapter):
     MODULE = "urllib3"
+    WORKLOADS = ("W8",)  # where a goal compares with it
     POOLED = {"threads": "PoolManager(maxsize=8, block=True), 32 threads"}
-
-    def connect(self):
-        self.conn = self.opened(self.lib.HTTPConnectionPool(self.host, self.port, maxsize=1,
-                                                            retries=False))
-
-    def get(self, path):
-        return fetch(self.conn, path)
-
-    def download(self, path, buf, take):
-        resp = self.conn.request("GET", path, preload_content=False)
-        pour(resp, buf, take)
-        resp.release_conn()
-        return resp.status
-
-    def upload(self, mode, size, pieces, headers):
-        resp = self.conn.urlopen("PUT", "/upload", body=pieces, chunked=mode == "chunked",
-                                 headers=with_length(mode, size, headers))
-        return resp.status, resp.data
 
     def pooled(self, variant, tasks, url, conns, pipeline):
         manager = self.opened(self.lib.PoolManager(maxsize=conns, block=True, retries=False),
                               "clear")
-        return partial(in_threads, [partial(fetch, manager, url)] * tasks)
+
+        def get():
+            resp = manager.request("GET", url)
+            return resp.status, resp.data
+
+        return partial(in_threads, [get] * tasks)
+
+
+class Aiohttp(Adapter):
+    MODULE = "aiohttp"
+    WORKLOADS = ("W5", "W8")  # where a goal compares with it
+    MANY = {"asyncio": "asyncio tasks"}
+    POOLED = {"asyncio": "ClientSession(limit 8), 32 tasks"}
+
+    def pooled(self, variant, tasks, url, conns, pipeline):
+        lib = self.lib
+
+        async def session():
+            return lib.ClientSession(
+                connector=lib.TCPConnector(limit=conns, limit_per_host=conns),
+                auto_decompress=False, timeout=lib.ClientTimeout(total=None, sock_read=60))
+
+        async def get(s):
+            async with s.get(url) as resp:
+                return resp.status, await resp.read()
+
+        return self.in_asyncio_with(session, get, tasks)
 
 
 class Httpx(Adapter):
     MODULE = "httpx"
-    DOWNLOADS = {"read": "iter_bytes(64 KiB)"}
-    IDLE = False  # no object for one connection
-
-    def connect(self):
-        self.client = self.opened(self.lib.Client(trust_env=False, timeout=60))
-
-    def get(self, path):
-        resp = self.client.get(self.base + path)
-        return resp.status_code, resp.content
-
-    def download(self, path, buf, take):
-        with self.client.stream("GET", self.base + path) as resp:
-            for data in resp.iter_bytes(READ_SIZE):
-                take(data)
-                del data
-        return resp.status_code
-
-    def upload(self, mode, size, pieces, headers):
-        resp = self.client.put(self.base + "/upload", content=pieces,
-                               headers=with_length(mode, size, headers))
-        return resp.status_code, resp.content
-
-
-class AsyncAdapter(Adapter):
-    """An asyncio client: the row's event loop runs each call; W1 is one task."""
-
-    MANY = {"asyncio": "asyncio tasks"}
-    IDLE = False  # no object for one connection
-
-    def connect(self, limit=1):
-        self.loop = self.opened(asyncio.new_event_loop())
-        self.loop.run_until_complete(self.aopen(limit))
-        self.closers.append(lambda: self.loop.run_until_complete(self.aclose()))
-
-    def sequential(self, path):
-        return partial(in_asyncio, self.loop, [partial(self.aget, self.base + path)])
-
-    def download(self, path, buf, take):
-        return self.loop.run_until_complete(self.adownload(self.base + path, take))
-
-    def upload(self, mode, size, pieces, headers):
-        headers = with_length(mode, size, headers)
-        return self.loop.run_until_complete(self.aupload(mode, aiter_of(pieces), headers))
-
-    def many(self, variant, k, path):
-        return self.pooled(variant, k, self.base + path, k, 1)
-
-    def pooled(self, variant, tasks, url, conns, pipeline):
-        self.connect(conns)
-        return partial(in_asyncio, self.loop, [partial(self.aget, url)] * tasks)
-
-
-class HttpxAsync(AsyncAdapter):
-    MODULE = "httpx"
-    DOWNLOADS = {"read": "aiter_bytes(64 KiB)"}
+    WORKLOADS = ("W8",)  # where a goal's rows are compared side by side
     POOLED = {"asyncio": "AsyncClient(limits 8), 32 tasks"}
 
-    async def aopen(self, limit):
-        limits = self.lib.Limits(max_connections=limit, max_keepalive_connections=limit)
-        self.client = self.lib.AsyncClient(trust_env=False, timeout=60, limits=limits)
+    def pooled(self, variant, tasks, url, conns, pipeline):
+        async def client():
+            limits = self.lib.Limits(max_connections=conns, max_keepalive_connections=conns)
+            return self.lib.AsyncClient(trust_env=False, timeout=60, limits=limits)
 
-    async def aclose(self):
-        await self.client.aclose()
+        async def get(c):
+            resp = await c.get(url)
+            return resp.status_code, resp.content
 
-    async def aget(self, url):
-        resp = await self.client.get(url)
-        return resp.status_code, resp.content
-
-    async def adownload(self, url, take):
-        async with self.client.stream("GET", url) as resp:
-            async for data in resp.aiter_bytes(READ_SIZE):
-                take(data)
-                del data
-        return resp.status_code
-
-    async def aupload(self, mode, body, headers):
-        resp = await self.client.put(self.base + "/upload", content=body, headers=headers)
-        return resp.status_code, resp.content
-
-
-class Aiohttp(AsyncAdapter):
-    MODULE = "aiohttp"
-    DOWNLOADS = {"read": "content.read(64 KiB)"}
-    UPLOADS = ("plain", "expect100", "chunked")
-    POOLED = {"asyncio": "ClientSession(limit 8), 32 tasks"}
-
-    async def aopen(self, limit):
-        lib = self.lib
-        self.session = lib.ClientSession(
-            connector=lib.TCPConnector(limit=limit, limit_per_host=limit),
-            auto_decompress=False, timeout=lib.ClientTimeout(total=None, sock_read=60))
-
-    async def aclose(self):
-        await self.session.close()
-
-    async def aget(self, url):
-        async with self.session.get(url) as resp:
-            return resp.status, await resp.read()
-
-    async def adownload(self, url, take):
-        async with self.session.get(url) as resp:
-            while data := await resp.content.read(READ_SIZE):
-                take(data)
-                del data
-        return resp.status
-
-    async def aupload(self, mode, body, headers):
-        async with self.session.put(self.base + "/upload", data=body, headers=headers,
-                                    expect100=mode == "expect100") as resp:
-            return resp.status, await resp.read()
+        return self.in_asyncio_with(client, get, tasks)
 
 
 class Pycurl(Adapter):
     MODULE = "pycurl"
-    DOWNLOADS = {"read": "write callback, 64 KiB buffer"}
-    UPLOADS = ("plain", "expect100", "chunked")
-    MANY = {"multi": "CurlMulti"}
+    WORKLOADS = ("W8",)  # where a goal's rows are compared side by side
     POOLED = {"multi": "CurlMulti, 8 handles"}
-    IDLE = False  # libcurl's memory is not traced
-
-    @classmethod
-    def load(cls):
-        lib = importlib.import_module(cls.MODULE)
-        return lib, lib.version.split()[0]
-
-    def easy(self, url):
-        pc = self.lib
-        c = self.opened(pc.Curl())
-        for option, value in ((pc.NOSIGNAL, 1), (pc.PROXY, ""), (pc.NOPROXY, "*"),
-                              (pc.TCP_NODELAY, 1), (pc.BUFFERSIZE, READ_SIZE), (pc.URL, url)):
-            c.setopt(option, value)
-        return c
-
-    def connect(self):
-        self.conn = self.easy(self.base)
-
-    def perform(self, path, write):
-        c = self.conn
-        c.setopt(self.lib.URL, self.base + path)
-        c.setopt(self.lib.WRITEFUNCTION, write)
-        c.perform()
-        return c.getinfo(self.lib.RESPONSE_CODE)
-
-    def get(self, path):
-        parts = []
-        return self.perform(path, parts.append), b"".join(parts)
-
-    def download(self, path, buf, take):
-        return self.perform(path, take)
-
-    def upload(self, mode, size, pieces, headers):
-        pc, c, parts = self.lib, self.conn, []
-        fields = [f"{name}: {value}" for name, value in headers.items()]
-        fields += {"plain": ["Expect:"], "expect100": ["Expect: 100-continue"],
-                   "chunked": ["Transfer-Encoding: chunked", "Expect:"]}[mode]
-        pieces, rest = iter(pieces), [b""]
-
-        def read(n):  # pieces split where curl asks for less
-            data = rest[0] or next(pieces, b"")
-            rest[0] = data[n:]
-            return data[:n]
-
-        for option, value in ((pc.UPLOAD, 1), (pc.HTTPHEADER, fields), (pc.READFUNCTION, read),
-                              (pc.INFILESIZE_LARGE, -1 if mode == "chunked" else size)):
-            c.setopt(option, value)
-        return self.perform("/upload", parts.append), b"".join(parts)
-
-    def many(self, variant, k, path):
-        return self.pooled(variant, k, self.base + path, k, 1)
 
     def pooled(self, variant, tasks, url, conns, pipeline):
-        """run(n, take): tasks x n GETs of *url* through *conns* handles of a CurlMulti."""
+        """run(n, take): tasks x n GETs through *conns* easy handles of one CurlMulti."""
         pc = self.lib
         multi = self.opened(pc.CurlMulti())
-        handles = [self.easy(url) for _ in range(conns)]
+        multi.setopt(pc.M_MAX_TOTAL_CONNECTIONS, conns)
+        handles = [self.opened(pc.Curl()) for _ in range(conns)]
+        for h in handles:
+            h.setopt(pc.URL, url)
+            h.setopt(pc.PROXY, "")  # none from the environment
 
         def run(n, take):
-            todo, bodies = tasks * n, {}
-
-            def start(h):
-                nonlocal todo
-                todo -= 1
-                bodies[h] = []
-                h.setopt(pc.WRITEFUNCTION, bodies[h].append)
-                multi.add_handle(h)
-
-            for h in handles[:todo]:
-                start(h)
-            while bodies:
-                while multi.perform()[0] == pc.E_CALL_MULTI_PERFORM:
-                    pass
-                queued, started = 1, False
-                while queued:
-                    queued, done, failed = multi.info_read()
-                    if failed:
-                        raise WrongAnswer(f"curl: {failed[0][2]}")
-                    for h in done:
-                        multi.remove_handle(h)
-                        take(h.getinfo(pc.RESPONSE_CODE), b"".join(bodies.pop(h)))
-                        if todo:
-                            start(h)
-                            started = True
-                if bodies and not started:
+            todo, bodies, idle = tasks * n, {}, list(handles)
+            while todo or bodies:
+                while idle and todo:
+                    h, todo = idle.pop(), todo - 1
+                    bodies[h] = []
+                    h.setopt(pc.WRITEFUNCTION, bodies[h].append)
+                    multi.add_handle(h)
+                if multi.perform()[1] == len(bodies):  # none done yet
                     multi.select(1.0)
+                    continue
+                _, done, failed = multi.info_read()  # all of them: at most 1000
+                if failed:
+                    raise WrongAnswer(f"curl: {failed[0][2]}")
+                for h in done:
+                    multi.remove_handle(h)
+                    take(h.getinfo(pc.RESPONSE_CODE), b"".join(bodies.pop(h)))
+                    idle.append(h)
 
         return run
 
@@ -622,6 +421,7 @@ class Reader(ReceiveBuffer):
     """The floor's receive buffer: it finds where each response ends, nothing more."""
 
     def head(self, start, end):
+        """(status, Content-Length, where the body starts) of the head buf[start:end]."""
         buf = self.buf
         i = buf.find(b"\r\nContent-Length: ", start, end)
         length = int(buf[i + 18:buf.find(b"\r", i + 18, end + 2)]) if i >= 0 else 0
@@ -636,110 +436,87 @@ class Reader(ReceiveBuffer):
 
     def parse(self):
         """The next whole response in the buffer as (status, body), or None."""
-        i = self.buf.find(b"\r\n\r\n", self.start, self.end)
-        if i < 0:
-            return None
-        status, length, body = self.head(self.start, i)
-        if body + length > self.end:
-            return None
-        self.start = body + length
-        return status, bytes(self.view[body:self.start])
-
-    def response(self):
-        while (answer := self.parse()) is None:
-            self.fill()
-        return answer
-
-
-class Requests(dict):
-    """The floor's pre-built GET requests, by path."""
-
-    def __init__(self, host):
-        self.host = host
-
-    def __missing__(self, path):
-        self[path] = req = (f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n"
-                            "Accept-Encoding: identity\r\n\r\n").encode()
-        return req
-
-
-def sendmsg_all(sock, parts):
-    sent = sock.sendmsg(parts)
-    for part in parts:  # a partial send is rare on a blocking socket
-        if sent < len(part):
-            sock.sendall(memoryview(part)[sent:])
-        sent = max(0, sent - len(part))
+        if (i := self.buf.find(b"\r\n\r\n", self.start, self.end)) >= 0:
+            status, length, body = self.head(self.start, i)
+            if body + length <= self.end:
+                self.start = body + length
+                return status, bytes(self.view[body:self.start])
+        return None
 
 
 class Floor(Adapter):
-    """The raw-socket floor: the same traffic as the clients with as little Python as it
-    takes: pre-built requests, a page-aligned 64 KiB receive buffer, and only enough
-    parsing to find where each response ends."""
+    """The raw-socket floor: the same traffic with as little Python as it takes."""
 
-    DOWNLOADS = {"readinto": "recv_into(64 KiB buffer)"}
-    UPLOADS = ("plain", "expect100", "chunked")
+    MODULE = "socket"
+    DOWNLOADS = {"readinto": "recv_into(64 KiB buffer)"}  # into its own buffer
     MANY = {"loop": "one epoll loop"}
     POOLED = {"loop": "8 sockets, one epoll loop"}
     PIPELINES = (1, 16)
-
-    @classmethod
-    def load(cls):
-        return None, "-"
+    WINDOW = "one send() per answer read"
 
     def __init__(self, lib, host, port):
         super().__init__(lib, host, port)
-        self.requests = Requests(f"{host}:{port}")
+        self.requests = {}  # path -> its GET request, pre-built
 
-    def socket(self):
-        sock = self.opened(socket.create_connection((self.host, self.port)))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return Reader(sock, READ_SIZE)
+    def request(self, path):
+        self.requests[path] = req = (f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}"
+                                     "\r\nAccept-Encoding: identity\r\n\r\n").encode()
+        return req
 
     def connect(self):
-        self.conn = self.socket()
+        """A new connection, also the row's (the last made)."""
+        sock = self.opened(socket.create_connection((self.host, self.port)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.conn = Reader(sock, READ_SIZE)
+        return self.conn
 
     def send(self, path):
-        self.conn.sock.sendall(self.requests[path])
+        self.conn.sock.sendall(self.requests.get(path) or self.request(path))
 
     def recv(self):
-        return self.conn.response()
+        while (answer := self.conn.parse()) is None:
+            self.conn.fill()
+        return answer
 
-    def get(self, path):
-        self.conn.sock.sendall(self.requests[path])
-        return self.conn.response()
+    def window(self, path, n, depth, take):
+        """W2's co pattern in blocking calls: one request sent per answer read."""
+        for _ in range(min(depth, n)):
+            self.send(path)
+        for i in range(n):
+            take(*self.recv())
+            if i + depth < n:
+                self.send(path)
 
     def download(self, path, buf, take):
         self.send(path)
         status, n = self.conn.next_head()
-        self.conn.stream(n, take, buf)
+        self.conn.stream(n, take)
         return status
 
     def upload(self, mode, size, pieces, headers):
-        rd = self.conn
-        fields = {**headers, "Expect": "100-continue"} if mode == "expect100" else headers
-        head = "".join(f"{name}: {value}\r\n" for name, value in with_length(mode, size, {
-            "Host": f"{self.host}:{self.port}", **fields}).items())
-        chunked = "Transfer-Encoding: chunked\r\n" if mode == "chunked" else ""
-        rd.sock.sendall(f"PUT /upload HTTP/1.1\r\n{head}{chunked}\r\n".encode())
-        if mode == "expect100" and (status := rd.next_head()[0]) != 100:
+        sock = self.conn.sock
+        framing = {"plain": f"Content-Length: {size}\r\n",
+                   "expect100": f"Content-Length: {size}\r\nExpect: 100-continue\r\n",
+                   "chunked": "Transfer-Encoding: chunked\r\n"}[mode]
+        fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        sock.sendall(f"PUT /upload HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                     f"{fields}{framing}\r\n".encode())
+        if mode == "expect100" and (status := self.conn.next_head()[0]) != 100:
             raise WrongAnswer(f"expected 100 Continue, got {status}")
         for piece in pieces:
-            if mode == "chunked":
-                sendmsg_all(rd.sock, [b"%x\r\n" % len(piece), piece, b"\r\n"])
+            if mode == "chunked":  # a blocking socket sends all three, without a copy
+                sock.sendmsg([b"%x\r\n" % len(piece), piece, b"\r\n"])
             else:
-                rd.sock.sendall(piece)
+                sock.sendall(piece)
         if mode == "chunked":
-            rd.sock.sendall(b"0\r\n\r\n")
-        return rd.response()
-
-    def many(self, variant, k, path):
-        return self.pooled(variant, k, path, k, 1)
+            sock.sendall(b"0\r\n\r\n")
+        return self.recv()
 
     def pooled(self, variant, tasks, url, conns, pipeline):
         """run(n, take): tasks x n GETs over *conns* sockets, up to *pipeline* in flight
         on each, in one selectors loop."""
-        readers = [self.socket() for _ in range(conns)]
-        req = self.requests[urlsplit(url).path]
+        readers = [self.connect() for _ in range(conns)]
+        req = self.request(urlsplit(url).path)
 
         def run(n, take):
             todo, inflight = tasks * n, {}
@@ -769,5 +546,5 @@ class Floor(Adapter):
 
 
 ADAPTERS = {"dugong": Dugong, "dugong-3.8.2": Dugong, "http.client": HttpClient,
-            "urllib3": Urllib3, "httpx": Httpx, "httpx-async": HttpxAsync, "aiohttp": Aiohttp,
-            "pycurl": Pycurl, "floor": Floor}
+            "urllib3": Urllib3, "aiohttp": Aiohttp, "httpx": Httpx, "pycurl": Pycurl,
+            "floor": Floor}

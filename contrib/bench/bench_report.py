@@ -1,10 +1,5 @@
-"""Medians, the goals, the markdown tables and the chart of a benchmark run.
-
-Standard library only, but for `chart`, which bench.py runs with the benchmark venv's
-python (``python bench_report.py chart RESULTS.json OUT.png``) for its matplotlib.
-"""
-
-from __future__ import annotations
+"""Medians, goals, markdown tables and the chart of a benchmark run; the chart by
+``python bench_report.py RESULTS.json OUT.png`` with the benchmark venv (matplotlib)."""
 
 import json
 import statistics
@@ -17,19 +12,17 @@ TITLES = {
     "W3": "download of {w3_mib} MiB: read(64 KiB), readinto a 64 KiB buffer",
     "W4": "upload of {w4_mib} MiB in 64 KiB pieces",
     "W5": "{w5_conns} connections x {w5_n} GETs of 1 KiB, concurrently",
-    "W6": "import in a fresh process, best of {w6_runs}",
+    "W6": "import in a fresh process, best of the repetitions",
     "W7": "memory: streaming {w7_mib} MiB with read(64 KiB); one idle connection",
     "W8": "{w8_tasks} tasks x {w8_n} GETs of 1 KiB through at most {w8_conns} connections",
 }
-#: the rate and CPU columns of workloads counted in requests or in MiB
+#: the rate and CPU columns of workloads counted in requests or in MiB, and the CPU scale
 UNITS = {"req": ("req/s", "CPU µs/req", 1e6), "MiB": ("MiB/s", "CPU ms/MiB", 1e3)}
 
-#: dugong's goals, as ratios of medians in the same run: (workload, dugong's row,
-#: measure, compared with, bar). The rate ("median") is better higher; "cpu" (per
-#: request or MiB), W6's "best" time and W7's traced bytes ("peak", "idle") are better
-#: lower. Compared with a client's row of the same pattern (see `match`), with the
-#: fastest row of the workload but the floor's ("best client"), or, for None, the bar
-#: itself.
+#: dugong's goals: (workload, dugong's row, measure, compared with, bar). A rate
+#: ("median") is better higher, "cpu", "best" (W6), "peak" and "idle" (W7) lower. The
+#: ratio to a client's row of the same pattern (`match`), to the fastest row but the
+#: floor's ("best client"), or (None) the value itself is held against the bar.
 GOALS = [
     ("W1", "seq", "median", "floor", 0.95),
     ("W1", "seq", "median", "http.client", 3.0),
@@ -59,10 +52,6 @@ MEASURES = {"median": "rate", "cpu": "CPU", "best": "import time", "peak": "peak
             "idle": "memory"}
 
 
-def title(w: str, cfg: dict) -> str:
-    return TITLES[w].format(**cfg, **{f"w{i}_mib": cfg[f"w{i}_size"] // MiB for i in (3, 4, 7)})
-
-
 def unit(w: str) -> str:
     return "MiB" if w in ("W3", "W4", "W7") else "req"
 
@@ -85,8 +74,7 @@ def stats(row: dict) -> None:
     per = [x["ops"] if unit(row["workload"]) == "req" else x["bytes"] / MiB for x in s]
     rates = [k / x["wall"] for k, x in zip(per, s, strict=True)]
     cpus = [x["cpu"] / k * UNITS[unit(row["workload"])][2] for k, x in zip(per, s, strict=True)]
-    # the server's CPU time over the run's wall time: its share of one core
-    busy = [x["server_cpu"] / x["wall"] for x in s if "server_cpu" in x]
+    busy = [x["server_cpu"] / x["wall"] for x in s if "server_cpu" in x]  # share of a core
     row.update(median=statistics.median(rates), min=min(rates), max=max(rates),
                cpu=statistics.median(cpus),
                server_busy=statistics.median(busy) if len(busy) == len(s) else None)
@@ -127,16 +115,13 @@ def evaluate(rows: list[dict]) -> list[dict]:
                     and r["variant"] == variant), None)
         if row is None:
             continue
+        ref = match(rows, other, row) if other else None
         if other == "best client":
             ref = max((r for r in rows if r["workload"] == w and r["client"] != "floor"
                        and ok(r)), key=lambda r: r["median"], default=None)
-        else:
-            ref = match(rows, other, row) if other else None
-        if other is None:
-            value, reach = row[key] if ok(row, key) else None, None
-        else:  # how far the floor gets, where it is not the row compared with
-            value = ratio(row, ref, key)
-            reach = ratio(match(rows, "floor", row), ref, key) if other != "floor" else None
+        value = ratio(row, ref, key) if other else (row[key] if ok(row, key) else None)
+        # how far the floor gets, where it is not the row compared with (ref None: no ratio)
+        reach = ratio(match(rows, "floor", row), ref, key) if other != "floor" else None
         if value is None:
             verdict = "n/a"
         elif meets(value, key, bar):
@@ -158,19 +143,12 @@ def analyse(rows: list[dict]) -> list[dict]:
     return evaluate(rows)
 
 
-# ---------------------------------------------------------------- markdown
-
-
 def num(v) -> str:
     if v is None:
         return "—"
     if abs(v) >= 1000:
         return f"{v:,.0f}"
     return f"{v:.3g}" if abs(v) >= 1 else f"{v:.3f}".rstrip("0").rstrip(".")
-
-
-def times(v) -> str:
-    return "—" if v is None else f"{v:.2f}{X}"
 
 
 def cells(r: dict, versions: dict) -> list[str]:
@@ -190,8 +168,9 @@ def cells(r: dict, versions: dict) -> list[str]:
     if w == "W7":
         return [*line, f"peak {r['peak'] / KiB:.1f} KiB above the start", num(r["median"])]
     busy = "—" if r["server_busy"] is None else f"{r['server_busy']:.0%}"
+    x_floor = ["—" if v is None else f"{v:.2f}{X}" for v in (r["x_floor"], r["cpu_x_floor"])]
     return [*line, num(r["median"]), f"{num(r['min'])}\u2013{num(r['max'])}", num(r["cpu"]),
-            busy, times(r["x_floor"]), times(r["cpu_x_floor"])]
+            busy, *x_floor]
 
 
 def goal_cells(g: dict) -> list[str]:
@@ -214,23 +193,22 @@ def table(header: list[str], lines: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(line) + " |" for line in [header, ["---"] * len(header), *lines]]
 
 
-def markdown(rows: list[dict], goals: list[dict], meta: dict, cfg: dict) -> str:
+def markdown(rows: list[dict], goals: list[dict], meta: dict) -> str:
+    cfg = meta["config"]
     out = [f"# dugong benchmark ({meta['mode']} mode)", "",
            f"Python {meta['python']} on {meta['platform']}, {meta['cpus']} CPUs; server: "
            f"{meta['server']}; {cfg['reps']} repetitions per row"
            + "".join(f", {n} in {w}" for w, n in cfg["reps_by"].items())
            + ", interleaved; everything on 127.0.0.1.",
            "Clients: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items())
-                                   if k != "floor") + ".",
-           *[f"Unavailable: {k}: {v.splitlines()[0][:200]}."
-             for k, v in meta["unavailable"].items()]]
+                                   if k != "floor") + "."]
     for w in dict.fromkeys(r["workload"] for r in rows):
         rate, cpu, _ = UNITS[unit(w)]
         header = {"W6": ["client", "command", "best ms", "median ms", "CPU ms"],
                   "W7": ["client", "measure", "traced memory", "MiB/s (under tracemalloc)"]}.get(
             w, ["client", "variant", f"{rate} (median)", "range", cpu, "server CPU",
                 f"{X} floor", f"CPU {X} floor"])
-        out += ["", f"## {w}: {title(w, cfg)}", "", *table(
+        out += ["", f"## {w}: {TITLES[w].format(**cfg)}", "", *table(
             header, [cells(r, meta["versions"]) for r in rows if r["workload"] == w])]
     if goals:
         met, far = (sum(g["verdict"] == v for g in goals) for v in ("met", "out of reach"))
@@ -239,12 +217,9 @@ def markdown(rows: list[dict], goals: list[dict], meta: dict, cfg: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-# ---------------------------------------------------------------- chart
-
-
 def chart(results_path: str, out_path: str) -> None:
-    """One panel per workload, one bar per row: the median and the range of the rate
-    (W6: the best time; W7: traced KiB)."""
+    """One panel per workload, a bar per row: the median rate and its range (W6: the
+    best time; W7: traced KiB)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -252,18 +227,13 @@ def chart(results_path: str, out_path: str) -> None:
 
     with open(results_path) as fh:
         data = json.load(fh)
-    panels: dict[str, list] = {}
+    meta, panels = data["meta"], {}
     for r in data["rows"]:
         if r["status"] == "ok":
             panels.setdefault(r["workload"], []).append(r)
-    grid = [list(panels.items())[i:i + 2] for i in range(0, len(panels), 2)]
-    heights = [0.22 * max(len(rs) for _, rs in pair) + 1.4 for pair in grid]
-    fig, axes = plt.subplots(len(grid), 2, figsize=(16, sum(heights)), squeeze=False,
-                             gridspec_kw={"height_ratios": heights})
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.6 * len(panels)), squeeze=False)
     colours = {"dugong": "#1f77b4", "dugong-3.8.2": "#9ecae1", "floor": "#7f7f7f"}
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
-    for ax, (w, rs) in zip(axes.flat, panels.items(), strict=False):
+    for ax, (w, rs) in zip(axes[:, 0], panels.items(), strict=True):
         err = None
         if w == "W6":
             values, xlabel = [r["best"] for r in rs], "best ms (lower is better)"
@@ -278,15 +248,14 @@ def chart(results_path: str, out_path: str) -> None:
         ax.set_yticks(range(len(rs)), [f"{r['client']}: {r['label']}" for r in rs], fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel(xlabel, fontsize=8)
-        ax.set_title(f"{w}: {title(w, data['meta']['config'])}", fontsize=9)
-    meta = data["meta"]
+        ax.set_title(f"{w}: {TITLES[w].format(**meta['config'])}", fontsize=9)
     fig.suptitle(f"dugong benchmark ({meta['mode']} mode), Python {meta['python']}, "
                  f"{meta['cpus']} CPUs, {meta['date']}", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / sum(heights)))
+    fig.tight_layout()
     fig.savefig(out_path, dpi=80)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] != "chart":
-        sys.exit("usage: bench_report.py chart RESULTS.json OUT.png")
-    chart(sys.argv[2], sys.argv[3])
+    if len(sys.argv) != 3:
+        sys.exit("usage: bench_report.py RESULTS.json OUT.png")
+    chart(sys.argv[1], sys.argv[2])

@@ -1,18 +1,5 @@
-"""The workloads, each written once, and the worker process that runs them.
-
-``python bench_workloads.py CLIENT`` loads one client's adapter (bench_adapters.py),
-says ``{"version": V, "rows": [[workload, variant, label], ...]}`` (what the client can
-do) or ``{"unavailable": reason}``, then answers one JSON line per request line:
-
-``{"op": "prepare", "row": ID, "workload": W, "variant": V, "params": {...}}``: set the
-row up, run it once validating every answer (each status; each small body byte for
-byte; large bodies and uploads by length and SHA-256), so that a fast but wrong client
-cannot win, then warm it up; validation and warm-up runs do at most 1,024 requests and
-stream at most 64 MiB in W7. Answers ``ok``, ``na``, ``unavailable`` or ``error``.
-``{"op": "run", "row": ID}``: one timed repetition: wall time, CPU time of this process
-(all threads, user + system), requests and body bytes (checked against what was asked).
-``{"op": "close", "row": ID}``.
-"""
+"""The workloads, each written once, and the worker process that runs one client's rows
+(``python bench_workloads.py CLIENT``, driven by bench.py through JSON lines)."""
 
 from __future__ import annotations
 
@@ -21,6 +8,7 @@ import hashlib
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 import traceback
@@ -28,20 +16,9 @@ import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_adapters import (
-    ADAPTERS,
-    READ_SIZE,
-    WAIT,
-    NotSupported,
-    PollLoop,
-    Unavailable,
-    WrongAnswer,
-)
+from bench_adapters import ADAPTERS, READ_SIZE, WrongAnswer
 from bench_servers import PATTERN_SIZE, PIECE_SIZE, SMALL_SIZE, page_aligned, pattern
 from bench_servers import stream_digest as digest
-
-CHECK_N = 1024  # requests of a validation or warm-up run, at most
-CHECK_SIZE = 64 << 20  # bytes of W7's validation stream, at most
 
 
 def piece_iter(size: int):
@@ -90,16 +67,17 @@ class Stream:
 
 
 class Workload:
-    """Which rows an adapter gets (variant, label), how a row is set up, one run."""
+    """rows(adapter) are its (variant, label) pairs (by default the adapter's table named
+    ``OFFERS``); setup() readies a row, run() runs it once, every answer checked or not;
+    ``fresh``: a new connection for each timed run."""
 
-    fresh = False  # a new connection before every repetition, outside the clock
+    fresh, OFFERS = False, ""
+
+    def rows(self, a):
+        return list(getattr(a, self.OFFERS).items())
 
     def setup(self, a, variant: str, p: dict) -> None:
         a.connect()
-
-    def checked(self, p: dict) -> dict:
-        """The parameters of validation and warm-up runs."""
-        return dict(p, n=min(p["n"], max(1, CHECK_N // p.get("tasks", 1)))) if "n" in p else p
 
 
 class W1(Workload):
@@ -109,75 +87,38 @@ class W1(Workload):
         return [("seq", "sequential")]
 
     def run(self, a, variant, p, check):
-        tally = Tally(check)
-        a.sequential(p["path"])(p["n"], tally.take)
+        tally, get, path = Tally(check), a.get, p["path"]
+        for _ in range(p["n"]):
+            tally.take(*get(path))
         return tally.result(p["n"])
 
 
 class W2(Workload):
     """Pipelined GETs on one connection, at depths 16 and 64: ``batch`` sends depth
-    requests, then reads depth answers; ``co`` keeps depth in flight, sending one request
-    per answer read (dugong: a sender and a receiver co_ generator in one loop)."""
+    requests, then reads depth answers; ``co`` keeps depth in flight (``window``)."""
 
     def rows(self, a):
-        co = "co_ sender+receiver" if hasattr(a, "co_send") else "one send() per answer read"
-        return [row for d in (16, 64) for row in ((f"co-d{d}", f"{co}, depth {d}"),
-                                                  (f"batch-d{d}", f"send x{d}, read x{d}"))
-                if hasattr(a, "send")]
+        return [row for d in (16, 64) for row in ((f"co-d{d}", f"{a.WINDOW}, depth {d}"),
+                                                  (f"batch-d{d}", f"send x{d}, read x{d}"))]
 
     def run(self, a, variant, p, check):
         kind, depth = variant.split("-d")
         n, depth, path, tally = p["n"], int(depth), p["path"], Tally(check)
-        if kind == "batch":
-            for done in range(0, n, depth):
-                for _ in range(min(depth, n - done)):
-                    a.send(path)
-                for _ in range(min(depth, n - done)):
-                    tally.take(*a.recv())
-        elif hasattr(a, "co_send"):
-            co_window(a, path, n, depth, tally.take)
-        else:  # the floor: the same traffic in blocking calls
-            sent = min(depth, n)
-            for _ in range(sent):
+        if kind == "co":
+            a.window(path, n, depth, tally.take)
+            return tally.result(n)
+        for done in range(0, n, depth):
+            for _ in range(min(depth, n - done)):
                 a.send(path)
-            for _ in range(n):
+            for _ in range(min(depth, n - done)):
                 tally.take(*a.recv())
-                if sent < n:
-                    a.send(path)
-                    sent += 1
         return tally.result(n)
-
-
-def co_window(a, path, n, depth, take):
-    """W2's co pattern: a sender and a receiver generator in one loop."""
-    loop, done = PollLoop(a.lib.POLLIN), 0
-
-    def sender():
-        for i in range(n):
-            while i - done >= depth:
-                yield WAIT
-            yield from a.co_send(path)
-            loop.unpark()  # the receiver may be waiting for a request
-
-    def receiver():
-        nonlocal done
-        for _ in range(n):
-            while not a.pending():
-                yield WAIT
-            take(*(yield from a.co_recv()))
-            done += 1
-            loop.unpark()
-
-    loop.run(sender(), receiver())
 
 
 class W3(Workload):
     """A large download: ``read(64 KiB)``, or ``readinto`` a page-aligned 64 KiB buffer."""
 
-    fresh = True
-
-    def rows(self, a):
-        return list(a.DOWNLOADS.items())
+    fresh, OFFERS = True, "DOWNLOADS"
 
     def setup(self, a, variant, p):
         a.connect()
@@ -191,16 +132,10 @@ class W3(Workload):
 class W4(Workload):
     """A large upload in 64 KiB pieces, to the sink."""
 
-    fresh = True
-    LABELS = (("plain", "Content-Length"), ("expect100", "Content-Length + 100-continue"),
-              ("chunked", "chunked"))
-
-    def rows(self, a):
-        return [(mode, label) for mode, label in self.LABELS if mode in a.UPLOADS]
+    fresh, OFFERS = True, "UPLOADS"
 
     def run(self, a, variant, p, check):
-        size = p["size"]
-        headers = {"X-Digest": "1"} if check else {}
+        size, headers = p["size"], {"X-Digest": "1"} if check else {}
         status, body = a.upload(variant, size, piece_iter(size), headers)
         want = b"%d %s\n" % (size, digest(size).encode() if check else b"-")
         if status != 200 or body != want:
@@ -211,15 +146,14 @@ class W4(Workload):
 class W5(Workload):
     """Many connections at once, a task each, in the client's concurrency idiom."""
 
-    def rows(self, a):
-        return list(a.MANY.items())
+    OFFERS = "MANY"
 
     def setup(self, a, variant, p):
-        a.tasks = a.many(variant, p["tasks"], p["path"])
+        a.runner = a.many(variant, p["tasks"], p["path"])
 
     def run(self, a, variant, p, check):
         tally = Tally(check)
-        a.tasks(p["n"], tally.take)
+        a.runner(p["n"], tally.take)
         return tally.result(p["n"] * p["tasks"])
 
 
@@ -232,33 +166,49 @@ class W8(W5):
 
     def setup(self, a, variant, p):
         idiom, k = variant.rsplit("-p", 1)
-        a.tasks = a.pooled(idiom, p["tasks"], p["url"], p["conns"], int(k))
+        a.runner = a.pooled(idiom, p["tasks"], p["url"], p["conns"], int(k))
+
+
+class W6(Workload):
+    """``python -c 'import dugong'`` in a fresh process (the worker checked its origin)."""
+
+    def rows(self, a):
+        return [("import", f"python -c {a.IMPORT!r}")]
+
+    def setup(self, a, variant, p):
+        pass
+
+    def run(self, a, variant, p, check):
+        env = dict(os.environ, PYTHONPYCACHEPREFIX=p["pycache"])  # outside the work tree
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, "-c", a.IMPORT], env=env, check=True)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {"ops": 1, "bytes": 0,  # and the CPU time of that process
+                "cpu": r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime}
 
 
 class W7(Workload):
-    """Memory: the traced peak while streaming a generated body; an idle connection."""
+    """Memory: the traced peak while streaming; an idle connection (the mean of eight)."""
 
     def rows(self, a):
-        return [("stream", next(iter(a.DOWNLOADS.values())))] + (
-            [("idle", "idle connection")] if a.IDLE else [])
+        return [("stream", next(iter(a.DOWNLOADS.values()))), ("idle", "idle connection")]
 
     def setup(self, a, variant, p):
         if variant == "stream":
             a.connect()
-
-    def checked(self, p):
-        return dict(p, size=min(p["size"], CHECK_SIZE)) if "size" in p else p
 
     def run(self, a, variant, p, check):
         gc.collect()
         tracemalloc.start()
         try:
             start = tracemalloc.get_traced_memory()[0]
-            if variant == "idle":  # the mean of eight
-                held = [a.idle(p["path"]) for _ in range(8)]
+            if variant == "idle":
+                for _ in range(8):
+                    a.connect()
+                    a.get(p["path"])
                 gc.collect()
-                return {"ops": len(held), "bytes": 0,
-                        "idle": (tracemalloc.get_traced_memory()[0] - start) / len(held)}
+                return {"ops": 8, "bytes": 0,
+                        "idle": (tracemalloc.get_traced_memory()[0] - start) / 8}
             stream, size = Stream(check), p["size"]
             status = a.download(f"/gen/{size}", None, stream.take)
             peak = tracemalloc.get_traced_memory()[1] - start
@@ -269,8 +219,7 @@ class W7(Workload):
                 a.close()
 
 
-WORKLOADS = {"W1": W1(), "W2": W2(), "W3": W3(), "W4": W4(), "W5": W5(), "W7": W7(),
-             "W8": W8()}
+WORKLOADS = {w.__name__: w() for w in (W1, W2, W3, W4, W5, W6, W7, W8)}
 
 
 class Row:
@@ -280,17 +229,14 @@ class Row:
         self.a, self.w, self.variant, self.p = adapter, workload, variant, params
 
     def prepare(self) -> None:
-        """Set up, validate every answer once, warm up."""
+        """Set up, run once validating every answer, warm up."""
         self.w.setup(self.a, self.variant, self.p)
-        p = self.w.checked(self.p)
         for check in [True] + [False] * self.p.get("warmup", 0):
-            self.w.run(self.a, self.variant, p, check)
+            self.w.run(self.a, self.variant, self.p, check)
 
     def timed(self) -> dict:
-        """One timed repetition. W3 and W4 first get a new connection: a TCP connection's
-        receive buffer grows with its early traffic (to 0.8 MiB on one connection, 32 MiB
-        on another made alike), which would give a row that keeps one connection a speed
-        of its own for the whole run."""
+        """One timed repetition. W3 and W4 first get a new connection, outside the
+        clock: a TCP connection's receive buffer is sized by its early traffic."""
         if self.w.fresh:
             self.a.close()
             self.w.setup(self.a, self.variant, self.p)
@@ -299,19 +245,21 @@ class Row:
         result = self.w.run(self.a, self.variant, self.p, False)
         t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
         cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-        return {"wall": t1 - t0, "cpu": cpu, **result}
+        return {"wall": t1 - t0, "cpu": cpu, **result}  # W6 has a CPU time of its own
 
 
 def serve(name: str, send) -> None:
-    """The worker: JSON requests on standard input, answers through *send*."""
+    """Say the client's version and rows; then prepare, run (timed) or close a row a line."""
     cls = ADAPTERS[name]
     try:
         lib, version = cls.load()
-    except Exception as exc:
-        return send({"unavailable": f"{type(exc).__name__}: {exc}"})
-    probe = cls(lib, None, 0)
-    send({"version": version, "rows": [[w, *row] for w, workload in WORKLOADS.items()
-                                       for row in workload.rows(probe)]})
+    except Exception as exc:  # its rows are unavailable (dugong's depend on its version)
+        lib, version = None, f"{type(exc).__name__}: {exc}"
+    probes = [cls(lib, None, 0)] if lib or not name.startswith("dugong") else []
+    send({"version" if lib else "unavailable": version, "rows": [
+        [w, *row] for a in probes for w in cls.WORKLOADS for row in WORKLOADS[w].rows(a)]})
+    if lib is None:
+        return
     rows: dict[str, Row] = {}
     for line in sys.stdin:
         msg = json.loads(line)
@@ -321,27 +269,17 @@ def serve(name: str, send) -> None:
                 rows[rid] = Row(cls(lib, "127.0.0.1", msg["params"]["port"]),
                                 WORKLOADS[msg["workload"]], msg["variant"], msg["params"])
                 rows[rid].prepare()
+                send({"ok": True})
             elif msg["op"] == "run":
                 send(rows[rid].timed())
-                continue
             else:
                 rows.pop(rid).a.close()
-            send({"ok": True})
-        except Exception as exc:
+                send({"ok": True})
+        except Exception as exc:  # a WrongAnswer, or any failure of the client
             if rid in rows:
                 rows.pop(rid).a.close()
-            send(failure(exc))
-
-
-def failure(exc: Exception) -> dict:
-    """The answer for a row that failed: n/a, unavailable, or an error."""
-    if isinstance(exc, NotSupported):
-        return {"na": str(exc)}
-    if isinstance(exc, Unavailable):
-        return {"unavailable": str(exc)}
-    if isinstance(exc, WrongAnswer):
-        return {"error": f"wrong answer: {exc}"}
-    return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=8)}
+            send({"error": f"{type(exc).__name__}: {exc}",
+                  "traceback": traceback.format_exc(limit=8)})
 
 
 if __name__ == "__main__":
