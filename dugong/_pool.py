@@ -1,5 +1,15 @@
 """ConnectionPool: connections kept per origin and shared by threads and co_ generators,
-with pipelining and the retries that are safe."""
+with pipelining and the retries that are safe.
+
+Every request, blocking or not, runs one generator (`ConnectionPool._co_call`):
+it yields the `PollNeeded` of its connection's ``co_`` methods when the network
+makes it wait, and its caller's *wait token* when the pool does (for a
+connection, a turn to send, a response that another caller reads). The
+``co_`` methods yield both as they are (the token of a ``co_`` call is the
+`PollNeeded` of a pipe of its own); the blocking methods run the same generator
+in `ConnectionPool._run`, which polls for the first kind and waits on a lock for
+the second.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +18,18 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from types import TracebackType
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar, cast
 
 from ._connection import HTTPConnection, HTTPResponse
 from ._exceptions import ConnectionClosed, ConnectionTimedOut, StateError
 from ._poll import POLLIN, Co, PollNeeded
 
 __all__ = ["ConnectionPool", "PoolResponse"]
+
+_T = TypeVar("_T")
 
 _Body = bytes | bytearray | memoryview
 
@@ -32,6 +44,10 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _HOST_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=%")
 _IPV6_CHARS: Final = frozenset("0123456789abcdef:.")
 _BAD_URL_CHAR: Final = re.compile("[\x00-\x20\x7f]")
+#: spare pipes a pool keeps for its next waiting ``co_`` calls, at most
+_SPARE_PIPES: Final = 64
+#: URLs whose split is remembered (all pools together), at most
+_SPLITS_KEPT: Final = 512
 
 
 class PoolResponse(HTTPResponse):
@@ -146,71 +162,181 @@ def _parse_proxy(url: str, what: str) -> tuple[tuple[str, int], dict[str, str] |
     return (host, port), fields
 
 
-# ------------------------------------------------------------------------ bookkeeping
+_Origin = tuple[str, str, int]
+#: URL -> its split and origin, for the most recent URLs (cleared when full)
+_splits: dict[str, tuple[_Target, _Origin]] = {}
+
+
+def _split_cached(url: str) -> tuple[_Target, _Origin]:
+    """`_split_url` and the origin of *url*, remembered (a split never changes)."""
+    got = _splits.get(url) if type(url) is str else None
+    if got is None:
+        split = _split_url(url)
+        got = split, (split.scheme, split.host, split.port)
+        if type(url) is str:
+            if len(_splits) >= _SPLITS_KEPT:
+                _splits.clear()
+            _splits[url] = got
+    return got
+
+
+# ------------------------------------------------------------------------ waiting
+
+
+def _new_pipe() -> tuple[int, int]:
+    if hasattr(os, "pipe2"):
+        return os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    fd, wfd = os.pipe()  # pragma: no cover - platforms without pipe2
+    os.set_blocking(fd, False)  # pragma: no cover
+    os.set_blocking(wfd, False)  # pragma: no cover
+    return fd, wfd  # pragma: no cover
 
 
 class _Wake:
-    """How one waiter is woken: a condition on the pool's lock (a thread), or a pipe of
-    its own whose reading end becomes readable (a ``co_`` generator).
+    """How a waiting call is woken, once: `notify` and `clear` are called with the pool's
+    lock held, so *armed* says whether it is woken and not cleared yet (a wake-up is one
+    signal, its clearing one more, and nothing is signalled after `_PipeWake.close`)."""
 
-    Every method is called with the pool's lock held, so a descriptor is never
-    written to after it was closed (its number may belong to another file by then).
+    __slots__ = ("armed",)
+
+    def __init__(self) -> None:
+        self.armed = False
+
+    def notify(self) -> None:
+        if not self.armed:
+            self.armed = True
+            self._signal()
+
+    def clear(self) -> None:
+        if self.armed:
+            self.armed = False
+            self._unsignal()
+
+    def _signal(self) -> None:
+        raise NotImplementedError
+
+    def _unsignal(self) -> None:
+        raise NotImplementedError
+
+
+class _PipeWake(_Wake):
+    """How a ``co_`` call is woken: the reading end of a pipe becomes readable.
 
     A pipe, not an eventfd: drivers keep a registration when a generator waits on
     the same descriptor number again and `os.fstat` says that it is the same file,
-    which cannot tell one eventfd from the next (they all share one inode).
+    which cannot tell one eventfd from the next (they all share one inode). A call
+    yields the same `PollNeeded` object for each wait on it, so that a driver keeps
+    its registration without even asking.
     """
 
-    __slots__ = ("cond", "fd", "wfd")
-
-    def __init__(self, lock: threading.Lock | None) -> None:
-        self.cond: threading.Condition | None = None
-        if lock is not None:
-            self.cond = threading.Condition(lock)
-            self.fd = self.wfd = -1
-        else:
-            self.fd, self.wfd = os.pipe()
-            os.set_blocking(self.fd, False)
-            os.set_blocking(self.wfd, False)
-
-    def notify(self) -> None:
-        if self.cond is not None:
-            self.cond.notify()
-        elif self.wfd >= 0:
-            with suppress(BlockingIOError):  # a full pipe is readable anyway
-                os.write(self.wfd, b"\0")
-
-    def clear(self) -> None:
-        """Make the descriptor unreadable again (after a wake-up that changed nothing)."""
-        with suppress(BlockingIOError):
-            os.read(self.fd, 512)
-
-    def close(self) -> None:
-        fd, wfd = self.fd, self.wfd
-        if fd >= 0:
-            self.fd = self.wfd = -1
-            os.close(fd)
-            os.close(wfd)
-
-
-class _Caller:
-    """One ``co_`` call's pipe: made on its first wait, kept for the rest of the call
-    (so that a driver keeps its registration from one wait to the next), closed at
-    its end (under the pool's lock, once nothing refers to it any more)."""
-
-    __slots__ = ("wake",)
+    __slots__ = ("fd", "pn", "wfd")
 
     def __init__(self) -> None:
-        self.wake: _Wake | None = None
+        super().__init__()
+        self.fd, self.wfd = _new_pipe()
+        self.pn = PollNeeded(self.fd, POLLIN)
 
-    def get(self) -> _Wake:
-        """Under the lock: the pipe for a new wait, with old wake-ups drained."""
-        wake = self.wake
-        if wake is None:
-            wake = self.wake = _Wake(None)
-        else:
-            wake.clear()
-        return wake
+    def _signal(self) -> None:
+        os.write(self.wfd, b"\0")
+
+    def _unsignal(self) -> None:
+        with suppress(BlockingIOError):
+            os.read(self.fd, 8)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        os.close(self.wfd)
+
+
+class _LockWake(_Wake):
+    """How a blocking call is woken: a lock of its own, held until it is signalled.
+
+    `wait` is called without the pool's lock.
+    """
+
+    __slots__ = ("lock",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.lock.acquire()
+
+    def _signal(self) -> None:
+        self.lock.release()
+
+    def _unsignal(self) -> None:
+        self.lock.acquire()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait until notified (True) or for *timeout* seconds (False)."""
+        lock = self.lock
+        if lock.acquire(True, -1 if timeout is None else max(timeout, 0.0)):
+            lock.release()  # `clear` takes it back, under the pool's lock
+            return True
+        return False
+
+
+#: what the generator of a blocking call yields to wait for the pool (never seen by
+#: a driver: `ConnectionPool._run` waits on the call's lock instead)
+_POOL_WAIT: Final = PollNeeded(0, POLLIN)
+
+
+# ------------------------------------------------------------------------ bookkeeping
+
+
+class _Call:
+    """One request or lease in progress: what it asks for, and where it waits.
+
+    The same object is its caller's place in the line for a connection and, on a
+    shared connection, its ticket: its place in the send and read order, and where
+    the caller that reads the responses puts its answer.
+    """
+
+    __slots__ = ("blocking", "body", "deadline", "done", "error", "expired", "gone", "grant",
+                 "headers", "host", "in_body", "key", "method", "orphan", "pn", "presend",
+                 "queued", "repeatable", "result", "sending", "seq", "shared", "split", "url",
+                 "wake")
+
+    def __init__(self, split: _Target, key: _Origin, shared: bool, blocking: bool,
+                 method: str = "", url: str = "", headers: Mapping[str, str] | None = None,
+                 body: _Body | None = None) -> None:
+        self.split = split
+        self.key = key
+        self.shared = shared  # may be pipelined
+        self.blocking = blocking
+        self.method = method  # "" for a lease
+        self.url = url
+        self.headers = headers
+        self.body = body
+        #: may be sent again: an idempotent method (the body, if any, is bytes)
+        self.repeatable = method in _IDEMPOTENT
+        #: how it is woken (made on its first wait), and what it yields to wait for that
+        self.wake: _Wake | None = None
+        self.pn = _POOL_WAIT
+        # In line for a connection:
+        self.host: _Host | None = None
+        self.grant: _Entry | None = None
+        self.queued = False
+        self.deadline: float | None = None  # a blocking wait's `time.monotonic` limit
+        self.expired = False  # a blocking wait ran out of time
+        #: whether the caller that handed it its connection sends its request
+        #: (_PRESENDING), or did (_PRESENT); and how far that went: None (all sent), an
+        #: exception, or the generator of the send and what it waits for
+        self.presend = 0
+        self.sending: Any = None
+        self.gone = False  # it left while its request was being sent for it
+        # As a ticket on a shared connection:
+        self.seq = 0
+        self.orphan = False  # its caller left; its response is read and dropped
+        self.done = False  # its answer (result or error) is in
+        self.in_body = False  # the head of its response was read
+        self.result: tuple[HTTPResponse, bytes] | None = None
+        self.error: BaseException | None = None
+
+    def new_ticket(self) -> None:
+        """Forget the ticket of an earlier try."""
+        self.orphan = self.done = self.in_body = False
+        self.result = self.error = None
 
 
 class _Host:
@@ -218,8 +344,8 @@ class _Host:
 
     __slots__ = ("cap", "entries", "idle", "key", "proxy", "proxy_headers", "tls", "waiting")
 
-    def __init__(self, key: tuple[str, str, int], tls: Any,
-                 proxy: tuple[str, int] | None, proxy_headers: dict[str, str] | None) -> None:
+    def __init__(self, key: _Origin, tls: Any, proxy: tuple[str, int] | None,
+                 proxy_headers: dict[str, str] | None) -> None:
         self.key = key
         self.tls = tls
         self.proxy = proxy
@@ -234,23 +360,13 @@ class _Host:
         self.cap: int | None = None
 
 
-class _Ticket:
-    """One pipelined request on a shared connection: its place in the send and read order."""
-
-    __slots__ = ("orphan", "seq", "wake")
-
-    def __init__(self) -> None:
-        self.seq = 0
-        self.orphan = False  # its caller left; the next reader discards its response
-        self.wake: _Wake | None = None
-
-
 class _Entry:
     """One connection of the pool and who uses it."""
 
     __slots__ = ("assigned", "conn", "cut", "cut_free", "exclusive", "host", "idle_since",
-                 "inflight", "lent", "orphans", "proven", "reading", "readq", "send_waiters",
-                 "sender", "seq", "served")
+                 "inflight", "job", "job_for", "job_head", "job_pn", "lent", "offered",
+                 "orphans",
+                 "proven", "reader", "readq", "send_waiters", "sender", "seq", "served")
 
     def __init__(self, conn: HTTPConnection, host: _Host) -> None:
         self.conn = conn
@@ -262,30 +378,28 @@ class _Entry:
         self.served = 0  # responses read on it so far
         self.proven = False  # a response left it open: requests may be pipelined on it
         self.idle_since = 0.0
-        # Pipelining: the send token, the read order, and where it was cut off.
-        self.sender: _Ticket | None = None
-        self.send_waiters: deque[_Ticket] = deque()
-        self.readq: deque[_Ticket] = deque()
-        self.reading = False
+        # Pipelining: the send token and the callers waiting for it; the tickets sent
+        # whose responses nobody reads yet, in order; orphans among the tickets.
+        self.sender: _Call | None = None
+        self.send_waiters: deque[_Call] = deque()
+        self.readq: deque[_Call] = deque()
         self.orphans = 0
         self.seq = 0
+        #: the caller that reads the responses, for itself and for the others
+        self.reader: _Call | None = None
+        #: ... named by the reader before it, and not yet awake
+        self.offered = False
+        #: the read of one response under way: the generator reading its head, then
+        #: its body; whose response it is; the head once read; and what the generator
+        #: waits for while nobody drives it (None: not started)
+        self.job: Co[Any] | None = None
+        self.job_for: _Call | None = None
+        self.job_head: HTTPResponse | None = None
+        self.job_pn: PollNeeded | None = None
         #: requests from this number on get no response here (None: no cut)
         self.cut: int | None = None
         #: ... and the server certainly did not process them (it announced its close)
         self.cut_free = False
-
-
-class _Waiter:
-    """A caller waiting for a connection."""
-
-    __slots__ = ("grant", "host", "queued", "shared", "wake")
-
-    def __init__(self, host: _Host, shared: bool, wake: _Wake) -> None:
-        self.host = host
-        self.shared = shared
-        self.wake = wake
-        self.grant: _Entry | None = None
-        self.queued = True
 
 
 class _Lost(Exception):
@@ -302,24 +416,16 @@ class _Lost(Exception):
         self.free = free
 
 
+# Whether the caller that hands a waiter its connection sends the waiter's request.
+_PRESENDING: Final = 1  # it does so now
+_PRESENT: Final = 2  # it did: `_Call.sending` says how far that went
+
 # Where a pipelined request stands, for the clean-up after an exception.
 _WAIT_SEND: Final = 0  # waiting for the send token
 _SENDING: Final = 1  # holding it
-_WAIT_READ: Final = 2  # sent; waiting for its turn to read
-_DETACHED: Final = 3  # out of the read order, not reading
-_DISCARDING: Final = 4  # reading the responses of orphans ahead of it
-_HEAD: Final = 5  # reading its response head
-_BODY: Final = 6  # reading its response body
-
-
-class _Req(NamedTuple):
-    method: str
-    url: str
-    split: _Target
-    headers: Mapping[str, str] | None
-    body: _Body | None
-    shared: bool  # may be pipelined
-    repeatable: bool  # may be sent again: idempotent method, body of bytes
+_WAIT_READ: Final = 2  # sent; waiting for its answer, or to become the reader
+_READING: Final = 3  # the reader: reading responses in order, its own among them
+_DONE: Final = 4  # answered (by the reader), and no longer counted on the connection
 
 
 def _lost_or_raise(exc: BaseException, in_body: bool) -> BaseException:
@@ -401,12 +507,21 @@ class ConnectionPool:
     The pool holds one lock for its bookkeeping, never during network I/O.
     A caller that finds no connection free and no room for another one waits,
     first come, first served among the callers of its origin: a thread on a
-    condition, a ``co_`` generator by yielding `PollNeeded` for the reading end
-    of a pipe of its own, which the pool makes readable when it hands it a
-    connection (the pipe is made on the call's first wait and closed when the
-    call ends, however it ends). A connection counts against the limits from
-    the moment it is granted; an idle connection of another origin is closed
-    to make room. Nothing grows with the number of requests served.
+    lock of its own, a ``co_`` generator by yielding `PollNeeded` for the
+    reading end of a pipe of its own, which the pool makes readable when it
+    hands it a connection. The pipe is taken on the call's first wait and
+    given back when the call ends, however it ends; the pool keeps the pipes
+    given back for the next calls that wait, and closes them all as soon as no
+    ``co_`` call has one. A connection counts against the limits from the
+    moment it is granted; an idle connection of another origin is closed to
+    make room. Nothing grows with the number of requests served.
+
+    On a connection with pipelined requests, one caller at a time reads the
+    responses, in order: its own, and those of the ``co_`` callers whose
+    requests went out before and after its own, handing each its answer (and
+    waking it once); a thread reads its own answer itself, when its turn comes.
+    The reader reads on after its own response only what has already arrived;
+    then the next caller in line takes over.
 
     Used in a ``with`` block, the pool is closed when the block ends.
 
@@ -450,14 +565,19 @@ class ConnectionPool:
             self._no_proxy = env.get("no")
         self._lock = threading.Lock()
         self._closed = False
-        self._hosts: dict[tuple[str, str, int], _Host] = {}
+        self._hosts: dict[_Origin, _Host] = {}
         self._total = 0
         #: idle connections of every origin, the longest idle first
         self._idle: dict[_Entry, None] = {}
-        self._waiters: deque[_Waiter] = deque()
+        #: the calls waiting for a connection, in the order they came
+        self._waiters: deque[_Call] = deque()
         self._lent: dict[HTTPConnection, _Entry] = {}
-        #: connections to close once the lock is released
-        self._closing: list[HTTPConnection] = []
+        #: what to do once the lock is released: connections to close, and calls whose
+        #: requests to send on the connections just handed to them
+        self._closing: list[HTTPConnection | _Call] = []
+        #: pipes given back by ``co_`` calls, for the next ones; how many calls hold one
+        self._pipes: list[_PipeWake] = []
+        self._pipe_users = 0
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._total} connections"
@@ -465,25 +585,24 @@ class ConnectionPool:
 
     # -- requests -----------------------------------------------------------------------
 
-    def _request_args(self, method: str, url: str, headers: Mapping[str, str] | None,
-                      body: _Body | None) -> _Req:
+    def _new_call(self, method: str, url: str, headers: Mapping[str, str] | None,
+                  body: _Body | None, blocking: bool) -> _Call:
         if not isinstance(method, str):
             raise TypeError(f"method must be str, not {type(method).__name__}")
         if body is not None and not isinstance(body, (bytes, bytearray, memoryview)):
             raise TypeError(f"body must be bytes-like or None, not {type(body).__name__} "
                             "(stream a body through connection())")
-        split = _split_url(url)
+        split, key = _split_cached(url)
         if split.scheme == "https" and self._ssl_context is None:
             self._default_context()
-        bodiless = body is None or not (body.nbytes if isinstance(body, memoryview)
-                                        else len(body))
-        shared = self.pipeline > 1 and bodiless and method in _PIPELINED
+        shared = self.pipeline > 1 and method in _PIPELINED and (
+            body is None or not (body.nbytes if isinstance(body, memoryview) else len(body)))
         if shared and headers:
             for name, value in headers.items():
                 if isinstance(name, str) and name.lower() == "connection" and \
                         isinstance(value, str) and "close" in value.lower():
                     shared = False  # nothing may follow it on the connection
-        return _Req(method, url, split, headers, body, shared, method in _IDEMPOTENT)
+        return _Call(split, key, shared, blocking, method, url, headers, body)
 
     def request(self, method: str, url: str, headers: Mapping[str, str] | None = None,
                 body: _Body | None = None) -> PoolResponse:
@@ -530,372 +649,121 @@ class ConnectionPool:
 
         Connecting may also raise what `HTTPConnection.connect` raises.
         """
-        req = self._request_args(method, url, headers, body)
-        retries = self.retries
-        free = _FREE_RETRIES
-        while True:
-            ent = self._acquire(req.split, req.shared)
-            try:
-                if req.shared:
-                    return self._exchange_shared(ent, req)
-                return self._exchange_alone(ent, req)
-            except _Lost as lost:
-                if lost.free or not lost.sent:
-                    if free:
-                        free -= 1
-                        continue
-                elif req.repeatable and retries:
-                    retries -= 1
-                    continue
-                error = lost.exc
-            raise error
+        call = self._new_call(method, url, headers, body, True)
+        return self._run(call, self._co_call(call))
 
     def co_request(self, method: str, url: str, headers: Mapping[str, str] | None = None,
                    body: _Body | None = None) -> Co[PoolResponse]:
         """Generator twin of `request`: yields `PollNeeded` instead of blocking.
 
-        It waits for a free connection, and for its turn on a pipelined
+        It waits for a free connection, and for its answer on a pipelined
         connection, on a pipe of its own. It ignores `timeout`: the driver
         decides how long to wait. The `PoolResponse` is its return value.
         """
-        req = self._request_args(method, url, headers, body)
+        call = self._new_call(method, url, headers, body, False)
+        try:
+            return (yield from self._co_call(call))
+        finally:
+            if call.wake is not None:
+                self._end_call(call)
+
+    def _co_call(self, call: _Call) -> Co[PoolResponse]:
+        """The request of *call*, sent again as long as that is safe and needed."""
         retries = self.retries
         free = _FREE_RETRIES
-        caller = _Caller()
-        try:
-            while True:
-                ent = yield from self._co_acquire(req.split, req.shared, caller)
-                try:
-                    if req.shared:
-                        return (yield from self._co_exchange_shared(ent, req, caller))
-                    return (yield from self._co_exchange_alone(ent, req))
-                except _Lost as lost:
-                    if lost.free or not lost.sent:
-                        if free:
-                            free -= 1
-                            continue
-                    elif req.repeatable and retries:
-                        retries -= 1
+        lock = self._lock
+        while True:
+            with lock:
+                ent = self._start_wait(call)
+                closing = self._take_closing()
+            if closing:
+                self._after(closing)
+            if ent is None:
+                ent = yield from self._co_granted(call)
+            try:
+                if call.shared:
+                    return (yield from self._co_shared(ent, call))
+                return (yield from self._co_alone(ent, call))
+            except _Lost as lost:
+                if lost.free or not lost.sent:
+                    if free:
+                        free -= 1
                         continue
-                    error = lost.exc
-                raise error
-        finally:
-            if caller.wake is not None:
-                with self._lock:
-                    caller.wake.close()
-
-    # -- one request on a connection of its own
-
-    def _exchange_alone(self, ent: _Entry, req: _Req) -> PoolResponse:
-        conn = ent.conn
-        conn.timeout = self.timeout
-        in_body = False
-        try:
-            try:
-                conn.send_request(req.method, req.split.target, req.headers, req.body)
-            except ConnectionClosed as exc:
-                if not conn.responses_outstanding:
-                    raise _Lost(exc, sent=False) from None
-            resp = conn.read_response()
-            in_body = True
-            data = conn.readall()
-        except BaseException as exc:
-            self._done_alone(ent)
-            out = _lost_or_raise(exc, in_body)
-            if out is exc:
-                raise
-            raise out from None
-        self._done_alone(ent, served=True)
-        return _make_response(resp, data, req.url)
-
-    def _co_exchange_alone(self, ent: _Entry, req: _Req) -> Co[PoolResponse]:
-        conn = ent.conn
-        in_body = False
-        try:
-            try:
-                yield from conn.co_send_request(req.method, req.split.target, req.headers,
-                                                req.body)
-            except ConnectionClosed as exc:
-                if not conn.responses_outstanding:
-                    raise _Lost(exc, sent=False) from None
-            resp = yield from conn.co_read_response()
-            in_body = True
-            data = yield from conn.co_readall()
-        except BaseException as exc:
-            self._done_alone(ent)
-            out = _lost_or_raise(exc, in_body)
-            if out is exc:
-                raise
-            raise out from None
-        self._done_alone(ent, served=True)
-        return _make_response(resp, data, req.url)
-
-    def _done_alone(self, ent: _Entry, served: bool = False) -> None:
-        with self._lock:
-            if served:
-                ent.served += 1
-                if ent.conn.is_connected:
-                    ent.proven = True
-                else:
-                    self._learn_cap(ent)
-            self._release_locked(ent)
-            closing = self._take_closing()
-        _close_all(closing)
-
-    def _learn_cap(self, ent: _Entry) -> None:
-        """The server closed *ent* after a response: remember how many it served."""
-        if ent.proven:  # it had kept the connection before: a per-connection limit
-            ent.host.cap = ent.served
-
-    # -- pipelined requests on a shared connection
-
-    def _exchange_shared(self, ent: _Entry, req: _Req) -> PoolResponse:
-        conn = ent.conn
-        conn.timeout = self.timeout
-        t = _Ticket()
-        lock = self._lock
-        stage = _WAIT_SEND
-        try:
-            with lock:
-                if not self._send_turn(ent, t):
-                    t.wake = _Wake(lock)
-                    while ent.sender is not t:
-                        t.wake.cond.wait()  # type: ignore[union-attr]
-                stage = _SENDING
-                self._may_send(ent, t)
-            try:
-                conn.send_request(req.method, req.split.target, req.headers, req.body)
-            except ConnectionClosed:
-                sent_ok = False
-            else:
-                sent_ok = True
-            with lock:
-                self._sent(ent, t, sent_ok)
-                stage = _WAIT_READ
-                while not self._read_turn(ent, t):
-                    if t.wake is None:
-                        t.wake = _Wake(lock)
-                    t.wake.cond.wait()  # type: ignore[union-attr]
-                stage = _DETACHED
-                orphans = self._take_read_turn(ent, t)
-                stage = _DISCARDING
-            while orphans:
-                conn.read_response()
-                conn.discard()
-                orphans -= 1
-            stage = _HEAD
-            resp = conn.read_response()
-            stage = _BODY
-            data = conn.readall()
-        except BaseException as exc:
-            out = self._shared_failed(ent, t, stage, exc, req)
-            if out is exc:
-                raise
-            raise out from None
-        self._shared_done(ent, t)
-        return _make_response(resp, data, req.url)
-
-    def _co_exchange_shared(self, ent: _Entry, req: _Req,
-                            caller: _Caller) -> Co[PoolResponse]:
-        conn = ent.conn
-        t = _Ticket()
-        lock = self._lock
-        stage = _WAIT_SEND
-        try:
-            with lock:
-                if not self._send_turn(ent, t):
-                    t.wake = caller.get()
-            if t.wake is not None:
-                yield from self._co_wait(t.wake, lambda: ent.sender is t)
-            with lock:
-                stage = _SENDING
-                self._may_send(ent, t)
-            try:
-                yield from conn.co_send_request(req.method, req.split.target, req.headers,
-                                                req.body)
-            except ConnectionClosed:
-                sent_ok = False
-            else:
-                sent_ok = True
-            with lock:
-                self._sent(ent, t, sent_ok)
-                stage = _WAIT_READ
-                wake = None
-                if not self._read_turn(ent, t):
-                    wake = t.wake = caller.get()
-            if wake is not None:
-                yield from self._co_wait(wake, lambda: self._read_turn(ent, t))
-            with lock:
-                stage = _DETACHED
-                orphans = self._take_read_turn(ent, t)
-                stage = _DISCARDING
-            while orphans:
-                yield from conn.co_read_response()
-                yield from conn.co_discard()
-                orphans -= 1
-            stage = _HEAD
-            resp = yield from conn.co_read_response()
-            stage = _BODY
-            data = yield from conn.co_readall()
-        except BaseException as exc:
-            out = self._shared_failed(ent, t, stage, exc, req)
-            if out is exc:
-                raise
-            raise out from None
-        self._shared_done(ent, t)
-        return _make_response(resp, data, req.url)
-
-    def _send_turn(self, ent: _Entry, t: _Ticket) -> bool:
-        """Under the lock: take the send token of *ent*, or queue for it (False)."""
-        if ent.sender is None:
-            ent.sender = t
-            return True
-        ent.send_waiters.append(t)
-        return False
-
-    def _pass_send_turn(self, ent: _Entry) -> None:
-        """Under the lock: hand the send token to the next caller in line."""
-        if ent.send_waiters:
-            t = ent.send_waiters.popleft()
-            ent.sender = t
-            assert t.wake is not None
-            t.wake.notify()
-        else:
-            ent.sender = None
-
-    def _may_send(self, ent: _Entry, t: _Ticket) -> None:
-        """Under the lock, holding the send token: join the read order, or find that
-        the connection was cut off (then `_Lost`: nothing was sent)."""
-        t.seq = ent.seq
-        ent.seq += 1
-        if ent.cut is not None:
-            raise _Lost(ConnectionClosed(
-                "The connection closed before the request could be sent on it"), sent=False)
-        ent.readq.append(t)
-
-    def _sent(self, ent: _Entry, t: _Ticket, ok: bool) -> None:
-        """Under the lock: the request of *t* went out (or its connection broke)."""
-        self._pass_send_turn(ent)
-        if not ok:
-            self._cut(ent, t.seq, False)
-
-    def _read_turn(self, ent: _Entry, t: _Ticket) -> bool:
-        """Under the lock: True if *t* may read its response now (after discarding the
-        responses of the orphans before it)."""
-        if ent.reading:
-            return False
-        for other in ent.readq:
-            if other is t:
-                return True
-            if not other.orphan:
-                return False
-        raise AssertionError("ticket not in the read order")  # pragma: no cover
-
-    def _take_read_turn(self, ent: _Entry, t: _Ticket) -> int:
-        """Under the lock: start reading for *t*; the number of orphans' responses to
-        discard first. `_Lost` if the connection was cut off before *t*."""
-        readq = ent.readq
-        orphans = 0
-        while readq[0] is not t:
-            readq.popleft()
-            orphans += 1
-        readq.popleft()
-        ent.orphans -= orphans
-        t.wake = None
-        if ent.cut is not None and t.seq >= ent.cut:
-            self._wake_reader(ent)
-            raise _Lost(ConnectionClosed(
-                "No response: the connection closed before this request's turn"),
-                free=ent.cut_free)
-        ent.reading = True
-        return orphans
-
-    def _wake_reader(self, ent: _Entry) -> None:
-        """Under the lock: wake the first caller in the read order that is waiting."""
-        if ent.reading:
-            return
-        for other in ent.readq:
-            if not other.orphan:
-                if other.wake is not None:
-                    other.wake.notify()
-                return
-
-    def _cut(self, ent: _Entry, seq: int, free: bool) -> None:
-        """Under the lock: requests *seq* and later get no response on *ent*."""
-        if ent.cut is None or seq < ent.cut:
-            ent.cut = seq
-            ent.cut_free = free
-
-    def _shared_done(self, ent: _Entry, t: _Ticket) -> None:
-        """The pipelined request of *t* has its whole response."""
-        with self._lock:
-            ent.reading = False
-            ent.served += 1
-            if ent.conn.is_connected:
-                if not ent.proven:
-                    ent.proven = True
-                    self._dispatch()
-            else:  # the server closes after this response: nothing behind it is processed
-                self._learn_cap(ent)
-                self._cut(ent, t.seq + 1, True)
-            self._wake_reader(ent)
-            self._release_locked(ent)
-            closing = self._take_closing()
-        _close_all(closing)
-
-    def _shared_failed(self, ent: _Entry, t: _Ticket, stage: int, exc: BaseException,
-                       req: _Req) -> BaseException:
-        """A pipelined request left its connection at *stage* because of *exc*; what to
-        raise: *exc*, or a `_Lost` if the request may go out again."""
-        with self._lock:
-            if stage == _WAIT_SEND:
-                if ent.sender is t:
-                    self._pass_send_turn(ent)
-                else:
-                    ent.send_waiters.remove(t)
-            elif stage == _SENDING:  # sending, or found the connection cut off
-                if ent.sender is t:
-                    self._pass_send_turn(ent)
-                if ent.readq and ent.readq[-1] is t:
-                    ent.readq.pop()
-                    if not isinstance(exc, (ValueError, TypeError)):
-                        self._cut(ent, t.seq, False)  # it may be half sent
-            elif stage == _WAIT_READ:  # leave its response to the next reader
-                t.orphan = True
-                ent.orphans += 1
-            elif stage != _DETACHED:  # reading: where the byte stream stands is unknown
-                ent.reading = False
-                self._cut(ent, t.seq if stage == _DISCARDING else t.seq + 1, False)
-            t.wake = None
-            self._wake_reader(ent)
-            self._release_locked(ent)
-            closing = self._take_closing()
-        _close_all(closing)
-        if stage >= _HEAD:
-            return _lost_or_raise(exc, stage == _BODY)
-        if stage == _DISCARDING and isinstance(exc, Exception):
-            # An earlier response could not be read: this one never started.
-            return _Lost(ConnectionClosed(
-                f"No response to {req.method} {req.split.target}: {exc}"))
-        return exc
+                elif call.repeatable and retries:
+                    retries -= 1
+                    continue
+                error = lost.exc
+            raise error
 
     # -- waiting --------------------------------------------------------------------------
 
-    def _co_wait(self, wake: _Wake, ready: Callable[[], bool]) -> Co[None]:
-        """Wait on *wake*'s descriptor until *ready()* (checked under the lock)."""
-        want = PollNeeded(wake.fd, POLLIN)
-        while True:
-            yield want
-            with self._lock:
-                if ready():
-                    return
-                wake.clear()
+    def _run(self, call: _Call, gen: Co[_T]) -> _T:
+        """Run *gen*, the generator of the blocking *call*: wait with poll for what the
+        network makes it wait for (at most `timeout` seconds), on the call's lock for
+        the pool (until its `_Call.deadline`, if it has one)."""
+        send = gen.send
+        try:
+            pn = send(None)
+            while True:
+                if pn is _POOL_WAIT:
+                    deadline = call.deadline
+                    if not cast(_LockWake, call.wake).wait(
+                            None if deadline is None else deadline - time.monotonic()):
+                        call.expired = True
+                else:
+                    timeout = self.timeout
+                    if not pn.poll(timeout):
+                        call.expired = True
+                        gen.close()
+                        raise ConnectionTimedOut(f"No progress for {timeout} seconds")
+                pn = send(None)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        finally:
+            gen.close()
 
-    def _host(self, split: _Target) -> _Host:
-        """Under the lock: the state of the origin of *split*, made on first use."""
-        key = (split.scheme, split.host, split.port)
+    def _arm(self, call: _Call) -> PollNeeded:
+        """Under the lock: what *call* yields to wait for the pool, its wake-up cleared."""
+        wake = call.wake
+        if wake is not None:
+            wake.clear()
+        elif call.blocking:
+            call.wake = _LockWake()
+        else:
+            pipes = self._pipes
+            pipe = call.wake = pipes.pop() if pipes else _PipeWake()
+            self._pipe_users += 1
+            call.pn = pipe.pn
+        return call.pn
+
+    def _end_call(self, call: _Call) -> None:
+        """A ``co_`` call that waited is over: its pipe goes back (`_put_pipe`)."""
+        with self._lock:
+            self._put_pipe(call)
+
+    def _put_pipe(self, call: _Call) -> None:
+        """Under the lock: *call*, a ``co_`` call, will not wait any more: its pipe is kept
+        for another call, or closed (as every spare one is once no call holds a pipe)."""
+        pipe = cast(_PipeWake, call.wake)
+        call.wake = None
+        pipe.clear()
+        self._pipe_users -= 1
+        pipes = self._pipes
+        if self._pipe_users and not self._closed and len(pipes) < _SPARE_PIPES:
+            pipes.append(pipe)
+            return
+        pipe.close()
+        if not self._pipe_users:
+            for spare in pipes:
+                spare.close()
+            pipes.clear()
+
+    def _host(self, call: _Call) -> _Host:
+        """Under the lock: the state of the origin of *call*, made on first use."""
+        key = call.key
         host = self._hosts.get(key)
         if host is None:
+            split = call.split
             proxy: tuple[tuple[str, int], dict[str, str] | None] | None = \
                 self._proxies.get(split.scheme)
             if proxy is not None and self._no_proxy and \
@@ -919,92 +787,451 @@ class ConnectionPool:
             ctx = self._tls_default = ssl.create_default_context()
         return ctx
 
-    def _start_wait(self, split: _Target, shared: bool,
-                    caller: _Caller | None) -> tuple[_Entry | None, _Waiter | None]:
-        """Under the lock: a connection for a request, or a queued waiter (woken through
-        *caller*'s pipe, or a condition if None)."""
+    def _co_acquire(self, call: _Call) -> Co[_Entry]:
+        """A connection for *call*: at once, or after waiting in line for one."""
+        with self._lock:
+            ent = self._start_wait(call)
+            closing = self._take_closing()
+        if closing:
+            self._after(closing)
+        if ent is not None:
+            return ent
+        return (yield from self._co_granted(call))
+
+    def _co_granted(self, call: _Call) -> Co[_Entry]:
+        """The connection that *call*, queued by `_start_wait`, is given."""
+        lock = self._lock
+        pn = call.pn
+        try:
+            while True:
+                yield pn
+                with lock:
+                    ent = call.grant
+                    if ent is not None:
+                        if call.presend != _PRESENDING:
+                            call.grant = None
+                            call.expired = False
+                            return ent
+                    elif self._closed:
+                        raise StateError("The connection pool is closed")
+                    elif call.expired:
+                        raise ConnectionTimedOut(
+                            f"No connection to {_origin_text(call.split)} became free "
+                            f"within {self.timeout} seconds")
+                    pn = self._arm(call)
+        except BaseException:
+            with lock:
+                self._end_wait(call)
+                closing = self._take_closing()
+            self._after(closing)
+            raise
+
+    def _start_wait(self, call: _Call) -> _Entry | None:
+        """Under the lock: a connection for *call*, or None: it is queued."""
         if self._closed:
             raise StateError("The connection pool is closed")
-        host = self._host(split)
+        host = self._hosts.get(call.key) or self._host(call)
         # First come, first served per origin: nothing overtakes a waiter (a request
         # that needs an idle connection is not starved by pipelined ones).
-        ent = None if host.waiting else self._grant(host, shared)
+        ent = None if host.waiting else self._grant(host, call.shared)
         if ent is not None:
-            return ent, None
-        waiter = _Waiter(host, shared, _Wake(self._lock) if caller is None else caller.get())
-        self._waiters.append(waiter)
-        host.waiting += 1
-        return None, waiter
-
-    def _end_wait(self, waiter: _Waiter, keep: bool) -> _Entry | None:
-        """Under the lock: the wait of *waiter* is over; its connection if *keep*, else
-        the connection it was granted (if any) goes back."""
-        if waiter.queued:
-            waiter.queued = False
-            self._waiters.remove(waiter)
-            waiter.host.waiting -= 1
-        ent = waiter.grant
-        if ent is None:
-            self._forget_host(waiter.host)
-            if keep:
-                raise StateError("The connection pool is closed")
-            return None
-        if not keep:
-            waiter.grant = None
-            self._release_locked(ent)
-        return ent
-
-    def _acquire(self, split: _Target, shared: bool) -> _Entry:
-        """A connection for one request (blocking, at most `timeout` seconds)."""
-        lock = self._lock
-        with lock:
-            ent, waiter = self._start_wait(split, shared, None)
-            if waiter is not None:
-                keep = False
-                try:
-                    cond = waiter.wake.cond
-                    assert cond is not None
-                    timeout = self.timeout
-                    deadline = None if timeout is None else time.monotonic() + timeout
-                    while waiter.grant is None and not self._closed:
-                        if deadline is None:
-                            cond.wait()
-                        else:
-                            left = deadline - time.monotonic()
-                            if left <= 0:
-                                raise ConnectionTimedOut(
-                                    f"No connection to {_origin_text(split)} became free "
-                                    f"within {timeout} seconds")
-                            cond.wait(left)
-                    keep = True
-                finally:
-                    ent = self._end_wait(waiter, keep)
-            closing = self._take_closing()
-        _close_all(closing)
-        assert ent is not None
-        return ent
-
-    def _co_acquire(self, split: _Target, shared: bool, caller: _Caller) -> Co[_Entry]:
-        """Generator twin of `_acquire`: waits on *caller*'s pipe."""
-        with self._lock:
-            ent, waiter = self._start_wait(split, shared, caller)
-            closing = self._take_closing()
-        _close_all(closing)
-        if waiter is None:
-            assert ent is not None
             return ent
-        keep = False
+        call.host = host
+        call.queued = True
+        self._waiters.append(call)
+        host.waiting += 1
+        self._arm(call)
+        if call.blocking and self.timeout is not None:
+            call.deadline = time.monotonic() + self.timeout
+        return None
+
+    def _end_wait(self, call: _Call) -> None:
+        """Under the lock: *call* leaves the line early; a connection it was granted
+        goes back."""
+        host = call.host
+        assert host is not None
+        if call.queued:
+            call.queued = False
+            self._waiters.remove(call)
+            host.waiting -= 1
+        ent = call.grant
+        if ent is None:
+            self._forget_host(host)
+        elif call.presend == _PRESENDING:
+            call.gone = True  # `_send_for` gives the connection back when done
+        else:
+            call.grant = None
+            self._release_locked(ent)
+
+    # -- one request on a connection of its own
+
+    def _co_alone(self, ent: _Entry, call: _Call) -> Co[PoolResponse]:
+        conn = ent.conn
+        in_body = False
+        presend = call.presend
+        sending = call.sending
+        call.presend = 0
+        call.sending = None
         try:
-            yield from self._co_wait(waiter.wake,
-                                     lambda: waiter.grant is not None or self._closed)
-            keep = True
-        finally:
-            with self._lock:
-                ent = self._end_wait(waiter, keep)
+            try:
+                if not presend:
+                    yield from conn.co_send_request(call.method, call.split.target,
+                                                    call.headers, call.body)
+                elif sending is not None:  # sent in part (or not at all) for it
+                    if isinstance(sending, BaseException):
+                        raise sending
+                    gen, pn = sending
+                    try:
+                        yield pn
+                        yield from gen
+                    except BaseException:
+                        gen.close()
+                        raise
+            except ConnectionClosed as exc:
+                if not conn.responses_outstanding:
+                    raise _Lost(exc, sent=False) from None
+            resp = yield from conn.co_read_response()
+            in_body = True
+            data = yield from conn.co_readall()
+        except BaseException as exc:
+            self._done_alone(ent, None)
+            out = _lost_or_raise(exc, in_body)
+            if out is exc:
+                raise
+            raise out from None
+        self._done_alone(ent, call)
+        return _make_response(resp, data, call.url)
+
+    def _done_alone(self, ent: _Entry, served: _Call | None) -> None:
+        """The request of *served* has its whole response on *ent* (None: it failed): it
+        releases *ent* and gives back its pipe (it waits no more)."""
+        with self._lock:
+            if served is not None:
+                if served.wake is not None and not served.blocking:
+                    self._put_pipe(served)
+                ent.served += 1
+                if ent.conn.is_connected:
+                    ent.proven = True
+                else:
+                    self._learn_cap(ent)
+            self._release_locked(ent)
+            closing = self._take_closing()
+        if closing:
+            self._after(closing)
+
+    def _learn_cap(self, ent: _Entry) -> None:
+        """The server closed *ent* after a response: remember how many it served."""
+        if ent.proven:  # it had kept the connection before: a per-connection limit
+            ent.host.cap = ent.served
+
+    # -- pipelined requests on a shared connection
+
+    def _co_shared(self, ent: _Entry, call: _Call) -> Co[PoolResponse]:
+        """The request of *call* on *ent*, which other callers' requests share: send it
+        in turn, then wait for its answer, or read it (and others) as the reader."""
+        conn = ent.conn
+        lock = self._lock
+        call.new_ticket()
+        stage = _WAIT_SEND
+        try:
+            with lock:
+                if ent.sender is None:
+                    ent.sender = call
+                    stage = _SENDING
+                    self._may_send(ent, call)
+                else:
+                    ent.send_waiters.append(call)
+                    pn = self._arm(call)
+            while stage == _WAIT_SEND:
+                yield pn
+                with lock:
+                    if ent.sender is call:
+                        stage = _SENDING
+                        self._may_send(ent, call)
+                    else:
+                        pn = self._arm(call)
+            try:
+                yield from conn.co_send_request(call.method, call.split.target, call.headers,
+                                                call.body)
+            except ConnectionClosed:
+                sent = False
+            else:
+                sent = True
+            with lock:
+                self._pass_send_turn(ent)
+                if not sent:
+                    self._cut(ent, call.seq, False)
+                ent.readq.append(call)  # before the next sender's: the order on the wire
+                named = ent.reader
+                if named is None or (ent.offered and not named.blocking):
+                    self._take_reader(ent, call)
+                    stage = self._start_reading(ent, call)
+                else:
+                    stage = _WAIT_READ
+                    self._arm(call)
                 closing = self._take_closing()
-            _close_all(closing)
-        assert ent is not None
-        return ent
+            if closing:
+                self._after(closing)
+            while stage != _DONE:
+                if stage == _READING:
+                    stage = yield from self._co_read(ent, call)
+                    continue
+                yield call.pn
+                with lock:
+                    if call.done:
+                        stage = _DONE
+                        self._release_locked(ent)
+                        if call.error is None and not call.blocking:
+                            self._put_pipe(call)  # the call ends: in the same section
+                    elif ent.reader is call:  # named by the reader before it
+                        ent.offered = False
+                        stage = self._start_reading(ent, call)
+                    else:
+                        self._arm(call)
+                    closing = self._take_closing()
+                if closing:
+                    self._after(closing)
+        except BaseException as exc:
+            self._shared_failed(ent, call, stage, exc)
+            raise
+        if call.error is not None:
+            raise call.error
+        assert call.result is not None
+        resp, data = call.result
+        return _make_response(resp, data, call.url)
+
+    def _may_send(self, ent: _Entry, call: _Call) -> None:
+        """Under the lock, holding the send token: take the next number in the send
+        order, or find that the connection was cut off (then `_Lost`: nothing sent)."""
+        call.seq = ent.seq
+        ent.seq += 1
+        if ent.cut is not None:
+            raise _Lost(ConnectionClosed(
+                "The connection closed before the request could be sent on it"), sent=False)
+
+    def _pass_send_turn(self, ent: _Entry) -> None:
+        """Under the lock: hand the send token to the next caller in line."""
+        if ent.send_waiters:
+            call = ent.send_waiters.popleft()
+            ent.sender = call
+            assert call.wake is not None
+            call.wake.notify()
+        else:
+            ent.sender = None
+
+    def _take_reader(self, ent: _Entry, call: _Call) -> None:
+        """Under the lock: *call* becomes the reader of *ent* (the role was free, or named
+        for a generator not yet awake, which then need not wake up; a thread named
+        reads its answer itself, which is next)."""
+        named = ent.reader
+        if named is not None and named.wake is not None:
+            named.wake.clear()
+        ent.reader = call
+        ent.offered = False
+
+    def _start_reading(self, ent: _Entry, me: _Call) -> int:
+        """Under the lock, *me* having become the reader of *ent*: set up the read of the
+        first response due (`_READING`); or, the role handed on, wait for its answer
+        (`_WAIT_READ`, its wake-up armed) or, that being settled, release *me*'s hold
+        (`_DONE`)."""
+        if self._next_job(ent, me):
+            return _READING
+        return self._stop_reading(ent, me)
+
+    def _stop_reading(self, ent: _Entry, me: _Call) -> int:
+        """Under the lock: *me* no longer reads *ent*: its answer is settled (`_DONE`,
+        its hold released), or it waits for it (`_WAIT_READ`)."""
+        if me.done:
+            self._release_locked(ent)
+            return _DONE
+        self._arm(me)
+        return _WAIT_READ
+
+    def _co_read(self, ent: _Entry, me: _Call) -> Co[int]:
+        """As the reader of *ent*, its first read set up: read the responses in order,
+        each for its caller, up to the answer of *me*; then on, as long as responses
+        are already there; then hand the role to the next caller in line, and release
+        *me*'s hold on *ent* (`_DONE`). A blocking caller reads its answer itself: the
+        role goes to it when its response is next, and *me*, if its answer is still
+        to come, waits for it again (`_WAIT_READ`)."""
+        lock = self._lock
+        ahead = self.pipeline  # answers read after its own, at most
+        while True:
+            job = ent.job
+            call = ent.job_for
+            pn = ent.job_pn
+            assert job is not None
+            assert call is not None
+            data: Any = None
+            failure: Exception | None = None
+            while True:
+                if pn is not None:
+                    if me.done:  # never wait for others' answers once its own is in
+                        break
+                    ent.job_pn = pn  # if it is interrupted here: where the job stands
+                    yield pn
+                try:
+                    pn = job.send(None)
+                except StopIteration as stop:
+                    pn = None
+                    if ent.job_head is not None:
+                        data = stop.value
+                        break
+                    # The head is in; now the body (dropped if nobody wants it).
+                    ent.job_head = stop.value
+                    call.in_body = True
+                    conn = ent.conn
+                    job = ent.job = conn.co_discard() if call.orphan else conn.co_readall()
+                except Exception as exc:
+                    failure = exc
+                    pn = None
+                    break
+            with lock:
+                if pn is not None:  # its own answer is in: the next in line waits
+                    ent.job_pn = pn
+                    more = self._offer(ent)
+                else:
+                    if failure is None:
+                        self._delivered(ent, call, data, me)
+                    else:
+                        self._job_failed(ent, call, failure, me)
+                    if me.done:
+                        ahead -= 1
+                    more = self._next_job(ent, me) if ahead else self._offer(ent)
+                stage = _READING if more else self._stop_reading(ent, me)
+                closing = self._take_closing()
+            if closing:
+                self._after(closing)
+            if not more:
+                return stage
+
+    def _next_job(self, ent: _Entry, me: _Call) -> bool:
+        """Under the lock, as the reader: set up the read of the next response (True); or
+        leave the role (False): nothing is due, or the next response is a blocking
+        caller's, which is woken to read it itself (threads read their own answers:
+        woken once for that, as they would be for the answer, they keep the other
+        threads from waking up at once)."""
+        if ent.job is not None:  # one under way, left by the reader before
+            return True
+        readq = ent.readq
+        while readq:
+            call = readq[0]
+            if ent.cut is not None and call.seq >= ent.cut:
+                readq.popleft()
+                self._answer(ent, call, _Lost(ConnectionClosed(
+                    "No response: the connection closed before this request's turn"),
+                    free=ent.cut_free), me)
+                continue
+            if call.blocking and call is not me and not call.orphan:
+                ent.reader = call
+                ent.offered = True
+                assert call.wake is not None
+                call.wake.notify()
+                return False
+            readq.popleft()
+            ent.job = ent.conn.co_read_response()
+            ent.job_for = call
+            ent.job_head = ent.job_pn = None
+            return True
+        ent.reader = None
+        return False
+
+    def _offer(self, ent: _Entry) -> bool:
+        """Under the lock: the reader leaves while responses are due; name the first
+        caller in line that waits for one as the next reader, and wake it. False."""
+        call = ent.job_for
+        if call is None or call.orphan:
+            call = next((c for c in ent.readq if not c.orphan), None)
+        ent.reader = call
+        ent.offered = call is not None
+        if call is not None and call.wake is not None:
+            call.wake.notify()
+        return False
+
+    def _delivered(self, ent: _Entry, call: _Call, data: bytes, me: _Call) -> None:
+        """Under the lock: the reader has read the response to *call*, the body *data*."""
+        head = ent.job_head
+        ent.job = ent.job_for = ent.job_head = None
+        ent.served += 1
+        if ent.conn.is_connected:
+            if not ent.proven:
+                ent.proven = True
+                self._dispatch()
+        else:  # the server closes after this response: nothing behind it is processed
+            self._learn_cap(ent)
+            self._cut(ent, call.seq + 1, True)
+        if call.orphan:
+            ent.orphans -= 1
+        else:
+            assert head is not None
+            call.result = head, data
+            self._answer(ent, call, None, me)
+
+    def _job_failed(self, ent: _Entry, call: _Call, exc: BaseException, me: _Call) -> None:
+        """Under the lock: reading the response to *call* failed with *exc*; nothing after
+        it can be read on *ent*."""
+        ent.job = ent.job_for = ent.job_head = None
+        self._cut(ent, call.seq + 1, False)
+        if call.orphan:
+            ent.orphans -= 1
+        else:
+            self._answer(ent, call, _lost_or_raise(exc, call.in_body), me)
+
+    def _answer(self, ent: _Entry, call: _Call, error: BaseException | None,
+                me: _Call) -> None:
+        """Under the lock: *call*'s answer is in (its result, or *error*); it is woken,
+        unless it is the reader *me* itself. (It goes on counting on *ent* until it is
+        awake, as if it had read the answer itself.)"""
+        if call.orphan:
+            ent.orphans -= 1
+            return
+        call.error = error
+        call.done = True
+        if call is not me:
+            assert call.wake is not None
+            call.wake.notify()
+
+    def _cut(self, ent: _Entry, seq: int, free: bool) -> None:
+        """Under the lock: requests *seq* and later get no response on *ent*."""
+        if ent.cut is None or seq < ent.cut:
+            ent.cut = seq
+            ent.cut_free = free
+
+    def _shared_failed(self, ent: _Entry, call: _Call, stage: int,
+                       exc: BaseException) -> None:
+        """A pipelined request left its connection at *stage* because of *exc*: undo its
+        part in the send and read order."""
+        with self._lock:
+            if stage == _WAIT_SEND:
+                if ent.sender is call:
+                    self._pass_send_turn(ent)
+                else:
+                    ent.send_waiters.remove(call)
+            elif stage == _SENDING:  # sending, or found the connection cut off
+                if ent.sender is call:
+                    self._pass_send_turn(ent)
+                if not isinstance(exc, (ValueError, TypeError)):
+                    self._cut(ent, call.seq, False)  # it may be half sent
+            elif stage == _READING:  # interrupted while waiting for a response
+                job, job_for = ent.job, ent.job_for
+                if call.expired and job is not None and job_for is not None:
+                    # A blocking reader's timeout: that response is lost to its caller.
+                    job.close()
+                    self._job_failed(ent, job_for, ConnectionTimedOut(
+                        f"No progress for {self.timeout} seconds"), call)
+                if not call.done:
+                    call.orphan = True
+                    ent.orphans += 1
+                self._offer(ent)  # the next in line goes on where it stopped
+            elif stage == _WAIT_READ and not call.done:
+                call.orphan = True  # its response will be read and dropped
+                ent.orphans += 1
+                if ent.reader is call:
+                    self._offer(ent)
+            if stage != _DONE:
+                self._release_locked(ent)
+            closing = self._take_closing()
+        self._after(closing)
 
     # -- granting and returning connections (all under the lock) ----------------------------
 
@@ -1013,8 +1240,13 @@ class ConnectionPool:
 
         With *evict*, an idle connection of another origin may be closed to make room.
         """
-        if self._idle and self.idle_timeout is not None:
-            self._expire(time.monotonic() - self.idle_timeout)
+        every_idle = self._idle
+        if every_idle:
+            timeout = self.idle_timeout
+            if timeout is not None:
+                before = time.monotonic() - timeout
+                if next(iter(every_idle)).idle_since <= before:  # the longest idle first
+                    self._expire(before)
         idle = host.idle
         if idle:
             ent = idle.pop()
@@ -1024,14 +1256,14 @@ class ConnectionPool:
             return self._use(self._new_entry(host), shared)
         if shared:
             best = None
-            limit = self.pipeline
+            least = self.pipeline
             cap = host.cap
             for ent in host.entries:
                 load = ent.inflight + ent.orphans
-                if ent.proven and not ent.exclusive and ent.cut is None and 0 < load < limit \
-                        and (cap is None or ent.assigned < cap) \
-                        and (best is None or load < best.inflight + best.orphans):
+                if load < least and load and ent.proven and not ent.exclusive and \
+                        ent.cut is None and (cap is None or ent.assigned < cap):
                     best = ent
+                    least = load
             if best is not None:
                 return self._use(best, True)
         if evict and self._idle and len(host.entries) < self.max_per_host:
@@ -1073,6 +1305,10 @@ class ConnectionPool:
             del self._idle[ent]
             host.idle.remove(ent)
         self._total -= 1
+        job = ent.job
+        if job is not None:  # the read of an orphan's response, which nobody waits for
+            ent.job = ent.job_for = ent.job_head = None
+            job.close()
         self._closing.append(ent.conn)
         self._forget_host(host)
 
@@ -1081,24 +1317,53 @@ class ConnectionPool:
             del self._hosts[host.key]
 
     def _release_locked(self, ent: _Entry) -> None:
-        """One caller is done with *ent*: keep it if nobody else uses it and it can carry
-        another request, else close it; then serve the waiters."""
+        """One caller is done with *ent*: hand it to the first waiter of its origin, or
+        keep it idle, if nobody else uses it and it can carry another request, else
+        close it; then serve the waiters that can be served."""
         ent.inflight -= 1
+        waiters = self._waiters
+        host = ent.host
         if ent.inflight:
-            if self._waiters:
-                self._dispatch()
+            if host.waiting:
+                self._dispatch()  # one more may be pipelined on it
             return
         conn = ent.conn
         ent.exclusive = ent.lent = False
         if self._closed or ent.cut is not None or ent.orphans or self.idle_timeout == 0 \
                 or not (conn.is_connected and conn.is_idle):
             self._drop(ent)
+        elif host.waiting:
+            for waiter in waiters:
+                if waiter.host is host:
+                    break
+            waiters.remove(waiter)
+            # An open connection for a request of its own: its request goes out at once.
+            self._hand(waiter, self._use(ent, waiter.shared),
+                       not waiter.shared and bool(waiter.method))
+            if host.waiting and waiter.shared and ent.proven:
+                self._dispatch()
+            return
         else:
             ent.idle_since = time.monotonic()
-            ent.host.idle.append(ent)
+            host.idle.append(ent)
             self._idle[ent] = None
-        if self._waiters:
+        if waiters:
             self._dispatch()
+
+    def _hand(self, waiter: _Call, ent: _Entry, presend: bool = False) -> None:
+        """Give *ent* to *waiter*, taken out of the line, and wake it; with *presend*,
+        send its request first, once the lock is released (`_send_for`)."""
+        waiter.grant = ent
+        waiter.queued = False
+        waiter.deadline = None
+        assert waiter.host is not None
+        assert waiter.wake is not None
+        waiter.host.waiting -= 1
+        if presend:
+            waiter.presend = _PRESENDING
+            self._closing.append(waiter)
+        else:
+            waiter.wake.notify()
 
     def _dispatch(self) -> None:
         """Hand connections to the waiters that can have one now, in the order they came.
@@ -1111,27 +1376,69 @@ class ConnectionPool:
             return
         for evict in (False, True):
             stuck: set[_Host] = set()  # an origin whose first waiter must wait on
-            keep: deque[_Waiter] = deque()
+            keep: deque[_Call] = deque()
             for waiter in self._waiters:
                 host = waiter.host
+                assert host is not None
                 ent = None if host in stuck else self._grant(host, waiter.shared, evict)
                 if ent is None:
                     stuck.add(host)
                     keep.append(waiter)
-                    continue
-                waiter.grant = ent
-                waiter.queued = False
-                host.waiting -= 1
-                waiter.wake.notify()
+                else:
+                    self._hand(waiter, ent)
             self._waiters = keep
             if not keep or not self._idle:
                 return
 
-    def _take_closing(self) -> list[HTTPConnection]:
+    def _take_closing(self) -> list[HTTPConnection | _Call]:
+        """Under the lock: what to do once it is released (see `_after`)."""
         closing = self._closing
         if closing:
             self._closing = []
         return closing
+
+    def _after(self, todo: list[HTTPConnection | _Call]) -> None:
+        """Without the lock: close the connections in *todo*, and send the requests of
+        the calls in it."""
+        for item in todo:
+            if type(item) is _Call:
+                self._send_for(item)
+            else:
+                item.disconnect()  # type: ignore[union-attr]
+
+    def _send_for(self, call: _Call) -> None:
+        """Send the request of *call*, which waited for the connection it was just given,
+        as far as it goes without waiting; then wake *call*, which takes it from there
+        (`_co_alone`). Its request leaves a round trip earlier, and a caller that wakes
+        up to its response already there need not wait on the connection."""
+        ent = call.grant
+        assert ent is not None
+        gen = ent.conn.co_send_request(call.method, call.split.target, call.headers,
+                                       call.body)
+        result: Any = None
+        try:
+            result = gen, gen.send(None)
+        except StopIteration:
+            result = None
+        except BaseException as exc:
+            result = exc
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            with self._lock:
+                if call.gone:  # its caller left meanwhile: the connection goes back
+                    if type(result) is tuple:
+                        gen.close()
+                    call.grant = None
+                    self._release_locked(ent)
+                else:
+                    call.sending = result
+                    call.presend = _PRESENT
+                    assert call.wake is not None
+                    call.wake.notify()
+                todo = self._take_closing()
+            if todo:
+                self._after(todo)
 
     # -- lending connections --------------------------------------------------------------
 
@@ -1164,7 +1471,8 @@ class ConnectionPool:
             ConnectionTimedOut: no connection became free within `timeout`
                 seconds.
         """
-        conn = self._lend(self._acquire(self._origin_of(url), False))
+        call = self._lease(url, True)
+        conn = self._lend(self._run(call, self._co_acquire(call)))
         try:
             yield conn
         except BaseException:
@@ -1179,13 +1487,12 @@ class ConnectionPool:
         which must be handed back with `release`. It ignores `timeout`: the
         driver decides how long to wait.
         """
-        caller = _Caller()
+        call = self._lease(url, False)
         try:
-            ent = yield from self._co_acquire(self._origin_of(url), False, caller)
+            ent = yield from self._co_acquire(call)
         finally:
-            if caller.wake is not None:
-                with self._lock:
-                    caller.wake.close()
+            if call.wake is not None:
+                self._end_call(call)
         return self._lend(ent)
 
     def release(self, conn: HTTPConnection) -> None:
@@ -1202,11 +1509,11 @@ class ConnectionPool:
         """
         self._give_back(conn, True)
 
-    def _origin_of(self, url: str) -> _Target:
-        split = _split_url(url)
+    def _lease(self, url: str, blocking: bool) -> _Call:
+        split, key = _split_cached(url)
         if split.scheme == "https" and self._ssl_context is None:
             self._default_context()
-        return split
+        return _Call(split, key, False, blocking)
 
     def _lend(self, ent: _Entry) -> HTTPConnection:
         conn = ent.conn
@@ -1226,7 +1533,7 @@ class ConnectionPool:
             else:
                 self._release_locked(ent)
             closing = self._take_closing()
-        _close_all(closing)
+        self._after(closing)
 
     def _drop_after_use(self, ent: _Entry) -> None:
         ent.inflight -= 1
@@ -1252,11 +1559,16 @@ class ConnectionPool:
                 self._drop(ent)
             waiters, self._waiters = self._waiters, deque()
             for waiter in waiters:
+                assert waiter.host is not None
+                assert waiter.wake is not None
                 waiter.queued = False
                 waiter.host.waiting -= 1
                 waiter.wake.notify()
+            for pipe in self._pipes:
+                pipe.close()
+            self._pipes.clear()
             closing = self._take_closing()
-        _close_all(closing)
+        self._after(closing)
 
     def __enter__(self) -> ConnectionPool:
         return self
@@ -1286,11 +1598,6 @@ def _bypass(no_proxy: str, host: str, port: int) -> bool:
             if name == entry or name.endswith("." + entry):
                 return True
     return False
-
-
-def _close_all(conns: list[HTTPConnection]) -> None:
-    for conn in conns:
-        conn.disconnect()
 
 
 def _origin_text(split: _Target) -> str:

@@ -548,6 +548,101 @@ def test_waiting_thread_gets_the_released_connection(server: PoolServer) -> None
         assert conn.is_connected is False or server.connections == 1
 
 
+def test_handed_connection_carries_the_waiting_request_out(server: PoolServer) -> None:
+    with ConnectionPool(1) as pool:
+        conn = dugong.eval_coroutine(pool.co_acquire(server.url))
+        conn.send_request("GET", "/lent")
+        conn.read_response()
+        assert conn.readall() == b"GET /lent"
+        waiting = pool.co_request("GET", server.url + "/handed")
+        wait = next(waiting)  # queued, on its pipe
+        pool.release(conn)  # handed to it, and its request sent
+        assert conn.responses_outstanding == 1  # before the generator ran again
+        assert select.select([wait.fd], [], [], 0)[0] == [wait.fd]  # and it is woken
+        assert dugong.eval_coroutine(waiting).body == b"GET /handed"
+        assert pool.request("GET", server.url + "/after").body == b"GET /after"
+    assert server.connections == 1
+
+
+def _lease_in_use(pool: ConnectionPool, server: PoolServer) -> HTTPConnection:
+    """The pool's one connection, lent and opened by a request."""
+    conn = dugong.eval_coroutine(pool.co_acquire(server.url))
+    conn.send_request("GET", "/lent")
+    conn.read_response()
+    assert conn.readall() == b"GET /lent"
+    return conn
+
+
+def test_handed_request_that_cannot_be_sent(server: PoolServer) -> None:
+    with ConnectionPool(1) as pool:
+        conn = _lease_in_use(pool, server)
+        waiting = pool.co_request("GET", server.url + "/bad", {"Bad Name": "x"})
+        next(waiting)
+        pool.release(conn)
+        with pytest.raises(ValueError, match="header name"):
+            dugong.eval_coroutine(waiting)
+        assert pool.request("GET", server.url + "/good").body == b"GET /good"
+    assert server.connections == 1
+
+
+def test_handed_request_too_big_to_go_out_at_once(server: PoolServer) -> None:
+    with ConnectionPool(1) as pool:
+        conn = _lease_in_use(pool, server)
+        waiting = pool.co_request("GET", server.url + "/big", HUGE)
+        next(waiting)
+        pool.release(conn)  # sends what the socket takes; the waiter sends the rest
+        assert dugong.eval_coroutine(waiting, WAIT).body == b"GET /big"
+    assert server.connections == 1
+
+
+class _LeaveWhenSent(dict[str, str]):
+    """Header fields that close a waiting generator while its request is being sent
+    (as another thread could)."""
+
+    waiting: Generator[Any, None, Any] | None = None
+
+    def items(self) -> Any:
+        if self.waiting is not None:
+            self.waiting.close()
+        return super().items()
+
+
+def test_waiter_that_leaves_while_its_request_is_sent(server: PoolServer) -> None:
+    with ConnectionPool(1) as pool:
+        conn = _lease_in_use(pool, server)
+        headers = _LeaveWhenSent({"X-Test": "1"})
+        waiting = pool.co_request("GET", server.url + "/gone", headers)
+        next(waiting)
+        headers.waiting = waiting
+        before = open_fds()
+        pool.release(conn)
+        assert not pool._waiters
+        assert pool._total == 0  # its answer is due, and nobody reads it: closed
+        assert open_fds() == before - 3  # the connection and the waiter's pipe
+        assert pool.request("GET", server.url + "/next").body == b"GET /next"
+    assert server.connections == 2
+
+
+def test_waiting_generators_reuse_pipes(server: PoolServer) -> None:
+    with ConnectionPool(1) as pool:
+        conn = dugong.eval_coroutine(pool.co_acquire(server.url))
+        before = open_fds()
+        first, second = (pool.co_request("GET", f"{server.url}/{i}") for i in range(2))
+        first_wait, second_wait = next(first), next(second)
+        assert first_wait.fd != second_wait.fd
+        assert open_fds() == before + 4  # a pipe each
+        first.close()  # its pipe is kept for the next call that waits...
+        assert open_fds() == before + 4
+        third = pool.co_request("GET", server.url + "/2")
+        assert next(third).fd == first_wait.fd
+        assert open_fds() == before + 4
+        pool.release(conn)
+        results = eval_coroutines(second, third, timeout=WAIT)
+        assert [r.body for r in results] == [b"GET /1", b"GET /2"]
+        assert open_fds() == before + 1  # the connection, opened: no pipe is left
+    assert [r.target for r in server.all_requests()] == ["/1", "/2"]
+
+
 # ================================================================= every driver
 
 
@@ -784,6 +879,69 @@ def test_orphaned_response_is_discarded_for_the_next(
     with ConnectionPool(1, pipeline=4) as pool:
         asyncio.run(main(pool))
     assert server.connections == 1
+
+
+def test_cancelled_reader_leaves_its_read_to_the_next(
+        pool_server: Callable[..., PoolServer]) -> None:
+    server = pool_server(batch=3)
+    with ConnectionPool(1, pipeline=4) as pool:
+        pool.request("GET", server.url + "/first")
+        reader, second, third = (pool.co_request("GET", f"{server.url}/{x}") for x in "abc")
+        on_socket = next(reader)  # sent; reads the responses, its own first
+        assert next(second).fd != on_socket.fd  # sent; waits for its answer on its pipe
+        next(third)
+        reader.close()  # its read goes on in the next caller in line
+        results = eval_coroutines(second, third, timeout=WAIT)
+        assert [r.body for r in results] == [b"GET /b", b"GET /c"]
+        assert pool.request("GET", server.url + "/d").body == b"GET /d"
+    assert server.connections == 1
+    assert [r.target for r in server.requests[0]] == ["/first", "/a", "/b", "/c", "/d"]
+
+
+def test_answers_nobody_waits_for_close_the_connection(
+        pool_server: Callable[..., PoolServer]) -> None:
+    server = pool_server(batch=2)
+    with ConnectionPool(1, pipeline=4) as pool:
+        pool.request("GET", server.url + "/first")
+        reader, other = (pool.co_request("GET", f"{server.url}/{x}") for x in "ab")
+        next(reader)
+        next(other)
+        reader.close()  # its read goes to the other...
+        other.close()  # ...which leaves too
+        assert pool._total == 0
+        assert pool.request("GET", server.url + "/c").body == b"GET /c"
+    assert server.connections == 2
+
+
+def test_thread_reading_for_others_times_out(pool_server: Callable[..., PoolServer]) -> None:
+    """A thread that took over the reading from a generator waits for the answers ahead
+    of its own under its timeout; the connection is then given up."""
+    hold = threading.Event()
+    server = pool_server(hold=hold)
+    with ConnectionPool(1, pipeline=4, timeout=0.2) as pool:
+        pool.request("GET", server.url + "/first")
+        (ent,) = next(iter(pool._hosts.values())).entries
+        reader = pool.co_request("GET", server.url + "/g")
+        next(reader)
+        errors: list[BaseException] = []
+
+        def fetch() -> None:
+            try:
+                pool.request("GET", server.url + "/t")
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=fetch)
+        thread.start()
+        while not ent.readq:  # our own thread's request is sent
+            time.sleep(0.001)
+        reader.close()
+        thread.join(WAIT)
+        assert [type(e) for e in errors] == [ConnectionTimedOut]
+        hold.set()
+        assert pool.request("GET", server.url + "/next").body == b"GET /next"
+        assert pool._total == 1
+    assert server.connections == 2
 
 
 def test_pipelined_requests_retried_after_a_silent_close(
