@@ -54,6 +54,7 @@ demo: $(PKG_STAMP)
 
 lint: $(DEV_STAMP) $(PKG_STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
 doc: $(DEV_STAMP) $(PKG_STAMP)

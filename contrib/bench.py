@@ -29,20 +29,49 @@ import bench_servers as servers  # noqa: E402
 VENV = os.path.join(REPO, ".venv-bench")  # made by make bench and make bench-quick
 PYTHON = os.path.join(VENV, "bin", "python")
 REFERENCE_DIR = os.path.join(VENV, "dugong-3.8.2")
-CLIENTS = ["dugong", "dugong-3.8.2", "http.client", "urllib3", "aiohttp", "httpx", "pycurl",
-           "floor"]
+CLIENTS = [
+    "dugong",
+    "dugong-3.8.2",
+    "http.client",
+    "urllib3",
+    "aiohttp",
+    "httpx",
+    "pycurl",
+    "floor",
+]
 CORE = {"dugong", "http.client", "floor"}  # their errors fail the run
 WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"]
 FULL = {
-    "reps": 5, "warmup": 1,
+    "reps": 5,
+    "warmup": 1,
     # rows whose goals sit close to their bars: more samples steady the medians
     "reps_by": {"W1": 15, "W2": 21, "W3": 15, "W4": 21, "W6": 20},
-    "w1_n": 4000, "w2_n": 12000, "w3_mib": 256, "w4_mib": 256, "w5_conns": 32, "w5_n": 200,
-    "w7_mib": 1024, "w8_tasks": 32, "w8_n": 200, "w8_conns": 8,
+    "w1_n": 4000,
+    "w2_n": 12000,
+    "w3_mib": 256,
+    "w4_mib": 256,
+    "w5_conns": 32,
+    "w5_n": 200,
+    "w7_mib": 1024,
+    "w8_tasks": 32,
+    "w8_n": 200,
+    "w8_conns": 8,
     "timeout": 600,  # seconds a worker may take to answer
 }
-QUICK = dict(FULL, reps=2, warmup=0, reps_by={}, w1_n=300, w2_n=640, w3_mib=16, w4_mib=16,
-             w5_n=10, w7_mib=32, w8_n=10, timeout=120)
+QUICK = dict(
+    FULL,
+    reps=2,
+    warmup=0,
+    reps_by={},
+    w1_n=300,
+    w2_n=640,
+    w3_mib=16,
+    w4_mib=16,
+    w5_n=10,
+    w7_mib=32,
+    w8_n=10,
+    timeout=120,
+)
 
 
 def log(msg: str) -> None:
@@ -58,8 +87,12 @@ class Worker:
         if name.startswith("dugong"):
             env["BENCH_DUGONG"] = env["PYTHONPATH"] = REPO if name == "dugong" else REFERENCE_DIR
         self.proc = subprocess.Popen(
-            [PYTHON, os.path.join(BENCH_DIR, "bench_workloads.py"), name], env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=workdir)
+            [PYTHON, os.path.join(BENCH_DIR, "bench_workloads.py"), name],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=workdir,
+        )
 
     def call(self, msg: dict | None = None) -> dict:
         """Send *msg* (if any), return the answer: one line. A worker that does not
@@ -139,25 +172,47 @@ class Bench:
             "W5": dict(small, tasks=cfg["w5_conns"], n=cfg["w5_n"]),
             "W6": dict(small, port=None, pycache=os.path.join(VENV, "pycache-w6")),
             "W7": dict(small, port=self.sink.port, size=cfg["w7_mib"] << 20),
-            "W8": dict(small, tasks=cfg["w8_tasks"], n=cfg["w8_n"], conns=cfg["w8_conns"],
-                       url=f"http://127.0.0.1:{nginx}/1k"),
+            "W8": dict(
+                small,
+                tasks=cfg["w8_tasks"],
+                n=cfg["w8_n"],
+                conns=cfg["w8_conns"],
+                url=f"http://127.0.0.1:{nginx}/1k",
+            ),
         }[w]
-        rows = [{"id": f"{w}/{client}/{variant}", "workload": w, "client": client,
-                 "variant": variant, "label": label, "samples": [], "status": "ok",
-                 # W7's idle connections are to nginx, its stream from the sink
-                 "params": dict(params, port=nginx) if variant == "idle" else params}
-                for client, offers in self.offers.items() for ww, variant, label in offers
-                if ww == w]
+        rows = [
+            {
+                "id": f"{w}/{client}/{variant}",
+                "workload": w,
+                "client": client,
+                "variant": variant,
+                "label": label,
+                "samples": [],
+                "status": "ok",
+                # W7's idle connections are to nginx, its stream from the sink
+                "params": dict(params, port=nginx) if variant == "idle" else params,
+            }
+            for client, offers in self.offers.items()
+            for ww, variant, label in offers
+            if ww == w
+        ]
         for row in rows:
             if row["client"] in self.unavailable:
                 row.update(status="unavailable", reason=self.unavailable[row["client"]])
             else:
-                self.ask(row, {"op": "prepare", "workload": w, "variant": row["variant"],
-                               "params": row["params"]})
+                self.ask(
+                    row,
+                    {
+                        "op": "prepare",
+                        "workload": w,
+                        "variant": row["variant"],
+                        "params": row["params"],
+                    },
+                )
         active = [r for r in rows if r["status"] == "ok"]
         server = {self.nginx.port: self.nginx.proc.pid, self.sink.port: self.sink.proc.pid}
         for rep in range(cfg["reps_by"].get(w, cfg["reps"]) if active else 0):
-            for row in active[rep % len(active):] + active[:rep % len(active)]:
+            for row in active[rep % len(active) :] + active[: rep % len(active)]:
                 if row["status"] != "ok":
                     continue
                 before = servers.process_cpu(pid := server.get(row["params"]["port"]))
@@ -176,8 +231,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small counts, 2 repetitions (CI)")
     ap.add_argument("--workloads", help="a comma-separated subset of " + ",".join(WORKLOADS))
-    ap.add_argument("--pin", action="store_true",
-                    help="servers on the first CPU, client workers on the others")
+    ap.add_argument(
+        "--pin", action="store_true", help="servers on the first CPU, client workers on the others"
+    )
     args, t_start = ap.parse_args(), time.monotonic()
     cfg = QUICK if args.quick else FULL
     workloads = args.workloads.upper().split(",") if args.workloads else WORKLOADS
@@ -193,7 +249,7 @@ def main() -> int:
     try:
         os.makedirs(os.path.join(workdir, "www", "large"))
         with open(os.path.join(workdir, "www", "1k"), "wb") as fh:
-            fh.write(servers.pattern()[:servers.SMALL_SIZE])
+            fh.write(servers.pattern()[: servers.SMALL_SIZE])
         with open(os.path.join(workdir, "www", "large", "large.bin"), "wb") as fh:
             fh.writelines(servers.pattern_pieces(cfg["w3_mib"] << 20 if "W3" in workloads else 0))
         sink, nginx = servers.Sink(PYTHON), servers.Nginx(nginx_bin, workdir)
@@ -214,22 +270,39 @@ def main() -> int:
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    meta = {"mode": "quick" if args.quick else "full", "date": time.strftime("%Y-%m-%d %H:%M"),
-            "python": platform.python_version(), "platform": platform.platform(),
-            "cpus": os.cpu_count(), "server": nginx.version, "versions": bench.versions,
-            "config": cfg}
+    meta = {
+        "mode": "quick" if args.quick else "full",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "server": nginx.version,
+        "versions": bench.versions,
+        "config": cfg,
+    }
     goals = bench_report.analyse(results)
     print(bench_report.markdown(results, goals, meta))
     name = "bench-results-quick" if args.quick else "bench-results"
     json_path = os.path.join(REPO, f"{name}.json")
     with open(json_path, "w") as fh:
-        json.dump({"meta": meta, "rows": results, "goals": goals, "errors": bench.errors}, fh,
-                  indent=1)
+        json.dump(
+            {"meta": meta, "rows": results, "goals": goals, "errors": bench.errors}, fh, indent=1
+        )
     chart_path = os.path.join(REPO, f"{name}.png" if args.quick else "doc/_static/bench.png")
-    res = subprocess.run([PYTHON, bench_report.__file__, json_path, chart_path],
-                         capture_output=True, text=True, check=False)
-    log(f"results in {json_path}; " + (f"chart in {chart_path}" if res.returncode == 0 else
-                                      f"no chart: {res.stderr.strip()[-300:]}"))
+    res = subprocess.run(
+        [PYTHON, bench_report.__file__, json_path, chart_path],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    log(
+        f"results in {json_path}; "
+        + (
+            f"chart in {chart_path}"
+            if res.returncode == 0
+            else f"no chart: {res.stderr.strip()[-300:]}"
+        )
+    )
     log(f"done in {time.monotonic() - t_start:.1f} s, {len(bench.errors)} errors")
     return 1 if bench.errors else 0
 

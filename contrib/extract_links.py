@@ -37,8 +37,15 @@ except ImportError:  # run from a source checkout without installing dugong
 
 PROG = "extract_links"
 MAX_PAGE = 16 * 1024 * 1024  # refuse to parse pages larger than this
-ATTRIBUTES = {"a": "href", "area": "href", "link": "href", "img": "src", "script": "src",
-              "iframe": "src", "source": "src"}
+ATTRIBUTES = {
+    "a": "href",
+    "area": "href",
+    "link": "href",
+    "img": "src",
+    "script": "src",
+    "iframe": "src",
+    "source": "src",
+}
 CHARSET = re.compile(r"""charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 
 
@@ -103,7 +110,7 @@ def pipelined_statuses(conn: dugong.HTTPConnection, paths: list[str]) -> list[An
     results: list[Any] = []
     fresh = False  # the first round reuses the connection the page came through
     while len(results) < len(paths):
-        todo = paths[len(results):]
+        todo = paths[len(results) :]
         answered: list[str] = []
 
         def sender(todo: list[str] = todo) -> Generator[dugong.PollNeeded, None, None]:
@@ -113,8 +120,9 @@ def pipelined_statuses(conn: dugong.HTTPConnection, paths: list[str]) -> list[An
                 except dugong.ConnectionClosed:
                     return  # the receiver reads what was answered, then stops
 
-        def receiver(todo: list[str] = todo,
-                     answered: list[str] = answered) -> Generator[dugong.PollNeeded, None, None]:
+        def receiver(
+            todo: list[str] = todo, answered: list[str] = answered
+        ) -> Generator[dugong.PollNeeded, None, None]:
             for _ in todo:
                 # The sender runs first and yields only inside a request, so "nothing
                 # pending" means it stopped early.
@@ -131,16 +139,19 @@ def pipelined_statuses(conn: dugong.HTTPConnection, paths: list[str]) -> list[An
             except (dugong.DugongError, OSError) as exc:
                 results += [exc] * len(todo)
                 break
-        _, error = dugong.eval_coroutines(sender(), receiver(), timeout=conn.timeout,
-                                          return_exceptions=True)
+        _, error = dugong.eval_coroutines(
+            sender(), receiver(), timeout=conn.timeout, return_exceptions=True
+        )
         results += answered
         if len(answered) == len(todo):
             break
         if error is not None and not isinstance(error, dugong.ConnectionClosed):
             results.append(error)  # this link's response was unusable; go on with the rest
         elif not answered and fresh:
-            results += [error or dugong.ConnectionClosed(
-                "Server closed a new connection without answering")] * len(todo)
+            results += [
+                error
+                or dugong.ConnectionClosed("Server closed a new connection without answering")
+            ] * len(todo)
             break
         fresh = True
     conn.disconnect()
@@ -151,8 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("url", metavar="URL", help="http:// or https:// URL of an HTML page")
     parser.add_argument("--cafile", metavar="FILE", help="trust the CA certificates in FILE")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="give up when nothing moves for this long (default: 30)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up when nothing moves for this long (default: 30)",
+    )
     args = parser.parse_args(argv)
     page = urlsplit(args.url)
     if page.scheme not in ("http", "https") or not page.hostname:
@@ -172,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: {args.url}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     if resp.status != 200:
-        print(f"{PROG}: {args.url}: server answered {resp.status} {resp.reason}",
-              file=sys.stderr)
+        print(f"{PROG}: {args.url}: server answered {resp.status} {resp.reason}", file=sys.stderr)
         return 1
     match = CHARSET.search(resp.headers.get("Content-Type") or "")
     try:
@@ -184,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     links = extract_links(html, args.url)
     local = [url for url in links if origin(urlsplit(url)) == (scheme, host, port)]
     others = [url for url in links if url not in set(local)]
-    print(f"{len(links)} links on {args.url}: {len(local)} on this server, "
-          f"{len(others)} elsewhere")
+    print(
+        f"{len(links)} links on {args.url}: {len(local)} on this server, {len(others)} elsewhere"
+    )
     statuses = pipelined_statuses(conn, [target(urlsplit(url)) for url in local])
     broken = 0
     for url, status in zip(local, statuses, strict=True):
@@ -197,8 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{status:<24} {url}")
     for url in others:
         print(f"{'(other host, skipped)':<24} {url}")
-    print(f"{broken} of {len(local)} fetched links failed" if broken else
-          f"all {len(local)} fetched links answered")
+    print(
+        f"{broken} of {len(local)} fetched links failed"
+        if broken
+        else f"all {len(local)} fetched links answered"
+    )
     return 1 if broken else 0
 
 

@@ -123,14 +123,27 @@ def check_url(text: str) -> SplitResult:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Fetch URLs and write their bodies to stdout.")
+        prog=PROG, description="Fetch URLs and write their bodies to stdout."
+    )
     parser.add_argument("urls", metavar="URL", nargs="+", help="http:// or https:// URL")
-    parser.add_argument("-o", "--output", metavar="FILE",
-                        help="write the bodies to FILE (with a progress line on a terminal)")
-    parser.add_argument("--cafile", metavar="FILE",
-                        help="trust the CA certificates in FILE (PEM) instead of the system's")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="give up when nothing moves for this long (default: 30)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the bodies to FILE (with a progress line on a terminal)",
+    )
+    parser.add_argument(
+        "--cafile",
+        metavar="FILE",
+        help="trust the CA certificates in FILE (PEM) instead of the system's",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up when nothing moves for this long (default: 30)",
+    )
     args = parser.parse_args(argv)
     urls = []
     for text in args.urls:

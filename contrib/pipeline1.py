@@ -56,8 +56,13 @@ def receiver(conn: dugong.HTTPConnection, urls: list[str], outdir: str | None) -
     return ok
 
 
-async def fetch_all(conn: dugong.HTTPConnection, urls: list[str], paths: list[str],
-                    outdir: str | None, timeout: float) -> tuple[int, float]:
+async def fetch_all(
+    conn: dugong.HTTPConnection,
+    urls: list[str],
+    paths: list[str],
+    outdir: str | None,
+    timeout: float,
+) -> tuple[int, float]:
     """Run the sender and the receiver on *conn*; the count of good answers and the time."""
     # Connect first: the receiver may only start once a request is pending.
     await asyncio.wait_for(dugong.AioFuture(conn.co_connect()), timeout)
@@ -95,8 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("urls", metavar="URL", nargs="+", help="URLs, all of one server")
     parser.add_argument("-o", "--output-dir", metavar="DIR", help="save the bodies in DIR")
     parser.add_argument("--cafile", metavar="FILE", help="trust the CA certificates in FILE")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="give up after this long (default: 30)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up after this long (default: 30)",
+    )
     args = parser.parse_args(argv)
     try:
         first, paths = parse_urls(args.urls)
@@ -112,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
 
     conn = dugong.HTTPConnection(first.hostname, port, ssl_context=context)
     try:
-        ok, elapsed = asyncio.run(asyncio.wait_for(
-            fetch_all(conn, args.urls, paths, args.output_dir, args.timeout), args.timeout))
+        ok, elapsed = asyncio.run(
+            asyncio.wait_for(
+                fetch_all(conn, args.urls, paths, args.output_dir, args.timeout), args.timeout
+            )
+        )
     except TimeoutError:
         print(f"{PROG}: no complete answer within {args.timeout} seconds", file=sys.stderr)
         return 1
@@ -123,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         conn.disconnect()
     count = len(paths)
-    print(f"{count} responses in {elapsed:.3f} s ({count / max(elapsed, 1e-9):.0f} requests/s), "
-          f"{count - ok} with an error status")
+    print(
+        f"{count} responses in {elapsed:.3f} s ({count / max(elapsed, 1e-9):.0f} requests/s), "
+        f"{count - ok} with an error status"
+    )
     return 0 if ok == count else 1
 
 

@@ -120,10 +120,12 @@ def client(conn: dugong.HTTPConnection, path: str, count: int) -> Gen:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("url", metavar="URL", help="http:// or https:// URL to fetch")
-    parser.add_argument("-c", "--connections", type=int, default=20,
-                        help="number of connections (default: 20)")
-    parser.add_argument("-n", "--requests", type=int, default=100,
-                        help="requests per connection (default: 100)")
+    parser.add_argument(
+        "-c", "--connections", type=int, default=20, help="number of connections (default: 20)"
+    )
+    parser.add_argument(
+        "-n", "--requests", type=int, default=100, help="requests per connection (default: 100)"
+    )
     parser.add_argument("--cafile", metavar="FILE", help="trust the CA certificates in FILE")
     args = parser.parse_args(argv)
     url = urlsplit(args.url)
@@ -139,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     path = (url.path or "/") + (f"?{url.query}" if url.query else "")
 
     loop = SelectLoop()
-    gens = [client(dugong.HTTPConnection(url.hostname, port, ssl_context=context), path,
-                   args.requests) for _ in range(args.connections)]
+    gens = [
+        client(dugong.HTTPConnection(url.hostname, port, ssl_context=context), path, args.requests)
+        for _ in range(args.connections)
+    ]
     start = time.perf_counter()
     try:
         for gen in gens:
@@ -155,10 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     total = args.connections * args.requests
     good = sum(loop.results[gen][0] for gen in gens)
     size = sum(loop.results[gen][1] for gen in gens)
-    print(f"{args.connections} connections x {args.requests} requests: {total} responses, "
-          f"{good} with a status below 400, {size} body bytes")
-    print(f"{elapsed:.3f} s, {total / max(elapsed, 1e-9):.0f} requests/s, "
-          f"{type(loop.selector).__name__}")
+    print(
+        f"{args.connections} connections x {args.requests} requests: {total} responses, "
+        f"{good} with a status below 400, {size} body bytes"
+    )
+    print(
+        f"{elapsed:.3f} s, {total / max(elapsed, 1e-9):.0f} requests/s, "
+        f"{type(loop.selector).__name__}"
+    )
     return 0 if good == total else 1
 
 

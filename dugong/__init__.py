@@ -50,6 +50,7 @@ def __getattr__(name: str) -> Any:
         return AioFuture
     raise AttributeError(f"module 'dugong' has no attribute {name!r}")
 
+
 __all__ = [
     "BUFFER_SIZE",
     "DNS_TEST_HOSTNAMES",

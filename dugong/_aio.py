@@ -27,9 +27,7 @@ _T = TypeVar("_T")
 _Table = dict[tuple[int, int], "AioFuture[Any]"]
 
 # For each event loop: (fd, READ or WRITE) -> the AioFuture registered for it.
-_tables: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Table] = (
-    weakref.WeakKeyDictionary()
-)
+_tables: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Table] = weakref.WeakKeyDictionary()
 _strong_tables: dict[asyncio.AbstractEventLoop, _Table] = {}  # loops without weak references
 
 
@@ -82,8 +80,9 @@ class AioFuture(asyncio.Future[_T]):
     Unix does, the proactor loop of Windows does not.
     """
 
-    def __init__(self, crt: Generator[Any, None, _T],
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self, crt: Generator[Any, None, _T], loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         check_generator(crt, "AioFuture()")
         if loop is None:
             loop = _default_loop()
@@ -151,7 +150,8 @@ class AioFuture(asyncio.Future[_T]):
                     raise RuntimeError(
                         f"fd {fd} is already waited on for "
                         f"{'reading' if bit == READ else 'writing'} by another AioFuture "
-                        f"({generator_name(other._crt)}); one reader and one writer per fd")
+                        f"({generator_name(other._crt)}); one reader and one writer per fd"
+                    )
             loop = self._loop
             self._fd = fd
             if events & READ:
@@ -224,11 +224,13 @@ class AioFuture(asyncio.Future[_T]):
         try:
             self._crt.close()
         except Exception as exc:
-            self._loop.call_exception_handler({
-                "message": f"closing {generator_name(self._crt)} after cancellation failed",
-                "exception": exc,
-                "future": self,
-            })
+            self._loop.call_exception_handler(
+                {
+                    "message": f"closing {generator_name(self._crt)} after cancellation failed",
+                    "exception": exc,
+                    "future": self,
+                }
+            )
 
     def cancel(self, msg: Any | None = None) -> bool:
         """Cancel the future: remove its callbacks and close the generator."""
@@ -261,4 +263,5 @@ def _default_loop() -> asyncio.AbstractEventLoop:
         except (DeprecationWarning, RuntimeError):
             raise RuntimeError(
                 "AioFuture() needs a running event loop: create it inside a coroutine or "
-                "callback, pass loop=, or set one with asyncio.set_event_loop()") from None
+                "callback, pass loop=, or set one with asyncio.set_event_loop()"
+            ) from None

@@ -56,8 +56,13 @@ async def run_async(crt: Generator[Any, None, _T], timeout: float | None = None)
         while True:
             if pn is not last:
                 fd, mask = check_wait(pn)
-                wait = (anyio.wait_readable if mask == POLLIN
-                        else anyio.wait_writable if mask == POLLOUT else _wait_either)
+                wait = (
+                    anyio.wait_readable
+                    if mask == POLLIN
+                    else anyio.wait_writable
+                    if mask == POLLOUT
+                    else _wait_either
+                )
                 last = pn
                 deadline = pn.deadline
             if timeout is None and deadline is None:

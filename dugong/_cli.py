@@ -95,59 +95,141 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m dugong``."""
     from . import __version__
 
-    p = _Parser(prog=PROG, usage=f"{PROG} [options] URL...", description=DESCRIPTION,
-                epilog=EPILOG.format(hold=HOLD_MEMORY >> 20),
-                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("urls", metavar="URL", nargs="+",
-                   help="http:// or https:// URL (a port, path and query may follow)")
+    p = _Parser(
+        prog=PROG,
+        usage=f"{PROG} [options] URL...",
+        description=DESCRIPTION,
+        epilog=EPILOG.format(hold=HOLD_MEMORY >> 20),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "urls",
+        metavar="URL",
+        nargs="+",
+        help="http:// or https:// URL (a port, path and query may follow)",
+    )
     req = p.add_argument_group("request")
-    req.add_argument("-X", "--request", metavar="METHOD",
-                     help="request method (default: GET; HEAD with -I, PUT with -T, "
-                          "POST with -d or --data-binary)")
-    req.add_argument("-H", "--header", metavar="'NAME: VALUE'", action="append", default=[],
-                     help="add a header field (repeatable); 'NAME;' sends an empty value")
-    req.add_argument("-d", "--data", metavar="DATA", dest="data", action="append",
-                     type=lambda s: ("text", s), default=[],
-                     help="send DATA as the body (POST, form-encoded); @FILE reads it from "
-                          "FILE without its line ends, @- from standard input; several "
-                          "are joined with '&'")
-    req.add_argument("--data-binary", metavar="DATA", dest="data", action="append",
-                     type=lambda s: ("binary", s),
-                     help="like -d, but @FILE is sent exactly as it is")
-    req.add_argument("-T", "--upload-file", metavar="FILE",
-                     help="stream FILE as the body (PUT); files over 1 MiB ask "
-                          "'Expect: 100-continue' first, so that a refusal costs no upload; "
-                          "- reads standard input (sent chunked)")
-    req.add_argument("-I", "--head", action="store_true",
-                     help="send HEAD and print the status line and header fields")
+    req.add_argument(
+        "-X",
+        "--request",
+        metavar="METHOD",
+        help="request method (default: GET; HEAD with -I, PUT with -T, "
+        "POST with -d or --data-binary)",
+    )
+    req.add_argument(
+        "-H",
+        "--header",
+        metavar="'NAME: VALUE'",
+        action="append",
+        default=[],
+        help="add a header field (repeatable); 'NAME;' sends an empty value",
+    )
+    req.add_argument(
+        "-d",
+        "--data",
+        metavar="DATA",
+        dest="data",
+        action="append",
+        type=lambda s: ("text", s),
+        default=[],
+        help="send DATA as the body (POST, form-encoded); @FILE reads it from "
+        "FILE without its line ends, @- from standard input; several "
+        "are joined with '&'",
+    )
+    req.add_argument(
+        "--data-binary",
+        metavar="DATA",
+        dest="data",
+        action="append",
+        type=lambda s: ("binary", s),
+        help="like -d, but @FILE is sent exactly as it is",
+    )
+    req.add_argument(
+        "-T",
+        "--upload-file",
+        metavar="FILE",
+        help="stream FILE as the body (PUT); files over 1 MiB ask "
+        "'Expect: 100-continue' first, so that a refusal costs no upload; "
+        "- reads standard input (sent chunked)",
+    )
+    req.add_argument(
+        "-I",
+        "--head",
+        action="store_true",
+        help="send HEAD and print the status line and header fields",
+    )
     out = p.add_argument_group("output")
-    out.add_argument("-o", "--output", metavar="FILE",
-                     help="write the body to FILE instead of standard output (one URL only)")
-    out.add_argument("--output-dir", metavar="DIR",
-                     help="write each body to DIR/NAME, NAME being the last segment of its "
-                          "URL's path (curl's -O naming; a URL whose path ends with '/' has "
-                          "none and is refused); DIR is created if needed")
-    out.add_argument("-i", "--include", action="store_true",
-                     help="write the status line and header fields before the body")
-    out.add_argument("-f", "--fail", action="store_true",
-                     help="treat a status of 400 or more as an error: no body, exit status 22")
-    out.add_argument("-v", "--verbose", action="store_true",
-                     help="show requests ('> ') and response heads ('< ') on standard error")
+    out.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the body to FILE instead of standard output (one URL only)",
+    )
+    out.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        help="write each body to DIR/NAME, NAME being the last segment of its "
+        "URL's path (curl's -O naming; a URL whose path ends with '/' has "
+        "none and is refused); DIR is created if needed",
+    )
+    out.add_argument(
+        "-i",
+        "--include",
+        action="store_true",
+        help="write the status line and header fields before the body",
+    )
+    out.add_argument(
+        "-f",
+        "--fail",
+        action="store_true",
+        help="treat a status of 400 or more as an error: no body, exit status 22",
+    )
+    out.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show requests ('> ') and response heads ('< ') on standard error",
+    )
     conn = p.add_argument_group("connections")
-    conn.add_argument("--cacert", metavar="FILE",
-                      help="trust the CA certificates in FILE (PEM) instead of the system's")
-    conn.add_argument("-k", "--insecure", action="store_true",
-                      help="do not verify TLS certificates and host names")
-    conn.add_argument("-x", "--proxy", metavar="URL",
-                      help="HTTP proxy 'http://[USER:PASSWORD@]HOST[:PORT]' (default: the "
-                           "http_proxy, https_proxy and no_proxy variables)")
-    conn.add_argument("--timeout", metavar="SECONDS", type=_seconds,
-                      help="give up on a URL when its connection makes no progress for this "
-                           "long (connecting included; default: wait without limit)")
-    conn.add_argument("--parallel", metavar="N", type=_positive, default=1,
-                      help="connections per host (default: 1)")
-    conn.add_argument("--pipeline", metavar="N", type=_positive, default=1,
-                      help="requests in flight per connection (default: 1, no pipelining)")
+    conn.add_argument(
+        "--cacert",
+        metavar="FILE",
+        help="trust the CA certificates in FILE (PEM) instead of the system's",
+    )
+    conn.add_argument(
+        "-k",
+        "--insecure",
+        action="store_true",
+        help="do not verify TLS certificates and host names",
+    )
+    conn.add_argument(
+        "-x",
+        "--proxy",
+        metavar="URL",
+        help="HTTP proxy 'http://[USER:PASSWORD@]HOST[:PORT]' (default: the "
+        "http_proxy, https_proxy and no_proxy variables)",
+    )
+    conn.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        help="give up on a URL when its connection makes no progress for this "
+        "long (connecting included; default: wait without limit)",
+    )
+    conn.add_argument(
+        "--parallel",
+        metavar="N",
+        type=_positive,
+        default=1,
+        help="connections per host (default: 1)",
+    )
+    conn.add_argument(
+        "--pipeline",
+        metavar="N",
+        type=_positive,
+        default=1,
+        help="requests in flight per connection (default: 1, no pipelining)",
+    )
     p.add_argument("-V", "--version", action="version", version=f"dugong {__version__}")
     return p
 
@@ -180,8 +262,10 @@ def _parse_header(text: str) -> tuple[str, str]:
         raise _UsageError(f"-H {text!r}: not 'Name: value' (or 'Name;' for an empty value)")
     name, value = name.strip(), value.strip()
     if not value:
-        raise _UsageError(f"-H {text!r}: no value ('Name;' sends an empty one; curl's "
-                          "removal of a default field is not supported)")
+        raise _UsageError(
+            f"-H {text!r}: no value ('Name;' sends an empty one; curl's "
+            "removal of a default field is not supported)"
+        )
     return name, value
 
 
@@ -208,8 +292,9 @@ def _file_name(split: _Target) -> str:
     """The last segment of the URL's path (curl's -O naming)."""
     name = split.target.partition("?")[0].rpartition("/")[2]
     if name in ("", ".", ".."):
-        raise _UsageError(f"no file name at the end of the URL's path ({split.target!r}); "
-                          "give one with -o FILE")
+        raise _UsageError(
+            f"no file name at the end of the URL's path ({split.target!r}); give one with -o FILE"
+        )
     return name
 
 
@@ -234,13 +319,13 @@ def _plan(args: argparse.Namespace) -> tuple[Plan, list[Job]]:
             with open(args.upload_file, "rb"):
                 pass
         except OSError as exc:
-            raise _UsageError(f"cannot read {args.upload_file}: {exc.strerror or exc}") \
-                from None
+            raise _UsageError(f"cannot read {args.upload_file}: {exc.strerror or exc}") from None
     body = None
     if args.data:
         body = b"&".join(_read_data(text, kind) for kind, text in args.data)
-    method = args.request or ("HEAD" if args.head else "PUT" if args.upload_file
-                              else "POST" if args.data else "GET")
+    method = args.request or (
+        "HEAD" if args.head else "PUT" if args.upload_file else "POST" if args.data else "GET"
+    )
     headers = _make_headers(args, form=bool(args.data))
     try:  # the checks of send_request, now: a bad method or field is bad usage
         ClientEngine("localhost").send_request(method, "/", headers)
@@ -256,13 +341,23 @@ def _plan(args: argparse.Namespace) -> tuple[Plan, list[Job]]:
         for job in jobs:
             name = _file_name(job.split)
             if name in seen:
-                raise _UsageError(f"{seen[name]} and {job.url} would both be written to "
-                                  f"{os.path.join(args.output_dir, name)}")
+                raise _UsageError(
+                    f"{seen[name]} and {job.url} would both be written to "
+                    f"{os.path.join(args.output_dir, name)}"
+                )
             seen[name] = job.url
             job.path = os.path.join(args.output_dir, name)
-    plan = Plan(method, headers, body, args.upload_file, include=args.include or args.head,
-                write_body=not args.head, fail=args.fail, verbose=args.verbose,
-                pipeline=args.pipeline)
+    plan = Plan(
+        method,
+        headers,
+        body,
+        args.upload_file,
+        include=args.include or args.head,
+        write_body=not args.head,
+        fail=args.fail,
+        verbose=args.verbose,
+        pipeline=args.pipeline,
+    )
     return plan, jobs
 
 
@@ -302,9 +397,14 @@ def main(argv: Sequence[str]) -> int:
         plan, jobs = _plan(args)
         ctx = _tls_context(args) if any(j.split.scheme == "https" for j in jobs) else None
         count = connections_for(jobs, args.parallel)
-        pool = ConnectionPool(count, max_per_host=args.parallel, ssl_context=ctx,
-                              proxy=args.proxy, trust_env=args.proxy is None,
-                              timeout=args.timeout)
+        pool = ConnectionPool(
+            count,
+            max_per_host=args.parallel,
+            ssl_context=ctx,
+            proxy=args.proxy,
+            trust_env=args.proxy is None,
+            timeout=args.timeout,
+        )
     except (_UsageError, ValueError) as exc:  # ValueError: a proxy URL
         parser.print_usage(sys.stderr)
         print(f"{NAME}: error: {exc}", file=sys.stderr)
@@ -315,11 +415,14 @@ def main(argv: Sequence[str]) -> int:
     for number, job in enumerate(to_stdout):
         job.slot = output.slot(number)
     # No progress line when bodies go to the same terminal (as in curl).
-    console = Console(sys.stderr, _is_terminal(sys.stderr) and
-                      not (to_stdout and _is_terminal(sys.stdout)))
+    console = Console(
+        sys.stderr, _is_terminal(sys.stderr) and not (to_stdout and _is_terminal(sys.stdout))
+    )
     fetcher = Fetcher(plan, jobs, pool, console, args.parallel)
-    threads = [threading.Thread(target=fetcher.run, name=f"dugong-fetch-{i}", daemon=True)
-               for i in range(count)]
+    threads = [
+        threading.Thread(target=fetcher.run, name=f"dugong-fetch-{i}", daemon=True)
+        for i in range(count)
+    ]
     try:
         for thread in threads:
             thread.start()

@@ -28,8 +28,7 @@ from ._protocol import find_head_end, format_host, parse_head
 from ._transport import PlainTransport, make_transport
 from ._tunables import PACKAGE
 
-__all__ = ["DNS_TEST_HOSTNAMES", "Opening", "co_open", "co_resolve", "create_socket",
-           "resolve"]
+__all__ = ["DNS_TEST_HOSTNAMES", "Opening", "co_open", "co_resolve", "create_socket", "resolve"]
 
 
 #: Host names that should always resolve; used to tell a missing name from DNS trouble.
@@ -171,8 +170,12 @@ def co_tls_handshake(sock: socket.socket, context: Any, hostname: str) -> Co[Any
     # verify_mode apply as they are. An EOF without close_notify must raise: see
     # TLSTransport for why.
     if isinstance(context, ssl.SSLContext):
-        tls = context.wrap_socket(sock, server_hostname=hostname,
-                                  do_handshake_on_connect=False, suppress_ragged_eofs=False)
+        tls = context.wrap_socket(
+            sock,
+            server_hostname=hostname,
+            do_handshake_on_connect=False,
+            suppress_ragged_eofs=False,
+        )
     else:
         tls, handshake_due = _wrap_other(sock, context, hostname)
         if not handshake_due:
@@ -224,8 +227,9 @@ def _wrap_other(sock: socket.socket, context: Any, hostname: str) -> tuple[Any, 
     return tls, False
 
 
-def co_tunnel(tr: PlainTransport, host: str, port: int,
-              fields: Sequence[tuple[str, str]] = ()) -> Co[None]:
+def co_tunnel(
+    tr: PlainTransport, host: str, port: int, fields: Sequence[tuple[str, str]] = ()
+) -> Co[None]:
     """Ask the proxy behind *tr* for a CONNECT tunnel to *host*:*port*.
 
     *fields* are sent with the request (e.g. ``Proxy-Authorization``).
@@ -257,8 +261,11 @@ def co_tunnel(tr: PlainTransport, host: str, port: int,
         search = max(0, buf.end - 2)
     head = parse_head(buf.data[:end].decode("latin-1"))
     if head.status != 200:
-        raise ProxyError(f"Proxy refused CONNECT to {authority}: {head.status} {head.reason}",
-                         head.status, head.reason)
+        raise ProxyError(
+            f"Proxy refused CONNECT to {authority}: {head.status} {head.reason}",
+            head.status,
+            head.reason,
+        )
     if end != buf.end:
         raise InvalidResponse("Proxy sent data after its answer to CONNECT")
 

@@ -76,8 +76,7 @@ class _ClosedLocally(ClientEngine):
     `ConnectionClosed` ("closed locally"), as dugong 3.x did."""
 
     def _closed(self) -> NoReturn:
-        raise ConnectionClosed("Connection closed locally (disconnect()): send a request "
-                               "first")
+        raise ConnectionClosed("Connection closed locally (disconnect()): send a request first")
 
     def next_response(self) -> NoReturn:
         self._closed()
@@ -167,10 +166,15 @@ class HTTPConnection:
     #: seconds to wait for the answer to ``Expect: 100-continue`` (None: no limit)
     expect100_timeout: float | None = None
 
-    def __init__(self, hostname: str, port: int | None = None,
-                 ssl_context: ssl.SSLContext | SocketWrapping | None = None,
-                 proxy: tuple[str, int] | None = None, *,
-                 proxy_headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        hostname: str,
+        port: int | None = None,
+        ssl_context: ssl.SSLContext | SocketWrapping | None = None,
+        proxy: tuple[str, int] | None = None,
+        *,
+        proxy_headers: Mapping[str, str] | None = None,
+    ) -> None:
         if not isinstance(hostname, str) or not hostname:
             raise ValueError(f"invalid host name {hostname!r}")
         if any(c in hostname for c in "\r\n\x00 /"):
@@ -198,7 +202,8 @@ class HTTPConnection:
         # Plain requests through a proxy carry the absolute URI (without port 80).
         self._target_prefix = (
             f"http://{format_host(hostname, port, 80)}"
-            if proxy is not None and ssl_context is None else ""
+            if proxy is not None and ssl_context is None
+            else ""
         )
         self._tr: PlainTransport | None = None
         self._eng = self._new_engine()
@@ -206,8 +211,11 @@ class HTTPConnection:
         self._opening: Opening | None = None
 
     def _new_engine(self, engine: type[ClientEngine] = ClientEngine) -> ClientEngine:
-        return engine(self._host_field, target_prefix=self._target_prefix,
-                      extra_fields=self._proxy_fields if self._target_prefix else ())
+        return engine(
+            self._host_field,
+            target_prefix=self._target_prefix,
+            extra_fields=self._proxy_fields if self._target_prefix else (),
+        )
 
     # -- connection management ----------------------------------------------------------
 
@@ -250,13 +258,16 @@ class HTTPConnection:
         opening = self._opening = Opening()
         failure = None
         try:
-            self._tr = yield from co_open(self.hostname, self.port, self.ssl_context,
-                                          self.proxy, self._proxy_fields)
+            self._tr = yield from co_open(
+                self.hostname, self.port, self.ssl_context, self.proxy, self._proxy_fields
+            )
         except BaseException as exc:
             if req is not None:
                 self._eng.withdraw(req)
-                failure = ConnectionClosed(f"No response to {req.method} {req.path}: the "
-                                           f"connection could not be opened ({exc!r})")
+                failure = ConnectionClosed(
+                    f"No response to {req.method} {req.path}: the "
+                    f"connection could not be opened ({exc!r})"
+                )
                 failure.request_sent = False
             raise
         finally:
@@ -305,8 +316,12 @@ class HTTPConnection:
     def __enter__(self) -> HTTPConnection:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.disconnect()
 
     def response_pending(self) -> bool:
@@ -515,9 +530,14 @@ class HTTPConnection:
 
     # -- requests -----------------------------------------------------------------------
 
-    def co_send_request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
-                        body: Buffer | BodyFollowing | None = None,
-                        expect100: bool = False) -> Co[None]:
+    def co_send_request(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | None = None,
+        body: Buffer | BodyFollowing | None = None,
+        expect100: bool = False,
+    ) -> Co[None]:
         """Generator twin of `send_request`: yields `PollNeeded` instead of blocking.
 
         Opening the connection (if needed) does not block either. It ignores
@@ -531,9 +551,14 @@ class HTTPConnection:
             if rest is not None:
                 yield from self._co_run("send_request()", self._send_step, rest)
 
-    def send_request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
-                     body: Buffer | BodyFollowing | None = None,
-                     expect100: bool = False) -> None:
+    def send_request(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | None = None,
+        body: Buffer | BodyFollowing | None = None,
+        expect100: bool = False,
+    ) -> None:
         """Send a request; the connection is opened first if needed.
 
         Args:
@@ -589,8 +614,14 @@ class HTTPConnection:
             if rest is not None:
                 self._run("send_request()", self._send_step, rest)
 
-    def _queue_request(self, method: str, path: str, headers: Mapping[str, str] | None,
-                       body: Buffer | BodyFollowing | None, expect100: bool) -> Out | None:
+    def _queue_request(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | None,
+        body: Buffer | BodyFollowing | None,
+        expect100: bool,
+    ) -> Out | None:
         """Queue a request with the engine: its bytes to send (after connecting, if the
         connection is not open), or None if nothing is to be sent (the connection
         had closed: `read_response` reports it)."""
@@ -603,13 +634,21 @@ class HTTPConnection:
                 # body bytes on that connection, so the next request goes out on a new one.
                 self._forget()
                 tr = None
-        elif tr is not None and not eng.queue and eng.reader is None and \
-                states.send is _IDLE and (eng.buffer.end != eng.buffer.start or tr.dropped()):
+        elif (
+            tr is not None
+            and not eng.queue
+            and eng.reader is None
+            and states.send is _IDLE
+            and (eng.buffer.end != eng.buffer.start or tr.dropped())
+        ):
             # Idle, and the server closed it (or sent something unasked, e.g. a 408) since
             # the last response: nothing of this request was sent, so a new connection is
             # safe.
-            debug("%s port %d: idle connection dropped by the server, reconnecting",
-                  self.hostname, self.port)
+            debug(
+                "%s port %d: idle connection dropped by the server, reconnecting",
+                self.hostname,
+                self.port,
+            )
             self._forget()
             tr = None
         if eng.__class__ is _ClosedLocally:
@@ -700,8 +739,7 @@ class HTTPConnection:
         deadline = None if self.expect100_timeout is None else self._continue_deadline()
         resp = self._response_step(deadline, None)
         if type(resp) is PollNeeded:
-            resp = yield from self._co_wait("read_response()", self._response_step, deadline,
-                                            resp)
+            resp = yield from self._co_wait("read_response()", self._response_step, deadline, resp)
         return resp  # type: ignore[return-value]
 
     def read_response(self) -> HTTPResponse:
@@ -746,8 +784,9 @@ class HTTPConnection:
             return None
         return time.monotonic() + self.expect100_timeout
 
-    def _response_step(self, deadline: float | None,
-                       blocking: str | None) -> HTTPResponse | PollNeeded:
+    def _response_step(
+        self, deadline: float | None, blocking: str | None
+    ) -> HTTPResponse | PollNeeded:
         """One step of `read_response`: the response, or what to wait for."""
         opening = self._opening
         if opening is not None and opening.done:

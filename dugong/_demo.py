@@ -117,8 +117,11 @@ def main(out: Callable[[str], None] = print) -> int:
             out(f"   last status {resp.status} {resp.reason}, {total} body bytes in all")
 
         count = 1000
-        with _step(f"Pipeline of {count} GET requests: a sender and a receiver generator "
-                   "in one select loop", out):
+        with _step(
+            f"Pipeline of {count} GET requests: a sender and a receiver generator "
+            "in one select loop",
+            out,
+        ):
 
             def sender() -> Generator[PollNeeded, None, int]:
                 for i in range(count):
@@ -157,8 +160,10 @@ def main(out: Callable[[str], None] = print) -> int:
         with _step("Upload with Expect: 100-continue, rejected", out):
             conn.send_request("PUT", "/reject", body=BodyFollowing(len(data)), expect100=True)
             resp = conn.read_response()
-            out(f"   final answer instead of 100: {resp.status} {resp.reason}: "
-                f"{conn.readall().decode().strip()} (no body byte was sent)")
+            out(
+                f"   final answer instead of 100: {resp.status} {resp.reason}: "
+                f"{conn.readall().decode().strip()} (no body byte was sent)"
+            )
             conn.send_request("GET", "/data/5")
             resp = conn.read_response()
             out(f"   the next request still works: {resp.status} {conn.readall()!r}")

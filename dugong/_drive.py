@@ -33,8 +33,17 @@ from ._exceptions import ConnectionTimedOut
 from ._poll import POLLIN, POLLOUT, PollNeeded
 
 __all__ = [
-    "NOTHING", "READ", "WRITE", "check_generator", "check_wait", "file_id", "generator_name",
-    "same_file", "timed_out", "wait_events", "wait_limit",
+    "NOTHING",
+    "READ",
+    "WRITE",
+    "check_generator",
+    "check_wait",
+    "file_id",
+    "generator_name",
+    "same_file",
+    "timed_out",
+    "wait_events",
+    "wait_limit",
 ]
 
 #: Direction bit of a selector loop: wait until readable (`selectors.EVENT_READ`).
@@ -77,13 +86,13 @@ def check_wait(pn: object) -> tuple[int, int]:
         raise TypeError(f"co_ generator yielded {pn!r}, not a PollNeeded")
     fd, mask = pn
     if not isinstance(fd, int):
-        raise TypeError(f"co_ generator yielded {pn!r}: the fd must be an int, "
-                        f"not {type(fd).__name__}")
+        raise TypeError(
+            f"co_ generator yielded {pn!r}: the fd must be an int, not {type(fd).__name__}"
+        )
     if fd < 0:
         raise ValueError(f"co_ generator yielded {pn!r}: the fd must not be negative")
     if not mask & _ALL_BITS or mask & ~_ALL_BITS:
-        raise ValueError(f"co_ generator yielded {pn!r}: the mask must be POLLIN, POLLOUT "
-                         "or both")
+        raise ValueError(f"co_ generator yielded {pn!r}: the mask must be POLLIN, POLLOUT or both")
     return fd, mask
 
 

@@ -80,8 +80,9 @@ class ProxyError(DugongError, ConnectionError):
         reason (str | None): its reason phrase.
     """
 
-    def __init__(self, msg: str | None = None, status: int | None = None,
-                 reason: str | None = None) -> None:
+    def __init__(
+        self, msg: str | None = None, status: int | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(msg)
         self.status = status
         self.reason = reason
@@ -92,9 +93,7 @@ class HostnameNotResolvable(DugongError):
 
     def __init__(self, hostname: str | None = None) -> None:
         self.hostname = hostname
-        super().__init__(
-            f"Host name {hostname!r} could not be resolved" if hostname else None
-        )
+        super().__init__(f"Host name {hostname!r} could not be resolved" if hostname else None)
 
 
 class DNSUnavailable(DugongError):

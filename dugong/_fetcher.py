@@ -98,9 +98,19 @@ class Plan:
             without an answer.
     """
 
-    def __init__(self, method: str, headers: dict[str, str], body: bytes | None = None,
-                 upload: str | None = None, *, include: bool = False, write_body: bool = True,
-                 fail: bool = False, verbose: bool = False, pipeline: int = 1) -> None:
+    def __init__(
+        self,
+        method: str,
+        headers: dict[str, str],
+        body: bytes | None = None,
+        upload: str | None = None,
+        *,
+        include: bool = False,
+        write_body: bool = True,
+        fail: bool = False,
+        verbose: bool = False,
+        pipeline: int = 1,
+    ) -> None:
         self.method = method
         self.headers = headers
         self.body = body
@@ -244,7 +254,7 @@ class _Meter:
     def text(self, now: float, width: int, final: bool = False) -> str:
         text = self.transfer.describe(now, final)
         room = max(width - len(text) - 3, 10)
-        label = self.label if len(self.label) <= room else "…" + self.label[1 - room:]
+        label = self.label if len(self.label) <= room else "…" + self.label[1 - room :]
         return f"{label}  {text}"
 
 
@@ -284,8 +294,10 @@ def cause(exc: BaseException) -> str:
     import ssl
 
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return (f"TLS certificate verification failed: {exc.verify_message or exc} "
-                "(--cacert FILE trusts another CA, -k skips the check)")
+        return (
+            f"TLS certificate verification failed: {exc.verify_message or exc} "
+            "(--cacert FILE trusts another CA, -k skips the check)"
+        )
     if isinstance(exc, ssl.SSLError):
         return f"TLS error: {exc.reason or exc}"
     if isinstance(exc, OSError) and exc.strerror:
@@ -296,8 +308,13 @@ def cause(exc: BaseException) -> str:
 
 def head_text(resp: HTTPResponse) -> str:
     """The status line and header fields, as ``-i`` writes them."""
-    return "".join([f"HTTP/1.1 {resp.status} {resp.reason}\r\n",
-                    *(f"{name}: {value}\r\n" for name, value in resp.headers.items()), "\r\n"])
+    return "".join(
+        [
+            f"HTTP/1.1 {resp.status} {resp.reason}\r\n",
+            *(f"{name}: {value}\r\n" for name, value in resp.headers.items()),
+            "\r\n",
+        ]
+    )
 
 
 def _label(job: Job) -> str:
@@ -319,8 +336,9 @@ class Fetcher:
         parallel: connections per origin.
     """
 
-    def __init__(self, plan: Plan, jobs: list[Job], pool: ConnectionPool, console: Console,
-                 parallel: int) -> None:
+    def __init__(
+        self, plan: Plan, jobs: list[Job], pool: ConnectionPool, console: Console, parallel: int
+    ) -> None:
         self.plan = plan
         self.pool = pool
         self.console = console
@@ -346,8 +364,11 @@ class Fetcher:
                 return None
             best = None
             for origin in self.origins.values():
-                if origin.jobs and origin.active < self.parallel and \
-                        (best is None or origin.jobs[0].index < best.jobs[0].index):
+                if (
+                    origin.jobs
+                    and origin.active < self.parallel
+                    and (best is None or origin.jobs[0].index < best.jobs[0].index)
+                ):
                     best = origin
             if best is not None:
                 best.active += 1
@@ -431,7 +452,7 @@ class Fetcher:
                 try:
                     self._send(conn, job, body)
                 except (DugongError, OSError) as exc:
-                    self._requeue(origin, batch[number + 1:])
+                    self._requeue(origin, batch[number + 1 :])
                     if isinstance(exc, ConnectionClosed) and conn.responses_outstanding > sent:
                         inflight.append(job)  # it counts as sent: an answer may be readable
                         break
@@ -447,8 +468,13 @@ class Fetcher:
                 return
             first = False
 
-    def _send(self, conn: HTTPConnection, job: Job,
-              body: bytes | BodyFollowing | None, expect100: bool = False) -> None:
+    def _send(
+        self,
+        conn: HTTPConnection,
+        job: Job,
+        body: bytes | BodyFollowing | None,
+        expect100: bool = False,
+    ) -> None:
         plan = self.plan
         if plan.verbose:
             if not conn.is_connected:
@@ -466,8 +492,9 @@ class Fetcher:
             if cipher is not None:
                 self.console.say(f"* TLS: {cipher[1]}, {cipher[0]}")
 
-    def _send_failed(self, origin: _Origin, job: Job, exc: BaseException, fresh: bool,
-                     inflight: deque[Job]) -> None:
+    def _send_failed(
+        self, origin: _Origin, job: Job, exc: BaseException, fresh: bool, inflight: deque[Job]
+    ) -> None:
         """Sending *job* failed (not with `ConnectionClosed`): *job* fails, the connection
         is done. If it was connecting to an origin never reached, every URL waiting for
         that origin fails alike."""
@@ -479,8 +506,9 @@ class Fetcher:
         self._lost(origin, list(inflight), exc)
         inflight.clear()
 
-    def _lost(self, origin: _Origin, jobs: list[Job], exc: BaseException | None,
-              free: bool = False) -> None:
+    def _lost(
+        self, origin: _Origin, jobs: list[Job], exc: BaseException | None, free: bool = False
+    ) -> None:
         """*jobs* got no byte of an answer on a connection that ended: those that may go
         out again are queued again (without counting if *free*: the server announced
         that it would not process them), the others fail because of *exc*."""
@@ -493,8 +521,7 @@ class Fetcher:
                 job.retries -= 1
                 again.append(job)
             else:
-                why = cause(exc) if exc is not None else \
-                    "the connection closed before the answer"
+                why = cause(exc) if exc is not None else "the connection closed before the answer"
                 if not self.plan.repeatable:
                     why += f" (not sent again: {self.plan.method} is not idempotent)"
                 self._finish(job, EXIT_FAILED, why)
@@ -503,8 +530,15 @@ class Fetcher:
                 self.console.say(f"* {len(again)} request(s) go out again on a new connection")
             self._requeue(origin, again)
 
-    def _answer(self, origin: _Origin, conn: HTTPConnection, job: Job,
-                inflight: deque[Job], buf: memoryview, first: bool) -> bool:
+    def _answer(
+        self,
+        origin: _Origin,
+        conn: HTTPConnection,
+        job: Job,
+        inflight: deque[Job],
+        buf: memoryview,
+        first: bool,
+    ) -> bool:
         """Read the answer to *job* (the first request in flight; *first*: the first on
         this connection); whether the connection can carry more."""
         try:
@@ -527,14 +561,17 @@ class Fetcher:
             if first and origin.depth > 1:
                 origin.depth = 1
                 if self.plan.verbose:
-                    self.console.say("* the server closed the connection after its first "
-                                     "answer: no more pipelining to it")
+                    self.console.say(
+                        "* the server closed the connection after its first "
+                        "answer: no more pipelining to it"
+                    )
             self._lost(origin, list(inflight), None, free=True)
             inflight.clear()
         return False
 
-    def _closed_early(self, origin: _Origin, job: Job, exc: ConnectionClosed,
-                      inflight: deque[Job]) -> None:
+    def _closed_early(
+        self, origin: _Origin, job: Job, exc: ConnectionClosed, inflight: deque[Job]
+    ) -> None:
         """The connection ended before the answer to *job* was complete."""
         rest = list(inflight)
         inflight.clear()
@@ -544,9 +581,16 @@ class Fetcher:
         else:
             self._lost(origin, [job, *rest], exc, free=not exc.request_sent)
 
-    def _deliver(self, conn: HTTPConnection, job: Job, resp: HTTPResponse,
-                 buf: memoryview, origin: _Origin, inflight: deque[Job],
-                 note: str | None = None) -> bool:
+    def _deliver(
+        self,
+        conn: HTTPConnection,
+        job: Job,
+        resp: HTTPResponse,
+        buf: memoryview,
+        origin: _Origin,
+        inflight: deque[Job],
+        note: str | None = None,
+    ) -> bool:
         """Write the answer to *job* out; False if the connection broke meanwhile (then
         *job* has failed, and the requests in flight are dealt with). *note*: what to
         say about the answer (e.g. that it refused an upload)."""
@@ -557,8 +601,11 @@ class Fetcher:
         try:
             if plan.fail and resp.status >= 400:
                 conn.discard()
-                self._finish(job, EXIT_HTTP_ERROR,
-                             f"{note}: {status}" if note else f"the server answered {status}")
+                self._finish(
+                    job,
+                    EXIT_HTTP_ERROR,
+                    f"{note}: {status}" if note else f"the server answered {status}",
+                )
                 return True
             if note:
                 self.console.error(job.url, f"{note}: {status}")
@@ -582,8 +629,14 @@ class Fetcher:
         inflight.clear()
         return False
 
-    def _copy_body(self, conn: HTTPConnection, job: Job, resp: HTTPResponse,
-                   buf: memoryview, write: Callable[[memoryview], object]) -> None:
+    def _copy_body(
+        self,
+        conn: HTTPConnection,
+        job: Job,
+        resp: HTTPResponse,
+        buf: memoryview,
+        write: Callable[[memoryview], object],
+    ) -> None:
         meter = self.console.meter(_label(job), resp.length)
         if meter is None:
             while n := conn.readinto(buf):
@@ -677,10 +730,12 @@ class Fetcher:
                     interim = conn.read_response()
                     if interim.status != 100:
                         resp = interim
-                        note = ("the server refused the upload before it was sent"
-                                if interim.status >= 400 else
-                                "the server answered before the upload was sent "
-                                "(nothing was uploaded)")
+                        note = (
+                            "the server refused the upload before it was sent"
+                            if interim.status >= 400
+                            else "the server answered before the upload was sent "
+                            "(nothing was uploaded)"
+                        )
                     elif self.plan.verbose:
                         self._show_response(interim)
                 if resp is None:
@@ -698,11 +753,15 @@ class Fetcher:
         finally:
             if source is not sys.stdin.buffer:
                 source.close()
-        return self._deliver(conn, job, resp, buf, origin, deque(), note) and \
-            conn.is_connected and conn.is_idle
+        return (
+            self._deliver(conn, job, resp, buf, origin, deque(), note)
+            and conn.is_connected
+            and conn.is_idle
+        )
 
-    def _send_file(self, conn: HTTPConnection, job: Job, source: IO[bytes], size: int | None,
-                   buf: memoryview) -> str | None:
+    def _send_file(
+        self, conn: HTTPConnection, job: Job, source: IO[bytes], size: int | None, buf: memoryview
+    ) -> str | None:
         """Send the upload's bytes: None, or why the answer came before they all went."""
         meter = self.console.meter(f"{_label(job)} (upload)", size)
         sent = 0
@@ -712,13 +771,16 @@ class Fetcher:
                 try:
                     n = source.readinto(buf[:want])  # type: ignore[attr-defined]
                 except OSError as exc:
-                    raise _ReadFailed(f"cannot read {self.plan.upload}: "
-                                      f"{exc.strerror or exc}") from None
+                    raise _ReadFailed(
+                        f"cannot read {self.plan.upload}: {exc.strerror or exc}"
+                    ) from None
                 if not n:
                     if size is None:
                         break
-                    raise _ReadFailed(f"{self.plan.upload} ended after {sent} of {size} bytes "
-                                      "(it changed while it was sent)")
+                    raise _ReadFailed(
+                        f"{self.plan.upload} ended after {sent} of {size} bytes "
+                        "(it changed while it was sent)"
+                    )
                 try:
                     conn.write(buf[:n])
                 except ConnectionClosed:
@@ -760,8 +822,9 @@ class Fetcher:
 
     # -- -v
 
-    def _show_request(self, conn: HTTPConnection, job: Job,
-                      body: bytes | BodyFollowing | None, expect100: bool) -> None:
+    def _show_request(
+        self, conn: HTTPConnection, job: Job, body: bytes | BodyFollowing | None, expect100: bool
+    ) -> None:
         """The request head as *conn* sends it (built by a scratch engine)."""
         host = f"[{conn.hostname}]" if ":" in conn.hostname else conn.hostname
         prefix = ""
@@ -770,11 +833,13 @@ class Fetcher:
         if conn.port != (443 if conn.ssl_context is not None else 80):
             host += f":{conn.port}"
         out = ClientEngine(host, target_prefix=prefix).send_request(
-            self.plan.method, job.split.target, self.plan.headers, body, expect100)
+            self.plan.method, job.split.target, self.plan.headers, body, expect100
+        )
         first = out[0] if isinstance(out, tuple) else out
         head = bytes(first).partition(b"\r\n\r\n")[0].decode("latin-1")
-        self.console.say("\n".join(f"> {line}" if line else ">"
-                                   for line in [*head.split("\r\n"), ""]))
+        self.console.say(
+            "\n".join(f"> {line}" if line else ">" for line in [*head.split("\r\n"), ""])
+        )
 
     def _show_response(self, resp: HTTPResponse) -> None:
         lines = head_text(resp).split("\r\n")[:-1]

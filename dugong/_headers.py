@@ -27,8 +27,9 @@ class CaseInsensitiveDict(MutableMapping[str, Any]):
 
     __slots__ = ("_store",)
 
-    def __init__(self, data: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, data: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None, **kwargs: Any
+    ) -> None:
         # lower-cased key -> (key as last set, value)
         self._store: dict[str, tuple[str, Any]] = {}
         if data is not None:

@@ -48,8 +48,13 @@ class _Task:
 class _Runner:
     """The loop behind `eval_coroutines`."""
 
-    def __init__(self, sel: selectors.BaseSelector, size: int, timeout: float | None,
-                 return_exceptions: bool) -> None:
+    def __init__(
+        self,
+        sel: selectors.BaseSelector,
+        size: int,
+        timeout: float | None,
+        return_exceptions: bool,
+    ) -> None:
         self.sel = sel
         self.results: list[Any] = [None] * size
         self.timeout = timeout
@@ -83,7 +88,8 @@ class _Runner:
                     raise RuntimeError(
                         f"fd {fd} is already waited on for {_directions(bit)} by another "
                         f"generator ({generator_name(other.gen)}); one reader and one writer "
-                        "per fd")
+                        "per fd"
+                    )
             self.sel.modify(fd, events | _union(owners))
         for bit in (READ, WRITE):
             if events & bit:
@@ -239,8 +245,9 @@ def _union(owners: dict[int, _Task]) -> int:
     return events
 
 
-def eval_coroutines(*crts: Generator[Any, None, Any], timeout: float | None = None,
-                    return_exceptions: bool = False) -> list[Any]:
+def eval_coroutines(
+    *crts: Generator[Any, None, Any], timeout: float | None = None, return_exceptions: bool = False
+) -> list[Any]:
     """Run several ``co_`` generators concurrently in one `selectors` loop.
 
     The blocking counterpart of `asyncio.gather` for ``co_`` generators: each

@@ -97,8 +97,9 @@ def _split_url(url: str) -> _Target:
             end = i
     authority, target = rest[:end], rest[end:]
     if "@" in authority:
-        raise ValueError(f"URL with user information (send an Authorization field "
-                         f"instead): {url!r}")
+        raise ValueError(
+            f"URL with user information (send an Authorization field instead): {url!r}"
+        )
     host, port = _split_authority(authority, _DEFAULT_PORTS[scheme], url)
     target = target.partition("#")[0]
     if not target or target[0] == "?":
@@ -106,7 +107,7 @@ def _split_url(url: str) -> _Target:
     if not target.isascii():
         from urllib.parse import quote
 
-        target = quote(target, safe="".join(map(chr, range(0x21, 0x7f))))
+        target = quote(target, safe="".join(map(chr, range(0x21, 0x7F))))
     return _Target(scheme, host, port, target)
 
 
@@ -114,8 +115,12 @@ def _split_authority(authority: str, default_port: int, url: str) -> tuple[str, 
     if authority.startswith("["):
         host, sep, after = authority[1:].partition("]")
         host = host.lower()
-        if not sep or ":" not in host or not _IPV6_CHARS.issuperset(host) or \
-                (after and after[0] != ":"):
+        if (
+            not sep
+            or ":" not in host
+            or not _IPV6_CHARS.issuperset(host)
+            or (after and after[0] != ":")
+        ):
             raise ValueError(f"invalid IPv6 address in URL: {url!r}")
         port_text = after[1:]
     else:
@@ -292,14 +297,45 @@ class _Call:
     the caller that reads the responses puts its answer.
     """
 
-    __slots__ = ("blocking", "body", "deadline", "done", "error", "expired", "gone", "grant",
-                 "headers", "host", "in_body", "key", "method", "orphan", "pn", "presend",
-                 "queued", "repeatable", "result", "sending", "seq", "shared", "split", "url",
-                 "wake")
+    __slots__ = (
+        "blocking",
+        "body",
+        "deadline",
+        "done",
+        "error",
+        "expired",
+        "gone",
+        "grant",
+        "headers",
+        "host",
+        "in_body",
+        "key",
+        "method",
+        "orphan",
+        "pn",
+        "presend",
+        "queued",
+        "repeatable",
+        "result",
+        "sending",
+        "seq",
+        "shared",
+        "split",
+        "url",
+        "wake",
+    )
 
-    def __init__(self, split: _Target, key: _Origin, shared: bool, blocking: bool,
-                 method: str = "", url: str = "", headers: Mapping[str, str] | None = None,
-                 body: _Body | None = None) -> None:
+    def __init__(
+        self,
+        split: _Target,
+        key: _Origin,
+        shared: bool,
+        blocking: bool,
+        method: str = "",
+        url: str = "",
+        headers: Mapping[str, str] | None = None,
+        body: _Body | None = None,
+    ) -> None:
         self.split = split
         self.key = key
         self.shared = shared  # may be pipelined
@@ -344,8 +380,13 @@ class _Host:
 
     __slots__ = ("cap", "entries", "idle", "key", "proxy", "proxy_headers", "tls", "waiting")
 
-    def __init__(self, key: _Origin, tls: Any, proxy: tuple[str, int] | None,
-                 proxy_headers: dict[str, str] | None) -> None:
+    def __init__(
+        self,
+        key: _Origin,
+        tls: Any,
+        proxy: tuple[str, int] | None,
+        proxy_headers: dict[str, str] | None,
+    ) -> None:
         self.key = key
         self.tls = tls
         self.proxy = proxy
@@ -363,10 +404,30 @@ class _Host:
 class _Entry:
     """One connection of the pool and who uses it."""
 
-    __slots__ = ("assigned", "conn", "cut", "cut_free", "exclusive", "host", "idle_since",
-                 "inflight", "job", "job_for", "job_head", "job_pn", "lent", "offered",
-                 "orphans",
-                 "proven", "reader", "readq", "send_waiters", "sender", "seq", "served")
+    __slots__ = (
+        "assigned",
+        "conn",
+        "cut",
+        "cut_free",
+        "exclusive",
+        "host",
+        "idle_since",
+        "inflight",
+        "job",
+        "job_for",
+        "job_head",
+        "job_pn",
+        "lent",
+        "offered",
+        "orphans",
+        "proven",
+        "reader",
+        "readq",
+        "send_waiters",
+        "sender",
+        "seq",
+        "served",
+    )
 
     def __init__(self, conn: HTTPConnection, host: _Host) -> None:
         self.conn = conn
@@ -436,8 +497,7 @@ def _lost_or_raise(exc: BaseException, in_body: bool) -> BaseException:
 
 
 def _make_response(resp: HTTPResponse, body: bytes, url: str) -> PoolResponse:
-    out = PoolResponse(resp.method, resp.path, resp.status, resp.reason, resp.headers,
-                       resp.length)
+    out = PoolResponse(resp.method, resp.path, resp.status, resp.reason, resp.headers, resp.length)
     if resp.length is None:  # chunked (or until the close): there may be trailers
         out.trailers = resp.trailers
     out.body = body
@@ -535,13 +595,25 @@ class ConnectionPool:
         retries (int): as given; may be changed.
     """
 
-    def __init__(self, max_connections: int = 10, *, max_per_host: int | None = None,
-                 pipeline: int = 1, idle_timeout: float | None = 60.0,
-                 ssl_context: Any = None, proxy: str | None = None, trust_env: bool = False,
-                 timeout: float | None = None, retries: int = 1) -> None:
+    def __init__(
+        self,
+        max_connections: int = 10,
+        *,
+        max_per_host: int | None = None,
+        pipeline: int = 1,
+        idle_timeout: float | None = 60.0,
+        ssl_context: Any = None,
+        proxy: str | None = None,
+        trust_env: bool = False,
+        timeout: float | None = None,
+        retries: int = 1,
+    ) -> None:
         self.max_connections = _count("max_connections", max_connections, 1)
-        self.max_per_host = (self.max_connections if max_per_host is None
-                             else _count("max_per_host", max_per_host, 1))
+        self.max_per_host = (
+            self.max_connections
+            if max_per_host is None
+            else _count("max_per_host", max_per_host, 1)
+        )
         self.pipeline = _count("pipeline", pipeline, 1)
         self.idle_timeout = _seconds("idle_timeout", idle_timeout)
         self.timeout = _seconds("timeout", timeout)
@@ -585,27 +657,47 @@ class ConnectionPool:
 
     # -- requests -----------------------------------------------------------------------
 
-    def _new_call(self, method: str, url: str, headers: Mapping[str, str] | None,
-                  body: _Body | None, blocking: bool) -> _Call:
+    def _new_call(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        body: _Body | None,
+        blocking: bool,
+    ) -> _Call:
         if not isinstance(method, str):
             raise TypeError(f"method must be str, not {type(method).__name__}")
         if body is not None and not isinstance(body, (bytes, bytearray, memoryview)):
-            raise TypeError(f"body must be bytes-like or None, not {type(body).__name__} "
-                            "(stream a body through connection())")
+            raise TypeError(
+                f"body must be bytes-like or None, not {type(body).__name__} "
+                "(stream a body through connection())"
+            )
         split, key = _split_cached(url)
         if split.scheme == "https" and self._ssl_context is None:
             self._default_context()
-        shared = self.pipeline > 1 and method in _PIPELINED and (
-            body is None or not (body.nbytes if isinstance(body, memoryview) else len(body)))
+        shared = (
+            self.pipeline > 1
+            and method in _PIPELINED
+            and (body is None or not (body.nbytes if isinstance(body, memoryview) else len(body)))
+        )
         if shared and headers:
             for name, value in headers.items():
-                if isinstance(name, str) and name.lower() == "connection" and \
-                        isinstance(value, str) and "close" in value.lower():
+                if (
+                    isinstance(name, str)
+                    and name.lower() == "connection"
+                    and isinstance(value, str)
+                    and "close" in value.lower()
+                ):
                     shared = False  # nothing may follow it on the connection
         return _Call(split, key, shared, blocking, method, url, headers, body)
 
-    def request(self, method: str, url: str, headers: Mapping[str, str] | None = None,
-                body: _Body | None = None) -> PoolResponse:
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        body: _Body | None = None,
+    ) -> PoolResponse:
         """Send one request and read its whole response.
 
         The request goes out on an idle connection to the URL's origin, on a
@@ -652,8 +744,13 @@ class ConnectionPool:
         call = self._new_call(method, url, headers, body, True)
         return self._run(call, self._co_call(call))
 
-    def co_request(self, method: str, url: str, headers: Mapping[str, str] | None = None,
-                   body: _Body | None = None) -> Co[PoolResponse]:
+    def co_request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        body: _Body | None = None,
+    ) -> Co[PoolResponse]:
         """Generator twin of `request`: yields `PollNeeded` instead of blocking.
 
         It waits for a free connection, and for its answer on a pipelined
@@ -708,7 +805,8 @@ class ConnectionPool:
                 if pn is _POOL_WAIT:
                     deadline = call.deadline
                     if not cast(_LockWake, call.wake).wait(
-                            None if deadline is None else deadline - time.monotonic()):
+                        None if deadline is None else deadline - time.monotonic()
+                    ):
                         call.expired = True
                 else:
                     timeout = self.timeout
@@ -764,10 +862,14 @@ class ConnectionPool:
         host = self._hosts.get(key)
         if host is None:
             split = call.split
-            proxy: tuple[tuple[str, int], dict[str, str] | None] | None = \
-                self._proxies.get(split.scheme)
-            if proxy is not None and self._no_proxy and \
-                    _bypass(self._no_proxy, split.host, split.port):
+            proxy: tuple[tuple[str, int], dict[str, str] | None] | None = self._proxies.get(
+                split.scheme
+            )
+            if (
+                proxy is not None
+                and self._no_proxy
+                and _bypass(self._no_proxy, split.host, split.port)
+            ):
                 proxy = None
             tls = None
             if split.scheme == "https":
@@ -817,7 +919,8 @@ class ConnectionPool:
                     elif call.expired:
                         raise ConnectionTimedOut(
                             f"No connection to {_origin_text(call.split)} became free "
-                            f"within {self.timeout} seconds")
+                            f"within {self.timeout} seconds"
+                        )
                     pn = self._arm(call)
         except BaseException:
             with lock:
@@ -875,8 +978,9 @@ class ConnectionPool:
         try:
             try:
                 if not presend:
-                    yield from conn.co_send_request(call.method, call.split.target,
-                                                    call.headers, call.body)
+                    yield from conn.co_send_request(
+                        call.method, call.split.target, call.headers, call.body
+                    )
                 elif sending is not None:  # sent in part (or not at all) for it
                     if isinstance(sending, BaseException):
                         raise sending
@@ -951,8 +1055,9 @@ class ConnectionPool:
                     else:
                         pn = self._arm(call)
             try:
-                yield from conn.co_send_request(call.method, call.split.target, call.headers,
-                                                call.body)
+                yield from conn.co_send_request(
+                    call.method, call.split.target, call.headers, call.body
+                )
             except ConnectionClosed:
                 sent = False
             else:
@@ -1006,8 +1111,10 @@ class ConnectionPool:
         call.seq = ent.seq
         ent.seq += 1
         if ent.cut is not None:
-            raise _Lost(ConnectionClosed(
-                "The connection closed before the request could be sent on it"), sent=False)
+            raise _Lost(
+                ConnectionClosed("The connection closed before the request could be sent on it"),
+                sent=False,
+            )
 
     def _pass_send_turn(self, ent: _Entry) -> None:
         """Under the lock: hand the send token to the next caller in line."""
@@ -1118,9 +1225,17 @@ class ConnectionPool:
             call = readq[0]
             if ent.cut is not None and call.seq >= ent.cut:
                 readq.popleft()
-                self._answer(ent, call, _Lost(ConnectionClosed(
-                    "No response: the connection closed before this request's turn"),
-                    free=ent.cut_free), me)
+                self._answer(
+                    ent,
+                    call,
+                    _Lost(
+                        ConnectionClosed(
+                            "No response: the connection closed before this request's turn"
+                        ),
+                        free=ent.cut_free,
+                    ),
+                    me,
+                )
                 continue
             if call.blocking and call is not me and not call.orphan:
                 ent.reader = call
@@ -1177,8 +1292,7 @@ class ConnectionPool:
         else:
             self._answer(ent, call, _lost_or_raise(exc, call.in_body), me)
 
-    def _answer(self, ent: _Entry, call: _Call, error: BaseException | None,
-                me: _Call) -> None:
+    def _answer(self, ent: _Entry, call: _Call, error: BaseException | None, me: _Call) -> None:
         """Under the lock: *call*'s answer is in (its result, or *error*); it is woken,
         unless it is the reader *me* itself. (It goes on counting on *ent* until it is
         awake, as if it had read the answer itself.)"""
@@ -1197,8 +1311,7 @@ class ConnectionPool:
             ent.cut = seq
             ent.cut_free = free
 
-    def _shared_failed(self, ent: _Entry, call: _Call, stage: int,
-                       exc: BaseException) -> None:
+    def _shared_failed(self, ent: _Entry, call: _Call, stage: int, exc: BaseException) -> None:
         """A pipelined request left its connection at *stage* because of *exc*: undo its
         part in the send and read order."""
         with self._lock:
@@ -1217,8 +1330,12 @@ class ConnectionPool:
                 if call.expired and job is not None and job_for is not None:
                     # A blocking reader's timeout: that response is lost to its caller.
                     job.close()
-                    self._job_failed(ent, job_for, ConnectionTimedOut(
-                        f"No progress for {self.timeout} seconds"), call)
+                    self._job_failed(
+                        ent,
+                        job_for,
+                        ConnectionTimedOut(f"No progress for {self.timeout} seconds"),
+                        call,
+                    )
                 if not call.done:
                     call.orphan = True
                     ent.orphans += 1
@@ -1260,8 +1377,14 @@ class ConnectionPool:
             cap = host.cap
             for ent in host.entries:
                 load = ent.inflight + ent.orphans
-                if load < least and load and ent.proven and not ent.exclusive and \
-                        ent.cut is None and (cap is None or ent.assigned < cap):
+                if (
+                    load < least
+                    and load
+                    and ent.proven
+                    and not ent.exclusive
+                    and ent.cut is None
+                    and (cap is None or ent.assigned < cap)
+                ):
                     best = ent
                     least = load
             if best is not None:
@@ -1329,8 +1452,13 @@ class ConnectionPool:
             return
         conn = ent.conn
         ent.exclusive = ent.lent = False
-        if self._closed or ent.cut is not None or ent.orphans or self.idle_timeout == 0 \
-                or not (conn.is_connected and conn.is_idle):
+        if (
+            self._closed
+            or ent.cut is not None
+            or ent.orphans
+            or self.idle_timeout == 0
+            or not (conn.is_connected and conn.is_idle)
+        ):
             self._drop(ent)
         elif host.waiting:
             for waiter in waiters:
@@ -1338,8 +1466,9 @@ class ConnectionPool:
                     break
             waiters.remove(waiter)
             # An open connection for a request of its own: its request goes out at once.
-            self._hand(waiter, self._use(ent, waiter.shared),
-                       not waiter.shared and bool(waiter.method))
+            self._hand(
+                waiter, self._use(ent, waiter.shared), not waiter.shared and bool(waiter.method)
+            )
             if host.waiting and waiter.shared and ent.proven:
                 self._dispatch()
             return
@@ -1413,8 +1542,7 @@ class ConnectionPool:
         up to its response already there need not wait on the connection."""
         ent = call.grant
         assert ent is not None
-        gen = ent.conn.co_send_request(call.method, call.split.target, call.headers,
-                                       call.body)
+        gen = ent.conn.co_send_request(call.method, call.split.target, call.headers, call.body)
         result: Any = None
         try:
             result = gen, gen.send(None)
@@ -1573,8 +1701,12 @@ class ConnectionPool:
     def __enter__(self) -> ConnectionPool:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -1617,8 +1749,7 @@ def _seconds(name: str, value: float | None) -> float | None:
     if value is None:
         return None
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a number of seconds or None, "
-                        f"not {type(value).__name__}")
+        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
     if not value >= 0:
         raise ValueError(f"{name} must not be negative: {value}")
     return float(value)

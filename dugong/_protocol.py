@@ -84,15 +84,15 @@ _TOKEN_RE = re.compile(f"[{_TCHAR}]+")
 _FIELD_RE = re.compile(f"^([{_TCHAR}]+):[ \t]*([^\x00\r\n]*)\r\n", re.MULTILINE)
 # status-line = HTTP-version SP status-code [SP reason-phrase]; the SP before an
 # empty reason may be missing, which cannot change the meaning.
-_STATUS_RE = re.compile(
-    r"HTTP/([0-9])\.([0-9]) ([1-5][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?")
+_STATUS_RE = re.compile(r"HTTP/([0-9])\.([0-9]) ([1-5][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?")
 _CHUNK_SIZE_RE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[^\x00\r\n]*)?")
 _DIGITS_RE = re.compile(r"[0-9]{1,18}")
 # The start of a status line shaped like HTTP's but of another major version
 # ("HTTP/2 200") or another protocol ("ICY 200 OK", "RTSP/1.0 200 OK").
 _OTHER_VERSION_RE = re.compile(
     r"(?:HTTP/[02-9](?:\.[0-9])?|(?!HTTP/)[A-Z][A-Z0-9+.-]*(?:/[0-9]+(?:\.[0-9]+)?)?)"
-    r" [0-9]{3}(?: |$)")
+    r" [0-9]{3}(?: |$)"
+)
 # Characters that may not appear in a request target (controls, space, DEL).
 _BAD_TARGET_RE = re.compile("[\x00-\x20\x7f]")
 
@@ -144,8 +144,9 @@ def request_head(
     if not isinstance(target, str):
         raise TypeError(f"path must be str, not {type(target).__name__}")
     if not target or _BAD_TARGET_RE.search(target):
-        raise ValueError(f"invalid request target {target!r}: empty, or contains a "
-                         "space or control character")
+        raise ValueError(
+            f"invalid request target {target!r}: empty, or contains a space or control character"
+        )
     parts = [method, " ", target, " HTTP/1.1\r\n"]
     have_host = have_ae = have_conn = False
     lines = 2 + len(body_fields)  # request line, empty line, framing fields
@@ -154,8 +155,9 @@ def request_head(
             if name not in _good_tokens:
                 _check_token("header name", name)
             if value.__class__ is not str and not isinstance(value, str):
-                raise TypeError(f"value of header {name!r} must be str, "
-                                f"not {type(value).__name__}")
+                raise TypeError(
+                    f"value of header {name!r} must be str, not {type(value).__name__}"
+                )
             lname = name.lower()
             if body_names and lname in body_names:
                 continue
@@ -247,8 +249,12 @@ def find_head_end(data: bytearray, start: int, end: int, search_from: int) -> in
     return -1
 
 
-def parse_head(head: str, max_line: int | None = None, max_size: int | None = None,
-               max_fields: int | None = None) -> Head:
+def parse_head(
+    head: str,
+    max_line: int | None = None,
+    max_size: int | None = None,
+    max_fields: int | None = None,
+) -> Head:
     """Parse a response head (latin-1 text ending in its empty line).
 
     The limits default to the package's `MAX_LINE_SIZE`, `MAX_HEADER_SIZE`
@@ -269,8 +275,9 @@ def parse_head(head: str, max_line: int | None = None, max_size: int | None = No
     m = _STATUS_RE.fullmatch(status_line)
     if m is None:
         if _OTHER_VERSION_RE.match(status_line):
-            raise UnsupportedResponse(f"Unsupported protocol or HTTP version in status line "
-                                      f"{status_line[:200]!r}")
+            raise UnsupportedResponse(
+                f"Unsupported protocol or HTTP version in status line {status_line[:200]!r}"
+            )
         raise InvalidResponse(f"Invalid status line: {status_line[:200]!r}")
     major, minor, status, reason = m.groups()
     if major != "1":
@@ -282,8 +289,10 @@ def parse_head(head: str, max_line: int | None = None, max_size: int | None = No
     return _new(Head, (int(minor), int(status), reason or "", ResponseHeaders(items, first)))
 
 
-def parse_fields(block: str, max_fields: int | None = None,
-                 ) -> tuple[list[tuple[str, str]], dict[str, str]]:
+def parse_fields(
+    block: str,
+    max_fields: int | None = None,
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """Parse a field block (each line ending in CRLF, without the empty line).
 
     Returns the ``(name, value)`` pairs in order and a dict from lower-cased
@@ -412,22 +421,34 @@ def body_framing(method: str, head: Head) -> Framing:
         return _new(Framing, (BodyKind.NONE, 0, will_close, None))
     te = first.get("transfer-encoding")
     cl = first.get("content-length")
-    if te is None and cl is not None and not repeated and cl.isdigit() and cl.isascii() \
-            and len(cl) <= 18:
+    if (
+        te is None
+        and cl is not None
+        and not repeated
+        and cl.isdigit()
+        and cl.isascii()
+        and len(cl) <= 18
+    ):
         return _new(Framing, (BodyKind.LENGTH, int(cl), will_close, None))
     if te is not None:
         if repeated:
             te = _joined(headers, "transfer-encoding", te)
         if cl is not None:
-            return _error(InvalidResponse(
-                f"Response has both Transfer-Encoding ({te!r}) and Content-Length ({cl!r})"))
+            return _error(
+                InvalidResponse(
+                    f"Response has both Transfer-Encoding ({te!r}) and Content-Length ({cl!r})"
+                )
+            )
         codings = _tokens(te)
         if codings == ["chunked"]:
             return _new(Framing, (BodyKind.CHUNKED, None, will_close or head.minor == 0, None))
         if codings.count("chunked") > 1 or not codings:
             return _error(InvalidResponse(f"Invalid Transfer-Encoding {te!r}"))
-        return _error(UnsupportedResponse(
-            f"Unsupported Transfer-Encoding {te!r} (dugong decodes only chunked)"))
+        return _error(
+            UnsupportedResponse(
+                f"Unsupported Transfer-Encoding {te!r} (dugong decodes only chunked)"
+            )
+        )
     if cl is not None:
         if repeated:
             cl = _joined(headers, "content-length", cl)
@@ -435,14 +456,18 @@ def body_framing(method: str, head: Head) -> Framing:
         if not values or any(_DIGITS_RE.fullmatch(v) is None for v in values):
             return _error(InvalidResponse(f"Invalid Content-Length {cl!r}"))
         if len(set(map(int, values))) != 1:
-            return _error(InvalidResponse(
-                f"Conflicting Content-Length values: {', '.join(values)}"))
+            return _error(
+                InvalidResponse(f"Conflicting Content-Length values: {', '.join(values)}")
+            )
         return Framing(BodyKind.LENGTH, int(values[0]), will_close)
     if will_close:
         return Framing(BodyKind.UNTIL_CLOSE, None, True)
-    return _error(UnsupportedResponse(
-        "Response keeps the connection open but gives its body neither a "
-        "Content-Length nor chunked framing"))
+    return _error(
+        UnsupportedResponse(
+            "Response keeps the connection open but gives its body neither a "
+            "Content-Length nor chunked framing"
+        )
+    )
 
 
 # Recently parsed heads: servers send the same head again and again (the same
@@ -453,8 +478,9 @@ _PARSED_ENTRIES = 128
 _PARSED_HEAD_SIZE = 2048  # also bounds the head a connection remembers
 
 
-def parse_response(method: str, text: str, max_line: int, max_size: int,
-                   max_fields: int) -> tuple[Head, Framing]:
+def parse_response(
+    method: str, text: str, max_line: int, max_size: int, max_fields: int
+) -> tuple[Head, Framing]:
     """`parse_head` and `body_framing` together, reusing the result for a repeated head.
 
     The result is shared between equal heads: `ResponseHeaders` is read-only. A
@@ -485,8 +511,9 @@ def parse_chunk_size(line: bytes | bytearray | memoryview) -> int:
     return int(m[1], 16)
 
 
-def parse_trailers(block: str, max_size: int | None = None,
-                   max_fields: int | None = None) -> CaseInsensitiveDict:
+def parse_trailers(
+    block: str, max_size: int | None = None, max_fields: int | None = None
+) -> CaseInsensitiveDict:
     """The trailer fields of a chunked body; repeated fields are joined with ', '.
 
     *block* holds the field lines (each ending in CRLF) without the final empty

@@ -114,8 +114,11 @@ class PlainTransport:
         """Set SO_RCVTIMEO (None: no limit)."""
         seconds = 0.0 if timeout is None else max(timeout, 1e-6)  # 0 would mean no limit
         whole = int(seconds)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                             struct.pack("ll", whole, int((seconds - whole) * 1e6 + 0.999)))
+        self.sock.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_RCVTIMEO,
+            struct.pack("ll", whole, int((seconds - whole) * 1e6 + 0.999)),
+        )
         self._rcvtimeo = timeout
 
     def recv_into_wait(self, buf: memoryview, timeout: float | None) -> int:

@@ -329,8 +329,15 @@ class HTTPResponse:
 
     __slots__ = ("_trailers", "headers", "length", "method", "path", "reason", "status")
 
-    def __init__(self, method: str, path: str, status: int, reason: str,
-                 headers: ResponseHeaders, length: int | None = None) -> None:
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        reason: str,
+        headers: ResponseHeaders,
+        length: int | None = None,
+    ) -> None:
         self.method = method
         self.path = path
         self.status = status
@@ -351,8 +358,10 @@ class HTTPResponse:
         self._trailers = value
 
     def __repr__(self) -> str:
-        return (f"<HTTPResponse {self.status} {self.reason!r} to {self.method} "
-                f"{self.path!r}, length={self.length}>")
+        return (
+            f"<HTTPResponse {self.status} {self.reason!r} to {self.method} "
+            f"{self.path!r}, length={self.length}>"
+        )
 
 
 # ====================================================================== body readers
@@ -418,14 +427,14 @@ class _LengthReader(_Reader):
         self.left = left - n
         if n == left:
             self.engine._response_done()
-        return buf.view[start:start + n].tobytes()
+        return buf.view[start : start + n].tobytes()
 
     def readinto(self, view: memoryview) -> int:
         buf = self.buf
         if buf.end == buf.start:
             return -1
         if self.left < len(view):
-            view = view[:self.left]
+            view = view[: self.left]
         n = buf.take_into(view)
         self.got(n)
         return n
@@ -454,8 +463,9 @@ class _LengthReader(_Reader):
 
     def eof(self) -> ConnectionClosed:
         length = self.resp.length or 0
-        return ConnectionClosed(f"Server closed the connection after {length - self.left} of "
-                                f"{length} body bytes")
+        return ConnectionClosed(
+            f"Server closed the connection after {length - self.left} of {length} body bytes"
+        )
 
 
 class _UntilCloseReader(_Reader):
@@ -525,7 +535,7 @@ class _ChunkedReader(_Reader):
         if self.crlf:
             if buf.end - buf.start < 2:
                 return False
-            if data[buf.start:buf.start + 2] != b"\r\n":
+            if data[buf.start : buf.start + 2] != b"\r\n":
                 raise InvalidResponse("Chunk data is not followed by CRLF")
             buf.start += 2
             self.crlf = False
@@ -550,7 +560,7 @@ class _ChunkedReader(_Reader):
         start = buf.start
         if buf.end - start < 2:
             return False
-        if buf.data[start:start + 2] == b"\r\n":
+        if buf.data[start : start + 2] == b"\r\n":
             buf.start += 2
             return True
         limit = PACKAGE.MAX_HEADER_SIZE
@@ -559,7 +569,7 @@ class _ChunkedReader(_Reader):
             if buf.end - start - 2 > limit:
                 raise InvalidResponse(f"Trailer section exceeds {limit} bytes")
             return False
-        block = str(buf.view[start:end - 2], "latin-1")
+        block = str(buf.view[start : end - 2], "latin-1")
         if not block.endswith("\r\n"):
             raise InvalidResponse("Trailer section lines do not end in CRLF")
         buf.start = end
@@ -589,7 +599,7 @@ class _ChunkedReader(_Reader):
         if buf.end == buf.start:
             return -1
         if self.left < len(view):
-            view = view[:self.left]
+            view = view[: self.left]
         n = buf.take_into(view)
         self.left -= n
         return n
@@ -636,7 +646,7 @@ def _take_line(buf: RecvBuffer, limit: int, what: str) -> bytes | None:
         return None
     if i == buf.start or data[i - 1] != 13:
         raise InvalidResponse(f"{what} does not end in CRLF")
-    line = buf.view[buf.start:i - 1].tobytes()
+    line = buf.view[buf.start : i - 1].tobytes()
     buf.start = i + 1
     if len(line) > limit:
         raise InvalidResponse(f"{what} exceeds {limit} bytes")
@@ -669,9 +679,14 @@ class ClientEngine:
             answered (a response being read has left it), oldest first.
     """
 
-    def __init__(self, host: str, *, target_prefix: str = "",
-                 extra_fields: tuple[tuple[str, str], ...] = (),
-                 buffer_size: int | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        *,
+        target_prefix: str = "",
+        extra_fields: tuple[tuple[str, str], ...] = (),
+        buffer_size: int | None = None,
+    ) -> None:
         self.host = host
         self._prefix = target_prefix
         self._extra = extra_fields
@@ -695,8 +710,9 @@ class ClientEngine:
         #: the last bodiless request without fields: (method, path, its bytes, its entry)
         self._last_request: tuple[str, str, bytes, Request] | None = None
         #: the previous response head: (its bytes, method, limits, its parse)
-        self._last_head: tuple[bytes, str, tuple[int, int, int], tuple[Head, Framing]] | None \
-            = None
+        self._last_head: tuple[bytes, str, tuple[int, int, int], tuple[Head, Framing]] | None = (
+            None
+        )
 
     # ------------------------------------------------------------------ state view
 
@@ -710,8 +726,12 @@ class ClientEngine:
     @property
     def is_idle(self) -> bool:
         """Nothing in flight, nothing being sent, and usable (not failed)."""
-        return (not self.queue and self.reader is None and self.states.conn is not _FAILED
-                and (self.states.send is _IDLE or self.states.send is _S_CLOSED))
+        return (
+            not self.queue
+            and self.reader is None
+            and self.states.conn is not _FAILED
+            and (self.states.send is _IDLE or self.states.send is _S_CLOSED)
+        )
 
     @property
     def responses_outstanding(self) -> int:
@@ -730,8 +750,12 @@ class ClientEngine:
         """True if the next response is the ``100 Continue`` an ``expect100``
         request waits for: the caller may give up waiting (`continue_assumed`)."""
         queue = self.queue
-        return (self.states.send is _WAIT100 and len(queue) == 1 and queue[0].expect100
-                and self.reader is None)
+        return (
+            self.states.send is _WAIT100
+            and len(queue) == 1
+            and queue[0].expect100
+            and self.reader is None
+        )
 
     @property
     def out_remaining(self) -> int | bool | None:
@@ -747,9 +771,14 @@ class ClientEngine:
 
     # ------------------------------------------------------------------ sending
 
-    def send_request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
-                     body: Buffer | BodyFollowing | None = None,
-                     expect100: bool = False) -> Out:
+    def send_request(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | None = None,
+        body: Buffer | BodyFollowing | None = None,
+        expect100: bool = False,
+    ) -> Out:
         """Queue a request; return its bytes, to be sent in full, in order.
 
         The arguments are those of `HTTPConnection.send_request`. Everything is
@@ -785,10 +814,14 @@ class ClientEngine:
                 raise StateError(f"Cannot send a request now: {states.send.value}")
             if states.conn is _RETIRED:
                 if self.queue or self.reader is not None:
-                    raise StateError("The server answered before the request body was sent; "
-                                     "read its response before sending another request")
-                raise StateError("This connection carries no further request (the server "
-                                 "may still expect a request body): use a new connection")
+                    raise StateError(
+                        "The server answered before the request body was sent; "
+                        "read its response before sending another request"
+                    )
+                raise StateError(
+                    "This connection carries no further request (the server "
+                    "may still expect a request body): use a new connection"
+                )
             # Closed (or broken while sending): nothing is sent; next_response says so.
             req = req._replace(sent=False)
             self.queue.append(req)
@@ -802,8 +835,14 @@ class ClientEngine:
             states.request_sent(req)
         return out
 
-    def _assemble(self, method: str, path: str, headers: Mapping[str, str] | None,
-                  body: Buffer | BodyFollowing | None, expect100: bool) -> tuple[Request, Out]:
+    def _assemble(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | None,
+        body: Buffer | BodyFollowing | None,
+        expect100: bool,
+    ) -> tuple[Request, Out]:
         """Check a request's arguments; its queue entry and its bytes."""
         length: int | None = None
         names: tuple[str, ...] = _BODY_FIELD_NAMES
@@ -828,15 +867,22 @@ class ClientEngine:
             if not headers or not any(k.lower() == "content-md5" for k in headers):
                 fields += (("Content-MD5", _md5_b64(body)),)
         else:
-            raise TypeError(f"body must be bytes-like, BodyFollowing or None, "
-                            f"not {type(body).__name__}")
+            raise TypeError(
+                f"body must be bytes-like, BodyFollowing or None, not {type(body).__name__}"
+            )
         if expect100 and not follows:
             raise ValueError("expect100=True needs body=BodyFollowing(...)")
         if self._extra:
             fields += self._extra
             names += self._extra_names
-        head = request_head(method, self._prefix + path if self._prefix else path, headers,
-                            self.host, fields, names)
+        head = request_head(
+            method,
+            self._prefix + path if self._prefix else path,
+            headers,
+            self.host,
+            fields,
+            names,
+        )
         req = _new(Request, (method, path, expect100, length, follows, True))
         if data is None:
             return req, head
@@ -857,13 +903,18 @@ class ClientEngine:
         """
         states = self.states
         send = states.send
-        size = len(data) if type(data) is bytes or type(data) is bytearray \
+        size = (
+            len(data)
+            if type(data) is bytes or type(data) is bytearray
             else memoryview(data).nbytes
+        )
         if send is _BODY:
             left = self._out_left
             if size > left:
-                raise ExcessBodyData(f"write() of {size} bytes, but only {left} of the "
-                                     "announced body length are left")
+                raise ExcessBodyData(
+                    f"write() of {size} bytes, but only {left} of the "
+                    "announced body length are left"
+                )
             self._out_left = left - size
             if size == left:
                 states.body_done()
@@ -880,8 +931,9 @@ class ClientEngine:
         if send is _S_CLOSED and self._body_req is not None:
             raise ConnectionClosed(states.why or "Connection closed")
         # Misuse first: with no body expected, whether the connection closed is moot.
-        raise StateError("No request body is expected: send a request with "
-                         "body=BodyFollowing(...) first")
+        raise StateError(
+            "No request body is expected: send a request with body=BodyFollowing(...) first"
+        )
 
     def send_failed(self, exc: ConnectionClosed) -> None:
         """The connection broke while sending; what was being sent counts as sent
@@ -924,9 +976,11 @@ class ClientEngine:
                 return  # the body ends with the close
         elif self.queue and self.queue[0].sent:
             buf = self.buffer
-            exc = ConnectionClosed("Server closed the connection before sending a complete "
-                                   "response head" if buf.end > buf.start else
-                                   "Server closed the connection before sending a response")
+            exc = ConnectionClosed(
+                "Server closed the connection before sending a complete response head"
+                if buf.end > buf.start
+                else "Server closed the connection before sending a response"
+            )
         else:
             self.states.lost("Server closed the connection")
             return
@@ -993,8 +1047,12 @@ class ClientEngine:
         try:
             while True:
                 last = self._last_head
-                if last is not None and last[1] == req.method and last[2] == limits \
-                        and buf.data.startswith(last[0], buf.start, buf.end):
+                if (
+                    last is not None
+                    and last[1] == req.method
+                    and last[2] == limits
+                    and buf.data.startswith(last[0], buf.start, buf.end)
+                ):
                     # The same bytes as the previous head (the usual case when pipelining:
                     # the same resource within the same second of the server's Date).
                     size = len(last[0])
@@ -1008,8 +1066,12 @@ class ClientEngine:
                     size = len(text)
                     head, framing = parse_response(req.method, text, *limits)
                     if framing[0] is not BodyKind.ERROR and size <= _PARSED_HEAD_SIZE:
-                        self._last_head = (text.encode("latin-1"), req.method, limits,
-                                           (head, framing))
+                        self._last_head = (
+                            text.encode("latin-1"),
+                            req.method,
+                            limits,
+                            (head, framing),
+                        )
                 status = head[1]
                 if status >= 200 or status == 101:
                     return self._final(req, head, framing)
@@ -1018,7 +1080,8 @@ class ClientEngine:
                 self._interim += size
                 if self._interim > pkg.MAX_INTERIM_SIZE:
                     raise InvalidResponse(
-                        f"Interim (1xx) responses exceed {pkg.MAX_INTERIM_SIZE} bytes")
+                        f"Interim (1xx) responses exceed {pkg.MAX_INTERIM_SIZE} bytes"
+                    )
                 if buf.end == buf.start:
                     return None
         except Exception as exc:
@@ -1040,16 +1103,20 @@ class ClientEngine:
             queue.popleft()
             if req is self._body_req:
                 self._body_req = None
-            exc = ConnectionClosed(f"{req.method} {req.path} was not sent: "
-                                   f"{states.why or 'the connection had closed'}")
+            exc = ConnectionClosed(
+                f"{req.method} {req.path} was not sent: "
+                f"{states.why or 'the connection had closed'}"
+            )
             exc.request_sent = False
             raise exc
         if states.conn is _CLOSED:
             queue.popleft()
             raise ConnectionClosed(f"No response to {req.method} {req.path}: {states.why}")
         if len(queue) == 1 and (states.send is _BODY or states.send is _CHUNKED):
-            raise StateError("The request body has not been sent completely: write() the "
-                             "rest before reading the response")
+            raise StateError(
+                "The request body has not been sent completely: write() the "
+                "rest before reading the response"
+            )
 
     def _take_head(self, buf: RecvBuffer, limit: int) -> str | None:
         """Take the next response head (status line to empty line) off *buf* as

@@ -9,17 +9,20 @@ import pytest
 from dugong import ConnectionClosed, HTTPConnection
 
 
-def assert_not_sent(drive: Any, conn: HTTPConnection, method: str, path: str,
-                    **kwargs: Any) -> None:
+def assert_not_sent(
+    drive: Any, conn: HTTPConnection, method: str, path: str, **kwargs: Any
+) -> None:
     """Check dugong 3.x's behaviour on a connection the server has closed:
     ``send_request`` sends nothing and does not raise, and the next ``read_response``
     raises `ConnectionClosed` saying the request was not sent.
 
     *drive* is the ``drive`` fixture, or None for the blocking methods.
     """
+
     def call(name: str, *args: Any, **kw: Any) -> Any:
-        return getattr(conn, name)(*args, **kw) if drive is None else drive(conn, name, *args,
-                                                                              **kw)
+        return (
+            getattr(conn, name)(*args, **kw) if drive is None else drive(conn, name, *args, **kw)
+        )
 
     call("send_request", method, path, **kwargs)
     with pytest.raises(ConnectionClosed, match="was not sent") as info:

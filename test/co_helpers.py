@@ -44,7 +44,7 @@ def send(sock: socket.socket, data: bytes) -> Co:
     view = memoryview(data)
     while view:
         try:
-            view = view[sock.send(view):]
+            view = view[sock.send(view) :]
         except BlockingIOError:
             yield PollNeeded(sock.fileno(), POLLOUT)
     return len(data)

@@ -55,10 +55,12 @@ DRIVE_TIMEOUT = 30.0
 # environment; ``pytest --hypothesis-profile=NAME`` overrides both. Tests scale
 # their example counts by the profile's max_examples (see test_fuzz.py).
 hypothesis.settings.register_profile("dev", deadline=None)
-hypothesis.settings.register_profile("ci", max_examples=20, deadline=None, derandomize=True,
-                                     database=None)
+hypothesis.settings.register_profile(
+    "ci", max_examples=20, deadline=None, derandomize=True, database=None
+)
 hypothesis.settings.load_profile(
-    os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+    os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
+)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -72,9 +72,15 @@ def digest_answer(data: bytes) -> bytes:
 class Answer:
     """What a route answers: status, header fields, body pieces, and whether it reads."""
 
-    def __init__(self, status: int, headers: list[tuple[str, str]] | None = None,
-                 pieces: Iterable[bytes] = (), *, reads_body: bool = False,
-                 has_length: bool = True) -> None:
+    def __init__(
+        self,
+        status: int,
+        headers: list[tuple[str, str]] | None = None,
+        pieces: Iterable[bytes] = (),
+        *,
+        reads_body: bool = False,
+        has_length: bool = True,
+    ) -> None:
         self.status = status
         self.headers = list(headers or [])
         self.pieces = list(pieces)
@@ -101,14 +107,20 @@ def route(method: str, path: str) -> Answer:
         return ans
     if name == "stream" and method in ("GET", "HEAD"):
         data = payload(arg)
-        pieces = [] if head else [data[i:i + PIECE_SIZE] for i in range(0, len(data), PIECE_SIZE)]
-        return Answer(200, [("Content-Type", "application/octet-stream")], pieces,
-                      has_length=False)
+        pieces = (
+            [] if head else [data[i : i + PIECE_SIZE] for i in range(0, len(data), PIECE_SIZE)]
+        )
+        return Answer(
+            200, [("Content-Type", "application/octet-stream")], pieces, has_length=False
+        )
     if name == "status" and arg in (204, 304):
         return Answer(arg, [("ETag", '"interop"')], has_length=False)
     if name == "token":
-        return Answer(200, [("Content-Type", "text/plain")],
-                      [os.environ.get("INTEROP_TOKEN", "").encode("ascii")])
+        return Answer(
+            200,
+            [("Content-Type", "text/plain")],
+            [os.environ.get("INTEROP_TOKEN", "").encode("ascii")],
+        )
     if name == "seq":
         return Answer(200, [("Content-Type", "text/plain")], [seq_body(arg)])
     if name == "echo" and method in ("POST", "PUT"):
@@ -116,13 +128,17 @@ def route(method: str, path: str) -> Answer:
     if name == "reject" and method in ("POST", "PUT"):
         return Answer(arg, [("Content-Type", "text/plain")], [b"rejected\n"])
     if name == "close" and method == "GET":
-        return Answer(200, [("Content-Type", "text/plain"), ("Connection", "close")],
-                      [b"closing\n"])
+        return Answer(
+            200, [("Content-Type", "text/plain"), ("Connection", "close")], [b"closing\n"]
+        )
     if name == "untilclose" and method == "GET":
         data = payload(UNTIL_CLOSE_SIZE)
-        return Answer(200, [("Content-Type", "application/octet-stream"),
-                            ("Connection", "close")],
-                      [data[:1000], data[1000:]], has_length=False)
+        return Answer(
+            200,
+            [("Content-Type", "application/octet-stream"), ("Connection", "close")],
+            [data[:1000], data[1000:]],
+            has_length=False,
+        )
     return Answer(404, [("Content-Type", "text/plain")], [b"not found\n"])
 
 
@@ -132,15 +148,25 @@ def finish(ans: Answer, body: bytes) -> Answer:
     return Answer(ans.status, headers, [digest_answer(body)])
 
 
-_REASONS = {200: "OK", 204: "No Content", 304: "Not Modified", 400: "Bad Request",
-            401: "Unauthorized", 404: "Not Found", 413: "Content Too Large"}
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    304: "Not Modified",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    413: "Content Too Large",
+}
 
 
 # ---------------------------------------------------------------------------- ASGI
 
 
-async def asgi_app(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
-                   send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+async def asgi_app(
+    scope: dict[str, Any],
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+) -> None:
     """The routes as an ASGI 3 application (with lifespan support)."""
     if scope["type"] == "lifespan":
         while True:
@@ -163,11 +189,15 @@ async def asgi_app(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[s
             if not msg.get("more_body", False):
                 break
         ans = finish(ans, b"".join(parts))
-    await send({
-        "type": "http.response.start",
-        "status": ans.status,
-        "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in ans.headers],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": ans.status,
+            "headers": [
+                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in ans.headers
+            ],
+        }
+    )
     for piece in ans.pieces:
         await send({"type": "http.response.body", "body": piece, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -190,8 +220,7 @@ def _read_wsgi_body(environ: dict[str, Any]) -> bytes:
         parts.append(data)
 
 
-def wsgi_app(environ: dict[str, Any],
-             start_response: Callable[..., Any]) -> Iterable[bytes]:
+def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """The routes as a WSGI application."""
     ans = route(environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/"))
     if ans.reads_body:
@@ -214,8 +243,9 @@ def aiohttp_app() -> Any:
         ans = route(request.method, request.path)
         if ans.status >= 400 and not ans.reads_body:
             # Refuse instead of sending 100 Continue: this response is the answer.
-            return web.Response(status=ans.status, body=b"".join(ans.pieces),
-                                content_type="text/plain")
+            return web.Response(
+                status=ans.status, body=b"".join(ans.pieces), content_type="text/plain"
+            )
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return None
 
@@ -246,8 +276,15 @@ def _main(argv: list[str]) -> None:
         raise SystemExit("usage: interop_apps.py aiohttp HOST PORT KEEPALIVE")
     from aiohttp import web
 
-    web.run_app(aiohttp_app(), host=argv[1], port=int(argv[2]), access_log=None,
-                keepalive_timeout=float(argv[3]), print=None, shutdown_timeout=1)
+    web.run_app(
+        aiohttp_app(),
+        host=argv[1],
+        port=int(argv[2]),
+        access_log=None,
+        keepalive_timeout=float(argv[3]),
+        print=None,
+        shutdown_timeout=1,
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,13 @@ class Proxy:
     ``errors`` and are raised by ``check()``.
     """
 
-    def __init__(self, routes: dict[str, tuple[str, int]], *,
-                 connect_answer: bytes | None = None, dribble: bool = False) -> None:
+    def __init__(
+        self,
+        routes: dict[str, tuple[str, int]],
+        *,
+        connect_answer: bytes | None = None,
+        dribble: bool = False,
+    ) -> None:
         self.routes = routes
         self.connect_answer = connect_answer
         self.dribble = dribble
@@ -112,8 +117,9 @@ class Proxy:
                 client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
                 return
             answer = b"HTTP/1.1 200 Connection established\r\n\r\n"
-            for piece in [answer[i:i + 1] for i in range(len(answer))] if self.dribble \
-                    else [answer]:
+            for piece in (
+                [answer[i : i + 1] for i in range(len(answer))] if self.dribble else [answer]
+            ):
                 client.sendall(piece)
         else:
             request = parse_request_head(head)
@@ -155,8 +161,8 @@ class Proxy:
             end = data.index(b"\r\n\r\n") + 4
             request = parse_request_head(data[:end])
             size = int(request.header("Content-Length", "0"))  # type: ignore[arg-type]
-            request.body = data[end:end + size]
-            data = data[end + size:]
+            request.body = data[end : end + size]
+            data = data[end + size :]
             out.append(request)
         return out
 
@@ -182,8 +188,6 @@ class Proxy:
     def check(self) -> None:
         if self.errors:
             raise AssertionError("\n".join(self.errors))
-
-
 
 
 def _with_port(authority: str) -> str:

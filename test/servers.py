@@ -681,8 +681,9 @@ class _ScriptedConnection:
             # Wait for the client or for stop(), whichever comes first (bytes that
             # the TLS layer has already decrypted are there without waiting).
             left = None if deadline is None else deadline - now
-            if not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()) \
-                    and not _readable(self.sock, wake, left):
+            if not (
+                isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+            ) and not _readable(self.sock, wake, left):
                 continue
             try:
                 data = self.sock.recv(65536)
@@ -1326,7 +1327,6 @@ class HTTPTestServer(_Checked):
                 self._error(f"{thread.name} did not stop")
 
 
-
 # =====================================================================================
 # Driving co_ generators with selectors
 # =====================================================================================
@@ -1413,14 +1413,20 @@ def in_a_wait(frame: FrameType) -> bool:
     if code.co_name in _PACKAGE_WAITS and _in_package(code):
         return True
     caller = frame.f_back
-    return (caller is not None and caller.f_code.co_name in _RECEIVE_WAITS
-            and _in_package(caller.f_code))
+    return (
+        caller is not None
+        and caller.f_code.co_name in _RECEIVE_WAITS
+        and _in_package(caller.f_code)
+    )
 
 
 @contextlib.contextmanager
-def once_waiting(action: Callable[[], object], *,
-                 waiting_in: Callable[[FrameType], bool] = in_a_wait,
-                 timeout: float = STEP_TIMEOUT) -> Iterator[None]:
+def once_waiting(
+    action: Callable[[], object],
+    *,
+    waiting_in: Callable[[FrameType], bool] = in_a_wait,
+    timeout: float = STEP_TIMEOUT,
+) -> Iterator[None]:
     """Run *action* in another thread as soon as this thread waits (see `in_a_wait`).
 
     For what must happen only while the client waits: the server answers, a signal

@@ -189,8 +189,11 @@ def test_second_waiter_in_one_direction_is_refused(pair):
         first = AioFuture(receive(a, 1))
         await asyncio.sleep(0)
         second = AioFuture(receive(a, 1))
-        with pytest.raises(RuntimeError, match=r"fd \d+ is already waited on for reading "
-                                               r"by another AioFuture \(receive\)"):
+        with pytest.raises(
+            RuntimeError,
+            match=r"fd \d+ is already waited on for reading "
+            r"by another AioFuture \(receive\)",
+        ):
             await second
         b.send(b"!")
         assert await first == b"!"  # the first one was left alone
@@ -341,12 +344,14 @@ def test_cancel_from_inside_the_generator(pair):
 
 def test_cancelled_read_breaks_the_connection_until_reset(scripted_server):
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
-    server = scripted_server([
-        # The rest of the body never comes: only the timeout ends the wait (a close
-        # 0.5 s later, as before, would have ended it on a slow enough machine).
-        [Step.read_request(), Step.send(head + b"01234"), Step.stop_reading()],
-        [Step.read_request(), Step.send(head + b"abcdefghij")],
-    ])
+    server = scripted_server(
+        [
+            # The rest of the body never comes: only the timeout ends the wait (a close
+            # 0.5 s later, as before, would have ended it on a slow enough machine).
+            [Step.read_request(), Step.send(head + b"01234"), Step.stop_reading()],
+            [Step.read_request(), Step.send(head + b"abcdefghij")],
+        ]
+    )
 
     async def main() -> bytes:
         conn = HTTPConnection(*server.address)
@@ -425,8 +430,9 @@ def test_public_name():
 def test_interrupted_pipeline_raises_connection_closed(scripted_server):
     # The server answers one of two pipelined requests, then hangs up.
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-    server = scripted_server([Step.read_request(), Step.read_request(), Step.send(head),
-                              Step.close()])
+    server = scripted_server(
+        [Step.read_request(), Step.read_request(), Step.send(head), Step.close()]
+    )
 
     async def main() -> list[Any]:
         conn = HTTPConnection(*server.address)
@@ -542,17 +548,20 @@ def test_deadline_resumes_without_readiness(pair):
 
 
 def test_expect100_timeout_through_aiofuture(scripted_server):
-    server = scripted_server([
-        Step.read_request(body=False),  # never answers 100 Continue
-        Step.read_body(),
-        Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
-    ])
+    server = scripted_server(
+        [
+            Step.read_request(body=False),  # never answers 100 Continue
+            Step.read_body(),
+            Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        ]
+    )
 
     async def main() -> tuple[int, float, int, bytes]:
         with HTTPConnection(*server.address) as conn:
             conn.expect100_timeout = 0.2
-            await AioFuture(conn.co_send_request("PUT", "/up", body=dugong.BodyFollowing(3),
-                                                 expect100=True))
+            await AioFuture(
+                conn.co_send_request("PUT", "/up", body=dugong.BodyFollowing(3), expect100=True)
+            )
             start = time.monotonic()
             interim = await AioFuture(conn.co_read_response())
             waited = time.monotonic() - start

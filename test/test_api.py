@@ -62,9 +62,16 @@ def test_public_objects_live_in_dugong():
 
 
 def test_exceptions_share_a_base():
-    for name in ("ConnectionClosed", "ConnectionTimedOut", "InvalidResponse",
-                 "UnsupportedResponse", "StateError", "ExcessBodyData",
-                 "HostnameNotResolvable", "DNSUnavailable"):
+    for name in (
+        "ConnectionClosed",
+        "ConnectionTimedOut",
+        "InvalidResponse",
+        "UnsupportedResponse",
+        "StateError",
+        "ExcessBodyData",
+        "HostnameNotResolvable",
+        "DNSUnavailable",
+    ):
         cls = getattr(dugong, name)
         assert issubclass(cls, dugong.DugongError)
         assert str(cls()) and "specific" in str(cls("specific"))
@@ -92,8 +99,7 @@ def _exchange(conn, call):
     buf = bytearray(3)
     call(conn, "send_request", "GET", "/a")
     call(conn, "read_response")
-    out = [call(conn, "read", 2), call(conn, "readinto", buf), bytes(buf),
-           call(conn, "readall")]
+    out = [call(conn, "read", 2), call(conn, "readinto", buf), bytes(buf), call(conn, "readall")]
     call(conn, "send_request", "PUT", "/b", body=dugong.BodyFollowing(3))
     call(conn, "write", b"xyz")
     call(conn, "read_response")
@@ -121,19 +127,24 @@ def test_twins_run_the_same_steps(monkeypatch, scripted_server):
 
         return record
 
-    for name in ("_response_step", "_read_step", "_readinto_step", "_send_step",
-                 "_raw_step"):
+    for name in ("_response_step", "_read_step", "_readinto_step", "_send_step", "_raw_step"):
         monkeypatch.setattr(cls, name, recording(name))
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n" + bytes(70000)
-    script = [Step.read_request(), Step.send(answer[:50], delay=0.01), Step.send(answer[50:]),
-              Step.read_request(),
-              Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
-              Step.read_request(), Step.send(b"raw bytes")]
+    script = [
+        Step.read_request(),
+        Step.send(answer[:50], delay=0.01),
+        Step.send(answer[50:]),
+        Step.read_request(),
+        Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        Step.read_request(),
+        Step.send(b"raw bytes"),
+    ]
     srv = scripted_server([script, script], repeat=False)
     ways = {
         "blocking": lambda conn, name, *a, **kw: getattr(conn, name)(*a, **kw),
-        "co_": lambda conn, name, *a, **kw: select_loop(getattr(conn, "co_" + name)(*a, **kw),
-                                                       timeout=10),
+        "co_": lambda conn, name, *a, **kw: select_loop(
+            getattr(conn, "co_" + name)(*a, **kw), timeout=10
+        ),
     }
     seen = {}
     for way, call in ways.items():
@@ -141,8 +152,7 @@ def test_twins_run_the_same_steps(monkeypatch, scripted_server):
         with cls("127.0.0.1", srv.port) as conn:
             assert _exchange(conn, call)[:3] == [bytes(2), 3, bytes(3)]
         seen[way] = list(steps)
-    assert seen["blocking"][:4] == ["_response_step", "_read_step", "_readinto_step",
-                                    "_read_step"]
+    assert seen["blocking"][:4] == ["_response_step", "_read_step", "_readinto_step", "_read_step"]
     assert "_raw_step" in seen["blocking"]
     assert seen["blocking"] == seen["co_"]
 
@@ -152,23 +162,47 @@ def _code(func):
     src = inspect.getsource(func)
     doc = func.__doc__ or ""
     start = src.find('"""')
-    return src[:start] + src[src.find('"""', start + 3) + 3:] if doc and start >= 0 else src
+    return src[:start] + src[src.find('"""', start + 3) + 3 :] if doc and start >= 0 else src
 
 
 def test_every_blocking_network_method_has_a_twin():
     names = {n for n, _ in _co_pairs()}
-    assert names >= {"send_request", "write", "read_response", "read", "readinto",
-                     "readall", "discard", "connect", "read_raw"}
+    assert names >= {
+        "send_request",
+        "write",
+        "read_response",
+        "read",
+        "readinto",
+        "readall",
+        "discard",
+        "connect",
+        "read_raw",
+    }
 
 
 #: the modules that know nothing of sockets, clocks, threads or generators
-SANS_IO = ("engine.py", "_protocol.py", "_buffer.py", "_headers.py", "_exceptions.py",
-           "_tunables.py")
+SANS_IO = (
+    "engine.py",
+    "_protocol.py",
+    "_buffer.py",
+    "_headers.py",
+    "_exceptions.py",
+    "_tunables.py",
+)
 
 
 def test_sans_io_modules_import_no_io():
-    forbidden = {"socket", "select", "ssl", "selectors", "asyncio", "time", "threading",
-                 "anyio", "trio"}
+    forbidden = {
+        "socket",
+        "select",
+        "ssl",
+        "selectors",
+        "asyncio",
+        "time",
+        "threading",
+        "anyio",
+        "trio",
+    }
     for name in SANS_IO:
         tree = ast.parse((PKG / name).read_text())
         for node in ast.walk(tree):
@@ -184,8 +218,11 @@ def test_sans_io_modules_import_no_io():
 @pytest.mark.parametrize("name", SANS_IO)
 def test_sans_io_modules_never_yield(name):
     tree = ast.parse((PKG / name).read_text())
-    yields = [node.lineno for node in ast.walk(tree)
-              if isinstance(node, (ast.Yield, ast.YieldFrom, ast.Await))]
+    yields = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Yield, ast.YieldFrom, ast.Await))
+    ]
     assert yields == []
 
 
@@ -213,6 +250,7 @@ def test_pollneeded_poll_waits():
 def test_eval_coroutine_returns_and_times_out():
     a, b = socket.socketpair()
     with a, b:
+
         def gen():
             yield PollNeeded(a.fileno(), dugong.POLLIN)
             return a.recv(10)
@@ -249,6 +287,7 @@ def test_eval_coroutine_without_poll(monkeypatch):
     monkeypatch.setattr(dugong._poll, "_HAVE_POLL", False)
     r, w = os.pipe()
     try:
+
         def gen():
             yield PollNeeded(r, dugong.POLLIN)
             yield PollNeeded(w, dugong.POLLOUT)

@@ -36,27 +36,45 @@ def command(*args: str) -> list[str]:
         return [sys.executable, "-m", "dugong", *args]
     if coverage.Coverage.current() is None:
         return [sys.executable, "-m", "dugong", *args]
-    return [sys.executable, "-m", "coverage", "run", "--parallel-mode",
-            f"--rcfile={ROOT / 'pyproject.toml'}", "-m", "dugong", *args]
+    return [
+        sys.executable,
+        "-m",
+        "coverage",
+        "run",
+        "--parallel-mode",
+        f"--rcfile={ROOT / 'pyproject.toml'}",
+        "-m",
+        "dugong",
+        *args,
+    ]
 
 
 def env(**extra: str) -> dict[str, str]:
     """The command's environment: this tree's dugong first, no proxy unless given."""
-    variables = {name: value for name, value in os.environ.items()
-                 if name.lower() not in PROXY_VARIABLES}
+    variables = {
+        name: value for name, value in os.environ.items() if name.lower() not in PROXY_VARIABLES
+    }
     variables["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
     variables["COVERAGE_FILE"] = str(ROOT / ".coverage")  # whatever the directory
     variables.update(extra)
     return variables
 
 
-def dugong(*args: str, stdin: bytes | None = None, cwd: pathlib.Path | None = None,
-           **extra_env: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(command(*args), input=stdin,
-                          stdin=None if stdin is not None else subprocess.DEVNULL,
-                          capture_output=True, timeout=TIMEOUT, env=env(**extra_env), cwd=cwd,
-                          check=False)
+def dugong(
+    *args: str, stdin: bytes | None = None, cwd: pathlib.Path | None = None, **extra_env: str
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        command(*args),
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        timeout=TIMEOUT,
+        env=env(**extra_env),
+        cwd=cwd,
+        check=False,
+    )
 
 
 def err_lines(res: subprocess.CompletedProcess[bytes]) -> list[str]:
@@ -68,8 +86,9 @@ def response(body: bytes, *fields: str, status: str = "200 OK") -> bytes:
     return f"HTTP/1.1 {status}\r\n{head}\r\n".encode() + body
 
 
-def answers(last: int, *, close: bool = False,
-            wait: threading.Event | None = None) -> Callable[[list[Request]], bytes]:
+def answers(
+    last: int, *, close: bool = False, wait: threading.Event | None = None
+) -> Callable[[list[Request]], bytes]:
     """`Step.send` data: answers to the *last* requests read, each body naming its path
     (plus ``body_for`` bytes for ``/big/N``); the first with ``Connection: close`` if
     *close*; sent only once *wait* is set (if given) for paths starting ``/late``."""
@@ -102,10 +121,25 @@ def test_help_lists_every_option():
     assert res.returncode == 0 and res.stderr == b""
     text = res.stdout.decode()
     assert text.startswith("usage: python -m dugong [options] URL...")
-    for option in ("-X METHOD", "-H 'NAME: VALUE'", "-d DATA", "--data-binary", "-T FILE",
-                   "-o FILE", "--output-dir DIR", "-i, --include", "-I, --head",
-                   "-f, --fail", "-v, --verbose", "--cacert FILE", "-k, --insecure",
-                   "--proxy URL", "--timeout SECONDS", "--parallel N", "--pipeline N"):
+    for option in (
+        "-X METHOD",
+        "-H 'NAME: VALUE'",
+        "-d DATA",
+        "--data-binary",
+        "-T FILE",
+        "-o FILE",
+        "--output-dir DIR",
+        "-i, --include",
+        "-I, --head",
+        "-f, --fail",
+        "-v, --verbose",
+        "--cacert FILE",
+        "-k, --insecure",
+        "--proxy URL",
+        "--timeout SECONDS",
+        "--parallel N",
+        "--pipeline N",
+    ):
         assert option in text, option
 
 
@@ -118,28 +152,36 @@ def test_the_manual_describes_every_option():
             assert f"``{option}" in page, option
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--no-such-option", "http://127.0.0.1:1/"], "unrecognized arguments: --no-such-option"),
-    (["-i", "-v"], "the following arguments are required: URL"),
-    (["-o", "x", "http://127.0.0.1:1/a", "http://127.0.0.1:1/b"], "-o FILE takes one URL"),
-    (["--output-dir", "d", "http://127.0.0.1:1/"], "no file name at the end of the URL's path"),
-    (["--output-dir", "d", "http://127.0.0.1:1/a/x", "http://127.0.0.1:1/b/x?q"],
-     "http://127.0.0.1:1/a/x and http://127.0.0.1:1/b/x?q would both be written to d/x"),
-    (["-H", "NoColon", "http://127.0.0.1:1/"], "not 'Name: value'"),
-    (["-H", "Bad Name: x", "http://127.0.0.1:1/"], "cannot send this request"),
-    (["-I", "-d", "x", "http://127.0.0.1:1/"], "-I (HEAD) cannot send a body"),
-    (["-T", "/no/such/file", "http://127.0.0.1:1/"], "cannot read /no/such/file"),
-    (["-d", "@/no/such/file", "http://127.0.0.1:1/"], "cannot read /no/such/file"),
-    (["-d", "x", "-T", "/no/such/file", "http://127.0.0.1:1/"], "both give a body"),
-    (["-T", "-", "http://127.0.0.1:1/a", "http://127.0.0.1:1/b"], "standard input once"),
-    (["-H", "X-Empty:", "http://127.0.0.1:1/"], "no value ('Name;' sends an empty one"),
-    (["--cacert", "/no/such/file", "https://127.0.0.1:1/"], "cannot use --cacert"),
-    (["--parallel", "0", "http://127.0.0.1:1/"], "must be at least 1"),
-    (["--pipeline", "many", "http://127.0.0.1:1/"], "not a whole number: 'many'"),
-    (["--timeout", "soon", "http://127.0.0.1:1/"], "not a number of seconds: 'soon'"),
-    (["--timeout", "0", "http://127.0.0.1:1/"], "must be a positive number of seconds"),
-    (["--proxy", "https://127.0.0.1:1", "http://127.0.0.1:1/"], "proxy"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--no-such-option", "http://127.0.0.1:1/"], "unrecognized arguments: --no-such-option"),
+        (["-i", "-v"], "the following arguments are required: URL"),
+        (["-o", "x", "http://127.0.0.1:1/a", "http://127.0.0.1:1/b"], "-o FILE takes one URL"),
+        (
+            ["--output-dir", "d", "http://127.0.0.1:1/"],
+            "no file name at the end of the URL's path",
+        ),
+        (
+            ["--output-dir", "d", "http://127.0.0.1:1/a/x", "http://127.0.0.1:1/b/x?q"],
+            "http://127.0.0.1:1/a/x and http://127.0.0.1:1/b/x?q would both be written to d/x",
+        ),
+        (["-H", "NoColon", "http://127.0.0.1:1/"], "not 'Name: value'"),
+        (["-H", "Bad Name: x", "http://127.0.0.1:1/"], "cannot send this request"),
+        (["-I", "-d", "x", "http://127.0.0.1:1/"], "-I (HEAD) cannot send a body"),
+        (["-T", "/no/such/file", "http://127.0.0.1:1/"], "cannot read /no/such/file"),
+        (["-d", "@/no/such/file", "http://127.0.0.1:1/"], "cannot read /no/such/file"),
+        (["-d", "x", "-T", "/no/such/file", "http://127.0.0.1:1/"], "both give a body"),
+        (["-T", "-", "http://127.0.0.1:1/a", "http://127.0.0.1:1/b"], "standard input once"),
+        (["-H", "X-Empty:", "http://127.0.0.1:1/"], "no value ('Name;' sends an empty one"),
+        (["--cacert", "/no/such/file", "https://127.0.0.1:1/"], "cannot use --cacert"),
+        (["--parallel", "0", "http://127.0.0.1:1/"], "must be at least 1"),
+        (["--pipeline", "many", "http://127.0.0.1:1/"], "not a whole number: 'many'"),
+        (["--timeout", "soon", "http://127.0.0.1:1/"], "not a number of seconds: 'soon'"),
+        (["--timeout", "0", "http://127.0.0.1:1/"], "must be a positive number of seconds"),
+        (["--proxy", "https://127.0.0.1:1", "http://127.0.0.1:1/"], "proxy"),
+    ],
+)
 def test_bad_usage_exits_2(args, message, capsys):
     # In-process, to keep this quick: nothing here reaches the network.
     assert main(args) == 2
@@ -159,8 +201,10 @@ def test_bad_usage_as_a_command():
 def test_a_url_that_is_not_http_fetches_nothing(http_server):
     res = dugong(f"{http_server.url}/size/3", "ftp://127.0.0.1/file", f"{http_server.url}/size/4")
     assert res.returncode == 2
-    assert err_lines(res)[-1] == \
-        "dugong: error: not an absolute http:// or https:// URL: 'ftp://127.0.0.1/file'"
+    assert (
+        err_lines(res)[-1]
+        == "dugong: error: not an absolute http:// or https:// URL: 'ftp://127.0.0.1/file'"
+    )
     assert res.stdout == b"" and http_server.requests == []
 
 
@@ -169,17 +213,30 @@ def test_a_url_that_is_not_http_fetches_nothing(http_server):
 
 def test_bodies_in_url_order_with_header_fields(http_server):
     base = http_server.url
-    res = dugong("-H", "X-Test: one", f"{base}/headers", "-H", "x-test: two", "-H", "Empty;",
-                 f"{base}/size/100", f"{base}/chunked/3000?chunk=999", f"{base}/size/0",
-                 f"{base}/status/404", f"{base}/close/20", f"{base}/size/5")
+    res = dugong(
+        "-H",
+        "X-Test: one",
+        f"{base}/headers",
+        "-H",
+        "x-test: two",
+        "-H",
+        "Empty;",
+        f"{base}/size/100",
+        f"{base}/chunked/3000?chunk=999",
+        f"{base}/size/0",
+        f"{base}/status/404",
+        f"{base}/close/20",
+        f"{base}/size/5",
+    )
     assert res.returncode == 0, res.stderr
     assert res.stderr == b""
     head_end = res.stdout.index(body_for(100))
     sent = res.stdout[:head_end].decode("latin-1").splitlines()
     assert "X-Test: one, two" in sent and "Empty: " in sent and "Accept: */*" in sent
     assert any(line.startswith("User-Agent: dugong/") for line in sent)
-    assert res.stdout[head_end:] == (body_for(100) + body_for(3000) + b"status 404\n"
-                                     + body_for(20) + body_for(5))
+    assert res.stdout[head_end:] == (
+        body_for(100) + body_for(3000) + b"status 404\n" + body_for(20) + body_for(5)
+    )
     assert [r.method for r in http_server.requests] == ["GET"] * 7
 
 
@@ -189,7 +246,7 @@ def test_include_and_head(http_server):
     assert res.returncode == 0, res.stderr
     head, _, body = res.stdout.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nContent-Length: 5" in head
-    assert body == body_for(5) + b"HTTP/1.1 204 No Content\r\n" + body[5 + 25:]
+    assert body == body_for(5) + b"HTTP/1.1 204 No Content\r\n" + body[5 + 25 :]
     assert body.endswith(b"\r\n\r\n")
     res = dugong("-I", f"{base}/size/5000")
     assert res.returncode == 0, res.stderr
@@ -205,8 +262,17 @@ def test_data_methods_and_bodies(http_server, tmp_path):
     res = dugong("-d", "a=1", "-d", "@form", f"{base}/echo", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout == b"a=1&b=2c=3"
-    res = dugong("-X", "PATCH", "--data-binary", "@raw", f"{base}/echo", "--data-binary", "@-",
-                 stdin=b"from stdin", cwd=tmp_path)
+    res = dugong(
+        "-X",
+        "PATCH",
+        "--data-binary",
+        "@raw",
+        f"{base}/echo",
+        "--data-binary",
+        "@-",
+        stdin=b"from stdin",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout == b"line 1\r\nline 2\n\x00&from stdin"
     res = dugong("-X", "DELETE", f"{base}/status/204")
@@ -219,8 +285,14 @@ def test_data_methods_and_bodies(http_server, tmp_path):
 
 def test_output_files(http_server, tmp_path):
     base = http_server.url
-    res = dugong("--output-dir", str(tmp_path / "new" / "dir"), f"{base}/size/10",
-                 f"{base}/chunked/20?chunk=7", "-i", f"{base}/status/404")
+    res = dugong(
+        "--output-dir",
+        str(tmp_path / "new" / "dir"),
+        f"{base}/size/10",
+        f"{base}/chunked/20?chunk=7",
+        "-i",
+        f"{base}/status/404",
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout == b"" and res.stderr == b""
     folder = tmp_path / "new" / "dir"
@@ -236,14 +308,16 @@ def test_output_that_cannot_be_written(http_server, tmp_path):
     (tmp_path / "file").write_bytes(b"")
     res = dugong("--output-dir", str(tmp_path / "file"), f"{http_server.url}/size/3")
     assert res.returncode == 1
-    assert err_lines(res) == [f"dugong: {http_server.url}/size/3: cannot write "
-                              f"{tmp_path / 'file' / '3'}: File exists"]
+    assert err_lines(res) == [
+        f"dugong: {http_server.url}/size/3: cannot write {tmp_path / 'file' / '3'}: File exists"
+    ]
 
 
 def test_a_closed_standard_output_stops_everything(http_server):
     urls = [f"{http_server.url}/size/{n}" for n in (3_000_000, 10, 20)]
-    with subprocess.Popen(command(*urls), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, env=env()) as proc:
+    with subprocess.Popen(
+        command(*urls), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env()
+    ) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         assert proc.stdout.read(10) == body_for(3_000_000)[:10]
         proc.stdout.close()  # like `| head -c 10`
@@ -257,8 +331,9 @@ def test_a_closed_standard_output_stops_everything(http_server):
 
 def test_pipelined_on_one_connection(scripted_server):
     # The server reads all three requests before it answers any: they were pipelined.
-    server = scripted_server([Step.read_request(), Step.read_request(), Step.read_request(),
-                              Step.send(answers(3))])
+    server = scripted_server(
+        [Step.read_request(), Step.read_request(), Step.read_request(), Step.send(answers(3))]
+    )
     base = f"http://127.0.0.1:{server.port}"
     res = dugong("--pipeline", "3", f"{base}/a", f"{base}/b", f"{base}/c")
     assert res.returncode == 0, res.stderr
@@ -270,52 +345,89 @@ def test_later_bodies_wait_for_earlier_ones(scripted_server):
     """Two connections with two requests in flight each; the answers to the last two URLs
     (over 4 MiB each: held in the temporary file) come before those to the first two."""
     early_sent = threading.Event()
-    script = [Step.read_request(), Step.read_request(), Step.send(answers(2, wait=early_sent)),
-              Step.set_event(early_sent)]
+    script = [
+        Step.read_request(),
+        Step.read_request(),
+        Step.send(answers(2, wait=early_sent)),
+        Step.set_event(early_sent),
+    ]
     server = scripted_server([script, script])
     base = f"http://127.0.0.1:{server.port}"
     big = 5 << 20
-    res = dugong("--parallel", "2", "--pipeline", "2", f"{base}/late1", f"{base}/late2",
-                 f"{base}/big/{big}", f"{base}/early")
+    res = dugong(
+        "--parallel",
+        "2",
+        "--pipeline",
+        "2",
+        f"{base}/late1",
+        f"{base}/late2",
+        f"{base}/big/{big}",
+        f"{base}/early",
+    )
     assert res.returncode == 0, res.stderr
-    assert res.stdout == named("/late1", "/late2") + b"/big/%d\n" % big + body_for(big) + \
-        named("/early")
-    assert sorted([r.path for r in reqs] for reqs in server.requests) == \
-        [["/big/5242880", "/early"], ["/late1", "/late2"]]
+    assert res.stdout == named("/late1", "/late2") + b"/big/%d\n" % big + body_for(big) + named(
+        "/early"
+    )
+    assert sorted([r.path for r in reqs] for reqs in server.requests) == [
+        ["/big/5242880", "/early"],
+        ["/late1", "/late2"],
+    ]
 
 
 def test_requests_lost_to_a_closing_connection_go_out_again(scripted_server):
     # Connection 1 answers two of the pipelined requests, the second with
     # Connection: close: the others go out again on connection 2.
-    server = scripted_server([
-        [Step.read_request(), Step.read_request(), Step.read_request(),
-         Step.send(response(named("/a")) + response(named("/b"), "Connection: close")),
-         Step.close()],
-        [Step.read_request(), Step.read_request(), Step.send(answers(2))],
-    ])
+    server = scripted_server(
+        [
+            [
+                Step.read_request(),
+                Step.read_request(),
+                Step.read_request(),
+                Step.send(response(named("/a")) + response(named("/b"), "Connection: close")),
+                Step.close(),
+            ],
+            [Step.read_request(), Step.read_request(), Step.send(answers(2))],
+        ]
+    )
     base = f"http://127.0.0.1:{server.port}"
     res = dugong("-v", "--pipeline", "3", *(f"{base}/{name}" for name in "abcd"))
     assert res.returncode == 0, res.stderr
     assert res.stdout == named("/a", "/b", "/c", "/d")
-    assert [[r.path for r in reqs] for reqs in server.requests] == \
-        [["/a", "/b", "/c"], ["/c", "/d"]]
+    assert [[r.path for r in reqs] for reqs in server.requests] == [
+        ["/a", "/b", "/c"],
+        ["/c", "/d"],
+    ]
     lines = err_lines(res)
     assert lines.count(f"* connecting to 127.0.0.1 port {server.port}") == 2
     # After each answer another request goes out, to keep three in flight.
     assert [line for line in lines if line.startswith(("> GET", "< HTTP", "* 2"))] == [
-        "> GET /a HTTP/1.1", "> GET /b HTTP/1.1", "> GET /c HTTP/1.1",
-        "< HTTP/1.1 200 OK", "> GET /d HTTP/1.1", "< HTTP/1.1 200 OK",
+        "> GET /a HTTP/1.1",
+        "> GET /b HTTP/1.1",
+        "> GET /c HTTP/1.1",
+        "< HTTP/1.1 200 OK",
+        "> GET /d HTTP/1.1",
+        "< HTTP/1.1 200 OK",
         "* 2 request(s) go out again on a new connection",
-        "> GET /c HTTP/1.1", "> GET /d HTTP/1.1", "< HTTP/1.1 200 OK", "< HTTP/1.1 200 OK"]
+        "> GET /c HTTP/1.1",
+        "> GET /d HTTP/1.1",
+        "< HTTP/1.1 200 OK",
+        "< HTTP/1.1 200 OK",
+    ]
 
 
 def test_no_pipelining_to_a_server_that_closes_after_one_answer(scripted_server):
     one = [Step.read_request(), Step.send(answers(1))]
-    server = scripted_server([
-        [Step.read_request(), Step.read_request(),
-         Step.send(response(named("/a"), "Connection: close")), Step.close()],
-        [*one, *one],  # one request at a time from now on
-    ])
+    server = scripted_server(
+        [
+            [
+                Step.read_request(),
+                Step.read_request(),
+                Step.send(response(named("/a"), "Connection: close")),
+                Step.close(),
+            ],
+            [*one, *one],  # one request at a time from now on
+        ]
+    )
     base = f"http://127.0.0.1:{server.port}"
     res = dugong("--pipeline", "2", f"{base}/a", f"{base}/b", f"{base}/c")
     assert res.returncode == 0, res.stderr
@@ -324,17 +436,23 @@ def test_no_pipelining_to_a_server_that_closes_after_one_answer(scripted_server)
 
 
 def test_a_lost_get_is_sent_once_more_a_lost_post_is_not(scripted_server):
-    server = scripted_server([[Step.read_request(), Step.close()],
-                              [Step.read_request(), Step.send(answers(1))],
-                              [Step.read_request(), Step.close()]])
+    server = scripted_server(
+        [
+            [Step.read_request(), Step.close()],
+            [Step.read_request(), Step.send(answers(1))],
+            [Step.read_request(), Step.close()],
+        ]
+    )
     base = f"http://127.0.0.1:{server.port}"
     res = dugong(f"{base}/get")
     assert res.returncode == 0, res.stderr
     assert res.stdout == named("/get")
     res = dugong("-d", "x", f"{base}/post")
     assert res.returncode == 1
-    assert err_lines(res) == [f"dugong: {base}/post: ConnectionClosed: " +
-                              err_lines(res)[0].split(": ConnectionClosed: ")[1]]
+    assert err_lines(res) == [
+        f"dugong: {base}/post: ConnectionClosed: "
+        + err_lines(res)[0].split(": ConnectionClosed: ")[1]
+    ]
 
 
 # --------------------------------------------------------------------- uploads
@@ -368,13 +486,15 @@ def test_refused_upload_costs_nothing(scripted_server, tmp_path):
     big = tmp_path / "big"
     big.write_bytes(b"\x00" * (2 << 20))
     refusal = response(b"too large\n", "Connection: close", status="413 Payload Too Large")
-    server = scripted_server([Step.read_request(body=False), Step.send(refusal),
-                              Step.expect_eof()])
+    server = scripted_server(
+        [Step.read_request(body=False), Step.send(refusal), Step.expect_eof()]
+    )
     url = f"http://127.0.0.1:{server.port}/upload"
     res = dugong("-T", str(big), "--fail", url)
     assert res.returncode == 22
-    assert err_lines(res) == [f"dugong: {url}: the server refused the upload before it was "
-                              "sent: 413 Payload Too Large"]
+    assert err_lines(res) == [
+        f"dugong: {url}: the server refused the upload before it was sent: 413 Payload Too Large"
+    ]
     assert res.stdout == b""
     server.wait_done()
     head = server.received[0]
@@ -390,11 +510,13 @@ def test_failures_keep_the_other_output(http_server, unused_port):
     res = dugong("-f", f"{base}/size/3", refused, f"{base}/status/404", f"{base}/size/4")
     assert res.returncode == 1  # the first URL that failed decides
     assert res.stdout == body_for(3) + body_for(4)
-    assert sorted(err_lines(res)) == sorted([  # two hosts: in the order things happen
-        f"dugong: {refused}: ConnectionRefusedError: Connection refused (connecting to "
-        f"127.0.0.1 port {unused_port})",
-        f"dugong: {base}/status/404: the server answered 404 Not Found",
-    ])
+    assert sorted(err_lines(res)) == sorted(
+        [  # two hosts: in the order things happen
+            f"dugong: {refused}: ConnectionRefusedError: Connection refused (connecting to "
+            f"127.0.0.1 port {unused_port})",
+            f"dugong: {base}/status/404: the server answered 404 Not Found",
+        ]
+    )
     res = dugong("--fail", f"{base}/status/500", f"{base}/size/2")
     assert res.returncode == 22
     assert res.stdout == body_for(2)
@@ -403,8 +525,12 @@ def test_failures_keep_the_other_output(http_server, unused_port):
 def test_interrupted(scripted_server):
     arrived = threading.Event()
     server = scripted_server([Step.read_request(), Step.set_event(arrived), Step.stop_reading()])
-    with subprocess.Popen(command(f"http://127.0.0.1:{server.port}/"), env=env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+    with subprocess.Popen(
+        command(f"http://127.0.0.1:{server.port}/"),
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
         assert arrived.wait(TIMEOUT)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=TIMEOUT)
@@ -453,22 +579,34 @@ def test_tls_handshake_cut(scripted_server):
     res = dugong("-k", url)
     assert res.returncode == 1
     # Closed or reset, depending on whether the client hello was read.
-    assert re.match(f"dugong: {re.escape(url)}: ConnectionClosed: Connection (closed|broken) "
-                    "during the TLS handshake", err_lines(res)[0])
+    assert re.match(
+        f"dugong: {re.escape(url)}: ConnectionClosed: Connection (closed|broken) "
+        "during the TLS handshake",
+        err_lines(res)[0],
+    )
 
 
 def test_proxy(http_server, make_proxy):
     proxy = make_proxy({"origin.test:80": ("127.0.0.1", http_server.port)})
-    res = dugong("-v", "--proxy", f"http://user:pw@127.0.0.1:{proxy.address[1]}",
-                 "http://origin.test/size/6", "http://origin.test/size/7")
+    res = dugong(
+        "-v",
+        "--proxy",
+        f"http://user:pw@127.0.0.1:{proxy.address[1]}",
+        "http://origin.test/size/6",
+        "http://origin.test/size/7",
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout == body_for(6) + body_for(7)
     lines = err_lines(res)
-    assert lines[0] == f"* connecting to origin.test port 80 through the proxy 127.0.0.1 " \
+    assert (
+        lines[0] == f"* connecting to origin.test port 80 through the proxy 127.0.0.1 "
         f"port {proxy.address[1]}"
+    )
     assert lines[1] == "> GET http://origin.test/size/6 HTTP/1.1"
-    assert [r.target for r in proxy.requests(0)] == ["http://origin.test/size/6",
-                                                     "http://origin.test/size/7"]
+    assert [r.target for r in proxy.requests(0)] == [
+        "http://origin.test/size/6",
+        "http://origin.test/size/7",
+    ]
     credentials = base64.b64encode(b"user:pw").decode()
     assert proxy.requests(0)[0].header("Proxy-Authorization") == f"Basic {credentials}"
     # Without --proxy, the environment names it.
@@ -519,8 +657,9 @@ def test_a_big_body_is_streamed():
     peak = None
     try:
         url = f"http://127.0.0.1:{server.port}/{size}"
-        with subprocess.Popen(command(url), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=env()) as proc:
+        with subprocess.Popen(
+            command(url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env()
+        ) as proc:
             assert proc.stdout is not None and proc.stderr is not None
             got = 0
             while data := proc.stdout.read(1 << 20):
@@ -542,9 +681,9 @@ def test_a_big_body_is_streamed():
 def run_on_terminal(*args: str) -> tuple[int, bytes, str]:
     """Run the command with stderr on a pseudo-terminal: status, stdout, terminal text."""
     master, slave = pty.openpty()
-    with subprocess.Popen(command(*args), env=env(),
-                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=slave) as proc:
+    with subprocess.Popen(
+        command(*args), env=env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave
+    ) as proc:
         os.close(slave)
         stdout = proc.stdout
         assert stdout is not None
@@ -571,15 +710,18 @@ def run_on_terminal(*args: str) -> tuple[int, bytes, str]:
 def test_progress_line_on_a_terminal(scripted_server, http_server):
     size = 2 << 20
     body = body_for(size)
-    server = scripted_server([
-        Step.read_request(),
-        Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + body[:300_000]),
-        Step.sleep(0.5),
-        Step.send(body[300_000:]),
-    ])
+    server = scripted_server(
+        [
+            Step.read_request(),
+            Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + body[:300_000]),
+            Step.sleep(0.5),
+            Step.send(body[300_000:]),
+        ]
+    )
     missing = f"{http_server.url}/status/404"
-    status, out, terminal = run_on_terminal("--fail", f"http://127.0.0.1:{server.port}/dir/big.iso",
-                                            missing)
+    status, out, terminal = run_on_terminal(
+        "--fail", f"http://127.0.0.1:{server.port}/dir/big.iso", missing
+    )
     assert status == 22, terminal
     assert out == body
     lines = [line.strip() for line in terminal.replace("\n", "\r").split("\r") if line.strip()]
@@ -588,10 +730,14 @@ def test_progress_line_on_a_terminal(scripted_server, http_server):
     *updates, final = lines
     assert updates, terminal
     for line in updates:
-        assert re.fullmatch(r"big\.iso  [\d.]+ (B|KiB|MiB) of 2\.0 MiB +\d+%  [\d.]+ \w+/s  "
-                            r"0:00:\d\d left", line), lines
-    assert re.fullmatch(r"big\.iso  2\.0 MiB of 2\.0 MiB  100%  [\d.]+ \w+/s  in 0:00:0\d",
-                        final), lines
+        assert re.fullmatch(
+            r"big\.iso  [\d.]+ (B|KiB|MiB) of 2\.0 MiB +\d+%  [\d.]+ \w+/s  "
+            r"0:00:\d\d left",
+            line,
+        ), lines
+    assert re.fullmatch(
+        r"big\.iso  2\.0 MiB of 2\.0 MiB  100%  [\d.]+ \w+/s  in 0:00:0\d", final
+    ), lines
 
 
 @pytest.fixture

@@ -35,8 +35,12 @@ CLOSING = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
 class Setup:
     """Starts scripted servers and connections to them, plain or over TLS."""
 
-    def __init__(self, scripted_server: Any, server_context: ssl.SSLContext | None,
-                 client_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        scripted_server: Any,
+        server_context: ssl.SSLContext | None,
+        client_context: ssl.SSLContext | None,
+    ) -> None:
         self._scripted_server = scripted_server
         self.server_context = server_context
         self.client_context = client_context
@@ -96,8 +100,14 @@ def test_closed_locally_after_disconnect(drive, tls, method, args):
 @pytest.mark.parametrize(("method", "args"), AFTER_DISCONNECT)
 def test_closed_locally_after_with_block_and_pending_requests(drive, tls, method, args):
     both_read = threading.Event()
-    srv = tls.server([Step.read_request(), Step.read_request(body=False),
-                      Step.set_event(both_read), Step.drain()])
+    srv = tls.server(
+        [
+            Step.read_request(),
+            Step.read_request(body=False),
+            Step.set_event(both_read),
+            Step.drain(),
+        ]
+    )
     with tls.conn(srv) as conn:
         drive(conn, "send_request", "GET", "/1")
         drive(conn, "send_request", "PUT", "/2", body=BodyFollowing(5))
@@ -117,6 +127,7 @@ def test_new_connection_is_not_closed_locally(drive):
 
 
 # ------------------------------------------------------------------ 2. unfinished body
+
 
 @pytest.mark.parametrize("body", [BodyFollowing(10), BodyFollowing()], ids=["length", "chunked"])
 def test_read_response_with_unfinished_body_raises_at_once(drive, tls, body):
@@ -139,8 +150,7 @@ def test_read_response_with_unfinished_body_raises_at_once(drive, tls, body):
 
 
 def test_pipelined_earlier_response_readable_during_a_body(drive, tls):
-    srv = tls.server([Step.read_request(), Step.send(OK_3), Step.read_request(),
-                      Step.send(OK_3)])
+    srv = tls.server([Step.read_request(), Step.send(OK_3), Step.read_request(), Step.send(OK_3)])
     conn = tls.conn(srv)
     drive(conn, "send_request", "GET", "/first")
     drive(conn, "send_request", "PUT", "/second", body=BodyFollowing(4))
@@ -157,9 +167,14 @@ def test_pipelined_earlier_response_readable_during_a_body(drive, tls):
 
 
 def test_waiting_for_100_continue_is_not_unfinished(drive, tls):
-    srv = tls.server([Step.read_request(body=False),
-                      Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"), Step.read_body(),
-                      Step.send(OK_3)])
+    srv = tls.server(
+        [
+            Step.read_request(body=False),
+            Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            Step.read_body(),
+            Step.send(OK_3),
+        ]
+    )
     conn = tls.conn(srv)
     drive(conn, "send_request", "PUT", "/", body=BodyFollowing(2), expect100=True)
     assert drive(conn, "read_response").status == 100
@@ -176,8 +191,12 @@ UNTIL_CLOSE = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the close"
 
 @pytest.mark.parametrize("answer", [CLOSING, UNTIL_CLOSE], ids=["announced", "until-close"])
 def test_request_on_a_closed_connection_is_not_sent(drive, tls, answer):
-    srv = tls.server([[Step.read_request(), Step.send(answer), Step.close()],
-                      [Step.read_request(), Step.send(OK_3)]])
+    srv = tls.server(
+        [
+            [Step.read_request(), Step.send(answer), Step.close()],
+            [Step.read_request(), Step.send(OK_3)],
+        ]
+    )
     conn = tls.conn(srv)
     if answer is UNTIL_CLOSE and tls.client_context is not None:
         # The test server closes without close_notify: the body may have been cut (the
@@ -200,8 +219,7 @@ def test_request_on_a_closed_connection_is_not_sent(drive, tls, answer):
 
 
 def test_pipelined_and_unsent_requests_after_a_close(drive, tls):
-    srv = tls.server([Step.read_request(), Step.read_request(), Step.send(CLOSING),
-                      Step.close()])
+    srv = tls.server([Step.read_request(), Step.read_request(), Step.send(CLOSING), Step.close()])
     conn = tls.conn(srv)
     drive(conn, "send_request", "GET", "/1")
     drive(conn, "send_request", "GET", "/2")
@@ -225,6 +243,7 @@ def test_pipelined_and_unsent_requests_after_a_close(drive, tls):
 
 # ------------------------------------------------------------------ 4. misuse first
 
+
 def test_write_without_body_after_server_close_is_state_error(drive, tls):
     srv = tls.server([Step.read_request(), Step.send(CLOSING), Step.close()])
     conn = tls.conn(srv)
@@ -235,8 +254,9 @@ def test_write_without_body_after_server_close_is_state_error(drive, tls):
 
 
 def test_write_after_early_refusal_and_close_is_state_error(drive, tls):
-    refusal = (b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n"
-               b"Content-Length: 4\r\n\r\nbig!")
+    refusal = (
+        b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbig!"
+    )
     srv = tls.server([Step.read_request(body=False), Step.send(refusal), Step.reset()])
     conn = tls.conn(srv)
     drive(conn, "send_request", "PUT", "/", body=BodyFollowing(50_000_000))
@@ -256,13 +276,17 @@ def test_write_after_early_refusal_and_close_is_state_error(drive, tls):
 
 # ------------------------------------------------------------------ 5. status lines
 
-@pytest.mark.parametrize(("line", "error"), [
-    (b"ICY 200 OK", UnsupportedResponse),
-    (b"HTTP/2 200", UnsupportedResponse),
-    (b"RTSP/1.0 200 OK", UnsupportedResponse),
-    (b"HTTP/1.1 2000 OK", InvalidResponse),
-    (b"SOMETHING ELSE", InvalidResponse),
-])
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        (b"ICY 200 OK", UnsupportedResponse),
+        (b"HTTP/2 200", UnsupportedResponse),
+        (b"RTSP/1.0 200 OK", UnsupportedResponse),
+        (b"HTTP/1.1 2000 OK", InvalidResponse),
+        (b"SOMETHING ELSE", InvalidResponse),
+    ],
+)
 def test_status_line_of_another_protocol(drive, tls, line, error):
     srv = tls.server([Step.read_request(), Step.send(line + b"\r\nContent-Length: 0\r\n\r\n")])
     conn = tls.conn(srv)
@@ -274,8 +298,10 @@ def test_status_line_of_another_protocol(drive, tls, line, error):
 
 # ------------------------------------------------------------------ 6. proxy absolute form
 
-@pytest.mark.parametrize(("port", "target"), [(80, "http://origin.test/x"),
-                                              (8080, "http://origin.test:8080/x")])
+
+@pytest.mark.parametrize(
+    ("port", "target"), [(80, "http://origin.test/x"), (8080, "http://origin.test:8080/x")]
+)
 def test_proxy_absolute_form_port(drive, scripted_server, port, target):
     proxy = scripted_server([Step.read_request(), Step.send(OK_3)])
     with HTTPConnection("origin.test", port, proxy=proxy.address) as conn:
@@ -285,6 +311,7 @@ def test_proxy_absolute_form_port(drive, scripted_server, port, target):
 
 
 # ------------------------------------------------------------------ 7. duck-typed context
+
 
 class ReturnsSocket:
     """A 3.x test double: "wraps" by handing the socket back (no TLS at all)."""
@@ -363,6 +390,7 @@ def test_context_double_doing_real_tls(drive, https_server, tls_client_context, 
 
 # ------------------------------------------------------------------ 8. pending while connecting
 
+
 def sender_and_receiver(conn, path="/"):
     def sender():
         yield from conn.co_send_request("GET", path)
@@ -421,8 +449,9 @@ def test_blocking_reader_thread_waits_for_a_connecting_sender(tls):
     send, _ = sender_and_receiver(conn)
     next(send)  # the request is pending now; the connect is under way
     got: list[Any] = []
-    reader = threading.Thread(target=lambda: got.append(
-        (conn.read_response().status, conn.readall())))
+    reader = threading.Thread(
+        target=lambda: got.append((conn.read_response().status, conn.readall()))
+    )
     reader.start()
     dugong.eval_coroutine(send, 10)
     reader.join(10)
@@ -432,11 +461,17 @@ def test_blocking_reader_thread_waits_for_a_connecting_sender(tls):
 
 # ------------------------------------------------------------------ 9. _out_remaining
 
+
 def test_out_remaining(drive, tls):
-    srv = tls.server([Step.read_request(), Step.send(OK_3)] * 2
-                     + [Step.read_request(body=False),
-                        Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"),
-                        Step.read_body(), Step.send(OK_3)])
+    srv = tls.server(
+        [Step.read_request(), Step.send(OK_3)] * 2
+        + [
+            Step.read_request(body=False),
+            Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            Step.read_body(),
+            Step.send(OK_3),
+        ]
+    )
     conn = tls.conn(srv)
     assert conn._out_remaining is None
     drive(conn, "send_request", "PUT", "/", body=BodyFollowing(10))
@@ -470,8 +505,15 @@ def test_out_remaining(drive, tls):
 def test_s3ql_pool_check(drive, tls):
     """S3QL's test before a connection goes back to its pool."""
     head_read = threading.Event()
-    srv = tls.server([Step.read_request(), Step.send(OK_3), Step.read_request(body=False),
-                      Step.set_event(head_read), Step.drain()])
+    srv = tls.server(
+        [
+            Step.read_request(),
+            Step.send(OK_3),
+            Step.read_request(body=False),
+            Step.set_event(head_read),
+            Step.drain(),
+        ]
+    )
     conn = tls.conn(srv)
     assert exchange(drive, conn) == b"abc"
     if conn.response_pending() or conn._out_remaining:

@@ -35,8 +35,10 @@ from servers import Step, body_for
 
 pytestmark = [
     pytest.mark.timeout(60),
-    pytest.mark.skipif(not sys.platform.startswith("linux"),
-                       reason="delays the TCP handshake with Linux's full-backlog behaviour"),
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"),
+        reason="delays the TCP handshake with Linux's full-backlog behaviour",
+    ),
 ]
 
 #: Heartbeat period of the event loop (seconds).
@@ -110,9 +112,8 @@ class SlowServer:
                 if not piece:
                     return
                 data += piece
-            data = data[data.index(b"\r\n\r\n") + 4:]
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
-                         + body_for(1000))
+            data = data[data.index(b"\r\n\r\n") + 4 :]
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + body_for(1000))
 
     def stop(self) -> None:
         self._stop.set()
@@ -143,8 +144,7 @@ def fd_kind(fd: int) -> str:
     return "pipe" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "other"
 
 
-async def run_on_asyncio(gen: Generator[Any, None, Any], log: list[tuple[Any, float, str]]
-                         ) -> Any:
+async def run_on_asyncio(gen: Generator[Any, None, Any], log: list[tuple[Any, float, str]]) -> Any:
     """Drive a co_ generator with the running loop's add_reader/add_writer.
 
     Appends ``(wait, seconds spent in the generator before it, kind of fd)`` to *log*.
@@ -186,8 +186,9 @@ async def run_on_asyncio(gen: Generator[Any, None, Any], log: list[tuple[Any, fl
         gen.close()
 
 
-def test_event_loop_keeps_ticking(slow_server, monkeypatch, tls_server_context,
-                                  tls_client_context):
+def test_event_loop_keeps_ticking(
+    slow_server, monkeypatch, tls_server_context, tls_client_context
+):
     server = slow_server(tls_server_context, tls_delay=TLS_DELAY)
     real_getaddrinfo = socket.getaddrinfo
 
@@ -353,8 +354,11 @@ def test_next_address_after_a_refusal(drive, monkeypatch, http_server):
 def test_every_address_refused(drive, monkeypatch):
     port = closed_port()
     real = socket.getaddrinfo
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, p, *a, **k: (
-        real("::1", p, *a, **k) + real("127.0.0.1", p, *a, **k)))
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, p, *a, **k: real("::1", p, *a, **k) + real("127.0.0.1", p, *a, **k),
+    )
     fds = open_fds()
     conn = HTTPConnection("dual.test", port)
     with pytest.raises(ConnectionRefusedError, match=f"127.0.0.1 port {port}") as info:
@@ -384,8 +388,9 @@ def mute_listener() -> Iterator[int]:
 
 
 @pytest.mark.parametrize("phase", ["tcp", "tls"])
-def test_abandoned_connect_leaves_no_socket(slow_server, mute_listener, tls_server_context,
-                                            tls_client_context, phase):
+def test_abandoned_connect_leaves_no_socket(
+    slow_server, mute_listener, tls_server_context, tls_client_context, phase
+):
     # A co_connect() closed while it waits (a cancelled task) closes its socket: while
     # the TCP handshake waits (the SYN was dropped), or the TLS one (no answer comes).
     if phase == "tcp":

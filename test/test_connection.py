@@ -60,14 +60,26 @@ def test_keepalive_reuses_connection(drive, scripted_server):
 
 
 def test_automatic_headers(drive, scripted_server):
-    srv = scripted_server([Step.read_request(), Step.send(OK_3), Step.read_request(),
-                           Step.send(OK_3), Step.read_request(), Step.send(OK_3)])
+    srv = scripted_server(
+        [
+            Step.read_request(),
+            Step.send(OK_3),
+            Step.read_request(),
+            Step.send(OK_3),
+            Step.read_request(),
+            Step.send(OK_3),
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     drive(conn, "send_request", "GET", "/a")
     drive(conn, "send_request", "PUT", "/b", body=b"hello")
-    drive(conn, "send_request", "GET", "/c", headers={"accept-encoding": "gzip",
-                                                       "Connection": "keep-alive, x",
-                                                       "HOST": "other"})
+    drive(
+        conn,
+        "send_request",
+        "GET",
+        "/c",
+        headers={"accept-encoding": "gzip", "Connection": "keep-alive, x", "HOST": "other"},
+    )
     for _ in range(3):
         drive(conn, "read_response")
         assert drive(conn, "readall") == b"abc"
@@ -97,8 +109,9 @@ def test_host_header_default_port_and_ipv6():
 def test_caller_content_md5_kept(drive, scripted_server):
     srv = scripted_server([Step.read_request(), Step.send(OK_3)])
     conn = HTTPConnection("127.0.0.1", srv.port)
-    drive(conn, "send_request", "POST", "/", body=bytearray(b"xy"),
-          headers={"content-md5": "given"})
+    drive(
+        conn, "send_request", "POST", "/", body=bytearray(b"xy"), headers={"content-md5": "given"}
+    )
     drive(conn, "read_response")
     drive(conn, "discard")
     srv.wait_done()
@@ -207,9 +220,14 @@ def test_read_until_close(drive, conn):
 
 
 def test_connection_close_fails_pipelined_requests(drive, scripted_server):
-    srv = scripted_server([Step.read_request(), Step.read_request(),
-                           Step.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
-                                     b"Content-Length: 2\r\n\r\nhi"), Step.close()])
+    srv = scripted_server(
+        [
+            Step.read_request(),
+            Step.read_request(),
+            Step.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi"),
+            Step.close(),
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     drive(conn, "send_request", "GET", "/1")
     drive(conn, "send_request", "GET", "/2")
@@ -223,12 +241,19 @@ def test_connection_close_fails_pipelined_requests(drive, scripted_server):
 
 
 def test_head_and_no_body_statuses(drive, scripted_server):
-    srv = scripted_server([
-        Step.read_request(), Step.read_request(), Step.read_request(), Step.read_request(),
-        Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
-                  b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n"
-                  b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n" + OK_3),
-    ])
+    srv = scripted_server(
+        [
+            Step.read_request(),
+            Step.read_request(),
+            Step.read_request(),
+            Step.read_request(),
+            Step.send(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n"
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n" + OK_3
+            ),
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     for method in ("HEAD", "GET", "GET", "GET"):
         drive(conn, "send_request", method, "/")
@@ -241,9 +266,15 @@ def test_head_and_no_body_statuses(drive, scripted_server):
 
 
 def test_interim_responses_skipped(drive, scripted_server):
-    srv = scripted_server([Step.read_request(),
-                           Step.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
-                                     b"HTTP/1.1 100 Continue\r\n\r\n" + OK_3)])
+    srv = scripted_server(
+        [
+            Step.read_request(),
+            Step.send(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                b"HTTP/1.1 100 Continue\r\n\r\n" + OK_3
+            ),
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     drive(conn, "send_request", "GET", "/")
     resp = drive(conn, "read_response")
@@ -253,9 +284,13 @@ def test_interim_responses_skipped(drive, scripted_server):
 
 
 def test_http10_response(drive, scripted_server):
-    srv = scripted_server([Step.read_request(),
-                           Step.send(b"HTTP/1.0 200 OK\r\nContent-Type: x\r\n\r\nuntil close"),
-                           Step.close()])
+    srv = scripted_server(
+        [
+            Step.read_request(),
+            Step.send(b"HTTP/1.0 200 OK\r\nContent-Type: x\r\n\r\nuntil close"),
+            Step.close(),
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     drive(conn, "send_request", "GET", "/")
     resp = drive(conn, "read_response")
@@ -266,8 +301,9 @@ def test_http10_response(drive, scripted_server):
 
 def test_http10_keepalive_with_length(drive, scripted_server):
     resp10 = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\nabc"
-    srv = scripted_server([Step.read_request(), Step.send(resp10),
-                           Step.read_request(), Step.send(resp10)])
+    srv = scripted_server(
+        [Step.read_request(), Step.send(resp10), Step.read_request(), Step.send(resp10)]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     for _ in range(2):
         assert get(drive, conn, "/")[1] == b"abc"
@@ -278,7 +314,7 @@ def test_body_upload_known_length(drive, conn, http_server):
     data = body_for(300_000)
     drive(conn, "send_request", "PUT", "/echo", body=BodyFollowing(len(data)))
     for i in range(0, len(data), 65536):
-        drive(conn, "write", data[i:i + 65536])
+        drive(conn, "write", data[i : i + 65536])
     resp = drive(conn, "read_response")
     assert resp.status == 200
     assert drive(conn, "readall") == data
@@ -308,8 +344,13 @@ def test_request_waits_while_the_server_reads_nothing(drive, scripted_server):
     of head and body goes out once the server reads again."""
     big = body_for(16_000_000)
     blocked = threading.Event()
-    srv = scripted_server([Step.wait_event(blocked), Step.read_request(),
-                           Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")])
+    srv = scripted_server(
+        [
+            Step.wait_event(blocked),
+            Step.read_request(),
+            Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     drive(conn, "connect")  # so that send_request tries its first send right away
     with once_waiting(blocked.set):  # the server reads once the send has to wait
@@ -346,12 +387,16 @@ def test_expect100_chunked_accepted(drive, conn):
 def test_expect100_rejected_keepalive(drive, scripted_server):
     # The server refuses without announcing close: no body byte may be sent, and the
     # next request must go out on a fresh connection.
-    srv = scripted_server([
-        [Step.read_request(body=False),
-         Step.send(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno"),
-         Step.expect_eof()],
-        [Step.read_request(), Step.send(OK_3)],
-    ])
+    srv = scripted_server(
+        [
+            [
+                Step.read_request(body=False),
+                Step.send(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno"),
+                Step.expect_eof(),
+            ],
+            [Step.read_request(), Step.send(OK_3)],
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     drive(conn, "send_request", "PUT", "/up", body=BodyFollowing(100), expect100=True)
     resp = drive(conn, "read_response")
@@ -379,10 +424,15 @@ def test_expect100_rejected_with_close(drive, conn, http_server):
 
 
 def test_server_answers_and_closes_during_upload(drive, scripted_server):
-    srv = scripted_server([Step.read_request(body=False),
-                           Step.send(b"HTTP/1.1 413 Too Large\r\nConnection: close\r\n"
-                                     b"Content-Length: 3\r\n\r\nbig"),
-                           Step.reset()])
+    srv = scripted_server(
+        [
+            Step.read_request(body=False),
+            Step.send(
+                b"HTTP/1.1 413 Too Large\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbig"
+            ),
+            Step.reset(),
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     conn.timeout = 10
     drive(conn, "send_request", "PUT", "/", body=BodyFollowing(50_000_000))
@@ -397,9 +447,13 @@ def test_server_answers_and_closes_during_upload(drive, scripted_server):
 
 @pytest.mark.parametrize("how", ["read", "readinto", "readall", "discard"])
 def test_truncated_length_body(drive, scripted_server, how):
-    srv = scripted_server([Step.read_request(),
-                           Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
-                                     + b"x" * 50000), Step.close()])
+    srv = scripted_server(
+        [
+            Step.read_request(),
+            Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 50000),
+            Step.close(),
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     drive(conn, "send_request", "GET", "/")
     drive(conn, "read_response")
@@ -536,12 +590,16 @@ def test_connect_and_context_manager(http_server):
 
 
 def test_interrupted_generator_breaks_connection(scripted_server):
-    srv = scripted_server([
-        [Step.read_request(),
-         Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n0123456789"),
-         Step.stop_reading()],
-        [Step.read_request(), Step.send(OK_3)],
-    ])
+    srv = scripted_server(
+        [
+            [
+                Step.read_request(),
+                Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n0123456789"),
+                Step.stop_reading(),
+            ],
+            [Step.read_request(), Step.send(OK_3)],
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     conn.send_request("GET", "/")
     resp = dugong.eval_coroutine(conn.co_read_response())
@@ -578,8 +636,9 @@ def test_connection_refused():
 @pytest.mark.parametrize("ending", ["close", "reset"])
 def test_read_raw_ends_with_empty_bytes(scripted_server, ending):
     sent = b"" if ending == "reset" else b"raw bytes"  # a reset may drop unread bytes
-    srv = scripted_server([Step.read_request(), Step.send(sent),
-                           Step.reset() if ending == "reset" else Step.close()])
+    srv = scripted_server(
+        [Step.read_request(), Step.send(sent), Step.reset() if ending == "reset" else Step.close()]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     conn.send_request("GET", "/")
     data = b""
@@ -671,6 +730,7 @@ def test_blocking_reads_wait_before_receiving_from_an_emptied_socket(method):
                 except BlockingIOError:
                     failed.append(1)
                     raise
+
             return call
 
         tr._recv_into, tr._recv = counted(recv_into), counted(recv)
@@ -698,9 +758,18 @@ def state(conn):
 def test_state_view_through_an_exchange(drive, scripted_server):
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"
     closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n!"
-    srv = scripted_server([Step.read_request(), Step.read_request(), Step.send(head + b"abc"),
-                           Step.send(head + b"xyz"), Step.read_request(), Step.send(OK_3),
-                           Step.read_request(), Step.send(closing)])
+    srv = scripted_server(
+        [
+            Step.read_request(),
+            Step.read_request(),
+            Step.send(head + b"abc"),
+            Step.send(head + b"xyz"),
+            Step.read_request(),
+            Step.send(OK_3),
+            Step.read_request(),
+            Step.send(closing),
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     assert state(conn) == (False, True, 0)
     drive(conn, "send_request", "GET", "/a")
@@ -740,9 +809,14 @@ def test_state_view_after_an_error(drive, scripted_server):
 
 
 def test_state_view_while_waiting_for_100_continue(drive, scripted_server):
-    srv = scripted_server([Step.read_request(body=False),
-                           Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"),
-                           Step.read_body(), Step.send(OK_3)])
+    srv = scripted_server(
+        [
+            Step.read_request(body=False),
+            Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            Step.read_body(),
+            Step.send(OK_3),
+        ]
+    )
     with HTTPConnection("127.0.0.1", srv.port) as conn:
         drive(conn, "send_request", "PUT", "/", body=BodyFollowing(2), expect100=True)
         assert state(conn) == (True, False, 1)
@@ -762,8 +836,15 @@ def test_sending_while_another_thread_reads_a_close(scripted_server):
     closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
     for _ in range(20):
         heads_read = threading.Event()
-        srv = scripted_server([Step.read_request(), Step.read_request(body=False),
-                               Step.set_event(heads_read), Step.send(closing), Step.reset()])
+        srv = scripted_server(
+            [
+                Step.read_request(),
+                Step.read_request(body=False),
+                Step.set_event(heads_read),
+                Step.send(closing),
+                Step.reset(),
+            ]
+        )
         conn = HTTPConnection("127.0.0.1", srv.port)
         conn.timeout = 10
         conn.send_request("GET", "/1")
@@ -797,14 +878,12 @@ def test_sending_while_another_thread_reads_a_close(scripted_server):
         conn.disconnect()
 
 
-def test_a_close_seen_by_the_reader_during_the_last_write_sticks(scripted_server,
-                                                                 monkeypatch):
+def test_a_close_seen_by_the_reader_during_the_last_write_sticks(scripted_server, monkeypatch):
     """The worst interleaving of the race above, made to happen: the reading thread
     learns of the close while the writing thread's last send is under way. The write
     finishing afterwards must not make the connection look usable again."""
     head_read = threading.Event()
-    srv = scripted_server([Step.read_request(body=False), Step.set_event(head_read),
-                           Step.drain()])
+    srv = scripted_server([Step.read_request(body=False), Step.set_event(head_read), Step.drain()])
     conn = HTTPConnection("127.0.0.1", srv.port)
     conn.send_request("PUT", "/", body=BodyFollowing(6))
     assert head_read.wait(10)

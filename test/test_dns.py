@@ -101,8 +101,7 @@ def open_with(request: pytest.FixtureRequest) -> Any:
 
 
 def test_missing_name_while_dns_works(fake_dns, open_with):
-    dns = fake_dns({"nowhere.test": NONAME, "probe-a.test": AGAIN,
-                    "probe-b.test": "127.0.0.1"})
+    dns = fake_dns({"nowhere.test": NONAME, "probe-a.test": AGAIN, "probe-b.test": "127.0.0.1"})
     with pytest.raises(HostnameNotResolvable) as info:
         open_with("nowhere.test", 80)
     assert info.value.hostname == "nowhere.test"
@@ -123,8 +122,14 @@ def test_missing_name_no_data(fake_dns, open_with):
 
 
 def test_missing_name_and_no_test_name_resolves(fake_dns, open_with):
-    dns = fake_dns({"nowhere.test": NONAME, "probe-a.test": NONAME,
-                    "probe-b.test": AGAIN, "probe-c.test": FAIL})
+    dns = fake_dns(
+        {
+            "nowhere.test": NONAME,
+            "probe-a.test": NONAME,
+            "probe-b.test": AGAIN,
+            "probe-c.test": FAIL,
+        }
+    )
     with pytest.raises(DNSUnavailable) as info:
         open_with("nowhere.test", 80)
     assert info.value.hostname == "nowhere.test"
@@ -195,8 +200,9 @@ def test_name_resolves(fake_dns, open_with, scripted_server):
 
 
 def test_resolution_yields_a_pipe(fake_dns, scripted_server, monkeypatch):
-    srv = scripted_server([Step.read_request(), Step.send(
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")])
+    srv = scripted_server(
+        [Step.read_request(), Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")]
+    )
     release = threading.Event()
     dns = fake_dns({"slow.test": "127.0.0.1"})
 

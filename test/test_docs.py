@@ -46,8 +46,9 @@ def covers(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return lambda func: func
 
 
-def run_example(name: str, *args: object, expect_fail: bool = False,
-                quiet: bool = True) -> subprocess.CompletedProcess[str]:
+def run_example(
+    name: str, *args: object, expect_fail: bool = False, quiet: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run ``doc/examples/<name>`` with *args*; return the finished process.
 
     Unless *expect_fail*, the program must exit with 0, and (if *quiet*)
@@ -57,16 +58,30 @@ def run_example(name: str, *args: object, expect_fail: bool = False,
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("DUGONG_TRACEFILE", None)
-    cmd = [sys.executable, "-W", "default", "-W", "error::DeprecationWarning",
-           str(EXAMPLES / name), *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT,
-                          timeout=EXAMPLE_TIMEOUT, check=False)
+    cmd = [
+        sys.executable,
+        "-W",
+        "default",
+        "-W",
+        "error::DeprecationWarning",
+        str(EXAMPLES / name),
+        *map(str, args),
+    ]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=EXAMPLE_TIMEOUT,
+        check=False,
+    )
     if expect_fail:
         assert proc.returncode != 0, f"{name} should have failed:\n{proc.stdout}"
     else:
         assert proc.returncode == 0, (
-            f"{name} exited with {proc.returncode}\nstdout:\n{proc.stdout}\n"
-            f"stderr:\n{proc.stderr}")
+            f"{name} exited with {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
         if quiet:
             assert proc.stderr == "", f"{name} wrote to stderr:\n{proc.stderr}"
     return proc
@@ -143,19 +158,23 @@ def test_tls_request_checks_the_certificate(https_server: HTTPTestServer) -> Non
 
 
 @covers("download.py")
-@pytest.mark.parametrize(("path", "how"), [
-    ("/size/300000", "readinto"),
-    ("/chunked/300000?chunk=7000", "read"),
-    ("/close/300000", "readinto"),
-    ("/size/300000", "read"),
-])
+@pytest.mark.parametrize(
+    ("path", "how"),
+    [
+        ("/size/300000", "readinto"),
+        ("/chunked/300000?chunk=7000", "read"),
+        ("/close/300000", "readinto"),
+        ("/size/300000", "read"),
+    ],
+)
 def test_download(http_server: HTTPTestServer, tmp_path: Path, path: str, how: str) -> None:
     target = tmp_path / "body"
     out = lines(run_example("download.py", http_server.url + path, target, how))
     expected = body_for(300000)
     assert target.read_bytes() == expected
-    assert out[0] == ("announced length: 300000" if path.startswith("/size")
-                      else "announced length: unknown")
+    assert out[0] == (
+        "announced length: 300000" if path.startswith("/size") else "announced length: unknown"
+    )
     assert out[1] == f"saved 300000 bytes, sha256 {sha256(expected)}"
 
 
@@ -189,8 +208,16 @@ def test_upload(http_server: HTTPTestServer, upload_file: Path) -> None:
 def test_expect100(http_server: HTTPTestServer, upload_file: Path) -> None:
     size = upload_file.stat().st_size
     url = http_server.url
-    out = lines(run_example("expect100.py", upload_file, url + "/reject", url + "/echo",
-                            url + "/reject?keepalive", url + "/echo"))
+    out = lines(
+        run_example(
+            "expect100.py",
+            upload_file,
+            url + "/reject",
+            url + "/echo",
+            url + "/reject?keepalive",
+            url + "/echo",
+        )
+    )
     assert out == [
         "/reject: 403 Forbidden, body not sent, 9 bytes back",
         f"/echo: 200 OK, body sent, {size} bytes back",
@@ -199,16 +226,22 @@ def test_expect100(http_server: HTTPTestServer, upload_file: Path) -> None:
     ]
     requests = http_server.requests
     assert [(r.path, r.body is None) for r in requests] == [
-        ("/reject", True), ("/echo", False), ("/reject", True), ("/echo", False)]
+        ("/reject", True),
+        ("/echo", False),
+        ("/reject", True),
+        ("/echo", False),
+    ]
     assert all(("Expect", "100-continue") in r.headers for r in requests)
 
 
 @covers("retry.py")
 def test_retry_after_reset(scripted_server: Callable[..., ScriptedServer]) -> None:
-    server = scripted_server([
-        [Step.read_request(), Step.reset()],
-        [Step.read_request(), Step.send(RESPONSE_OK)],
-    ])
+    server = scripted_server(
+        [
+            [Step.read_request(), Step.reset()],
+            [Step.read_request(), Step.send(RESPONSE_OK)],
+        ]
+    )
     proc = run_example("retry.py", f"http://127.0.0.1:{server.port}/data", quiet=False)
     assert lines(proc) == ["status: 200 OK", "body bytes: 5"]
     assert proc.stderr.startswith("attempt 1 failed: ConnectionClosed")
@@ -217,10 +250,12 @@ def test_retry_after_reset(scripted_server: Callable[..., ScriptedServer]) -> No
 
 
 def test_retry_after_timeout(scripted_server: Callable[..., ScriptedServer]) -> None:
-    server = scripted_server([
-        [Step.read_request(), Step.stop_reading()],  # a server that never answers
-        [Step.read_request(), Step.send(RESPONSE_OK)],
-    ])
+    server = scripted_server(
+        [
+            [Step.read_request(), Step.stop_reading()],  # a server that never answers
+            [Step.read_request(), Step.send(RESPONSE_OK)],
+        ]
+    )
     proc = run_example("retry.py", f"http://127.0.0.1:{server.port}/", 5, 0.5, quiet=False)
     assert lines(proc) == ["status: 200 OK", "body bytes: 5"]
     assert proc.stderr.startswith("attempt 1 failed: ConnectionTimedOut")
@@ -228,8 +263,7 @@ def test_retry_after_timeout(scripted_server: Callable[..., ScriptedServer]) -> 
 
 
 def test_retry_gives_up() -> None:
-    proc = run_example("retry.py", f"http://127.0.0.1:{unused_port()}/", 3, 5,
-                       expect_fail=True)
+    proc = run_example("retry.py", f"http://127.0.0.1:{unused_port()}/", 3, 5, expect_fail=True)
     assert proc.stderr.count("failed: ConnectionRefusedError") == 2
     assert proc.stderr.splitlines()[-1].startswith("giving up: ConnectionRefusedError")
 
@@ -323,8 +357,7 @@ def tunnel_proxy() -> Iterator[TunnelProxy]:
     assert proxy.errors == []
 
 
-def test_proxy_tls(https_server: HTTPTestServer, ca_file: Path,
-                   tunnel_proxy: TunnelProxy) -> None:
+def test_proxy_tls(https_server: HTTPTestServer, ca_file: Path, tunnel_proxy: TunnelProxy) -> None:
     url = f"{https_server.url}/size/2000"
     out = lines(run_example("proxy.py", url, f"127.0.0.1:{tunnel_proxy.port}", ca_file))
     assert out == ["status: 200 OK", "body bytes: 2000"]
@@ -366,10 +399,15 @@ def test_by_hand(http_server: HTTPTestServer) -> None:
 
 
 def _fetch_urls(server: HTTPTestServer) -> tuple[list[str], list[str]]:
-    urls = [server.url + p for p in ("/size/100000", "/chunked/5000", "/status/404",
-                                     "/close/3000")]
-    expected = [f"{urls[0]}: 200, 100000 bytes", f"{urls[1]}: 200, 5000 bytes",
-                f"{urls[2]}: 404, 11 bytes", f"{urls[3]}: 200, 3000 bytes"]
+    urls = [
+        server.url + p for p in ("/size/100000", "/chunked/5000", "/status/404", "/close/3000")
+    ]
+    expected = [
+        f"{urls[0]}: 200, 100000 bytes",
+        f"{urls[1]}: 200, 5000 bytes",
+        f"{urls[2]}: 404, 11 bytes",
+        f"{urls[3]}: 200, 3000 bytes",
+    ]
     return urls, expected
 
 
@@ -431,8 +469,11 @@ def test_pool_crawl(http_server: HTTPTestServer, tmp_path: Path, pipeline: int) 
     url_file.write_text("\n".join(urls) + "\n")
     out = lines(run_example("pool_crawl.py", url_file, pipeline))
     size = sum(i % 50 for i in range(999)) + len(b"status 404\n")
-    assert re.fullmatch(rf"fetched 1000 URLs \(200: 999, 404: 1\), {size} body bytes, "
-                        r"in \d+\.\d\d s", out[0]), out
+    assert re.fullmatch(
+        rf"fetched 1000 URLs \(200: 999, 404: 1\), {size} body bytes, "
+        r"in \d+\.\d\d s",
+        out[0],
+    ), out
     assert len(http_server.requests) == 1000
 
 
@@ -453,17 +494,20 @@ def test_pool_post(http_server: HTTPTestServer) -> None:
 
 
 def test_pool_post_is_never_repeated(scripted_server: Callable[..., ScriptedServer]) -> None:
-    srv = scripted_server([[Step.read_request(), Step.close()],
-                           [Step.read_request(), Step.send(RESPONSE_OK)]])
-    proc = run_example("pool_post.py", f"http://127.0.0.1:{srv.port}/form", "x=1",
-                       expect_fail=True)
+    srv = scripted_server(
+        [[Step.read_request(), Step.close()], [Step.read_request(), Step.send(RESPONSE_OK)]]
+    )
+    proc = run_example(
+        "pool_post.py", f"http://127.0.0.1:{srv.port}/form", "x=1", expect_fail=True
+    )
     assert lines(proc) == ["sent, but no answer: the server may or may not have acted on it"]
     assert srv.connections == 1
 
 
 @covers("pool_proxy.py")
-def test_pool_proxy(make_http_server: Callable[..., HTTPTestServer],
-                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pool_proxy(
+    make_http_server: Callable[..., HTTPTestServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     origin, proxy = make_http_server(), make_http_server()
     url = f"{origin.url}/size/10"
     out = lines(run_example("pool_proxy.py", url, f"http://u:p@127.0.0.1:{proxy.port}"))
@@ -497,13 +541,21 @@ def test_every_example_is_tested_and_shown() -> None:
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_doctests(page: Path) -> None:
     """Run the page's doctests in a fresh interpreter (they may configure things)."""
-    code = ("import doctest, sys\n"
-            "r = doctest.testfile(sys.argv[1], module_relative=False)\n"
-            "print(r.attempted)\n"
-            "sys.exit(1 if r.failed else 0)\n")
+    code = (
+        "import doctest, sys\n"
+        "r = doctest.testfile(sys.argv[1], module_relative=False)\n"
+        "print(r.attempted)\n"
+        "sys.exit(1 if r.failed else 0)\n"
+    )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", code, str(page)], capture_output=True,
-                          text=True, env=env, timeout=EXAMPLE_TIMEOUT, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(page)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=EXAMPLE_TIMEOUT,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     attempted = int(proc.stdout.split()[-1])
     assert attempted == page.read_text().count("\n>>> ")
@@ -515,17 +567,38 @@ API_RST = (DOC / "api.rst").read_text()
 
 #: Names the public contract promises, whether or not this checkout has them yet.
 CONTRACT_NAMES = {
-    "HTTPConnection", "HTTPResponse", "BodyFollowing", "CaseInsensitiveDict", "PollNeeded",
-    "POLLIN", "POLLOUT", "AioFuture", "eval_coroutine", "is_temp_network_error",
-    "create_socket", "BUFFER_SIZE", "MAX_LINE_SIZE", "MAX_HEADER_SIZE", "DNS_TEST_HOSTNAMES",
-    "__version__", "ConnectionClosed", "ConnectionTimedOut", "InvalidResponse",
-    "UnsupportedResponse", "StateError", "ExcessBodyData", "HostnameNotResolvable",
-    "DNSUnavailable", "run_async",
+    "HTTPConnection",
+    "HTTPResponse",
+    "BodyFollowing",
+    "CaseInsensitiveDict",
+    "PollNeeded",
+    "POLLIN",
+    "POLLOUT",
+    "AioFuture",
+    "eval_coroutine",
+    "is_temp_network_error",
+    "create_socket",
+    "BUFFER_SIZE",
+    "MAX_LINE_SIZE",
+    "MAX_HEADER_SIZE",
+    "DNS_TEST_HOSTNAMES",
+    "__version__",
+    "ConnectionClosed",
+    "ConnectionTimedOut",
+    "InvalidResponse",
+    "UnsupportedResponse",
+    "StateError",
+    "ExcessBodyData",
+    "HostnameNotResolvable",
+    "DNSUnavailable",
+    "run_async",
 }
 
 _DIRECTIVE = re.compile(
     r"^ *\.\. (?:auto)?(?:class|exception|function|data|method|property|attribute)"
-    r":: (\w+)", re.M)
+    r":: (\w+)",
+    re.M,
+)
 
 
 def documented() -> list[str]:
@@ -546,16 +619,24 @@ def _docstring_attributes(obj: Any) -> set[str]:
     return set(re.findall(r"^    (\w+)(?: \(.*?\))?:", section, re.M))
 
 
-@pytest.mark.parametrize("cls", [dugong.HTTPConnection, dugong.HTTPResponse,
-                                 dugong.PollNeeded, dugong.BodyFollowing,
-                                 dugong.CaseInsensitiveDict, dugong.ConnectionPool,
-                                 dugong.PoolResponse])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        dugong.HTTPConnection,
+        dugong.HTTPResponse,
+        dugong.PollNeeded,
+        dugong.BodyFollowing,
+        dugong.CaseInsensitiveDict,
+        dugong.ConnectionPool,
+        dugong.PoolResponse,
+    ],
+)
 def test_reference_documents_every_member(cls: type) -> None:
     public = {name for name in vars(cls) if not name.startswith("_")}
     public.discard("read1")  # an alias of read, mentioned there
     attrs = _docstring_attributes(cls)
     # The class's block: from its directive to the next one at the margin.
-    block = API_RST[API_RST.index(f"autoclass:: {cls.__name__}"):].split("\n.. ", 1)[0]
+    block = API_RST[API_RST.index(f"autoclass:: {cls.__name__}") :].split("\n.. ", 1)[0]
     in_page = set(_DIRECTIVE.findall(block))
     assert public - attrs - in_page == set()
     if cls is dugong.HTTPConnection:
@@ -594,8 +675,9 @@ def _public_methods() -> Iterator[tuple[str, Any]]:
             yield name, obj
 
 
-@pytest.mark.parametrize(("name", "func"), [pytest.param(name, func, id=name)
-                                            for name, func in _public_methods()])
+@pytest.mark.parametrize(
+    ("name", "func"), [pytest.param(name, func, id=name) for name, func in _public_methods()]
+)
 def test_docstrings_are_complete(name: str, func: Any) -> None:
     doc = inspect.getdoc(func)
     assert doc, f"{name} has no docstring"
@@ -618,26 +700,32 @@ def test_docstrings_are_complete(name: str, func: Any) -> None:
             assert "Returns:" in doc, f"{name} documents no return value"
 
 
-@pytest.mark.parametrize("name", ["BUFFER_SIZE", "MAX_LINE_SIZE", "MAX_HEADER_SIZE",
-                                  "MAX_HEADER_FIELDS", "MAX_INTERIM_SIZE"])
+@pytest.mark.parametrize(
+    "name",
+    ["BUFFER_SIZE", "MAX_LINE_SIZE", "MAX_HEADER_SIZE", "MAX_HEADER_FIELDS", "MAX_INTERIM_SIZE"],
+)
 def test_reference_states_the_limits(name: str) -> None:
     value = getattr(dugong, name)
     stated = f"{value // 1024} KiB" if value % 1024 == 0 and "FIELDS" not in name else str(value)
-    block = API_RST[API_RST.index(f".. data:: {name}\n"):].split("\n.. ", 1)[0]
+    block = API_RST[API_RST.index(f".. data:: {name}\n") :].split("\n.. ", 1)[0]
     assert f": {stated}." in " ".join(block.split()), f"api.rst gives another value of {name}"
 
 
 @covers("expect100_deadline.py")
 @pytest.mark.parametrize("server", ["silent", "answers"])
-def test_expect100_deadline(scripted_server: Callable[..., ScriptedServer],
-                            server: str) -> None:
+def test_expect100_deadline(scripted_server: Callable[..., ScriptedServer], server: str) -> None:
     answer = b"HTTP/1.1 201 Created\r\nContent-Length: 6\r\n\r\nstored"
     steps = [Step.read_request(body=False)]
     if server == "answers":
         steps.append(Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"))
     srv = scripted_server([*steps, Step.read_body(), Step.send(answer)])
-    out = lines(run_example("expect100_deadline.py", 0.3 if server == "silent" else 20,
-                            f"http://127.0.0.1:{srv.port}/file"))
+    out = lines(
+        run_example(
+            "expect100_deadline.py",
+            0.3 if server == "silent" else 20,
+            f"http://127.0.0.1:{srv.port}/file",
+        )
+    )
     when = "at the deadline" if server == "silent" else "before the deadline"
     assert out == [f"100 Continue {when}: sending the body", "201 Created: stored"]
     srv.wait_done()
@@ -649,27 +737,42 @@ def test_expect100_deadline(scripted_server: Callable[..., ScriptedServer],
 def test_anyio_fetch(http_server: HTTPTestServer, backend: str) -> None:
     urls = [f"{http_server.url}/size/{n}" for n in (0, 10, 100_000)]
     out = lines(run_example("anyio_fetch.py", backend, 10, *urls))
-    assert out == ["/size/0: 200, 0 bytes", "/size/10: 200, 10 bytes",
-                   "/size/100000: 200, 100000 bytes"]
+    assert out == [
+        "/size/0: 200, 0 bytes",
+        "/size/10: 200, 10 bytes",
+        "/size/100000: 200, 100000 bytes",
+    ]
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_anyio_fetch_timeout_and_cancel(scripted_server: Callable[..., ScriptedServer],
-                                        http_server: HTTPTestServer, backend: str) -> None:
+def test_anyio_fetch_timeout_and_cancel(
+    scripted_server: Callable[..., ScriptedServer], http_server: HTTPTestServer, backend: str
+) -> None:
     # One server stalls mid-body: its fetch times out; the other is fine.
-    stall = scripted_server([Step.read_request(),
-                             Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc"),
-                             Step.stop_reading()])
-    out = lines(run_example("anyio_fetch.py", backend, 0.3,
-                            f"http://127.0.0.1:{stall.port}/stall",
-                            f"{http_server.url}/size/5"))
+    stall = scripted_server(
+        [
+            Step.read_request(),
+            Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc"),
+            Step.stop_reading(),
+        ]
+    )
+    out = lines(
+        run_example(
+            "anyio_fetch.py",
+            backend,
+            0.3,
+            f"http://127.0.0.1:{stall.port}/stall",
+            f"{http_server.url}/size/5",
+        )
+    )
     assert out == ["/stall: timed out", "/size/5: 200, 5 bytes"]
 
 
 @covers("gzip_download.py")
 @pytest.mark.parametrize("compressed", [True, False])
-def test_gzip_download(scripted_server: Callable[..., ScriptedServer], tmp_path: Path,
-                       compressed: bool) -> None:
+def test_gzip_download(
+    scripted_server: Callable[..., ScriptedServer], tmp_path: Path, compressed: bool
+) -> None:
     import gzip
 
     original = body_for(200_000)
@@ -710,21 +813,33 @@ def test_engine_memory() -> None:
     assert [line.strip() for line in shown.splitlines()] == out
 
 
-_TRIO_LINE = re.compile(r"(\S+): (\d{3} [\w ]+), (\d+) bytes \((\d+) straight into our buffer\), "
-                        r"sha256 ([0-9a-f]{16})")
+_TRIO_LINE = re.compile(
+    r"(\S+): (\d{3} [\w ]+), (\d+) bytes \((\d+) straight into our buffer\), "
+    r"sha256 ([0-9a-f]{16})"
+)
 
 
 @covers("engine_trio.py")
 @pytest.mark.parametrize("mode", ["socket", "stream-only"])
 def test_engine_trio(http_server: HTTPTestServer, mode: str) -> None:
-    paths = ["/size/10", "/chunked/50000?chunk=7000", "/status/404", "/size/3000000",
-             "/close/100000", "/size/5"]
+    paths = [
+        "/size/10",
+        "/chunked/50000?chunk=7000",
+        "/status/404",
+        "/size/3000000",
+        "/close/100000",
+        "/size/5",
+    ]
     args = ["--stream-only"] if mode == "stream-only" else []
     out = lines(run_example("engine_trio.py", *args, http_server.url, *paths))
     assert len(out) == len(paths)
-    bodies = {"/size/10": body_for(10), "/chunked/50000?chunk=7000": body_for(50000),
-              "/status/404": b"status 404\n", "/size/3000000": body_for(3_000_000),
-              "/close/100000": body_for(100_000)}
+    bodies = {
+        "/size/10": body_for(10),
+        "/chunked/50000?chunk=7000": body_for(50000),
+        "/status/404": b"status 404\n",
+        "/size/3000000": body_for(3_000_000),
+        "/close/100000": body_for(100_000),
+    }
     for line, (path, body) in zip(out, bodies.items(), strict=False):
         match = _TRIO_LINE.fullmatch(line)
         assert match is not None, line
@@ -736,18 +851,23 @@ def test_engine_trio(http_server: HTTPTestServer, mode: str) -> None:
         if path == "/size/3000000":
             # Beyond what came with the head, the body went straight into the buffer.
             assert direct >= len(body) - dugong.BUFFER_SIZE
-    assert out[-1] == ("/size/5: not answered (No response to GET /size/5: Server announced "
-                       "that it closes the connection)")
+    assert out[-1] == (
+        "/size/5: not answered (No response to GET /size/5: Server announced "
+        "that it closes the connection)"
+    )
     assert [r.target for r in http_server.requests] == paths[:-1]
 
 
 def test_engine_trio_body_cut_short(scripted_server: Callable[..., ScriptedServer]) -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n"
-    server = scripted_server([Step.read_request(), Step.read_request(),
-                              Step.send(head + body_for(1000)), Step.close()])
+    server = scripted_server(
+        [Step.read_request(), Step.read_request(), Step.send(head + body_for(1000)), Step.close()]
+    )
     out = lines(run_example("engine_trio.py", f"http://127.0.0.1:{server.port}", "/a", "/b"))
-    assert out == ["/a: 200 OK, cut short after 1000 bytes (Server closed the connection "
-                   "after 1000 of 300000 body bytes)"]
+    assert out == [
+        "/a: 200 OK, cut short after 1000 bytes (Server closed the connection "
+        "after 1000 of 300000 body bytes)"
+    ]
     assert [r.target for r in server.requests[0]] == ["/a", "/b"]
 
 
@@ -767,7 +887,7 @@ def _decode_diagram(text: str) -> set[tuple[str, str, str]]:
     shown: set[tuple[str, str, str]] = set()
     name = ""
     for row in rows:
-        label = row[:min(columns)].strip()
+        label = row[: min(columns)].strip()
         name = label or name
         head = row.find(">") + 1 if ">" in row else row.find("<") - 1
         if head < 0 and "<" not in row:
@@ -780,8 +900,11 @@ def _decode_diagram(text: str) -> set[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("side", ["send", "conn"])
 def test_state_diagram_shows_the_table(side: str) -> None:
-    table = {(name, before.name, after.name)
-             for name, which, before, after in engine.TRANSITIONS if which == side}
+    table = {
+        (name, before.name, after.name)
+        for name, which, before, after in engine.TRANSITIONS
+        if which == side
+    }
     assert _decode_diagram(dugong_doc.render_diagram(side)) == table
 
 
@@ -798,9 +921,11 @@ def test_transition_table_lists_every_transition() -> None:
 
 def _transition_args(name: str) -> list[tuple[Any, ...]]:
     if name in ("request_sent", "continue_received"):
-        return [(engine.Request("PUT", "/", expect100, length, True, True),)
-                for expect100 in (False, True) for length in (None, 0, 5)] + [
-            (engine.Request("GET", "/", False, None, False, True),)]
+        return [
+            (engine.Request("PUT", "/", expect100, length, True, True),)
+            for expect100 in (False, True)
+            for length in (None, 0, 5)
+        ] + [(engine.Request("GET", "/", False, None, False, True),)]
     if name in ("send_failed", "lost", "fail"):
         return [("why",)]
     return [()]
@@ -814,8 +939,11 @@ def _called_by_the_engine(name: str, send: engine.SendState) -> bool:
 def test_transitions_make_exactly_the_changes_of_the_table() -> None:
     table = {(name, side, before, after) for name, side, before, after in engine.TRANSITIONS}
     made: set[tuple[str, str, Any, Any]] = set()
-    transitions = [name for name, member in vars(engine.States).items()
-                   if callable(member) and not name.startswith("_")]
+    transitions = [
+        name
+        for name, member in vars(engine.States).items()
+        if callable(member) and not name.startswith("_")
+    ]
     assert len(transitions) >= 10
     for name in transitions:
         for send in engine.SendState:
@@ -830,8 +958,9 @@ def test_transitions_make_exactly_the_changes_of_the_table() -> None:
                         made.add((name, "send", send, states.send))
                     if states.conn is not conn:
                         made.add((name, "conn", conn, states.conn))
-                    if states.conn is not engine.ConnState.OPEN and \
-                            (conn is engine.ConnState.OPEN or send is engine.SendState.CLOSED):
+                    if states.conn is not engine.ConnState.OPEN and (
+                        conn is engine.ConnState.OPEN or send is engine.SendState.CLOSED
+                    ):
                         # The invariant, from every state that satisfies it.
                         assert states.send is engine.SendState.CLOSED, (name, send, conn)
     assert made == table
@@ -839,7 +968,8 @@ def test_transitions_make_exactly_the_changes_of_the_table() -> None:
 
 def test_module_map_counts_lines_as_wc_does() -> None:
     modules = sorted((ROOT / "dugong").glob("*.py"))
-    wc = subprocess.run(["wc", "-l", *map(str, modules)], capture_output=True, text=True,
-                        check=True).stdout.splitlines()
+    wc = subprocess.run(
+        ["wc", "-l", *map(str, modules)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     counted = {Path(path).name: int(n) for n, path in (line.split() for line in wc[:-1])}
     assert counted == {path.name: dugong_doc.line_count(path) for path in modules}

@@ -71,8 +71,9 @@ class Peer:
     """A thread that runs, in order, what the generators hand it with `soon`."""
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...],
-                                            threading.Event] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[..., Any], tuple[Any, ...], threading.Event] | None
+        ] = queue.SimpleQueue()
         self.errors: list[BaseException] = []
         self._thread = threading.Thread(target=self._run, name="driver-test-peer", daemon=True)
         self._thread.start()
@@ -301,8 +302,9 @@ class RunAsync(Driver):
         import trio
 
         stats = trio.lowlevel.current_statistics().io_statistics
-        return ["a task waiting to read"] * stats.tasks_waiting_read + \
-            ["a task waiting to write"] * stats.tasks_waiting_write
+        return ["a task waiting to read"] * stats.tasks_waiting_read + [
+            "a task waiting to write"
+        ] * stats.tasks_waiting_write
 
     async def _check(self, before: list[str]) -> None:
         after = await self._waiters()
@@ -535,8 +537,9 @@ def test_timeout(driver: Driver, deadline: float | None) -> None:
     def stalls() -> Co:
         a, b = pair()
         try:
-            yield PollNeeded(a.fileno(), POLLIN,
-                             None if deadline is None else time.monotonic() + deadline)
+            yield PollNeeded(
+                a.fileno(), POLLIN, None if deadline is None else time.monotonic() + deadline
+            )
         finally:
             close(a, b)
             closed.append(True)
@@ -588,11 +591,15 @@ def test_foreign_yield(driver: Driver, value: object) -> None:
     assert closed == [True] * driver.runs
 
 
-@pytest.mark.parametrize(("fd", "mask", "message"), [
-    (0, 0, "mask must be POLLIN, POLLOUT or both"),
-    (0, POLLIN | select.POLLPRI, "mask must be POLLIN, POLLOUT or both"),
-    (-1, POLLIN, "fd must not be negative"),
-], ids=["mask-0", "mask-POLLPRI", "fd-negative"])
+@pytest.mark.parametrize(
+    ("fd", "mask", "message"),
+    [
+        (0, 0, "mask must be POLLIN, POLLOUT or both"),
+        (0, POLLIN | select.POLLPRI, "mask must be POLLIN, POLLOUT or both"),
+        (-1, POLLIN, "fd must not be negative"),
+    ],
+    ids=["mask-0", "mask-POLLPRI", "fd-negative"],
+)
 def test_malformed_poll_needed(driver: Driver, fd: int, mask: int, message: str) -> None:
     closed = []
 

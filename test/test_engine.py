@@ -57,7 +57,7 @@ def answer(eng: ClientEngine, data: bytes, *, bytewise: bool = False):
     resp = None
     for i in range(len(data)):
         assert resp is None
-        eng.receive_data(data[i:i + 1])
+        eng.receive_data(data[i : i + 1])
         resp = eng.next_response()
     return resp
 
@@ -72,18 +72,22 @@ def eng() -> ClientEngine:
 
 def test_request_bytes(eng):
     out = eng.send_request("GET", "/a?b=c")
-    assert out_bytes(out) == (b"GET /a?b=c HTTP/1.1\r\nHost: example.org\r\n"
-                              b"Accept-Encoding: identity\r\nConnection: keep-alive\r\n"
-                              b"Content-Length: 0\r\n\r\n")
+    assert out_bytes(out) == (
+        b"GET /a?b=c HTTP/1.1\r\nHost: example.org\r\n"
+        b"Accept-Encoding: identity\r\nConnection: keep-alive\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
     assert eng.recv_state is RecvState.HEAD
     assert eng.send_request("GET", "/a?b=c") is out  # the same bytes, reused
 
 
 def test_request_with_body_fields_and_proxy_form():
-    eng = ClientEngine("h:8080", target_prefix="http://h:8080",
-                       extra_fields=(("Proxy-Authorization", "Basic x"),))
-    out = out_bytes(eng.send_request("POST", "/p", {"X-A": "1", "proxy-authorization": "no"},
-                                     b"data"))
+    eng = ClientEngine(
+        "h:8080", target_prefix="http://h:8080", extra_fields=(("Proxy-Authorization", "Basic x"),)
+    )
+    out = out_bytes(
+        eng.send_request("POST", "/p", {"X-A": "1", "proxy-authorization": "no"}, b"data")
+    )
     assert out.startswith(b"POST http://h:8080/p HTTP/1.1\r\nX-A: 1\r\nHost: h:8080\r\n")
     assert b"Content-Length: 4\r\n" in out and b"Content-MD5: " in out
     assert b"Proxy-Authorization: Basic x\r\n" in out and b": no" not in out
@@ -136,13 +140,15 @@ def test_bad_arguments_change_nothing(eng):
 def test_pipelined_responses_in_order(eng, bytewise):
     for path in ("/1", "/2", "/3"):
         eng.send_request("GET", path)
-    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-               b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\nX-Sum: 6\r\n\r\n")
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\nX-Sum: 6\r\n\r\n"
+    )
     wire = OK + chunked + b"HTTP/1.1 204 No Content\r\n\r\n"
     if bytewise:
         results = []
         for i in range(len(wire)):
-            eng.receive_data(wire[i:i + 1])
+            eng.receive_data(wire[i : i + 1])
             resp = eng.next_response() if eng.reader is None and eng.queue else None
             if resp is not None:
                 results.append(resp)
@@ -159,7 +165,10 @@ def test_pipelined_responses_in_order(eng, bytewise):
             results.append(body(eng))
     responses = [r for r in results if not isinstance(r, bytes)]
     assert [(r.path, r.status, r.length) for r in responses] == [
-        ("/1", 200, 3), ("/2", 200, None), ("/3", 204, 0)]
+        ("/1", 200, 3),
+        ("/2", 200, None),
+        ("/3", 204, 0),
+    ]
     assert b"".join(r for r in results if isinstance(r, bytes)) == b"abcabcde"
     assert responses[1].trailers["x-sum"] == "5, 6"
     assert eng.is_idle and eng.recv_state is RecvState.IDLE and not eng.buffer
@@ -170,14 +179,17 @@ def test_bytes_after_a_response_stay_buffered(eng):
     eng.receive_data(OK + b"HTTP/1.1 2")
     eng.next_response()
     assert body(eng) == b"abc"
-    assert bytes(eng.buffer.view[eng.buffer.start:eng.buffer.end]) == b"HTTP/1.1 2"
+    assert bytes(eng.buffer.view[eng.buffer.start : eng.buffer.end]) == b"HTTP/1.1 2"
 
 
-@pytest.mark.parametrize(("method", "head"), [
-    ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"),
-    ("GET", b"HTTP/1.1 204 No Content\r\nContent-Length: 99\r\n\r\n"),
-    ("GET", b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n"),
-])
+@pytest.mark.parametrize(
+    ("method", "head"),
+    [
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"),
+        ("GET", b"HTTP/1.1 204 No Content\r\nContent-Length: 99\r\n\r\n"),
+        ("GET", b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    ],
+)
 def test_responses_without_body(eng, method, head):
     eng.send_request(method, "/")
     resp = answer(eng, head)
@@ -346,8 +358,10 @@ def test_close_before_the_head(eng, wire, started):
     assert not eng.queue and eng.states.conn is ConnState.CLOSED
 
 
-@pytest.mark.parametrize("framing", [b"Content-Length: 10\r\n\r\n12345",
-                                     b"Transfer-Encoding: chunked\r\n\r\n5\r\n12345"])
+@pytest.mark.parametrize(
+    "framing",
+    [b"Content-Length: 10\r\n\r\n12345", b"Transfer-Encoding: chunked\r\n\r\n5\r\n12345"],
+)
 def test_close_in_the_body(eng, framing):
     eng.send_request("GET", "/")
     answer(eng, b"HTTP/1.1 200 OK\r\n" + framing)
@@ -373,8 +387,12 @@ def test_invalid_response_fails_the_engine(eng):
     with pytest.raises(InvalidResponse):
         answer(eng, b"HTTP/1.1 200 OK\r\nbad line\r\n\r\n")
     assert eng.states.conn is ConnState.FAILED and not eng.is_idle
-    for call in (eng.next_response, lambda: eng.read_body(1),
-                 lambda: eng.send_request("GET", "/"), lambda: eng.send_body(b"x")):
+    for call in (
+        eng.next_response,
+        lambda: eng.read_body(1),
+        lambda: eng.send_request("GET", "/"),
+        lambda: eng.send_body(b"x"),
+    ):
         with pytest.raises(StateError, match="unusable"):
             call()
 
@@ -437,16 +455,22 @@ def test_every_transition_keeps_the_invariant():
     from dugong.engine import Request
 
     allowed = {(row[0], row[1], row[2], row[3]) for row in TRANSITIONS}
-    reqs = [Request("PUT", "/", e, n, f, True) for e in (False, True) for n in (None, 0, 5)
-            for f in (False, True)]
+    reqs = [
+        Request("PUT", "/", e, n, f, True)
+        for e in (False, True)
+        for n in (None, 0, 5)
+        for f in (False, True)
+    ]
     calls = {
         "request_sent": [lambda s, r=r: s.request_sent(r) for r in reqs],
         "continue_received": [lambda s, r=r: s.continue_received(r) for r in reqs],
-        "body_done": [States.body_done], "withdrawn": [States.withdrawn],
+        "body_done": [States.body_done],
+        "withdrawn": [States.withdrawn],
         "answered_early": [States.answered_early],
         "server_will_close": [States.server_will_close],
         "response_done": [States.response_done],
-        "send_failed": [lambda s: s.send_failed("x")], "lost": [lambda s: s.lost("x")],
+        "send_failed": [lambda s: s.send_failed("x")],
+        "lost": [lambda s: s.lost("x")],
         "fail": [lambda s: s.fail("x")],
     }
     assert set(calls) == {row[0] for row in TRANSITIONS}
@@ -461,11 +485,12 @@ def test_every_transition_keeps_the_invariant():
                     if name == "request_sent" and send is not SendState.IDLE:
                         continue  # the engine calls it only when a request may be sent
                     call(states)
-                    for side, before, after in (("send", send, states.send),
-                                                ("conn", conn, states.conn)):
+                    for side, before, after in (
+                        ("send", send, states.send),
+                        ("conn", conn, states.conn),
+                    ):
                         if before is not after:
-                            assert (name, side, before, after) in allowed, (name, before,
-                                                                           after)
+                            assert (name, side, before, after) in allowed, (name, before, after)
                     assert states.conn is ConnState.OPEN or states.send is SendState.CLOSED
 
 
@@ -485,8 +510,7 @@ def _recording(name):
     def method(self, *args):
         before = (self.send, self.conn)
         original(self, *args)
-        for side, old, new in (("send", before[0], self.send),
-                               ("conn", before[1], self.conn)):
+        for side, old, new in (("send", before[0], self.send), ("conn", before[1], self.conn)):
             if old is not new:
                 Recording.seen.add((name, side, old, new))
 
@@ -530,16 +554,20 @@ class EngineMachine(RuleBasedStateMachine):
         except DOCUMENTED:
             return None
 
-    @rule(method=st.sampled_from(["GET", "HEAD", "PUT"]),
-          body=st.sampled_from([None, b"xy", BodyFollowing(3), BodyFollowing(0),
-                                BodyFollowing()]),
-          expect=st.booleans())
+    @rule(
+        method=st.sampled_from(["GET", "HEAD", "PUT"]),
+        body=st.sampled_from([None, b"xy", BodyFollowing(3), BodyFollowing(0), BodyFollowing()]),
+        expect=st.booleans(),
+    )
     def send_request(self, method, body, expect):
         self.call(self.eng.send_request, method, "/", None, body, expect)
 
-    @rule(method=st.sampled_from(["GET", "HEAD"]), data=st.sampled_from(RESPONSES),
-          body=st.sampled_from([None, BodyFollowing(3), BodyFollowing()]),
-          expect=st.booleans())
+    @rule(
+        method=st.sampled_from(["GET", "HEAD"]),
+        data=st.sampled_from(RESPONSES),
+        body=st.sampled_from([None, BodyFollowing(3), BodyFollowing()]),
+        expect=st.booleans(),
+    )
     def exchange(self, method, data, body, expect):
         """A whole exchange, as far as it goes: request, body, answer, its body."""
         self.send_request(method, body, expect)
@@ -618,8 +646,13 @@ class EngineMachine(RuleBasedStateMachine):
         states = eng.states
         assert states.conn is ConnState.OPEN or states.send is SendState.CLOSED
         assert eng.responses_outstanding == len(eng.queue) + (eng.reader is not None)
-        assert eng.recv_state is (RecvState.BODY if eng.reader is not None else
-                                  RecvState.HEAD if eng.queue else RecvState.IDLE)
+        assert eng.recv_state is (
+            RecvState.BODY
+            if eng.reader is not None
+            else RecvState.HEAD
+            if eng.queue
+            else RecvState.IDLE
+        )
         if eng.is_idle:
             assert not eng.queue and eng.reader is None
             assert states.conn is not ConnState.FAILED
@@ -632,9 +665,12 @@ class EngineMachine(RuleBasedStateMachine):
 
 
 TestEngineMachine = EngineMachine.TestCase
-TestEngineMachine.settings = settings(max_examples=300, stateful_step_count=40,
-                                      deadline=None,
-                                      suppress_health_check=[HealthCheck.too_slow])
+TestEngineMachine.settings = settings(
+    max_examples=300,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def test_the_random_runs_reach_most_transitions():
@@ -642,8 +678,14 @@ def test_the_random_runs_reach_most_transitions():
     from hypothesis.stateful import run_state_machine_as_test
 
     if len(Recording.seen) < len(TRANSITIONS) * 2 // 3:  # not run already
-        run_state_machine_as_test(EngineMachine, settings=settings(
-            max_examples=200, stateful_step_count=40, deadline=None,
-            suppress_health_check=[HealthCheck.too_slow]))
+        run_state_machine_as_test(
+            EngineMachine,
+            settings=settings(
+                max_examples=200,
+                stateful_step_count=40,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow],
+            ),
+        )
     missing = {(r[0], r[1], r[2], r[3]) for r in TRANSITIONS} - Recording.seen
     assert len(missing) <= len(TRANSITIONS) // 3, sorted(map(str, missing))

@@ -63,8 +63,11 @@ _SCALE = settings.default.max_examples / 100
 
 
 def examples(n: int) -> settings:
-    return settings(max_examples=max(5, int(n * _SCALE)), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=max(5, int(n * _SCALE)),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 # ================================================================== strategies
@@ -83,8 +86,10 @@ reasons = st.text(VCHARS + " \t", max_size=15)
 @st.composite
 def field_lists(draw, max_size=4):
     """``(name, raw value)`` pairs; the parsed value is the raw one without padding."""
-    return [(draw(field_names), draw(padding) + draw(field_values) + draw(padding))
-            for _ in range(draw(st.integers(0, max_size)))]
+    return [
+        (draw(field_names), draw(padding) + draw(field_values) + draw(padding))
+        for _ in range(draw(st.integers(0, max_size)))
+    ]
 
 
 def field_lines(fields):
@@ -112,8 +117,9 @@ class Response:
 def interim_heads(draw):
     status = draw(st.sampled_from([100, 102, 103, 199]))
     fields = draw(field_lists(max_size=2))
-    return f"HTTP/1.1 {status} {draw(reasons)}\r\n".encode("latin-1") + field_lines(fields) \
-        + b"\r\n"
+    return (
+        f"HTTP/1.1 {status} {draw(reasons)}\r\n".encode("latin-1") + field_lines(fields) + b"\r\n"
+    )
 
 
 @st.composite
@@ -125,7 +131,7 @@ def chunked_bodies(draw, body):
     for chunk in [*chunks, b""]:
         digits = draw(st.sampled_from(["%x", "%X"])) % len(chunk)
         zeros = "0" * draw(st.integers(0, 2))
-        ext = draw(st.sampled_from(["", ";a", ";a=b", " ;x=\"y z\"", "\t;q;r=1"]))
+        ext = draw(st.sampled_from(["", ";a", ";a=b", ' ;x="y z"', "\t;q;r=1"]))
         out.append(f"{zeros}{digits}{ext}\r\n".encode() + chunk + (b"\r\n" if chunk else b""))
     trailers = draw(field_lists(max_size=3))
     joined: dict[str, str] = {}
@@ -143,8 +149,9 @@ def responses(draw, method, last):
     reason = draw(reasons)
     no_body = method == "HEAD" or status in (204, 304)
     closes = last and draw(st.booleans())
-    kind = draw(st.sampled_from(["length", "chunked", "close"] if closes
-                                else ["length", "chunked"]))
+    kind = draw(
+        st.sampled_from(["length", "chunked", "close"] if closes else ["length", "chunked"])
+    )
     if kind == "chunked" and minor == 0 and not last:
         minor = 1  # an HTTP/1.0 chunked response closes the connection after it
     body = b"" if no_body else draw(st.binary(max_size=300))
@@ -167,8 +174,13 @@ def responses(draw, method, last):
     if kind == "chunked" and not no_body:
         payload, trailers = draw(chunked_bodies(body))
     interim = b"".join(draw(st.lists(interim_heads(), max_size=2)))
-    wire = interim + f"HTTP/1.{minor} {status} {reason}\r\n".encode("latin-1") \
-        + field_lines(fields) + b"\r\n" + payload
+    wire = (
+        interim
+        + f"HTTP/1.{minor} {status} {reason}\r\n".encode("latin-1")
+        + field_lines(fields)
+        + b"\r\n"
+        + payload
+    )
     if no_body:
         length = 0
     elif kind == "length":
@@ -210,18 +222,44 @@ def splits(draw, data):
 
 
 INTERESTING = [
-    b"\r\n", b"\n", b"\r", b"\x00", b" ", b"\t", b":", b";", b",", b"0", b"9", b"f", b"-",
-    b"+", b"x", b"\xff", b"\r\n\r\n", b"\n\n", b"Content-Length: 5\r\n",
-    b"Content-Length: 99999999999\r\n", b"Content-Length: -1\r\n",
-    b"Transfer-Encoding: chunked\r\n", b"Transfer-Encoding: gzip\r\n", b"Connection: close\r\n",
-    b" folded\r\n", b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 200 OK\r\n",
-    b"ffffffffffffffff\r\n", b"0\r\n\r\n", b"HTTP/2 200\r\n",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"\x00",
+    b" ",
+    b"\t",
+    b":",
+    b";",
+    b",",
+    b"0",
+    b"9",
+    b"f",
+    b"-",
+    b"+",
+    b"x",
+    b"\xff",
+    b"\r\n\r\n",
+    b"\n\n",
+    b"Content-Length: 5\r\n",
+    b"Content-Length: 99999999999\r\n",
+    b"Content-Length: -1\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding: gzip\r\n",
+    b"Connection: close\r\n",
+    b" folded\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\n",
+    b"ffffffffffffffff\r\n",
+    b"0\r\n\r\n",
+    b"HTTP/2 200\r\n",
 ]
 
 
 LINE_ENDS = [b"\n", b"\r", b"", b"\r\r\n", b"\n\r", b"\r\n ", b"\r\n\t", b"\r\n\r\n", b"\r\x00\n"]
-NUMBERS = st.one_of(st.text("0123456789", min_size=1, max_size=20),
-                    st.text("0123456789abcdefABCDEF+-xX _", min_size=1, max_size=5))
+NUMBERS = st.one_of(
+    st.text("0123456789", min_size=1, max_size=20),
+    st.text("0123456789abcdefABCDEF+-xX _", min_size=1, max_size=5),
+)
 
 
 @st.composite
@@ -229,8 +267,20 @@ def mutations(draw, data):
     """*data* with a few random changes: bytes, line ends, numbers, pieces."""
     data = bytearray(data)
     for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(["replace", "insert", "delete", "duplicate", "truncate",
-                                   "line end", "line end", "number"]))
+        op = draw(
+            st.sampled_from(
+                [
+                    "replace",
+                    "insert",
+                    "delete",
+                    "duplicate",
+                    "truncate",
+                    "line end",
+                    "line end",
+                    "number",
+                ]
+            )
+        )
         pos = draw(st.integers(0, len(data)))
         if op == "line end":  # change one CRLF
             ends = [m.start() for m in re.finditer(b"\r\n", data)]
@@ -243,8 +293,11 @@ def mutations(draw, data):
                 start, end = draw(st.sampled_from(numbers))
                 data[start:end] = draw(NUMBERS).encode()
         elif op == "replace" and pos < len(data):
-            data[pos : pos + 1] = draw(st.sampled_from(INTERESTING))[:1] \
-                if draw(st.booleans()) else bytes([draw(st.integers(0, 255))])
+            data[pos : pos + 1] = (
+                draw(st.sampled_from(INTERESTING))[:1]
+                if draw(st.booleans())
+                else bytes([draw(st.integers(0, 255))])
+            )
         elif op == "insert":
             data[pos:pos] = draw(st.sampled_from(INTERESTING))
         elif op == "delete":
@@ -274,8 +327,11 @@ def test_generated_heads_parse_to_their_model(data):
         if head.status >= 200:
             break
         start = end
-    assert (head.status, head.reason, head.headers.items()) == \
-        (resp.status, resp.reason, resp.items)
+    assert (head.status, head.reason, head.headers.items()) == (
+        resp.status,
+        resp.reason,
+        resp.items,
+    )
     framing = body_framing(method, head)
     assert framing.error is None
     assert framing.length == resp.length
@@ -307,9 +363,29 @@ def check_head_invariants(text: str, head: Head) -> None:
 
 head_texts = st.one_of(
     st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
-    st.lists(st.sampled_from(["HTTP/1.1 ", "HTTP/1.0 ", "200", " OK", "\r\n", "\n", "\r",
-                              "A:", "b", " ", "\t", ":", "\x00", "\xe9", "1", "HTTP/2 "]),
-             max_size=30).map("".join),
+    st.lists(
+        st.sampled_from(
+            [
+                "HTTP/1.1 ",
+                "HTTP/1.0 ",
+                "200",
+                " OK",
+                "\r\n",
+                "\n",
+                "\r",
+                "A:",
+                "b",
+                " ",
+                "\t",
+                ":",
+                "\x00",
+                "\xe9",
+                "1",
+                "HTTP/2 ",
+            ]
+        ),
+        max_size=30,
+    ).map("".join),
 )
 
 
@@ -332,10 +408,14 @@ def test_parse_head_raises_only_documented_errors(data):
 @examples(400)
 @given(st.binary(max_size=300), st.data())
 def test_find_head_end_in_pieces_equals_whole(data, draw):
-    data = draw.draw(st.one_of(
-        st.just(data),
-        st.lists(st.sampled_from([b"\r\n", b"\n", b"\r", b"a", b"\r\n\r\n"]), max_size=30)
-        .map(b"".join)))
+    data = draw.draw(
+        st.one_of(
+            st.just(data),
+            st.lists(st.sampled_from([b"\r\n", b"\n", b"\r", b"a", b"\r\n\r\n"]), max_size=30).map(
+                b"".join
+            ),
+        )
+    )
     whole = find_head_end(data, 0, len(data), 0)
     buf = bytearray()
     seen = 0
@@ -375,15 +455,30 @@ def reference_chunk_size(line: bytes) -> int | None:
 
 chunk_lines = st.one_of(
     st.binary(max_size=30),
-    st.lists(st.sampled_from(list(b"0123456789abcdefABCDEFxXg+- \t;=\r\n\x00\xff")),
-             max_size=24).map(bytes),
+    st.lists(
+        st.sampled_from(list(b"0123456789abcdefABCDEFxXg+- \t;=\r\n\x00\xff")), max_size=24
+    ).map(bytes),
     # prefix, digits, whitespace, extension: the places where lines go wrong
-    st.tuples(st.sampled_from([b"", b"", b"+", b"-", b"0x", b" ", b"\t", b";"]),
-              st.text("0123456789abcdefABCDEF", max_size=18).map(str.encode),
-              st.sampled_from([b"", b"", b" ", b"\t", b" \t"]),
-              st.sampled_from([b"", b"", b";", b";a=b", b";a=\"b c\"", b";a\x00", b";a\rb",
-                               b"x", b"\n", b" x", b"\xff"]))
-    .map(b"".join),
+    st.tuples(
+        st.sampled_from([b"", b"", b"+", b"-", b"0x", b" ", b"\t", b";"]),
+        st.text("0123456789abcdefABCDEF", max_size=18).map(str.encode),
+        st.sampled_from([b"", b"", b" ", b"\t", b" \t"]),
+        st.sampled_from(
+            [
+                b"",
+                b"",
+                b";",
+                b";a=b",
+                b';a="b c"',
+                b";a\x00",
+                b";a\rb",
+                b"x",
+                b"\n",
+                b" x",
+                b"\xff",
+            ]
+        ),
+    ).map(b"".join),
 )
 
 
@@ -403,12 +498,16 @@ def reference_framing(method, status, minor, items):
 
     def elements(name):
         values = [v for n, v in items if n.lower() == name]
-        return values, [e.strip(" \t").lower() for v in values for e in v.split(",")
-                        if e.strip(" \t")]
+        return values, [
+            e.strip(" \t").lower() for v in values for e in v.split(",") if e.strip(" \t")
+        ]
 
     conn_values, conn = elements("connection")
-    will_close = minor == 0 if not conn_values else \
-        "close" in conn or (minor == 0 and "keep-alive" not in conn)
+    will_close = (
+        minor == 0
+        if not conn_values
+        else "close" in conn or (minor == 0 and "keep-alive" not in conn)
+    )
     if method == "HEAD" or status < 200 or status in (204, 304):
         return BodyKind.NONE, 0, will_close, None
     te_values, codings = elements("transfer-encoding")
@@ -422,8 +521,11 @@ def reference_framing(method, status, minor, items):
             return BodyKind.ERROR, None, True, InvalidResponse
         return BodyKind.ERROR, None, True, UnsupportedResponse
     if cl_values:
-        if not lengths or not all(re.fullmatch("[0-9]{1,18}", x) for x in lengths) \
-                or len({int(x) for x in lengths}) != 1:
+        if (
+            not lengths
+            or not all(re.fullmatch("[0-9]{1,18}", x) for x in lengths)
+            or len({int(x) for x in lengths}) != 1
+        ):
             return BodyKind.ERROR, None, True, InvalidResponse
         return BodyKind.LENGTH, int(lengths[0]), will_close, None
     if will_close:
@@ -431,25 +533,78 @@ def reference_framing(method, status, minor, items):
     return BodyKind.ERROR, None, True, UnsupportedResponse
 
 
-framing_fields = st.lists(st.one_of(
-    st.tuples(st.sampled_from(["Content-Length", "content-length"]),
-              st.one_of(st.sampled_from(["0", "5", "05", "5, 5", "5,6", "-1", "+1", "", " ",
-                                         ",", "1e3", "\xb2", "1" * 18, "1" * 19, "5 5"]),
-                        st.integers(0, 10**20).map(str))),
-    st.tuples(st.sampled_from(["Transfer-Encoding", "transfer-encoding"]),
-              st.sampled_from(["chunked", "Chunked", "gzip", "gzip, chunked", "chunked, gzip",
-                               "chunked,chunked", "", ",", "chunked,", "identity"])),
-    st.tuples(st.just("Connection"),
-              st.sampled_from(["close", "keep-alive", "Keep-Alive", "foo", "", "x, close",
-                               "upgrade, keep-alive", "CLOSE"])),
-    st.tuples(field_names, field_values),
-), max_size=5)
+framing_fields = st.lists(
+    st.one_of(
+        st.tuples(
+            st.sampled_from(["Content-Length", "content-length"]),
+            st.one_of(
+                st.sampled_from(
+                    [
+                        "0",
+                        "5",
+                        "05",
+                        "5, 5",
+                        "5,6",
+                        "-1",
+                        "+1",
+                        "",
+                        " ",
+                        ",",
+                        "1e3",
+                        "\xb2",
+                        "1" * 18,
+                        "1" * 19,
+                        "5 5",
+                    ]
+                ),
+                st.integers(0, 10**20).map(str),
+            ),
+        ),
+        st.tuples(
+            st.sampled_from(["Transfer-Encoding", "transfer-encoding"]),
+            st.sampled_from(
+                [
+                    "chunked",
+                    "Chunked",
+                    "gzip",
+                    "gzip, chunked",
+                    "chunked, gzip",
+                    "chunked,chunked",
+                    "",
+                    ",",
+                    "chunked,",
+                    "identity",
+                ]
+            ),
+        ),
+        st.tuples(
+            st.just("Connection"),
+            st.sampled_from(
+                [
+                    "close",
+                    "keep-alive",
+                    "Keep-Alive",
+                    "foo",
+                    "",
+                    "x, close",
+                    "upgrade, keep-alive",
+                    "CLOSE",
+                ]
+            ),
+        ),
+        st.tuples(field_names, field_values),
+    ),
+    max_size=5,
+)
 
 
 @examples(600)
-@given(st.sampled_from(["GET", "HEAD", "POST"]),
-       st.one_of(st.sampled_from([100, 101, 103, 200, 204, 304, 404]), st.integers(100, 599)),
-       st.sampled_from([0, 1]), framing_fields)
+@given(
+    st.sampled_from(["GET", "HEAD", "POST"]),
+    st.one_of(st.sampled_from([100, 101, 103, 200, 204, 304, 404]), st.integers(100, 599)),
+    st.sampled_from([0, 1]),
+    framing_fields,
+)
 def test_body_framing_matches_reference(method, status, minor, items):
     framing = body_framing(method, Head(minor, status, "", ResponseHeaders(items)))
     kind, length, will_close, error = reference_framing(method, status, minor, items)
@@ -459,6 +614,7 @@ def test_body_framing_matches_reference(method, status, minor, items):
 
 def reference_request_error(method, target, headers):
     """Whether request_head must refuse these arguments."""
+
     def latin1(text):
         return all(ord(c) < 256 for c in text)
 
@@ -480,8 +636,11 @@ near_values = st.one_of(field_values, any_text, st.text(VCHARS + "\r\n\x00\u20ac
 
 
 @examples(500)
-@given(near_tokens, st.one_of(st.text("/abc?=&%\xe9", min_size=1, max_size=10), any_text),
-       st.dictionaries(near_tokens, near_values, max_size=4))
+@given(
+    near_tokens,
+    st.one_of(st.text("/abc?=&%\xe9", min_size=1, max_size=10), any_text),
+    st.dictionaries(near_tokens, near_values, max_size=4),
+)
 def test_request_head_matches_reference(method, target, headers):
     body = (("Content-Length", "0"),)
     if reference_request_error(method, target, headers):
@@ -491,11 +650,17 @@ def test_request_head_matches_reference(method, target, headers):
     wire = request_head(method, target, headers, "h", body, ("content-length",))
     req = parse_request_head(wire)  # the test servers' strict parser
     assert (req.method, req.target) == (method, target)
-    sent = [(n, v.strip(" \t")) for n, v in headers.items()
-            if n.lower() not in ("content-length", "transfer-encoding")]
+    sent = [
+        (n, v.strip(" \t"))
+        for n, v in headers.items()
+        if n.lower() not in ("content-length", "transfer-encoding")
+    ]
     given_names = {n.lower() for n in headers}
-    sent += [(n, v) for n, v in (("Host", "h"), ("Accept-Encoding", "identity"),
-                                  ("Connection", "keep-alive")) if n.lower() not in given_names]
+    sent += [
+        (n, v)
+        for n, v in (("Host", "h"), ("Accept-Encoding", "identity"), ("Connection", "keep-alive"))
+        if n.lower() not in given_names
+    ]
     assert req.headers == [*sent, ("Content-Length", "0")]
 
 
@@ -611,8 +776,16 @@ def read_all(conn, methods, plans, feed):
                         break
                     got += part
                 body = bytes(got)
-            outcomes.append((resp.status, resp.reason, resp.headers.items(), resp.length,
-                             body, dict(resp.trailers.lower_items())))
+            outcomes.append(
+                (
+                    resp.status,
+                    resp.reason,
+                    resp.headers.items(),
+                    resp.length,
+                    body,
+                    dict(resp.trailers.lower_items()),
+                )
+            )
         assert not conn.response_pending()
     except DOCUMENTED as exc:
         outcomes.append(type(exc).__name__)
@@ -620,8 +793,10 @@ def read_all(conn, methods, plans, feed):
 
 
 def model_outcomes(resps, plans):
-    return [(r.status, r.reason, r.items, r.length, None if plan == "discard" else r.body,
-             r.trailers) for r, plan in zip(resps, plans, strict=True)]
+    return [
+        (r.status, r.reason, r.items, r.length, None if plan == "discard" else r.body, r.trailers)
+        for r, plan in zip(resps, plans, strict=True)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -657,8 +832,11 @@ def check_bounds(stream, outcomes, bodies):
         if isinstance(outcome, tuple) and outcome[4] is not None:
             if resp.length is not None:
                 assert len(got) == resp.length
-            if resp.length is None and "chunked" not in \
-                    ",".join(resp.headers.get_all("transfer-encoding", [])).lower():
+            if (
+                resp.length is None
+                and "chunked"
+                not in ",".join(resp.headers.get_all("transfer-encoding", [])).lower()
+            ):
                 assert stream.endswith(bytes(got))  # read until close: the rest, exactly
 
 
@@ -673,10 +851,13 @@ def test_mutated_stream_raises_only_documented_errors(peer, exchange, data):
 
 
 @examples(100)
-@given(st.lists(st.sampled_from(["GET", "HEAD"]), min_size=1, max_size=2),
-       st.one_of(st.binary(max_size=300),
-                 st.binary(max_size=300).map(lambda b: b"HTTP/1.1 200 OK\r\n" + b)),
-       st.data())
+@given(
+    st.lists(st.sampled_from(["GET", "HEAD"]), min_size=1, max_size=2),
+    st.one_of(
+        st.binary(max_size=300), st.binary(max_size=300).map(lambda b: b"HTTP/1.1 200 OK\r\n" + b)
+    ),
+    st.data(),
+)
 def test_random_stream_raises_only_documented_errors(peer, methods, stream, data):
     plans = [data.draw(read_plans) for _ in methods]
     outcomes, bodies = peer.exchange(methods, data.draw(splits(stream)), plans)
@@ -694,8 +875,10 @@ def test_real_pauses_through_a_server(exchange, data):
         pieces[29:] = [b"".join(pieces[29:])]
     script = [Step.read_request()] * len(methods)
     for piece in pieces:
-        script += [Step.send(piece, may_fail=True),
-                   Step.sleep(data.draw(st.sampled_from([0, 0.001, 0.003])))]
+        script += [
+            Step.send(piece, may_fail=True),
+            Step.sleep(data.draw(st.sampled_from([0, 0.001, 0.003]))),
+        ]
     server = ScriptedServer([*script, Step.close()]).start()
     conn = HTTPConnection("127.0.0.1", server.port)
     conn.timeout = HANG
@@ -716,11 +899,18 @@ def test_real_pauses_through_a_server(exchange, data):
                 while part := (conn.read(size) if how == "read" else conn.read1(size)):
                     parts.append(part)
                 body = b"".join(parts)
-            outcomes.append((resp.status, resp.reason, resp.headers.items(), resp.length,
-                             body, dict(resp.trailers.lower_items())))
+            outcomes.append(
+                (
+                    resp.status,
+                    resp.reason,
+                    resp.headers.items(),
+                    resp.length,
+                    body,
+                    dict(resp.trailers.lower_items()),
+                )
+            )
         assert outcomes == model_outcomes(resps, plans)
     finally:
         conn.disconnect()
         server.stop()
     server.check()
-

@@ -150,8 +150,13 @@ def test_invalid_heads(drive, scripted_server):
         with pytest.raises(exc, match=match):
             drive(conn, "read_response")
 
-    each_case(drive, scripted_server, INVALID_HEADS,
-              lambda case: case[0] + b"more bytes that must not matter", check)
+    each_case(
+        drive,
+        scripted_server,
+        INVALID_HEADS,
+        lambda case: case[0] + b"more bytes that must not matter",
+        check,
+    )
 
 
 def test_bad_framing_raised_by_first_body_read(drive, scripted_server):
@@ -163,8 +168,13 @@ def test_bad_framing_raised_by_first_body_read(drive, scripted_server):
         with pytest.raises(exc, match=match):
             read_body(drive, conn, style)
 
-    each_case(drive, scripted_server, BAD_FRAMINGS,
-              lambda case: b"HTTP/1.1 200 OK\r\n" + case[0] + b"\r\nhello", check)
+    each_case(
+        drive,
+        scripted_server,
+        BAD_FRAMINGS,
+        lambda case: b"HTTP/1.1 200 OK\r\n" + case[0] + b"\r\nhello",
+        check,
+    )
 
 
 def body_fails(drive, conn, exc, match, style):
@@ -177,9 +187,13 @@ def test_bad_chunk_sizes(drive, scripted_server):
     def check(conn, line, style):
         body_fails(drive, conn, InvalidResponse, "Invalid chunk-size line", style)
 
-    each_case(drive, scripted_server, {repr(line): line for line in BAD_CHUNK_SIZES},
-              lambda line: CHUNKED_HEAD + b"3\r\nabc\r\n" + line + b"\r\nhello\r\n0\r\n\r\n",
-              check)
+    each_case(
+        drive,
+        scripted_server,
+        {repr(line): line for line in BAD_CHUNK_SIZES},
+        lambda line: CHUNKED_HEAD + b"3\r\nabc\r\n" + line + b"\r\nhello\r\n0\r\n\r\n",
+        check,
+    )
 
 
 BAD_CHUNKED = {
@@ -190,8 +204,7 @@ BAD_CHUNKED = {
     "size line ends in bare LF": (b"3\nabc\r\n0\r\n\r\n", "does not end in CRLF"),
     "last-chunk line ends in bare LF": (b"3\r\nabc\r\n0\n\r\n", "does not end in CRLF"),
     "size line too long": (b"0" * 9000 + b"3\r\nabc\r\n0\r\n\r\n", "exceeds 8192 bytes"),
-    "extension too long": (b"3;" + b"x" * 9000 + b"\r\nabc\r\n0\r\n\r\n",
-                           "exceeds 8192 bytes"),
+    "extension too long": (b"3;" + b"x" * 9000 + b"\r\nabc\r\n0\r\n\r\n", "exceeds 8192 bytes"),
     "trailer line without colon": (b"0\r\nNo colon\r\n\r\n", "colon"),
     "trailer line in bare LF": (b"0\r\nX: y\n\r\n", "CRLF"),
     "trailer section ends in bare LF": (b"0\r\nX: y\r\n\n", "CRLF"),
@@ -200,8 +213,10 @@ BAD_CHUNKED = {
     "NUL in a trailer": (b"0\r\nX: y\x00\r\n\r\n", "NUL"),
     "trailer fold without a field": (b"0\r\n fold\r\n\r\n", "Continuation"),
     "SP before colon in a trailer": (b"0\r\nX : y\r\n\r\n", "Whitespace"),
-    "oversized trailer section": (b"0\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
-                                  "Trailer section exceeds 65536 bytes"),
+    "oversized trailer section": (
+        b"0\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
+        "Trailer section exceeds 65536 bytes",
+    ),
     "too many trailer fields": (b"0\r\n" + b"a: b\r\n" * 513 + b"\r\n", "Too many"),
 }
 
@@ -209,7 +224,8 @@ BAD_CHUNKED = {
 @pytest.mark.parametrize(
     ("case", "style"),
     [(case, STYLES[i % len(STYLES)]) for i, case in enumerate(BAD_CHUNKED.values())],
-    ids=BAD_CHUNKED.keys())
+    ids=BAD_CHUNKED.keys(),
+)
 def test_bad_chunked_body(drive, scripted_server, case, style):
     body, match = case
     srv = serve(scripted_server, answer(CHUNKED_HEAD + body))
@@ -223,19 +239,36 @@ def test_bad_chunked_body(drive, scripted_server, case, style):
 GOOD_RESPONSES = {
     "obs-fold in the head": (
         b"HTTP/1.1 200 OK\r\nX-Fold: a\r\n b\r\nContent-Length: 3\r\n\r\nabc",
-        {"X-Fold": "a b"}, b"abc", {}),
+        {"X-Fold": "a b"},
+        b"abc",
+        {},
+    ),
     "repeated equal lengths": (
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3, 3\r\n\r\nabc",
-        {}, b"abc", {}),
+        {},
+        b"abc",
+        {},
+    ),
     "1xx with framing fields has no body": (
         b"HTTP/1.1 103 Early\r\nContent-Length: 50\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"HTTP/1.1 102 Busy\r\n\r\n" + OK_3, {}, b"abc", {}),
+        b"HTTP/1.1 102 Busy\r\n\r\n" + OK_3,
+        {},
+        b"abc",
+        {},
+    ),
     "chunk extensions, hex case, leading zeros": (
-        CHUNKED_HEAD + b"0000a;x=1;y=\"a;b\"\r\n0123456789\r\nA ; z\r\n0123456789\r\n"
-        b"000;last\r\n\r\n", {}, b"0123456789" * 2, {}),
+        CHUNKED_HEAD + b'0000a;x=1;y="a;b"\r\n0123456789\r\nA ; z\r\n0123456789\r\n'
+        b"000;last\r\n\r\n",
+        {},
+        b"0123456789" * 2,
+        {},
+    ),
     "trailers: repeated and folded": (
-        CHUNKED_HEAD + b"1\r\nx\r\n0\r\nT: 1\r\nt: 2\r\nU: a\r\n\tb\r\n\r\n", {}, b"x",
-        {"T": "1, 2", "U": "a b"}),
+        CHUNKED_HEAD + b"1\r\nx\r\n0\r\nT: 1\r\nt: 2\r\nU: a\r\n\tb\r\n\r\n",
+        {},
+        b"x",
+        {"T": "1, 2", "U": "a b"},
+    ),
 }
 
 
@@ -284,13 +317,22 @@ def peak_memory(func):
 
 ENDLESS = {
     "header block": (b"HTTP/1.1 200 OK\r\n", FILLER, "Response head exceeds 65536 bytes"),
-    "field": (b"HTTP/1.1 200 OK\r\nX-Endless: ", b"a" * 65536,
-              "Response head exceeds 65536 bytes"),
+    "field": (
+        b"HTTP/1.1 200 OK\r\nX-Endless: ",
+        b"a" * 65536,
+        "Response head exceeds 65536 bytes",
+    ),
     "status line": (b"HTTP/1.1 200 ", b"a" * 65536, "Response head exceeds 65536 bytes"),
-    "1xx responses": (b"", b"HTTP/1.1 102 Processing\r\nX: y\r\n\r\n" * 2048,
-                      "Interim .* exceed 65536 bytes"),
-    "tiny header fields": (b"HTTP/1.1 200 OK\r\n", b"a:\r\n" * 16384,
-                           "Response head exceeds 65536 bytes"),
+    "1xx responses": (
+        b"",
+        b"HTTP/1.1 102 Processing\r\nX: y\r\n\r\n" * 2048,
+        "Interim .* exceed 65536 bytes",
+    ),
+    "tiny header fields": (
+        b"HTTP/1.1 200 OK\r\n",
+        b"a:\r\n" * 16384,
+        "Response head exceeds 65536 bytes",
+    ),
 }
 
 
@@ -317,8 +359,7 @@ def trace_sizes(tmp_path):
 
 
 @pytest.mark.parametrize("case", ENDLESS.values(), ids=ENDLESS.keys())
-def test_endless_head_reads_about_the_limit(drive, scripted_server, case, tmp_path,
-                                            monkeypatch):
+def test_endless_head_reads_about_the_limit(drive, scripted_server, case, tmp_path, monkeypatch):
     """Measured with the trace file, which holds every byte sent and received."""
     prefix, block, match = case
     monkeypatch.setenv("DUGONG_TRACEFILE", str(tmp_path / "trace-%d"))
@@ -367,10 +408,14 @@ def fields(n):
 
 def test_header_field_count(drive, scripted_server):
     limit = dugong.MAX_HEADER_FIELDS
-    srv = serve(scripted_server,
-                answer(b"HTTP/1.1 200 OK\r\n" + fields(limit - 1) + b"Content-Length: 3\r\n\r\n"
-                       b"abc" + b"HTTP/1.1 200 OK\r\n" + fields(limit + 1) + b"\r\n",
-                       requests=2))
+    srv = serve(
+        scripted_server,
+        answer(
+            b"HTTP/1.1 200 OK\r\n" + fields(limit - 1) + b"Content-Length: 3\r\n\r\n"
+            b"abc" + b"HTTP/1.1 200 OK\r\n" + fields(limit + 1) + b"\r\n",
+            requests=2,
+        ),
+    )
     conn = connect(srv)
     drive(conn, "send_request", "GET", "/")
     drive(conn, "send_request", "GET", "/")
@@ -411,43 +456,64 @@ def sized_head(size, body=b"abc"):
 
 def test_monkeypatched_max_header_size(drive, scripted_server, monkeypatch):
     monkeypatch.setattr(dugong, "MAX_HEADER_SIZE", 200)
-    limit_case(drive, scripted_server, sized_head(200), sized_head(201),
-               "Response head exceeds 200 bytes")
+    limit_case(
+        drive, scripted_server, sized_head(200), sized_head(201), "Response head exceeds 200 bytes"
+    )
 
 
 def test_monkeypatched_max_header_size_trailers(drive, scripted_server, monkeypatch):
     monkeypatch.setattr(dugong, "MAX_HEADER_SIZE", 100)
     good = CHUNKED_HEAD + b"0\r\nT: " + b"a" * 93 + b"\r\n\r\n"  # a 100-byte section
     bad = CHUNKED_HEAD + b"0\r\nT: " + b"a" * 94 + b"\r\n\r\n"
-    limit_case(drive, scripted_server, good, bad, "Trailer section exceeds 100 bytes",
-               in_body=True)
+    limit_case(
+        drive, scripted_server, good, bad, "Trailer section exceeds 100 bytes", in_body=True
+    )
 
 
 def test_monkeypatched_max_line_size(drive, scripted_server, monkeypatch):
     monkeypatch.setattr(dugong, "MAX_LINE_SIZE", 20)
-    limit_case(drive, scripted_server, b"HTTP/1.1 200 OK45678\r\nContent-Length: 0\r\n\r\n",
-               b"HTTP/1.1 200 OK456789\r\nContent-Length: 0\r\n\r\n",
-               "Status line exceeds 20 bytes")
+    limit_case(
+        drive,
+        scripted_server,
+        b"HTTP/1.1 200 OK45678\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK456789\r\nContent-Length: 0\r\n\r\n",
+        "Status line exceeds 20 bytes",
+    )
 
 
 def test_monkeypatched_max_line_size_chunks(drive, scripted_server, monkeypatch):
     monkeypatch.setattr(dugong, "MAX_LINE_SIZE", 20)
-    limit_case(drive, scripted_server, CHUNKED_HEAD + b"1;" + b"x" * 18 + b"\r\nx\r\n0\r\n\r\n",
-               CHUNKED_HEAD + b"1;" + b"x" * 19 + b"\r\nx\r\n0\r\n\r\n",
-               "chunk-size line exceeds 20 bytes", in_body=True)
+    limit_case(
+        drive,
+        scripted_server,
+        CHUNKED_HEAD + b"1;" + b"x" * 18 + b"\r\nx\r\n0\r\n\r\n",
+        CHUNKED_HEAD + b"1;" + b"x" * 19 + b"\r\nx\r\n0\r\n\r\n",
+        "chunk-size line exceeds 20 bytes",
+        in_body=True,
+    )
 
 
 def test_monkeypatched_max_header_fields(drive, scripted_server, monkeypatch):
     monkeypatch.setattr(dugong, "MAX_HEADER_FIELDS", 3)
-    limit_case(drive, scripted_server, b"HTTP/1.1 200 OK\r\n" + fields(2) + OK_3[17:],
-               b"HTTP/1.1 200 OK\r\n" + fields(3) + OK_3[17:], r"Too many header fields \(4 > 3\)")
+    limit_case(
+        drive,
+        scripted_server,
+        b"HTTP/1.1 200 OK\r\n" + fields(2) + OK_3[17:],
+        b"HTTP/1.1 200 OK\r\n" + fields(3) + OK_3[17:],
+        r"Too many header fields \(4 > 3\)",
+    )
 
 
 def test_monkeypatched_max_interim_size(drive, scripted_server, monkeypatch):
     interim = b"HTTP/1.1 102 Processing\r\n\r\n"  # 27 bytes
     monkeypatch.setattr(dugong, "MAX_INTERIM_SIZE", 3 * len(interim))
-    limit_case(drive, scripted_server, interim * 3 + OK_3, interim * 4 + OK_3,
-               "Interim .* exceed 81 bytes")
+    limit_case(
+        drive,
+        scripted_server,
+        interim * 3 + OK_3,
+        interim * 4 + OK_3,
+        "Interim .* exceed 81 bytes",
+    )
 
 
 def test_interim_budget_spans_separate_arrivals(drive, scripted_server, monkeypatch):
@@ -456,17 +522,26 @@ def test_interim_budget_spans_separate_arrivals(drive, scripted_server, monkeypa
     interim = b"HTTP/1.1 102 Processing\r\n\r\n"  # 27 bytes
     monkeypatch.setattr(dugong, "MAX_INTERIM_SIZE", 3 * len(interim))
     waiting = threading.Event()
-    srv = serve(scripted_server, answer(OK_3 + interim * 2, Step.wait_event(waiting),
-                                        Step.send(interim * 2),
-                                        Step.send(OK_3, may_fail=True), requests=2))
+    srv = serve(
+        scripted_server,
+        answer(
+            OK_3 + interim * 2,
+            Step.wait_event(waiting),
+            Step.send(interim * 2),
+            Step.send(OK_3, may_fail=True),
+            requests=2,
+        ),
+    )
     conn = connect(srv)
     drive(conn, "send_request", "GET", "/first")
     drive(conn, "send_request", "GET", "/second")
     assert drive(conn, "read_response").status == 200
     assert drive(conn, "readall") == b"abc"  # the next two 1xx heads are buffered now
     # Two more come once read_response() waits: the four are too many together.
-    with (once_waiting(waiting.set),
-          pytest.raises(InvalidResponse, match=r"Interim .* exceed 81 bytes")):
+    with (
+        once_waiting(waiting.set),
+        pytest.raises(InvalidResponse, match=r"Interim .* exceed 81 bytes"),
+    ):
         drive(conn, "read_response")
     recovers(drive, conn, srv)
 
@@ -474,10 +549,12 @@ def test_interim_budget_spans_separate_arrivals(drive, scripted_server, monkeypa
 # ------------------------------------------------------------------ cuts at every offset
 
 CUT_RESPONSES = {
-    "content-length": (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", b"0123456789",
-                       False),
+    "content-length": (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", b"0123456789", False),
     "chunked with trailers": (
-        CHUNKED_HEAD, b"4;ext=1\r\n0123\r\n6\r\n456789\r\n0\r\nT1: a\r\nT2: b\r\n\r\n", False),
+        CHUNKED_HEAD,
+        b"4;ext=1\r\n0123\r\n6\r\n456789\r\n0\r\nT1: a\r\nT2: b\r\n\r\n",
+        False,
+    ),
     "until close": (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", b"0123456789", True),
 }
 
@@ -494,8 +571,12 @@ def test_cut_after_every_byte(drive, scripted_server, case):
     """
     head, body, until_close = case
     wire = head + body
-    srv = scripted_server([[Step.read_request(), Step.send(wire[:cut]), Step.close()]
-                           for cut in range(len(wire) + 1)])
+    srv = scripted_server(
+        [
+            [Step.read_request(), Step.send(wire[:cut]), Step.close()]
+            for cut in range(len(wire) + 1)
+        ]
+    )
     conn = connect(srv)
     styles = ["readall", "read", "readinto"]
     for cut in range(len(wire) + 1):
@@ -525,8 +606,10 @@ def test_cut_after_every_byte(drive, scripted_server, case):
 
 
 def test_reset_mid_header(drive, scripted_server):
-    srv = serve(scripted_server, [Step.read_request(),
-                                  Step.send(b"HTTP/1.1 200 OK\r\nContent-Le"), Step.reset()])
+    srv = serve(
+        scripted_server,
+        [Step.read_request(), Step.send(b"HTTP/1.1 200 OK\r\nContent-Le"), Step.reset()],
+    )
     conn = connect(srv)
     drive(conn, "send_request", "GET", "/")
     with pytest.raises(ConnectionClosed):
@@ -537,10 +620,15 @@ def test_reset_mid_header(drive, scripted_server):
 @pytest.mark.parametrize("style", ["readall", "read", "readinto", "discard"])
 def test_reset_mid_body(drive, scripted_server, style):
     event = threading.Event()
-    srv = serve(scripted_server, [Step.read_request(),
-                                  Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
-                                            + b"x" * 50),
-                                  Step.wait_event(event), Step.reset()])
+    srv = serve(
+        scripted_server,
+        [
+            Step.read_request(),
+            Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 50),
+            Step.wait_event(event),
+            Step.reset(),
+        ],
+    )
     conn = connect(srv)
     drive(conn, "send_request", "GET", "/")
     assert drive(conn, "read_response").length == 100
@@ -552,8 +640,15 @@ def test_reset_mid_body(drive, scripted_server, style):
 
 def test_reset_mid_chunked_body(drive, scripted_server):
     event = threading.Event()
-    srv = serve(scripted_server, [Step.read_request(), Step.send(CHUNKED_HEAD + b"10\r\nabc"),
-                                  Step.wait_event(event), Step.reset()])
+    srv = serve(
+        scripted_server,
+        [
+            Step.read_request(),
+            Step.send(CHUNKED_HEAD + b"10\r\nabc"),
+            Step.wait_event(event),
+            Step.reset(),
+        ],
+    )
     conn = connect(srv)
     drive(conn, "send_request", "GET", "/")
     drive(conn, "read_response")
@@ -565,8 +660,16 @@ def test_reset_mid_chunked_body(drive, scripted_server):
 
 @pytest.mark.parametrize("partial", [b"", b"HTTP/1.1 200 OK\r\nContent-Len"])
 def test_close_between_pipelined_responses(drive, scripted_server, partial):
-    srv = serve(scripted_server, [Step.read_request(), Step.read_request(),
-                                  Step.read_request(), Step.send(OK_3 + partial), Step.close()])
+    srv = serve(
+        scripted_server,
+        [
+            Step.read_request(),
+            Step.read_request(),
+            Step.read_request(),
+            Step.send(OK_3 + partial),
+            Step.close(),
+        ],
+    )
     conn = connect(srv)
     for path in ("/1", "/2", "/3"):
         drive(conn, "send_request", "GET", path)
@@ -608,8 +711,9 @@ def test_upload_to_a_server_that_stops_reading(scripted_server):
 def test_slow_drip_is_not_a_timeout(scripted_server):
     """One byte every 60 ms never waits longer than ``timeout`` (an idle timeout)."""
     wire = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
-    srv = scripted_server([Step.read_request(), Step.send(wire[:-10]),
-                           Step.send(wire[-10:], chunk=1, delay=0.06)])
+    srv = scripted_server(
+        [Step.read_request(), Step.send(wire[:-10]), Step.send(wire[-10:], chunk=1, delay=0.06)]
+    )
     conn = connect(srv)
     conn.timeout = 0.3
     start = time.monotonic()
@@ -626,8 +730,15 @@ def test_stall_is_a_timeout(scripted_server, where):
     event = threading.Event()
     wire = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
     cut = 20 if where == "head" else len(wire) - 2
-    srv = serve(scripted_server, [Step.read_request(), Step.send(wire[:cut]),
-                                  Step.wait_event(event), Step.send(wire[cut:], may_fail=True)])
+    srv = serve(
+        scripted_server,
+        [
+            Step.read_request(),
+            Step.send(wire[:cut]),
+            Step.wait_event(event),
+            Step.send(wire[cut:], may_fail=True),
+        ],
+    )
     conn = connect(srv)
     conn.send_request("GET", "/")
     if where == "body":

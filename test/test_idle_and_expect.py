@@ -32,10 +32,12 @@ def server_has_spoken(conn):
 @pytest.mark.parametrize("ending", [Step.close(), Step.reset(), Step.shutdown_write()])
 def test_idle_connection_dropped_by_server(drive, scripted_server, ending):
     idle = threading.Event()
-    srv = scripted_server([
-        [Step.read_request(), Step.send(OK_3), Step.wait_event(idle), ending],
-        [Step.read_request(), Step.send(OK_2)],
-    ])
+    srv = scripted_server(
+        [
+            [Step.read_request(), Step.send(OK_3), Step.wait_event(idle), ending],
+            [Step.read_request(), Step.send(OK_2)],
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     assert roundtrip(drive, conn) == (200, b"abc")
     idle.set()  # the server drops the connection, now idle
@@ -51,12 +53,18 @@ def test_idle_connection_dropped_by_server(drive, scripted_server, ending):
 
 def test_unsolicited_408_is_never_an_answer(drive, scripted_server):
     idle = threading.Event()
-    srv = scripted_server([
-        [Step.read_request(), Step.send(OK_3), Step.wait_event(idle),
-         Step.send(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"),
-         Step.drain(2)],
-        [Step.read_request(), Step.send(OK_2)],
-    ])
+    srv = scripted_server(
+        [
+            [
+                Step.read_request(),
+                Step.send(OK_3),
+                Step.wait_event(idle),
+                Step.send(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"),
+                Step.drain(2),
+            ],
+            [Step.read_request(), Step.send(OK_2)],
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     assert roundtrip(drive, conn) == (200, b"abc")
     idle.set()  # the server sends its 408 on the idle connection
@@ -68,9 +76,13 @@ def test_unsolicited_408_is_never_an_answer(drive, scripted_server):
 
 
 def test_announced_close_still_raises(drive, scripted_server):
-    srv = scripted_server([Step.read_request(),
-                           Step.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
-                                     b"Content-Length: 1\r\n\r\nx"), Step.close()])
+    srv = scripted_server(
+        [
+            Step.read_request(),
+            Step.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx"),
+            Step.close(),
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     assert roundtrip(drive, conn) == (200, b"x")
     assert_not_sent(drive, conn, "GET", "/")
@@ -105,7 +117,8 @@ def _poll_loop(gen):
 DRIVERS = {
     "blocking": lambda conn, name, *a: getattr(conn, name)(*a),
     "eval_coroutine": lambda conn, name, *a: dugong.eval_coroutine(
-        getattr(conn, "co_" + name)(*a), 10),
+        getattr(conn, "co_" + name)(*a), 10
+    ),
     "poll": lambda conn, name, *a: _poll_loop(getattr(conn, "co_" + name)(*a)),
 }
 
@@ -129,8 +142,12 @@ def test_expect100_timeout_server_never_answers(run, scripted_server):
     conn.timeout = 10
     conn.expect100_timeout = 0.1
     first, waited = _upload(run, conn)
-    assert (first.status, first.reason, len(first.headers), first.length) == (100, "Continue",
-                                                                            0, 0)
+    assert (first.status, first.reason, len(first.headers), first.length) == (
+        100,
+        "Continue",
+        0,
+        0,
+    )
     assert 0.09 <= waited < 2
     run(conn, "write", b"0123456789")
     final = run(conn, "read_response")
@@ -143,9 +160,15 @@ def test_expect100_timeout_server_never_answers(run, scripted_server):
 
 def test_expect100_late_100_is_skipped(run, scripted_server):
     deadline_passed = threading.Event()
-    srv = scripted_server([Step.read_request(body=False), Step.wait_event(deadline_passed),
-                           Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"), Step.read_body(),
-                           Step.send(OK_2)])
+    srv = scripted_server(
+        [
+            Step.read_request(body=False),
+            Step.wait_event(deadline_passed),
+            Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            Step.read_body(),
+            Step.send(OK_2),
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     conn.timeout = 10
     conn.expect100_timeout = 0.1
@@ -159,12 +182,16 @@ def test_expect100_late_100_is_skipped(run, scripted_server):
 
 
 def test_expect100_417_before_deadline(run, scripted_server):
-    srv = scripted_server([
-        [Step.read_request(body=False),
-         Step.send(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n"),
-         Step.expect_eof()],
-        [Step.read_request(), Step.send(OK_3)],
-    ])
+    srv = scripted_server(
+        [
+            [
+                Step.read_request(body=False),
+                Step.send(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n"),
+                Step.expect_eof(),
+            ],
+            [Step.read_request(), Step.send(OK_3)],
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     conn.timeout = 10
     conn.expect100_timeout = 5
@@ -181,10 +208,16 @@ def test_expect100_417_before_deadline(run, scripted_server):
 
 def test_expect100_final_answer_after_deadline(run, scripted_server):
     deadline_passed = threading.Event()
-    srv = scripted_server([Step.read_request(body=False), Step.wait_event(deadline_passed),
-                           Step.send(b"HTTP/1.1 413 Too Large\r\nConnection: close\r\n"
-                                     b"Content-Length: 4\r\n\r\nnope"),
-                           Step.drain(1)])
+    srv = scripted_server(
+        [
+            Step.read_request(body=False),
+            Step.wait_event(deadline_passed),
+            Step.send(
+                b"HTTP/1.1 413 Too Large\r\nConnection: close\r\nContent-Length: 4\r\n\r\nnope"
+            ),
+            Step.drain(1),
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     conn.timeout = 10
     conn.expect100_timeout = 0.1
@@ -197,9 +230,15 @@ def test_expect100_final_answer_after_deadline(run, scripted_server):
 
 
 def test_expect100_without_timeout_waits(scripted_server):
-    srv = scripted_server([Step.read_request(body=False), Step.sleep(0.3),
-                           Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"), Step.read_body(),
-                           Step.send(OK_2)])
+    srv = scripted_server(
+        [
+            Step.read_request(body=False),
+            Step.sleep(0.3),
+            Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            Step.read_body(),
+            Step.send(OK_2),
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     conn.send_request("PUT", "/", body=BodyFollowing(1), expect100=True)
     start = time.monotonic()

@@ -173,30 +173,67 @@ class Spec:
 
 
 _APP_REJECT_413 = Reject("PUT", "/reject/413", 50_000, 413, continue_first=False, closes=False)
-_APP_REJECT_413_AFTER_100 = Reject("PUT", "/reject/413", 50_000, 413, continue_first=True,
-                                   closes=False)
+_APP_REJECT_413_AFTER_100 = Reject(
+    "PUT", "/reject/413", 50_000, 413, continue_first=True, closes=False
+)
 
-SPECS = {spec.name: spec for spec in [
-    Spec("nginx", (), rejects=(
-        Reject("PUT", "/auth/x", 50_000, 401, continue_first=False, closes=False),
-        Reject("POST", "/bytes/100", 50_000, 405, continue_first=False, closes=False),
-        Reject("PUT", "/small/x", 50_000, 413, continue_first=False, closes=True),
-    ), close_path="/close/100", until_close=True, trailers=True),
-    Spec("uvicorn-h11", ("uvicorn", "h11"), rejects=(_APP_REJECT_413,)),
-    Spec("uvicorn-httptools", ("uvicorn", "httptools"), rejects=(_APP_REJECT_413,)),
-    Spec("hypercorn", ("hypercorn",), rejects=(_APP_REJECT_413_AFTER_100,),
-         early_answer_closes=True),
-    Spec("gunicorn-sync", ("gunicorn",), rejects=(
-        Reject("PUT", "/reject/413", 50_000, 413, continue_first=True, closes=True),
-    ), keep_alive=False, pipeline=False, close_path="/bytes/100"),
-    Spec("gunicorn-gthread", ("gunicorn",), rejects=(_APP_REJECT_413_AFTER_100,),
-         close_path=None, early_answer_closes=True),
-    Spec("waitress", ("waitress",), rejects=(
-        Reject("PUT", "/echo", WAITRESS_MAX_BODY + 65536, 413, continue_first=True,
-               closes=True),
-    ), close_path="/stream/100", lengthless_closes=True),
-    Spec("aiohttp", ("aiohttp",), rejects=(_APP_REJECT_413,)),
-]}
+SPECS = {
+    spec.name: spec
+    for spec in [
+        Spec(
+            "nginx",
+            (),
+            rejects=(
+                Reject("PUT", "/auth/x", 50_000, 401, continue_first=False, closes=False),
+                Reject("POST", "/bytes/100", 50_000, 405, continue_first=False, closes=False),
+                Reject("PUT", "/small/x", 50_000, 413, continue_first=False, closes=True),
+            ),
+            close_path="/close/100",
+            until_close=True,
+            trailers=True,
+        ),
+        Spec("uvicorn-h11", ("uvicorn", "h11"), rejects=(_APP_REJECT_413,)),
+        Spec("uvicorn-httptools", ("uvicorn", "httptools"), rejects=(_APP_REJECT_413,)),
+        Spec(
+            "hypercorn",
+            ("hypercorn",),
+            rejects=(_APP_REJECT_413_AFTER_100,),
+            early_answer_closes=True,
+        ),
+        Spec(
+            "gunicorn-sync",
+            ("gunicorn",),
+            rejects=(Reject("PUT", "/reject/413", 50_000, 413, continue_first=True, closes=True),),
+            keep_alive=False,
+            pipeline=False,
+            close_path="/bytes/100",
+        ),
+        Spec(
+            "gunicorn-gthread",
+            ("gunicorn",),
+            rejects=(_APP_REJECT_413_AFTER_100,),
+            close_path=None,
+            early_answer_closes=True,
+        ),
+        Spec(
+            "waitress",
+            ("waitress",),
+            rejects=(
+                Reject(
+                    "PUT",
+                    "/echo",
+                    WAITRESS_MAX_BODY + 65536,
+                    413,
+                    continue_first=True,
+                    closes=True,
+                ),
+            ),
+            close_path="/stream/100",
+            lengthless_closes=True,
+        ),
+        Spec("aiohttp", ("aiohttp",), rejects=(_APP_REJECT_413,)),
+    ]
+}
 
 
 # ================================================================= running the servers
@@ -225,25 +262,75 @@ def _python_command(name: str, port: int) -> list[str]:
     ka = str(KEEPALIVE)
     address = f"{HOST}:{port}"
     if name.startswith("uvicorn-"):
-        return [py, "-m", "uvicorn", "interop_apps:asgi_app", "--host", HOST,
-                "--port", str(port), "--http", name.split("-", 1)[1],
-                "--timeout-keep-alive", ka, "--no-access-log", "--log-level", "warning",
-                "--lifespan", "on", "--timeout-graceful-shutdown", "1"]
+        return [
+            py,
+            "-m",
+            "uvicorn",
+            "interop_apps:asgi_app",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--http",
+            name.split("-", 1)[1],
+            "--timeout-keep-alive",
+            ka,
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--lifespan",
+            "on",
+            "--timeout-graceful-shutdown",
+            "1",
+        ]
     if name == "hypercorn":
-        return [py, "-m", "hypercorn", "interop_apps:asgi_app", "--bind", address,
-                "--keep-alive", ka, "--graceful-timeout", "1"]
+        return [
+            py,
+            "-m",
+            "hypercorn",
+            "interop_apps:asgi_app",
+            "--bind",
+            address,
+            "--keep-alive",
+            ka,
+            "--graceful-timeout",
+            "1",
+        ]
     if name.startswith("gunicorn-"):
         worker = name.split("-", 1)[1]
         # (--threads above 1 would turn the sync worker into gthread)
-        return [py, "-m", "gunicorn", "interop_apps:wsgi_app", "--bind", address,
-                "--workers", "1", "--worker-class", worker,
-                "--threads", "4" if worker == "gthread" else "1",
-                "--keep-alive", ka, "--graceful-timeout", "1", "--log-level", "warning"]
+        return [
+            py,
+            "-m",
+            "gunicorn",
+            "interop_apps:wsgi_app",
+            "--bind",
+            address,
+            "--workers",
+            "1",
+            "--worker-class",
+            worker,
+            "--threads",
+            "4" if worker == "gthread" else "1",
+            "--keep-alive",
+            ka,
+            "--graceful-timeout",
+            "1",
+            "--log-level",
+            "warning",
+        ]
     if name == "waitress":
         # waitress closes idle connections in a sweep every cleanup-interval seconds.
-        return [py, "-m", "waitress", f"--listen={address}", f"--channel-timeout={ka}",
-                f"--cleanup-interval={ka}", f"--max-request-body-size={WAITRESS_MAX_BODY}",
-                "interop_apps:wsgi_app"]
+        return [
+            py,
+            "-m",
+            "waitress",
+            f"--listen={address}",
+            f"--channel-timeout={ka}",
+            f"--cleanup-interval={ka}",
+            f"--max-request-body-size={WAITRESS_MAX_BODY}",
+            "interop_apps:wsgi_app",
+        ]
     if name == "aiohttp":
         return [py, str(TEST_DIR / "interop_apps.py"), "aiohttp", HOST, str(port), ka]
     raise ValueError(name)  # pragma: no cover
@@ -315,8 +402,7 @@ def _nginx_setup(d: Path, port: int, token: str) -> list[str]:
     user = ""
     if os.geteuid() == 0:
         # Workers must be able to read and write our temporary directory.
-        user = (f"user {pwd.getpwuid(os.geteuid()).pw_name} "
-                f"{grp.getgrgid(os.getegid()).gr_name};")
+        user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
     conf = _NGINX_CONF.format(d=d, user=user, host=HOST, port=port, keepalive=KEEPALIVE)
     (d / "nginx.conf").write_text(conf)
     binary = _nginx_binary()
@@ -362,8 +448,14 @@ class Server:
             argv = _python_command(self.name, self.port)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                argv, cwd=TEST_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=log, start_new_session=True)
+                argv,
+                cwd=TEST_DIR,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         return self
 
     def ready(self) -> Server:
@@ -379,8 +471,9 @@ class Server:
                     return self
                 time.sleep(0.05)
             self.stop()
-        raise RuntimeError(f"{self.name} did not start; its log:\n"
-                           f"{self.log.read_text(errors='replace')[-3000:]}")
+        raise RuntimeError(
+            f"{self.name} did not start; its log:\n{self.log.read_text(errors='replace')[-3000:]}"
+        )
 
     def stop(self) -> None:
         self.terminate()
@@ -414,8 +507,9 @@ class Server:
     def upload_path(self) -> str:
         return f"/dav/{uuid.uuid4().hex}" if self.name == "nginx" else "/echo"
 
-    def check_upload(self, drive: Any, conn: HTTPConnection, path: str, resp: HTTPResponse,
-                     data: bytes) -> None:
+    def check_upload(
+        self, drive: Any, conn: HTTPConnection, path: str, resp: HTTPResponse, data: bytes
+    ) -> None:
         """The upload of *data* answered by *resp* (body unread) arrived intact."""
         body = drive(conn, "readall")
         if self.name != "nginx":
@@ -441,16 +535,23 @@ def _missing(spec: Spec) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def launched(request: pytest.FixtureRequest,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+def launched(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Server]]:
     """Every server that the selected tests use, launched together when the first one is
     needed, and stopped together at the end: the others start up (a few tenths of a
     second of CPU each) while the first ones are tested, and their graceful shutdowns
     overlap."""
-    names = {item.callspec.params["server"] for item in request.session.items
-             if "server" in getattr(getattr(item, "callspec", None), "params", {})}
-    servers = {name: Server(SPECS[name], tmp_path_factory.mktemp(name)).launch()
-               for name in SPECS if name in names and _missing(SPECS[name]) is None}
+    names = {
+        item.callspec.params["server"]
+        for item in request.session.items
+        if "server" in getattr(getattr(item, "callspec", None), "params", {})
+    }
+    servers = {
+        name: Server(SPECS[name], tmp_path_factory.mktemp(name)).launch()
+        for name in SPECS
+        if name in names and _missing(SPECS[name]) is None
+    }
     try:
         yield servers
     finally:
@@ -495,8 +596,9 @@ def is_chunked(resp: HTTPResponse) -> bool:
     return "chunked" in (resp.headers["Transfer-Encoding"] or "").lower()
 
 
-def fetch(drive: Any, conn: HTTPConnection, method: str, path: str,
-          headers: dict[str, str] | None = None) -> tuple[HTTPResponse, bytes]:
+def fetch(
+    drive: Any, conn: HTTPConnection, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[HTTPResponse, bytes]:
     """One request and its whole response; a connection the server closes is reset."""
     drive(conn, "send_request", method, path, headers)
     resp = drive(conn, "read_response")
@@ -530,7 +632,7 @@ def read_into(drive: Any, conn: HTTPConnection, size: int) -> bytes:
     view = memoryview(buf)
     got = 0
     while True:
-        n = drive(conn, "readinto", view[got:got + 300_000])
+        n = drive(conn, "readinto", view[got : got + 300_000])
         if not n:
             return bytes(buf[:got])
         got += n
@@ -635,8 +737,9 @@ def test_pipeline(server: Server) -> None:
 # ================================================================= uploads
 
 
-@pytest.mark.parametrize("kind", ["length", "chunked", "bytes", "length-expect100",
-                                  "chunked-expect100"])
+@pytest.mark.parametrize(
+    "kind", ["length", "chunked", "bytes", "length-expect100", "chunked-expect100"]
+)
 def test_upload(server: Server, drive: Any, kind: str) -> None:
     """A body of known length written in pieces, a chunked one, bytes; with 100-continue."""
     data = payload(UPLOAD_SIZE)
@@ -652,15 +755,14 @@ def test_upload(server: Server, drive: Any, kind: str) -> None:
                 cont = drive(conn, "read_response")
                 assert cont.status == 100
             for start in range(0, len(data), 100_000):
-                drive(conn, "write", data[start:start + 100_000])
+                drive(conn, "write", data[start : start + 100_000])
             if body.length is None:
                 drive(conn, "write", b"")
         resp = drive(conn, "read_response")
         server.check_upload(drive, conn, path, resp, data)
 
 
-def test_upload_rejected(server: Server, drive: Any,
-                         traces: Callable[[], list[bytes]]) -> None:
+def test_upload_rejected(server: Server, drive: Any, traces: Callable[[], list[bytes]]) -> None:
     """An ``expect100`` request refused at once: no body is sent, and the next request works.
 
     Servers that send 100 Continue before the app decides get the body, and
@@ -670,14 +772,21 @@ def test_upload_rejected(server: Server, drive: Any,
     for reject in server.spec.rejects:
         before = len(traces())
         conn = server.connection()
-        drive(conn, "send_request", reject.method, reject.path, None,
-              BodyFollowing(reject.length), True)
+        drive(
+            conn,
+            "send_request",
+            reject.method,
+            reject.path,
+            None,
+            BodyFollowing(reject.length),
+            True,
+        )
         resp = drive(conn, "read_response")
         if resp.status == 100:
             assert reject.continue_first, f"{reject.path}: 100 Continue"
             with contextlib.suppress(ConnectionClosed):  # a server may close while we write
                 for start in range(0, reject.length, 65536):
-                    drive(conn, "write", data[start:min(start + 65536, reject.length)])
+                    drive(conn, "write", data[start : min(start + 65536, reject.length)])
             resp = drive(conn, "read_response")
         else:
             assert not reject.continue_first, f"{reject.path}: no 100 Continue"
@@ -837,7 +946,7 @@ def test_early_answer_without_expect(server: Server, drive: Any) -> None:
         drive(conn, "send_request", reject.method, reject.path, None, BodyFollowing(length))
         with contextlib.suppress(ConnectionClosed):  # the request counts as sent
             for start in range(0, length, 256 * 1024):
-                drive(conn, "write", data[start:start + 256 * 1024])
+                drive(conn, "write", data[start : start + 256 * 1024])
         resp = drive(conn, "read_response")
         assert resp.status == reject.status
         drive(conn, "readall")
@@ -855,16 +964,19 @@ def test_early_answer_without_expect(server: Server, drive: Any) -> None:
 _R413 = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\nrejected"
 
 
-def test_answer_read_after_a_failed_write_is_an_early_answer(drive: Any,
-                                                            scripted_server: Any) -> None:
+def test_answer_read_after_a_failed_write_is_an_early_answer(
+    drive: Any, scripted_server: Any
+) -> None:
     """What hypercorn and gunicorn-gthread did, made deterministic: answer without reading
     the body, then close (here with a reset). ``write()`` raises `ConnectionClosed`, the
     answer can still be read, and the next request goes out on a new connection (it used
     to raise `dugong.StateError`)."""
-    srv = scripted_server([
-        [Step.read_request(body=False), Step.send(_R413), Step.sleep(0.05), Step.reset()],
-        [Step.read_request(), Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")],
-    ])
+    srv = scripted_server(
+        [
+            [Step.read_request(body=False), Step.send(_R413), Step.sleep(0.05), Step.reset()],
+            [Step.read_request(), Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")],
+        ]
+    )
     conn = HTTPConnection(HOST, srv.port)
     conn.timeout = CONN_TIMEOUT
     drive(conn, "send_request", "PUT", "/big", None, BodyFollowing(64 << 20))

@@ -20,15 +20,21 @@ def test_connection_events_are_logged_at_debug_level(caplog, http_server):
     conn.readall()
     conn.disconnect()
     messages = [r.getMessage() for r in caplog.records if r.name == "dugong"]
-    assert messages == [f"connected to 127.0.0.1 port {http_server.port}",
-                        f"disconnected from 127.0.0.1 port {http_server.port}"]
+    assert messages == [
+        f"connected to 127.0.0.1 port {http_server.port}",
+        f"disconnected from 127.0.0.1 port {http_server.port}",
+    ]
     assert {r.levelno for r in caplog.records if r.name == "dugong"} == {logging.DEBUG}
 
 
 def test_a_server_closing_is_logged(caplog, scripted_server):
     caplog.set_level(logging.DEBUG, logger="dugong")
-    srv = scripted_server([[Step.read_request(), Step.send(OK_3), Step.close()],
-                           [Step.read_request(), Step.send(OK_3)]])
+    srv = scripted_server(
+        [
+            [Step.read_request(), Step.send(OK_3), Step.close()],
+            [Step.read_request(), Step.send(OK_3)],
+        ]
+    )
     conn = dugong.HTTPConnection("127.0.0.1", srv.port)
     conn.send_request("GET", "/")
     conn.read_response()
@@ -38,8 +44,10 @@ def test_a_server_closing_is_logged(caplog, scripted_server):
     conn.read_response()
     assert conn.readall() == b"abc"
     messages = [r.getMessage() for r in caplog.records if r.name == "dugong"]
-    assert f"127.0.0.1 port {srv.port}: idle connection dropped by the server, " \
+    assert (
+        f"127.0.0.1 port {srv.port}: idle connection dropped by the server, "
         "reconnecting" in messages
+    )
     conn.disconnect()
 
 
@@ -57,6 +65,7 @@ def test_nothing_is_logged_per_request(caplog, http_server):
 
 def test_import_dugong_does_not_import_logging():
     code = "import sys, dugong; print('logging' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == ["False"]

@@ -259,11 +259,13 @@ def test_deadline_resumes_without_readiness(pair):
 def test_expect100_timeout_with_eval_coroutines(scripted_server):
     from servers import Step
 
-    server = scripted_server([
-        Step.read_request(body=False),
-        Step.read_body(),
-        Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
-    ])
+    server = scripted_server(
+        [
+            Step.read_request(body=False),
+            Step.read_body(),
+            Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        ]
+    )
     conn = HTTPConnection(*server.address)
     conn.expect100_timeout = 0.2
 

@@ -22,8 +22,9 @@ def test_demo_in_process():
 
 
 def test_demo_as_a_program():
-    proc = subprocess.run([sys.executable, "-m", "dugong"], capture_output=True, text=True,
-                          timeout=60, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dugong"], capture_output=True, text=True, timeout=60, check=True
+    )
     assert "Demo complete." in proc.stdout
     assert proc.stderr == ""
 

@@ -7,8 +7,7 @@ import pytest
 import dugong
 from dugong import _protocol as P
 
-HEAD = ("HTTP/1.1 200 OK\r\nServer: test\r\nContent-Length: 3\r\n"
-        "Connection: keep-alive\r\n\r\n")
+HEAD = "HTTP/1.1 200 OK\r\nServer: test\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n"
 
 
 def test_equal_heads_share_one_parse():
@@ -67,8 +66,9 @@ def test_connection_responses_with_the_same_head(drive, scripted_server):
     conn.disconnect()
 
 
-def test_a_head_repeating_the_previous_one_is_not_parsed_again(drive, scripted_server,
-                                                                monkeypatch):
+def test_a_head_repeating_the_previous_one_is_not_parsed_again(
+    drive, scripted_server, monkeypatch
+):
     """On one connection, a head equal byte for byte to the previous one reuses its parse,
     but only for the same method and the same limits."""
     from dugong import engine
@@ -82,8 +82,7 @@ def test_a_head_repeating_the_previous_one_is_not_parsed_again(drive, scripted_s
 
     monkeypatch.setattr(engine, "parse_response", counting)
     resp = HEAD.encode() + b"abc"
-    srv = scripted_server([*[Step.read_request()] * 5,
-                           Step.send(resp * 3 + HEAD.encode() + resp)])
+    srv = scripted_server([*[Step.read_request()] * 5, Step.send(resp * 3 + HEAD.encode() + resp)])
     conn = dugong.HTTPConnection("127.0.0.1", srv.port)
     for method in ("GET", "GET", "GET", "HEAD", "GET"):
         drive(conn, "send_request", method, "/")
@@ -118,16 +117,24 @@ def test_request_heads_without_caller_fields_are_reused_and_still_checked():
 
 
 def test_a_connection_reuses_its_last_plain_request_only_when_it_is_the_same(
-        drive, scripted_server):
+    drive, scripted_server
+):
     """The bytes of a bodiless request without caller fields are kept per connection: the
     same method and path again send the same bytes; anything else is built anew."""
     from servers import Step
 
     resp = HEAD.encode() + b"abc"
-    calls = [("GET", "/a", None), ("GET", "/a", None), ("GET", "/b", None),
-             ("HEAD", "/b", None), ("HEAD", "/b", {"X-Extra": "1"}), ("HEAD", "/b", None)]
-    srv = scripted_server([*[Step.read_request()] * len(calls),
-                           Step.send(resp * 3 + HEAD.encode() * 3)])
+    calls = [
+        ("GET", "/a", None),
+        ("GET", "/a", None),
+        ("GET", "/b", None),
+        ("HEAD", "/b", None),
+        ("HEAD", "/b", {"X-Extra": "1"}),
+        ("HEAD", "/b", None),
+    ]
+    srv = scripted_server(
+        [*[Step.read_request()] * len(calls), Step.send(resp * 3 + HEAD.encode() * 3)]
+    )
     conn = dugong.HTTPConnection("127.0.0.1", srv.port)
     for method, path, headers in calls:
         drive(conn, "send_request", method, path, headers)

@@ -98,11 +98,19 @@ class PoolServer:
     closed its side.
     """
 
-    def __init__(self, *, keepalive_requests: int | None = None, close_after: int | None = None,
-                 batch: int | list[int] = 1, hold: threading.Event | None = None,
-                 gate: threading.Event | None = None,
-                 pause: threading.Event | None = None, reset: bool = False,
-                 ssl_context: ssl.SSLContext | None = None, host: str = HOST) -> None:
+    def __init__(
+        self,
+        *,
+        keepalive_requests: int | None = None,
+        close_after: int | None = None,
+        batch: int | list[int] = 1,
+        hold: threading.Event | None = None,
+        gate: threading.Event | None = None,
+        pause: threading.Event | None = None,
+        reset: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        host: str = HOST,
+    ) -> None:
         self.keepalive_requests = keepalive_requests
         self.close_after = close_after
         self.batch = batch
@@ -122,11 +130,12 @@ class PoolServer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._listener = _server_socket(
-            socket.create_server((host, 0), family=family, backlog=64))
+        self._listener = _server_socket(socket.create_server((host, 0), family=family, backlog=64))
         self.port = self._listener.getsockname()[1]
-        self.url = f"{'https' if ssl_context else 'http'}://" \
-                   f"{f'[{host}]' if ':' in host else host}:{self.port}"
+        self.url = (
+            f"{'https' if ssl_context else 'http'}://"
+            f"{f'[{host}]' if ':' in host else host}:{self.port}"
+        )
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
         self._socks: list[socket.socket] = []
         self._threads[0].start()
@@ -185,8 +194,11 @@ class PoolServer:
         searched = 0
         waiting: list[Request] = []
         served = 0
-        batch = self.batch if isinstance(self.batch, int) else \
-            (self.batch[index] if index < len(self.batch) else 1)
+        batch = (
+            self.batch
+            if isinstance(self.batch, int)
+            else (self.batch[index] if index < len(self.batch) else 1)
+        )
         deadline = time.monotonic() + STEP_TIMEOUT
         eof = False
         while not self._stop.is_set():
@@ -247,23 +259,24 @@ class PoolServer:
             except (TimeoutError, ssl.SSLWantReadError):
                 continue
 
-    def _take_requests(self, buf: bytearray, index: int, waiting: list[Request],
-                       searched: int) -> int:
+    def _take_requests(
+        self, buf: bytearray, index: int, waiting: list[Request], searched: int
+    ) -> int:
         """Move the complete requests at the start of *buf* to *waiting*; return how far
         *buf* is known to hold no end of a head (*searched*: the same, before)."""
         while True:
             end = buf.find(b"\r\n\r\n", max(0, searched - 3))
             if end < 0:
                 return len(buf)
-            head = bytes(buf[:end + 4])
+            head = bytes(buf[: end + 4])
             if len(head) > 65536:  # keep what is recorded small
                 head = b"\r\n".join(line[:1000] for line in head.split(b"\r\n"))
             req = parse_request_head(head)
             size = int(req.header("Content-Length", "0") or "0")
             if len(buf) < end + 4 + size:
                 return end
-            req.body = bytes(buf[end + 4:end + 4 + size])
-            del buf[:end + 4 + size]
+            req.body = bytes(buf[end + 4 : end + 4 + size])
+            del buf[: end + 4 + size]
             searched = 0
             waiting.append(req)
             with self._lock:
@@ -371,12 +384,29 @@ def test_empty_path_query_and_fragment(server: PoolServer) -> None:
     assert [r.target for r in server.requests[0]] == ["/", "/?a=b&c", "/x", "/%C3%A9", "/"]
 
 
-@pytest.mark.parametrize("url", [
-    "ftp://127.0.0.1/", "/relative", "127.0.0.1/x", "http:/x", "http://", "http:///x",
-    "http://host:0/", "http://host:99999/", "http://host:8o/", "http://user:pw@host/",
-    "http://[::1/", "http://[::1]x/", "http://[zz::1]/", "http://a b/", "http://a\r\nb/",
-    "http://host/a b", "http://ho<st/", "mailto:x@y",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://127.0.0.1/",
+        "/relative",
+        "127.0.0.1/x",
+        "http:/x",
+        "http://",
+        "http:///x",
+        "http://host:0/",
+        "http://host:99999/",
+        "http://host:8o/",
+        "http://user:pw@host/",
+        "http://[::1/",
+        "http://[::1]x/",
+        "http://[zz::1]/",
+        "http://a b/",
+        "http://a\r\nb/",
+        "http://host/a b",
+        "http://ho<st/",
+        "mailto:x@y",
+    ],
+)
 def test_bad_urls(url: str) -> None:
     with ConnectionPool() as pool:
         with pytest.raises(ValueError):
@@ -404,12 +434,17 @@ def test_bad_arguments(server: PoolServer) -> None:
         # Nothing was sent, and the connection is still good.
         assert pool.request("GET", server.url + "/after").body == b"GET /after"
     assert server.connections == 1
-    for kwargs, exc in [({"max_connections": 0}, ValueError), ({"max_per_host": 0}, ValueError),
-                        ({"pipeline": 0}, ValueError), ({"retries": -1}, ValueError),
-                        ({"timeout": -1}, ValueError), ({"idle_timeout": "1"}, TypeError),
-                        ({"max_connections": 1.5}, TypeError), ({"proxy": "https://p:1"},
-                                                                 ValueError),
-                        ({"proxy": "http://p:1/path"}, ValueError)]:
+    for kwargs, exc in [
+        ({"max_connections": 0}, ValueError),
+        ({"max_per_host": 0}, ValueError),
+        ({"pipeline": 0}, ValueError),
+        ({"retries": -1}, ValueError),
+        ({"timeout": -1}, ValueError),
+        ({"idle_timeout": "1"}, TypeError),
+        ({"max_connections": 1.5}, TypeError),
+        ({"proxy": "https://p:1"}, ValueError),
+        ({"proxy": "http://p:1/path"}, ValueError),
+    ]:
         with pytest.raises(exc):
             ConnectionPool(**kwargs)
 
@@ -469,9 +504,14 @@ def test_limit_of_one_origin_under_threads(pool_server: Callable[..., PoolServer
     server = pool_server(gate=gate)
     with ConnectionPool(4, timeout=WAIT) as pool:
         got: list[bytes] = []
-        threads = [threading.Thread(target=lambda n=n: got.extend(
-            pool.request("GET", f"{server.url}/{n}/{i}").body for i in range(10)))
-            for n in range(16)]
+        threads = [
+            threading.Thread(
+                target=lambda n=n: got.extend(
+                    pool.request("GET", f"{server.url}/{n}/{i}").body for i in range(10)
+                )
+            )
+            for n in range(16)
+        ]
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + WAIT
@@ -502,7 +542,8 @@ def deque_empty() -> Any:
 
 
 def test_idle_connection_of_another_origin_makes_room(
-        pool_server: Callable[..., PoolServer]) -> None:
+    pool_server: Callable[..., PoolServer],
+) -> None:
     one, two = pool_server(), pool_server()
     with ConnectionPool(1) as pool:
         assert pool.request("GET", one.url + "/a").body == b"GET /a"
@@ -537,8 +578,9 @@ def test_waiting_thread_gets_the_released_connection(server: PoolServer) -> None
         got: list[bytes] = []
         lease = pool.connection(server.url)
         conn = lease.__enter__()
-        thread = threading.Thread(target=lambda: got.append(
-            pool.request("GET", server.url + "/waited").body))
+        thread = threading.Thread(
+            target=lambda: got.append(pool.request("GET", server.url + "/waited").body)
+        )
         thread.start()
         while not pool._waiters:  # the thread is queued
             time.sleep(0.001)
@@ -681,8 +723,10 @@ def run_driver(driver: str, jobs: list[Generator[Any, None, Any]]) -> list[Any]:
     if driver == "eval_coroutines":
         return eval_coroutines(*jobs, timeout=WAIT)
     if driver == "AioFuture":
+
         async def main() -> list[Any]:
             return list(await asyncio.gather(*(AioFuture(job) for job in jobs)))
+
         return asyncio.run(main())
     import anyio
 
@@ -722,13 +766,18 @@ def test_drivers(server: PoolServer, driver: str, pipeline: int) -> None:
 def test_blocking_and_generators_together(server: PoolServer) -> None:
     with ConnectionPool(2, pipeline=3, timeout=WAIT) as pool:
         got: list[bytes] = []
-        threads = [threading.Thread(target=lambda i=i: got.append(
-            pool.request("GET", f"{server.url}/t{i}").body)) for i in range(8)]
+        threads = [
+            threading.Thread(
+                target=lambda i=i: got.append(pool.request("GET", f"{server.url}/t{i}").body)
+            )
+            for i in range(8)
+        ]
         for thread in threads:
             thread.start()
         urls = [f"{server.url}/g{i}" for i in range(16)]
-        check_answers(eval_coroutines(*(pool.co_request("GET", u) for u in urls),
-                                      timeout=WAIT), urls)
+        check_answers(
+            eval_coroutines(*(pool.co_request("GET", u) for u in urls), timeout=WAIT), urls
+        )
         for thread in threads:
             thread.join(WAIT)
         assert sorted(got) == sorted(body_of("GET", f"/t{i}") for i in range(8))
@@ -844,8 +893,8 @@ def test_heads_and_options_pipelined_posts_never(pool_server: Callable[..., Pool
     for i, event in enumerate(log):
         if event.startswith("> POST") or event.startswith("> DELETE"):
             # Sent on an idle connection, and answered before anything else is sent.
-            assert outstanding == 0, log[:i + 1]
-            assert log[i + 1] == "<" + event[1:], log[i:i + 3]
+            assert outstanding == 0, log[: i + 1]
+            assert log[i + 1] == "<" + event[1:], log[i : i + 3]
         outstanding += 1 if event.startswith(">") else -1
     assert pipelined_rounds(log) > 1
 
@@ -853,13 +902,18 @@ def test_heads_and_options_pipelined_posts_never(pool_server: Callable[..., Pool
 def test_connection_close_header_is_not_pipelined_behind(server: PoolServer) -> None:
     with ConnectionPool(1, pipeline=4) as pool:
         pool.request("GET", server.url + "/warm")
-        jobs = [pool.co_request("GET", f"{server.url}/{i}",
-                                {"Connection": "close"} if i == 1 else None) for i in range(4)]
+        jobs = [
+            pool.co_request(
+                "GET", f"{server.url}/{i}", {"Connection": "close"} if i == 1 else None
+            )
+            for i in range(4)
+        ]
         assert all(r.status == 200 for r in eval_coroutines(*jobs, timeout=WAIT))
 
 
 def test_orphaned_response_is_discarded_for_the_next(
-        pool_server: Callable[..., PoolServer]) -> None:
+    pool_server: Callable[..., PoolServer],
+) -> None:
     hold = threading.Event()
     server = pool_server(batch=3, hold=hold)
 
@@ -882,7 +936,8 @@ def test_orphaned_response_is_discarded_for_the_next(
 
 
 def test_cancelled_reader_leaves_its_read_to_the_next(
-        pool_server: Callable[..., PoolServer]) -> None:
+    pool_server: Callable[..., PoolServer],
+) -> None:
     server = pool_server(batch=3)
     with ConnectionPool(1, pipeline=4) as pool:
         pool.request("GET", server.url + "/first")
@@ -899,7 +954,8 @@ def test_cancelled_reader_leaves_its_read_to_the_next(
 
 
 def test_answers_nobody_waits_for_close_the_connection(
-        pool_server: Callable[..., PoolServer]) -> None:
+    pool_server: Callable[..., PoolServer],
+) -> None:
     server = pool_server(batch=2)
     with ConnectionPool(1, pipeline=4) as pool:
         pool.request("GET", server.url + "/first")
@@ -945,12 +1001,14 @@ def test_thread_reading_for_others_times_out(pool_server: Callable[..., PoolServ
 
 
 def test_pipelined_requests_retried_after_a_silent_close(
-        pool_server: Callable[..., PoolServer]) -> None:
+    pool_server: Callable[..., PoolServer],
+) -> None:
     server = pool_server(close_after=3, batch=[5])
     urls = [f"{server.url}/r/{i}" for i in range(6)]
     with ConnectionPool(1, pipeline=8, retries=1) as pool:
-        check_answers(eval_coroutines(*(pool.co_request("GET", u) for u in urls),
-                                      timeout=WAIT), urls)
+        check_answers(
+            eval_coroutines(*(pool.co_request("GET", u) for u in urls), timeout=WAIT), urls
+        )
     assert server.connections == 2
     assert len(server.requests[0]) == 6  # three answered, three lost and sent again
     assert len(server.requests[1]) == 3
@@ -962,8 +1020,9 @@ def test_keepalive_request_limit(pool_server: Callable[..., PoolServer]) -> None
     server = pool_server(keepalive_requests=3)
     urls = [f"{server.url}/k/{i}" for i in range(60)]
     with ConnectionPool(2, pipeline=8, retries=0) as pool:
-        check_answers(eval_coroutines(*(pool.co_request("GET", u) for u in urls),
-                                      timeout=WAIT), urls)
+        check_answers(
+            eval_coroutines(*(pool.co_request("GET", u) for u in urls), timeout=WAIT), urls
+        )
     assert 20 <= server.connections <= 26
     # Once the limit was seen, no connection is given more than three requests.
     sent = [len(reqs) for reqs in server.requests]
@@ -980,8 +1039,7 @@ def test_threads_read_their_own_responses(pool_server: Callable[..., PoolServer]
             try:
                 for i in range(10):
                     target = f"/{n}/{i}"
-                    assert pool.request("GET", server.url + target).body == \
-                        body_of("GET", target)
+                    assert pool.request("GET", server.url + target).body == body_of("GET", target)
             except BaseException as exc:
                 errors.append(exc)
 
@@ -995,6 +1053,7 @@ def test_threads_read_their_own_responses(pool_server: Callable[..., PoolServer]
 
 def _when(check: Callable[[], bool], then: Callable[[], None]) -> threading.Thread:
     """In a thread: wait until *check()* (our own pool's state), then call *then*."""
+
     def run() -> None:
         deadline = time.monotonic() + WAIT
         while not check() and time.monotonic() < deadline:
@@ -1036,9 +1095,11 @@ def test_send_turns(pool_server: Callable[..., PoolServer], mode: str) -> None:
                 thread.join(WAIT)
             assert got == {"/big": b"GET /big", "/small": b"GET /small"}
         else:
-            results = eval_coroutines(pool.co_request("GET", server.url + "/big", HUGE),
-                                      pool.co_request("GET", server.url + "/small"),
-                                      timeout=WAIT)
+            results = eval_coroutines(
+                pool.co_request("GET", server.url + "/big", HUGE),
+                pool.co_request("GET", server.url + "/small"),
+                timeout=WAIT,
+            )
             assert [r.body for r in results] == [b"GET /big", b"GET /small"]
         waiter.join(WAIT)
     assert [r.target for r in server.requests[0]] == ["/first", "/big", "/small"]
@@ -1053,9 +1114,11 @@ def test_send_fails_mid_pipeline(pool_server: Callable[..., PoolServer]) -> None
         pool.request("GET", server.url + "/first")
         (ent,) = next(iter(pool._hosts.values())).entries
         waiter = _when(lambda: bool(ent.send_waiters), pause.set)
-        results = eval_coroutines(pool.co_request("GET", server.url + "/big", HUGE),
-                                  pool.co_request("GET", server.url + "/small"),
-                                  timeout=WAIT)
+        results = eval_coroutines(
+            pool.co_request("GET", server.url + "/big", HUGE),
+            pool.co_request("GET", server.url + "/small"),
+            timeout=WAIT,
+        )
         assert [r.body for r in results] == [b"GET /big", b"GET /small"]
         waiter.join(WAIT)
     assert server.connections == 2
@@ -1065,9 +1128,11 @@ def test_send_fails_mid_pipeline(pool_server: Callable[..., PoolServer]) -> None
 def test_bad_pipelined_request_leaves_the_connection_alone(server: PoolServer) -> None:
     with ConnectionPool(1, pipeline=4) as pool:
         pool.request("GET", server.url + "/a")
-        jobs = [pool.co_request("GET", server.url + "/b"),
-                pool.co_request("GET", server.url + "/c", {"Bad Name": "x"}),
-                pool.co_request("GET", server.url + "/d")]
+        jobs = [
+            pool.co_request("GET", server.url + "/b"),
+            pool.co_request("GET", server.url + "/c", {"Bad Name": "x"}),
+            pool.co_request("GET", server.url + "/d"),
+        ]
         results = eval_coroutines(*jobs, timeout=WAIT, return_exceptions=True)
         assert [type(r) for r in results] == [PoolResponse, ValueError, PoolResponse]
         assert pool.request("GET", server.url + "/e").body == b"GET /e"
@@ -1075,8 +1140,9 @@ def test_bad_pipelined_request_leaves_the_connection_alone(server: PoolServer) -
 
 
 def test_timeout_inside_a_request(scripted_server: Callable[..., ScriptedServer]) -> None:
-    srv = scripted_server([[Step.read_request(), Step.stop_reading()],
-                           [Step.read_request(), Step.send(OK)]])
+    srv = scripted_server(
+        [[Step.read_request(), Step.stop_reading()], [Step.read_request(), Step.send(OK)]]
+    )
     with ConnectionPool(timeout=0.2) as pool:
         with pytest.raises(ConnectionTimedOut):
             pool.request("GET", f"http://127.0.0.1:{srv.port}/stall")
@@ -1088,15 +1154,17 @@ def test_timeout_inside_a_request(scripted_server: Callable[..., ScriptedServer]
 
 
 def test_get_retried_post_not(scripted_server: Callable[..., ScriptedServer]) -> None:
-    srv = scripted_server([[Step.read_request(), Step.close()],
-                           [Step.read_request(), Step.send(OK)]])
+    srv = scripted_server(
+        [[Step.read_request(), Step.close()], [Step.read_request(), Step.send(OK)]]
+    )
     with ConnectionPool() as pool:
         resp = pool.request("GET", f"http://127.0.0.1:{srv.port}/x")
         assert resp.body == b"ok"
     assert srv.connections == 2
 
-    srv = scripted_server([[Step.read_request(), Step.close()],
-                           [Step.read_request(), Step.send(OK)]])
+    srv = scripted_server(
+        [[Step.read_request(), Step.close()], [Step.read_request(), Step.send(OK)]]
+    )
     with ConnectionPool() as pool:
         with pytest.raises(ConnectionClosed):
             pool.request("POST", f"http://127.0.0.1:{srv.port}/x", body=b"once")
@@ -1105,13 +1173,20 @@ def test_get_retried_post_not(scripted_server: Callable[..., ScriptedServer]) ->
     assert [r.body for r in srv.requests[0]] == [b"once"]
 
 
-@pytest.mark.parametrize(("method", "retries", "connections"), [
-    ("PUT", 1, 2), ("DELETE", 1, 2), ("GET", 0, 1), ("PATCH", 3, 1), ("GET", 2, 3)])
-def test_retry_rules(scripted_server: Callable[..., ScriptedServer], method: str, retries: int,
-                     connections: int) -> None:
-    srv = scripted_server([[Step.read_request(), Step.reset()],
-                           [Step.read_request(), Step.close()],
-                           [Step.read_request(), Step.send(OK)]])
+@pytest.mark.parametrize(
+    ("method", "retries", "connections"),
+    [("PUT", 1, 2), ("DELETE", 1, 2), ("GET", 0, 1), ("PATCH", 3, 1), ("GET", 2, 3)],
+)
+def test_retry_rules(
+    scripted_server: Callable[..., ScriptedServer], method: str, retries: int, connections: int
+) -> None:
+    srv = scripted_server(
+        [
+            [Step.read_request(), Step.reset()],
+            [Step.read_request(), Step.close()],
+            [Step.read_request(), Step.send(OK)],
+        ]
+    )
     with ConnectionPool(retries=retries) as pool:
         job = pool.co_request(method, f"http://127.0.0.1:{srv.port}/x", body=b"b")
         if connections < 3:
@@ -1124,10 +1199,16 @@ def test_retry_rules(scripted_server: Callable[..., ScriptedServer], method: str
 
 
 def test_no_retry_once_the_body_started(scripted_server: Callable[..., ScriptedServer]) -> None:
-    srv = scripted_server([[Step.read_request(),
-                            Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc"),
-                            Step.close()],
-                           [Step.read_request(), Step.send(OK)]])
+    srv = scripted_server(
+        [
+            [
+                Step.read_request(),
+                Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc"),
+                Step.close(),
+            ],
+            [Step.read_request(), Step.send(OK)],
+        ]
+    )
     with ConnectionPool(retries=3) as pool:
         with pytest.raises(ConnectionClosed, match="3 of 9"):
             pool.request("GET", f"http://127.0.0.1:{srv.port}/x")
@@ -1136,9 +1217,12 @@ def test_no_retry_once_the_body_started(scripted_server: Callable[..., ScriptedS
 
 
 def test_no_retry_once_the_head_started(scripted_server: Callable[..., ScriptedServer]) -> None:
-    srv = scripted_server([[Step.read_request(), Step.send(b"HTTP/1.1 200 OK\r\nCont"),
-                            Step.close()],
-                           [Step.read_request(), Step.send(OK)]])
+    srv = scripted_server(
+        [
+            [Step.read_request(), Step.send(b"HTTP/1.1 200 OK\r\nCont"), Step.close()],
+            [Step.read_request(), Step.send(OK)],
+        ]
+    )
     with ConnectionPool(retries=3) as pool:
         with pytest.raises(ConnectionClosed):
             pool.request("GET", f"http://127.0.0.1:{srv.port}/x")
@@ -1147,9 +1231,18 @@ def test_no_retry_once_the_head_started(scripted_server: Callable[..., ScriptedS
 
 
 def test_garbage_answer(scripted_server: Callable[..., ScriptedServer]) -> None:
-    srv = scripted_server([[Step.read_request(), Step.send(OK), Step.read_request(),
-                            Step.send(b"SPAM SPAM SPAM\r\n\r\n"), Step.drain()],
-                           [Step.read_request(), Step.send(OK)]])
+    srv = scripted_server(
+        [
+            [
+                Step.read_request(),
+                Step.send(OK),
+                Step.read_request(),
+                Step.send(b"SPAM SPAM SPAM\r\n\r\n"),
+                Step.drain(),
+            ],
+            [Step.read_request(), Step.send(OK)],
+        ]
+    )
     url = f"http://127.0.0.1:{srv.port}/"
     with ConnectionPool() as pool:
         assert pool.request("GET", url).body == b"ok"
@@ -1236,6 +1329,7 @@ def test_lease_closed_after_exception(server: PoolServer) -> None:
 
 def test_co_acquire_and_release(server: PoolServer) -> None:
     with ConnectionPool(1) as pool:
+
         def job() -> Generator[PollNeeded, None, bytes]:
             conn = yield from pool.co_acquire(server.url)
             try:
@@ -1258,20 +1352,24 @@ def test_co_acquire_and_release(server: PoolServer) -> None:
 # ================================================================= TLS
 
 
-def test_tls_with_given_context(pool_server: Callable[..., PoolServer],
-                                tls_server_context: ssl.SSLContext,
-                                tls_client_context: ssl.SSLContext) -> None:
+def test_tls_with_given_context(
+    pool_server: Callable[..., PoolServer],
+    tls_server_context: ssl.SSLContext,
+    tls_client_context: ssl.SSLContext,
+) -> None:
     server = pool_server(ssl_context=tls_server_context)
     with ConnectionPool(2, pipeline=3, ssl_context=tls_client_context) as pool:
         urls = [f"{server.url}/tls/{i}" for i in range(8)]
-        check_answers(eval_coroutines(*(pool.co_request("GET", u) for u in urls),
-                                      timeout=WAIT), urls)
+        check_answers(
+            eval_coroutines(*(pool.co_request("GET", u) for u in urls), timeout=WAIT), urls
+        )
         assert pool.request("GET", f"https://localhost:{server.port}/name").status == 200
     assert server.connections == 3
 
 
-def test_tls_default_context_verifies(pool_server: Callable[..., PoolServer],
-                                      tls_server_context: ssl.SSLContext) -> None:
+def test_tls_default_context_verifies(
+    pool_server: Callable[..., PoolServer], tls_server_context: ssl.SSLContext
+) -> None:
     server = pool_server(ssl_context=tls_server_context)
     with ConnectionPool() as pool:
         with pytest.raises(ssl.SSLCertVerificationError):
@@ -1300,13 +1398,17 @@ def test_proxy_with_credentials_plain(server: PoolServer, make_proxy: Any) -> No
     assert second.header("Proxy-Authorization") == basic("us@er:p:ss")
 
 
-def test_proxy_with_credentials_tls(pool_server: Callable[..., PoolServer], make_proxy: Any,
-                                    tls_server_context: ssl.SSLContext,
-                                    tls_client_context: ssl.SSLContext) -> None:
+def test_proxy_with_credentials_tls(
+    pool_server: Callable[..., PoolServer],
+    make_proxy: Any,
+    tls_server_context: ssl.SSLContext,
+    tls_client_context: ssl.SSLContext,
+) -> None:
     server = pool_server(ssl_context=tls_server_context)
     proxy = make_proxy({f"localhost:{server.port}": ("127.0.0.1", server.port)})
-    with ConnectionPool(proxy=f"http://me:secret@127.0.0.1:{proxy.address[1]}",
-                        ssl_context=tls_client_context) as pool:
+    with ConnectionPool(
+        proxy=f"http://me:secret@127.0.0.1:{proxy.address[1]}", ssl_context=tls_client_context
+    ) as pool:
         for i in range(2):
             resp = pool.request("GET", f"https://localhost:{server.port}/{i}")
             assert resp.body == body_of("GET", f"/{i}")
@@ -1320,14 +1422,20 @@ def test_proxy_with_credentials_tls(pool_server: Callable[..., PoolServer], make
 
 def test_trust_env(server: PoolServer, make_proxy: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     proxy = make_proxy({"origin.test:80": ("127.0.0.1", server.port)})
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy",
-                 "NO_PROXY", "REQUEST_METHOD"):
+    for name in (
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+        "REQUEST_METHOD",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", f"http://a:b@127.0.0.1:{proxy.address[1]}")
     monkeypatch.setenv("no_proxy", "localhost, .example.org,127.0.0.1")
     with ConnectionPool(trust_env=True) as pool:
-        assert pool.request("GET", "http://origin.test/env").body == \
-            b"GET http://origin.test/env"
+        assert pool.request("GET", "http://origin.test/env").body == b"GET http://origin.test/env"
         assert pool.request("GET", server.url + "/direct").body == b"GET /direct"
     assert proxy.requests(0)[0].header("Proxy-Authorization") == basic("a:b")
     assert [r.target for r in server.all_requests()] == ["http://origin.test/env", "/direct"]

@@ -54,24 +54,56 @@ VALID_HEADS = {
     "no reason, with SP": (b"HTTP/1.1 204 \r\n\r\n", 1, 204, "", []),
     "no reason, no SP": (b"HTTP/1.1 204\r\n\r\n", 1, 204, "", []),
     "reason with spaces and obs-text": (
-        b"HTTP/1.0 404 Not \xe9 Found\t!\r\n\r\n", 0, 404, "Not \xe9 Found\t!", []),
+        b"HTTP/1.0 404 Not \xe9 Found\t!\r\n\r\n",
+        0,
+        404,
+        "Not \xe9 Found\t!",
+        [],
+    ),
     "http/1.2 is 1.x": (b"HTTP/1.2 200 OK\r\nA: b\r\n\r\n", 2, 200, "OK", [("A", "b")]),
     "fields": (
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Empty:\r\nX-Spaces: \t a  b \t\r\n"
         b"x-weird!#$%&'*+-.^_`|~: v\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",
-        1, 200, "OK",
-        [("Content-Length", "3"), ("X-Empty", ""), ("X-Spaces", "a  b"),
-         ("x-weird!#$%&'*+-.^_`|~", "v"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]),
+        1,
+        200,
+        "OK",
+        [
+            ("Content-Length", "3"),
+            ("X-Empty", ""),
+            ("X-Spaces", "a  b"),
+            ("x-weird!#$%&'*+-.^_`|~", "v"),
+            ("Set-Cookie", "a=1"),
+            ("Set-Cookie", "b=2"),
+        ],
+    ),
     "value with colons and obs-text": (
-        b"HTTP/1.1 301 Moved\r\nLocation: http://h:1/\xfc?a:b\r\n\r\n", 1, 301, "Moved",
-        [("Location", "http://h:1/\xfc?a:b")]),
+        b"HTTP/1.1 301 Moved\r\nLocation: http://h:1/\xfc?a:b\r\n\r\n",
+        1,
+        301,
+        "Moved",
+        [("Location", "http://h:1/\xfc?a:b")],
+    ),
     "obs-fold joined with one SP": (
         b"HTTP/1.1 200 OK\r\nX-Long: one\r\n   two\r\n\tthree \r\nY: z\r\n\r\n",
-        1, 200, "OK", [("X-Long", "one two three"), ("Y", "z")]),
+        1,
+        200,
+        "OK",
+        [("X-Long", "one two three"), ("Y", "z")],
+    ),
     "obs-fold of an empty value": (
-        b"HTTP/1.1 200 OK\r\nX-Long:\r\n two\r\n \r\n\r\n", 1, 200, "OK", [("X-Long", "two")]),
-    "interim": (b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", 1, 103, "Early Hints",
-                [("Link", "</a>")]),
+        b"HTTP/1.1 200 OK\r\nX-Long:\r\n two\r\n \r\n\r\n",
+        1,
+        200,
+        "OK",
+        [("X-Long", "two")],
+    ),
+    "interim": (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+        1,
+        103,
+        "Early Hints",
+        [("Link", "</a>")],
+    ),
 }
 
 
@@ -135,30 +167,38 @@ INVALID_HEADS = {
     # line ends
     "all bare LF": (b"HTTP/1.1 200 OK\nContent-Length: 0\n\n", InvalidResponse, "CRLF"),
     "bare LF status line": (b"HTTP/1.1 200 OK\nA: b\r\n\r\n", InvalidResponse, "status line"),
-    "bare LF in a field": (b"HTTP/1.1 200 OK\r\nA: b\nC: d\r\n\r\n", InvalidResponse,
-                           "Bare LF"),
+    "bare LF in a field": (b"HTTP/1.1 200 OK\r\nA: b\nC: d\r\n\r\n", InvalidResponse, "Bare LF"),
     "bare LF ends a field": (b"HTTP/1.1 200 OK\r\nA: b\n\r\n", InvalidResponse, "CRLF"),
     "bare LF empty line": (b"HTTP/1.1 200 OK\r\n\n", InvalidResponse, "empty line"),
-    "bare LF empty line after field": (b"HTTP/1.1 200 OK\r\nA: b\r\n\n", InvalidResponse,
-                                       "CRLF"),
-    "lone CR ends a field": (b"HTTP/1.1 200 OK\r\nA: b\r\r\n\r\n", InvalidResponse,
-                             "Lone CR"),
-    "lone CR splits a field": (b"HTTP/1.1 200 OK\r\nA: b\rContent-Length: 5\r\n\r\n",
-                               InvalidResponse, "Lone CR"),
+    "bare LF empty line after field": (b"HTTP/1.1 200 OK\r\nA: b\r\n\n", InvalidResponse, "CRLF"),
+    "lone CR ends a field": (b"HTTP/1.1 200 OK\r\nA: b\r\r\n\r\n", InvalidResponse, "Lone CR"),
+    "lone CR splits a field": (
+        b"HTTP/1.1 200 OK\r\nA: b\rContent-Length: 5\r\n\r\n",
+        InvalidResponse,
+        "Lone CR",
+    ),
     "NUL in a value": (b"HTTP/1.1 200 OK\r\nA: b\x00c\r\n\r\n", InvalidResponse, "NUL"),
     "NUL in a name": (b"HTTP/1.1 200 OK\r\nA\x00: b\r\n\r\n", InvalidResponse, "NUL"),
     # field lines
     "no colon": (b"HTTP/1.1 200 OK\r\nNo colon here\r\n\r\n", InvalidResponse, "colon"),
-    "SP before colon": (b"HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\n", InvalidResponse,
-                        "Whitespace before the colon"),
-    "HTAB before colon": (b"HTTP/1.1 200 OK\r\nA\t: b\r\n\r\n", InvalidResponse,
-                          "Whitespace before the colon"),
+    "SP before colon": (
+        b"HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\n",
+        InvalidResponse,
+        "Whitespace before the colon",
+    ),
+    "HTAB before colon": (
+        b"HTTP/1.1 200 OK\r\nA\t: b\r\n\r\n",
+        InvalidResponse,
+        "Whitespace before the colon",
+    ),
     "empty name": (b"HTTP/1.1 200 OK\r\n: b\r\n\r\n", InvalidResponse, "field name"),
-    "separator in name": (b"HTTP/1.1 200 OK\r\nA(b): c\r\n\r\n", InvalidResponse,
-                          "field name"),
+    "separator in name": (b"HTTP/1.1 200 OK\r\nA(b): c\r\n\r\n", InvalidResponse, "field name"),
     "non-ASCII name": (b"HTTP/1.1 200 OK\r\nX-\xe9: c\r\n\r\n", InvalidResponse, "field name"),
-    "fold before the first field": (b"HTTP/1.1 200 OK\r\n folded: x\r\nA: b\r\n\r\n",
-                                    InvalidResponse, "Continuation"),
+    "fold before the first field": (
+        b"HTTP/1.1 200 OK\r\n folded: x\r\nA: b\r\n\r\n",
+        InvalidResponse,
+        "Continuation",
+    ),
 }
 
 
@@ -243,8 +283,15 @@ def test_fast_and_slow_path_agree():
     slow, slow_first = parse_fields(block + "H: 5\r\n fold\r\n")
     assert slow[:-1] == fast
     assert slow[-1] == ("H", "5 fold")
-    assert fast == [("A", "1"), ("B", "2"), ("C", "3"), ("D", "4"), ("E", ""), ("F", "x y"),
-                    ("G", "\xe9")]
+    assert fast == [
+        ("A", "1"),
+        ("B", "2"),
+        ("C", "3"),
+        ("D", "4"),
+        ("E", ""),
+        ("F", "x y"),
+        ("G", "\xe9"),
+    ]
     assert fast_first == {name.lower(): value for name, value in fast}
     assert slow_first["h"] == "5 fold"
 
@@ -263,31 +310,65 @@ FRAMINGS = {
     "content-length": (OK + b"Content-Length: 42\r\n\r\n", BodyKind.LENGTH, 42, False),
     "zero length": (OK + b"Content-Length: 0\r\n\r\n", BodyKind.LENGTH, 0, False),
     "leading zeros": (OK + b"Content-Length: 007\r\n\r\n", BodyKind.LENGTH, 7, False),
-    "repeated equal lengths": (OK + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\n",
-                               BodyKind.LENGTH, 5, False),
-    "list of equal lengths": (OK + b"Content-Length: 5, 5,05\r\n\r\n", BodyKind.LENGTH, 5,
-                              False),
-    "18 digits": (OK + b"Content-Length: 999999999999999999\r\n\r\n", BodyKind.LENGTH,
-                  999999999999999999, False),
+    "repeated equal lengths": (
+        OK + b"Content-Length: 5\r\nContent-Length: 5\r\n\r\n",
+        BodyKind.LENGTH,
+        5,
+        False,
+    ),
+    "list of equal lengths": (OK + b"Content-Length: 5, 5,05\r\n\r\n", BodyKind.LENGTH, 5, False),
+    "18 digits": (
+        OK + b"Content-Length: 999999999999999999\r\n\r\n",
+        BodyKind.LENGTH,
+        999999999999999999,
+        False,
+    ),
     "chunked": (OK + b"Transfer-Encoding: chunked\r\n\r\n", BodyKind.CHUNKED, None, False),
-    "Chunked, any case": (OK + b"transfer-encoding: ChUnKeD\r\n\r\n", BodyKind.CHUNKED,
-                          None, False),
-    "chunked, empty list elements": (OK + b"Transfer-Encoding: ,chunked ,\r\n\r\n",
-                                     BodyKind.CHUNKED, None, False),
-    "close without length": (OK + b"Connection: close\r\n\r\n", BodyKind.UNTIL_CLOSE,
-                             None, True),
-    "close among tokens": (OK + b"Connection: foo\r\nConnection: Close, bar\r\n\r\n",
-                           BodyKind.UNTIL_CLOSE, None, True),
-    "close with length": (OK + b"Connection: close\r\nContent-Length: 2\r\n\r\n",
-                          BodyKind.LENGTH, 2, True),
+    "Chunked, any case": (
+        OK + b"transfer-encoding: ChUnKeD\r\n\r\n",
+        BodyKind.CHUNKED,
+        None,
+        False,
+    ),
+    "chunked, empty list elements": (
+        OK + b"Transfer-Encoding: ,chunked ,\r\n\r\n",
+        BodyKind.CHUNKED,
+        None,
+        False,
+    ),
+    "close without length": (OK + b"Connection: close\r\n\r\n", BodyKind.UNTIL_CLOSE, None, True),
+    "close among tokens": (
+        OK + b"Connection: foo\r\nConnection: Close, bar\r\n\r\n",
+        BodyKind.UNTIL_CLOSE,
+        None,
+        True,
+    ),
+    "close with length": (
+        OK + b"Connection: close\r\nContent-Length: 2\r\n\r\n",
+        BodyKind.LENGTH,
+        2,
+        True,
+    ),
     "1.0 until close": (b"HTTP/1.0 200 OK\r\n\r\n", BodyKind.UNTIL_CLOSE, None, True),
-    "1.0 keep-alive": (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1"
-                       b"\r\n\r\n", BodyKind.LENGTH, 1, False),
-    "1.0 chunked closes": (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n"
-                           b"Transfer-Encoding: chunked\r\n\r\n", BodyKind.CHUNKED, None, True),
+    "1.0 keep-alive": (
+        b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n",
+        BodyKind.LENGTH,
+        1,
+        False,
+    ),
+    "1.0 chunked closes": (
+        b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+        BodyKind.CHUNKED,
+        None,
+        True,
+    ),
     "204": (b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", BodyKind.NONE, 0, False),
-    "304": (b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
-            BodyKind.NONE, 0, False),
+    "304": (
+        b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+        BodyKind.NONE,
+        0,
+        False,
+    ),
     "1xx": (b"HTTP/1.1 102 Processing\r\n\r\n", BodyKind.NONE, 0, False),
 }
 
@@ -309,43 +390,66 @@ def test_head_request_has_no_body():
 
 
 BAD_FRAMINGS = {
-    "conflicting lengths": (b"Content-Length: 5\r\nContent-Length: 6\r\n", InvalidResponse,
-                            "Conflicting"),
+    "conflicting lengths": (
+        b"Content-Length: 5\r\nContent-Length: 6\r\n",
+        InvalidResponse,
+        "Conflicting",
+    ),
     "conflicting list": (b"Content-Length: 5, 6\r\n", InvalidResponse, "Conflicting"),
     "negative length": (b"Content-Length: -1\r\n", InvalidResponse, "Invalid Content-Length"),
     "plus sign": (b"Content-Length: +5\r\n", InvalidResponse, "Invalid Content-Length"),
-    "non-numeric length": (b"Content-Length: abc\r\n", InvalidResponse,
-                           "Invalid Content-Length"),
+    "non-numeric length": (b"Content-Length: abc\r\n", InvalidResponse, "Invalid Content-Length"),
     "hex length": (b"Content-Length: 0x10\r\n", InvalidResponse, "Invalid Content-Length"),
     "exponent": (b"Content-Length: 1e3\r\n", InvalidResponse, "Invalid Content-Length"),
     "underscore": (b"Content-Length: 1_000\r\n", InvalidResponse, "Invalid Content-Length"),
     "inner space": (b"Content-Length: 1 000\r\n", InvalidResponse, "Invalid Content-Length"),
-    "non-ASCII digits": ("Content-Length: \xb2\r\n".encode("latin-1"), InvalidResponse,
-                         "Invalid Content-Length"),
+    "non-ASCII digits": (
+        "Content-Length: \xb2\r\n".encode("latin-1"),
+        InvalidResponse,
+        "Invalid Content-Length",
+    ),
     "empty length": (b"Content-Length:\r\n", InvalidResponse, "Invalid Content-Length"),
     "only commas": (b"Content-Length: ,\r\n", InvalidResponse, "Invalid Content-Length"),
-    "absurd length": (b"Content-Length: 1000000000000000000\r\n", InvalidResponse,
-                      "Invalid Content-Length"),
-    "one bad of two": (b"Content-Length: 5\r\nContent-Length: x\r\n", InvalidResponse,
-                       "Invalid Content-Length"),
-    "TE and CL": (b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", InvalidResponse,
-                  "both"),
-    "CL and TE": (b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", InvalidResponse,
-                  "both"),
+    "absurd length": (
+        b"Content-Length: 1000000000000000000\r\n",
+        InvalidResponse,
+        "Invalid Content-Length",
+    ),
+    "one bad of two": (
+        b"Content-Length: 5\r\nContent-Length: x\r\n",
+        InvalidResponse,
+        "Invalid Content-Length",
+    ),
+    "TE and CL": (b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", InvalidResponse, "both"),
+    "CL and TE": (b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", InvalidResponse, "both"),
     "gzip": (b"Transfer-Encoding: gzip\r\n", UnsupportedResponse, "Transfer-Encoding"),
-    "gzip then chunked": (b"Transfer-Encoding: gzip, chunked\r\n", UnsupportedResponse,
-                          "Transfer-Encoding"),
-    "gzip then chunked, two fields": (b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked"
-                                      b"\r\n", UnsupportedResponse, "Transfer-Encoding"),
-    "chunked not last": (b"Transfer-Encoding: chunked, gzip\r\n", UnsupportedResponse,
-                         "Transfer-Encoding"),
-    "chunked twice": (b"Transfer-Encoding: chunked, chunked\r\n", InvalidResponse,
-                      "Invalid Transfer-Encoding"),
+    "gzip then chunked": (
+        b"Transfer-Encoding: gzip, chunked\r\n",
+        UnsupportedResponse,
+        "Transfer-Encoding",
+    ),
+    "gzip then chunked, two fields": (
+        b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+        UnsupportedResponse,
+        "Transfer-Encoding",
+    ),
+    "chunked not last": (
+        b"Transfer-Encoding: chunked, gzip\r\n",
+        UnsupportedResponse,
+        "Transfer-Encoding",
+    ),
+    "chunked twice": (
+        b"Transfer-Encoding: chunked, chunked\r\n",
+        InvalidResponse,
+        "Invalid Transfer-Encoding",
+    ),
     "empty coding": (b"Transfer-Encoding:\r\n", InvalidResponse, "Invalid Transfer-Encoding"),
-    "chunked with parameter": (b"Transfer-Encoding: chunked;q=1\r\n", UnsupportedResponse,
-                               "Transfer-Encoding"),
-    "identity": (b"Transfer-Encoding: identity\r\n", UnsupportedResponse,
-                 "Transfer-Encoding"),
+    "chunked with parameter": (
+        b"Transfer-Encoding: chunked;q=1\r\n",
+        UnsupportedResponse,
+        "Transfer-Encoding",
+    ),
+    "identity": (b"Transfer-Encoding: identity\r\n", UnsupportedResponse, "Transfer-Encoding"),
     "keep-alive without framing": (b"", UnsupportedResponse, "neither"),
 }
 
@@ -363,9 +467,18 @@ def test_bad_body_framing(case):
 # ------------------------------------------------------------------ chunk-size lines
 
 GOOD_CHUNK_SIZES = {
-    b"0": 0, b"5": 5, b"a": 10, b"FF": 255, b"fF": 255, b"00000010": 16,
-    b"ffffffffffffffff": 2**64 - 1, b"1;ext": 1, b"1;a=b;c=\"d e\"": 1, b"1 ;ext": 1,
-    b"1\t; ext": 1, b"1;": 1,
+    b"0": 0,
+    b"5": 5,
+    b"a": 10,
+    b"FF": 255,
+    b"fF": 255,
+    b"00000010": 16,
+    b"ffffffffffffffff": 2**64 - 1,
+    b"1;ext": 1,
+    b'1;a=b;c="d e"': 1,
+    b"1 ;ext": 1,
+    b"1\t; ext": 1,
+    b"1;": 1,
 }
 
 
@@ -377,9 +490,26 @@ def test_chunk_size(line, size):
 
 
 BAD_CHUNK_SIZES = [
-    b"", b"+5", b"-5", b"0x5", b"0X5", b" 5", b"\t5", b"5 ", b"5\t", b"5 5", b"g", b"5g",
-    b"1_0", b"10000000000000000", b"00000000000000001", b";ext", b"5;a\x00", b"5;a\rb",
-    "\uff15".encode(), b"\xb2",
+    b"",
+    b"+5",
+    b"-5",
+    b"0x5",
+    b"0X5",
+    b" 5",
+    b"\t5",
+    b"5 ",
+    b"5\t",
+    b"5 5",
+    b"g",
+    b"5g",
+    b"1_0",
+    b"10000000000000000",
+    b"00000000000000001",
+    b";ext",
+    b"5;a\x00",
+    b"5;a\rb",
+    "\uff15".encode(),
+    b"\xb2",
 ]
 
 
@@ -398,8 +528,10 @@ def test_trailers():
     assert parse_trailers("") == {}
 
 
-@pytest.mark.parametrize("block", ["No colon\r\n", "A : b\r\n", "A: b\nC: d\r\n",
-                                   "A: b\rc\r\n", " fold\r\n", "A: b\x00\r\n"])
+@pytest.mark.parametrize(
+    "block",
+    ["No colon\r\n", "A : b\r\n", "A: b\nC: d\r\n", "A: b\rc\r\n", " fold\r\n", "A: b\x00\r\n"],
+)
 def test_bad_trailers(block):
     with pytest.raises(InvalidResponse):
         parse_trailers(block)

@@ -78,8 +78,9 @@ async def test_fifty_connections(http_server):
 async def test_expect100_upload(http_server):
     conn = HTTPConnection(http_server.host, http_server.port)
     data = body_for(100_000)
-    await run_async(conn.co_send_request("PUT", "/echo", body=BodyFollowing(len(data)),
-                                         expect100=True))
+    await run_async(
+        conn.co_send_request("PUT", "/echo", body=BodyFollowing(len(data)), expect100=True)
+    )
     assert (await run_async(conn.co_read_response())).status == 100
     await run_async(conn.co_write(data))
     assert (await run_async(conn.co_read_response())).status == 200
@@ -88,8 +89,13 @@ async def test_expect100_upload(http_server):
 
 
 async def test_expect100_deadline(scripted_server):
-    srv = scripted_server([Step.read_request(body=False), Step.read_body(),
-                           Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")])
+    srv = scripted_server(
+        [
+            Step.read_request(body=False),
+            Step.read_body(),
+            Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ]
+    )
     conn = HTTPConnection("127.0.0.1", srv.port)
     conn.expect100_timeout = 0.2
     await run_async(conn.co_send_request("PUT", "/", body=BodyFollowing(3), expect100=True))
@@ -102,12 +108,16 @@ async def test_expect100_deadline(scripted_server):
 
 
 def _stalling_server(scripted_server):
-    return scripted_server([
-        [Step.read_request(),
-         Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000),
-         Step.stop_reading()],
-        [Step.read_request(), Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")],
-    ])
+    return scripted_server(
+        [
+            [
+                Step.read_request(),
+                Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000),
+                Step.stop_reading(),
+            ],
+            [Step.read_request(), Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")],
+        ]
+    )
 
 
 async def test_cancel_in_the_middle_of_a_body(scripted_server):
@@ -158,7 +168,8 @@ def test_import_dugong_does_not_import_anyio():
     import subprocess
 
     code = "import sys, dugong; print('anyio' in sys.modules, 'asyncio' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == ["False", "False"]
     assert dugong.run_async is run_async

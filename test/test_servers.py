@@ -609,9 +609,10 @@ def test_once_waiting_raises_what_the_action_raised() -> None:
         raise KeyError("action")
 
     with a, b:
-        with (pytest.raises(KeyError, match="action"),
-              once_waiting(answer_and_fail,
-                           waiting_in=lambda frame: frame.f_code is wait.__code__)):
+        with (
+            pytest.raises(KeyError, match="action"),
+            once_waiting(answer_and_fail, waiting_in=lambda frame: frame.f_code is wait.__code__),
+        ):
             assert wait() == [a]  # woken by the action
         assert a.recv(1) == b"!"
 

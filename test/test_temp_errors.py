@@ -133,8 +133,12 @@ def test_real_socket_timeout():
 def test_real_tls_eof_in_handshake(tls_client_context):
     # The peer ends the TCP connection while the TLS handshake waits for its answer.
     a, b = socket.socketpair()
-    with b, tls_client_context.wrap_socket(a, server_hostname="localhost",
-                                           do_handshake_on_connect=False) as tls:
+    with (
+        b,
+        tls_client_context.wrap_socket(
+            a, server_hostname="localhost", do_handshake_on_connect=False
+        ) as tls,
+    ):
         b.shutdown(socket.SHUT_WR)
         tls.settimeout(5)
         exc = catch(tls.do_handshake)
@@ -142,12 +146,18 @@ def test_real_tls_eof_in_handshake(tls_client_context):
     assert is_temp_network_error(exc)
 
 
-def test_real_tls_eof_through_dugong(drive, scripted_server, tls_server_context,
-                                     tls_client_context):
+def test_real_tls_eof_through_dugong(
+    drive, scripted_server, tls_server_context, tls_client_context
+):
     # A body read until close, cut without close_notify.
-    srv = scripted_server([Step.read_request(),
-                           Step.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npart"),
-                           Step.close()], ssl_context=tls_server_context)
+    srv = scripted_server(
+        [
+            Step.read_request(),
+            Step.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npart"),
+            Step.close(),
+        ],
+        ssl_context=tls_server_context,
+    )
     conn = HTTPConnection("localhost", srv.port, ssl_context=tls_client_context)
     drive(conn, "send_request", "GET", "/")
     drive(conn, "read_response")
@@ -186,8 +196,11 @@ def test_real_interrupted_call():
 
     old = signal.signal(signal.SIGUSR1, handler)
     try:
-        with a, b, once_waiting(interrupt,
-                                waiting_in=lambda frame: frame.f_code is receive.__code__):
+        with (
+            a,
+            b,
+            once_waiting(interrupt, waiting_in=lambda frame: frame.f_code is receive.__code__),
+        ):
             exc = catch(receive)
     finally:
         signal.signal(signal.SIGUSR1, old)
@@ -219,8 +232,7 @@ def test_real_tls_errors_that_are_not_temporary(scripted_server, tls_server_cont
     tls_srv.wait_done()
     tls_srv.errors.clear()  # the server saw the handshake fail
     # (The connection stays until the client gives up: the answer is read, not an EOF.)
-    plain = scripted_server([Step.read(5), Step.send(b"HTTP/1.1 400 Bad\r\n\r\n"),
-                             Step.drain()])
+    plain = scripted_server([Step.read(5), Step.send(b"HTTP/1.1 400 Bad\r\n\r\n"), Step.drain()])
     exc = catch(lambda: HTTPConnection("localhost", plain.port, ssl_context=stranger).connect())
     assert type(exc) is ssl.SSLError and not is_temp_network_error(exc)
     assert "WRONG_VERSION_NUMBER" in str(exc)
@@ -248,13 +260,30 @@ TEMPORARY = [
     pytest.param(BrokenPipeError(), id="BrokenPipeError"),
     pytest.param(InterruptedError(), id="InterruptedError"),
     pytest.param(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), id="SSLEOFError"),
-    pytest.param(ssl.SSLZeroReturnError(6, "TLS/SSL connection has been closed"),
-                 id="SSLZeroReturnError"),
+    pytest.param(
+        ssl.SSLZeroReturnError(6, "TLS/SSL connection has been closed"), id="SSLZeroReturnError"
+    ),
     pytest.param(ssl.SSLSyscallError(5, "Some I/O error occurred"), id="SSLSyscallError"),
-    *(pytest.param(_os_error(getattr(errno, name)), id=name) for name in (
-        "EHOSTDOWN", "EHOSTUNREACH", "ENETDOWN", "ENETUNREACH", "ENETRESET",
-        "ECONNRESET", "ECONNABORTED", "ECONNREFUSED", "EPIPE", "ENOTCONN", "ETIMEDOUT",
-        "EAGAIN", "EWOULDBLOCK", "EINTR") if hasattr(errno, name)),
+    *(
+        pytest.param(_os_error(getattr(errno, name)), id=name)
+        for name in (
+            "EHOSTDOWN",
+            "EHOSTUNREACH",
+            "ENETDOWN",
+            "ENETUNREACH",
+            "ENETRESET",
+            "ECONNRESET",
+            "ECONNABORTED",
+            "ECONNREFUSED",
+            "EPIPE",
+            "ENOTCONN",
+            "ETIMEDOUT",
+            "EAGAIN",
+            "EWOULDBLOCK",
+            "EINTR",
+        )
+        if hasattr(errno, name)
+    ),
 ]
 
 NOT_TEMPORARY = [
@@ -273,16 +302,22 @@ NOT_TEMPORARY = [
     pytest.param(OSError("just a message"), id="OSError-message"),
     pytest.param(FileNotFoundError(errno.ENOENT, "No such file"), id="FileNotFoundError"),
     pytest.param(PermissionError(errno.EACCES, "Permission denied"), id="PermissionError"),
-    pytest.param(socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
-                 id="gaierror-NONAME"),
-    pytest.param(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
-                 id="SSLError"),
-    pytest.param(ssl.SSLCertVerificationError(1, "certificate verify failed"),
-                 id="SSLCertVerificationError"),
-    pytest.param(ssl.SSLWantReadError(2, "The operation did not complete (read)"),
-                 id="SSLWantReadError"),
-    *(pytest.param(_os_error(getattr(errno, name)), id=name) for name in (
-        "ENOENT", "EACCES", "EBADF", "EINVAL", "EADDRINUSE", "EMFILE", "ENOSPC")),
+    pytest.param(
+        socket.gaierror(socket.EAI_NONAME, "Name or service not known"), id="gaierror-NONAME"
+    ),
+    pytest.param(
+        ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), id="SSLError"
+    ),
+    pytest.param(
+        ssl.SSLCertVerificationError(1, "certificate verify failed"), id="SSLCertVerificationError"
+    ),
+    pytest.param(
+        ssl.SSLWantReadError(2, "The operation did not complete (read)"), id="SSLWantReadError"
+    ),
+    *(
+        pytest.param(_os_error(getattr(errno, name)), id=name)
+        for name in ("ENOENT", "EACCES", "EBADF", "EINVAL", "EADDRINUSE", "EMFILE", "ENOSPC")
+    ),
 ]
 
 

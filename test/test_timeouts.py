@@ -73,8 +73,9 @@ def times_out(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Connection
 
 
 @pytest.fixture(params=["plain", "tls"])
-def tls(request: pytest.FixtureRequest, tls_server_context: Any, tls_client_context: Any
-        ) -> tuple[Any, Any]:
+def tls(
+    request: pytest.FixtureRequest, tls_server_context: Any, tls_client_context: Any
+) -> tuple[Any, Any]:
     """(server context, client context), both None for plain HTTP."""
     if request.param == "plain":
         return None, None
@@ -93,8 +94,9 @@ def _disconnect_all() -> Iterator[None]:
 
 
 def connection(port: int, client_context: Any = None, **kwargs: Any) -> HTTPConnection:
-    conn = HTTPConnection("localhost" if client_context else "127.0.0.1", port,
-                          ssl_context=client_context, **kwargs)
+    conn = HTTPConnection(
+        "localhost" if client_context else "127.0.0.1", port, ssl_context=client_context, **kwargs
+    )
     conn.timeout = SETUP_TIMEOUT
     _opened.append(conn)
     return conn
@@ -150,8 +152,9 @@ def test_tls_handshake(scripted_server, tls_client_context, steps):
 
 
 def test_tls_handshake_through_tunnel(scripted_server, tls_client_context):
-    srv = scripted_server([Step.read_request(), Step.send(b"HTTP/1.1 200 OK\r\n\r\n"),
-                           Step.stop_reading()])
+    srv = scripted_server(
+        [Step.read_request(), Step.send(b"HTTP/1.1 200 OK\r\n\r\n"), Step.stop_reading()]
+    )
     conn = connection(443, tls_client_context, proxy=srv.address)
     times_out(conn.send_request, "GET", "/")
 
@@ -169,8 +172,9 @@ def test_proxy_never_answers_connect(scripted_server, tls_client_context):
 def test_upload_stalls(scripted_server, tls, how):
     # The server reads the head, then no more: the buffers fill and sending stalls.
     server_context, client_context = tls
-    srv = scripted_server([Step.read_request(body=False), Step.stop_reading()],
-                          ssl_context=server_context)
+    srv = scripted_server(
+        [Step.read_request(body=False), Step.stop_reading()], ssl_context=server_context
+    )
     conn = connection(srv.port, client_context)
     size = 32 * 1024 * 1024
     data = bytes(size)
@@ -194,7 +198,7 @@ def test_response_stalls(scripted_server, tls, where):
         "in-head": b"HTTP/1.1 200 OK\r\nContent-Le",
         "in-body": b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + body_for(50_000),
         "in-chunked-body": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                           b"10\r\n0123456789abcdef\r\n",
+        b"10\r\n0123456789abcdef\r\n",
     }[where]
     steps = [Step.read_request()] + ([Step.send(sent)] if sent else []) + [Step.stop_reading()]
     srv = scripted_server(steps, ssl_context=server_context)
@@ -219,8 +223,10 @@ def test_response_stalls(scripted_server, tls, where):
 def test_body_reads_time_out(scripted_server, tls, method):
     server_context, client_context = tls
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
-    srv = scripted_server([Step.read_request(), Step.send(head + b"01234"), Step.stop_reading()],
-                          ssl_context=server_context)
+    srv = scripted_server(
+        [Step.read_request(), Step.send(head + b"01234"), Step.stop_reading()],
+        ssl_context=server_context,
+    )
     conn = connection(srv.port, client_context)
     conn.send_request("GET", "/")
     conn.read_response()
@@ -242,9 +248,14 @@ def test_a_stopped_wait_leaves_the_connection_unusable(scripted_server, tls, met
     server_context, client_context = tls
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
     srv = scripted_server(
-        [[Step.read_request()] + ([] if method == "read_response" else
-                                  [Step.send(head + b"01234")]) + [Step.stop_reading()],
-         [Step.read_request(), Step.send(OK_3)]], ssl_context=server_context)
+        [
+            [Step.read_request()]
+            + ([] if method == "read_response" else [Step.send(head + b"01234")])
+            + [Step.stop_reading()],
+            [Step.read_request(), Step.send(OK_3)],
+        ],
+        ssl_context=server_context,
+    )
     conn = connection(srv.port, client_context)
     conn.send_request("GET", "/1")
     if method != "read_response":
@@ -286,8 +297,9 @@ def test_slow_but_steady_server_is_fine(scripted_server, tls):
     timeout = 0.25
     server_context, client_context = tls
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"
-    srv = scripted_server([Step.read_request(), Step.send(answer, chunk=5, delay=0.05)],
-                          ssl_context=server_context)
+    srv = scripted_server(
+        [Step.read_request(), Step.send(answer, chunk=5, delay=0.05)], ssl_context=server_context
+    )
     conn = connection(srv.port, client_context)
     conn.connect()
     conn.timeout = timeout
@@ -301,8 +313,9 @@ def test_slow_but_steady_server_is_fine(scripted_server, tls):
 
 def test_generators_ignore_timeout(scripted_server, tls):
     server_context, client_context = tls
-    srv = scripted_server([Step.read_request(), Step.sleep(2 * TIMEOUT), Step.send(OK_3)],
-                          ssl_context=server_context)
+    srv = scripted_server(
+        [Step.read_request(), Step.sleep(2 * TIMEOUT), Step.send(OK_3)], ssl_context=server_context
+    )
     conn = connection(srv.port, client_context)
     drive = Driver("select")
     drive(conn, "send_request", "GET", "/")
@@ -322,8 +335,9 @@ def test_no_timeout_by_default(scripted_server):
 
 
 def test_reset_after_timeout(scripted_server):
-    srv = scripted_server([[Step.read_request(), Step.stop_reading()],
-                           [Step.read_request(), Step.send(OK_3)]])
+    srv = scripted_server(
+        [[Step.read_request(), Step.stop_reading()], [Step.read_request(), Step.send(OK_3)]]
+    )
     conn = connection(srv.port)
     conn.send_request("GET", "/1")
     times_out(conn.read_response)

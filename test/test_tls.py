@@ -46,13 +46,14 @@ def response(body: bytes, status: bytes = b"200 OK", fields: bytes = b"") -> byt
 
 
 def chunked(body: bytes, size: int) -> bytes:
-    out = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size])
-                   for i in range(0, len(body), size))
+    out = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size])
+        for i in range(0, len(body), size)
+    )
     return out + b"0\r\n\r\n"
 
 
-@pytest.fixture(params=[ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3],
-                ids=["tls1.2", "tls1.3"])
+@pytest.fixture(params=[ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls1.2", "tls1.3"])
 def tls_version(request: pytest.FixtureRequest) -> ssl.TLSVersion:
     return request.param  # type: ignore[no-any-return]
 
@@ -86,8 +87,7 @@ def read_in_pieces(drive: Driver, conn: HTTPConnection, size: int) -> bytes:
     return bytes(got)
 
 
-def counting(gen: Any, waits: list[int], on_pollout: Callable[[], object] | None = None
-             ) -> Any:
+def counting(gen: Any, waits: list[int], on_pollout: Callable[[], object] | None = None) -> Any:
     """Pass *gen*'s waits through, recording their masks in *waits*
     (and calling *on_pollout* at a wait for POLLOUT)."""
     value = None
@@ -149,8 +149,9 @@ def test_plain_http_has_no_certificate(http_server):
 def test_sni(drive, scripted_server, tls_server_context, tls_client_context, host, sni):
     seen = []
     tls_server_context.sni_callback = lambda sslobj, name, ctx: seen.append(name)
-    srv = scripted_server([Step.read_request(), Step.send(response(b"abc"))],
-                          ssl_context=tls_server_context)
+    srv = scripted_server(
+        [Step.read_request(), Step.send(response(b"abc"))], ssl_context=tls_server_context
+    )
     with tls_conn(srv.port, tls_client_context, host) as conn:
         drive(conn, "send_request", "GET", "/")
         drive(conn, "read_response")
@@ -166,10 +167,10 @@ def other_name_context(tls_ca) -> ssl.SSLContext:
     return context
 
 
-def test_check_hostname_honoured(drive, scripted_server, other_name_context,
-                                 tls_client_context):
-    srv = scripted_server([[], [Step.read_request(), Step.send(response(b"ok"))]],
-                          ssl_context=other_name_context)
+def test_check_hostname_honoured(drive, scripted_server, other_name_context, tls_client_context):
+    srv = scripted_server(
+        [[], [Step.read_request(), Step.send(response(b"ok"))]], ssl_context=other_name_context
+    )
     conn = tls_conn(srv.port, tls_client_context)
     with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
         drive(conn, "send_request", "GET", "/")
@@ -183,8 +184,9 @@ def test_check_hostname_honoured(drive, scripted_server, other_name_context,
 
 
 def test_verify_mode_honoured(drive, scripted_server, tls_server_context):
-    srv = scripted_server([[], [Step.read_request(), Step.send(response(b"ok"))]],
-                          ssl_context=tls_server_context)
+    srv = scripted_server(
+        [[], [Step.read_request(), Step.send(response(b"ok"))]], ssl_context=tls_server_context
+    )
     untrusting = ssl.create_default_context()  # does not know the test CA
     untrusting.load_verify_locations(cadata=_unrelated_ca_pem())
     conn = tls_conn(srv.port, untrusting)
@@ -271,14 +273,20 @@ def test_until_close_body_with_close_notify(drive, close_notify_server, tls_clie
 
 
 @pytest.mark.parametrize("reader", ["readall", "readinto", "read_small"])
-def test_until_close_body_without_close_notify(drive, scripted_server, tls_server_context,
-                                               tls_client_context, reader):
+def test_until_close_body_without_close_notify(
+    drive, scripted_server, tls_server_context, tls_client_context, reader
+):
     # A TCP close without close_notify could be an attacker's forged FIN: the body
     # may have been cut, so it is not passed off as complete (RFC 9112, 9.8).
     body = body_for(50_000)
-    srv = scripted_server([Step.read_request(),
-                           Step.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body),
-                           Step.close()], ssl_context=tls_server_context)
+    srv = scripted_server(
+        [
+            Step.read_request(),
+            Step.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body),
+            Step.close(),
+        ],
+        ssl_context=tls_server_context,
+    )
     conn = tls_conn(srv.port, tls_client_context)
     drive(conn, "send_request", "GET", "/")
     drive(conn, "read_response")
@@ -299,16 +307,19 @@ def test_until_close_body_without_close_notify(drive, scripted_server, tls_serve
 
 
 @pytest.mark.parametrize("framing", ["length", "chunked"])
-def test_cut_body_without_close_notify(drive, scripted_server, tls_server_context,
-                                       tls_client_context, framing):
+def test_cut_body_without_close_notify(
+    drive, scripted_server, tls_server_context, tls_client_context, framing
+):
     body = body_for(20_000)
     if framing == "length":
         data = response(body)[:-5000]
     else:
-        data = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                + chunked(body, 4000))[:-2]  # without the final CRLF
-    srv = scripted_server([Step.read_request(), Step.send(data), Step.close()],
-                          ssl_context=tls_server_context)
+        data = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(body, 4000))[
+            :-2
+        ]  # without the final CRLF
+    srv = scripted_server(
+        [Step.read_request(), Step.send(data), Step.close()], ssl_context=tls_server_context
+    )
     conn = tls_conn(srv.port, tls_client_context)
     drive(conn, "send_request", "GET", "/")
     drive(conn, "read_response")
@@ -316,13 +327,18 @@ def test_cut_body_without_close_notify(drive, scripted_server, tls_server_contex
         drive(conn, "readall")
 
 
-def test_complete_body_then_close_without_close_notify(drive, scripted_server,
-                                                       tls_server_context, tls_client_context):
+def test_complete_body_then_close_without_close_notify(
+    drive, scripted_server, tls_server_context, tls_client_context
+):
     # A body with a length is complete before the close: the missing alert is harmless,
     # and the next request goes out on a new connection.
-    srv = scripted_server([[Step.read_request(), Step.send(response(b"first")), Step.close()],
-                           [Step.read_request(), Step.send(response(b"second"))]],
-                          ssl_context=tls_server_context)
+    srv = scripted_server(
+        [
+            [Step.read_request(), Step.send(response(b"first")), Step.close()],
+            [Step.read_request(), Step.send(response(b"second"))],
+        ],
+        ssl_context=tls_server_context,
+    )
     conn = tls_conn(srv.port, tls_client_context)
     drive(conn, "send_request", "GET", "/1")
     drive(conn, "read_response")
@@ -349,8 +365,9 @@ def test_handshake_cut(drive, scripted_server, tls_client_context, end):
 def test_server_not_speaking_tls(drive, scripted_server, tls_client_context):
     # The server keeps the connection until the client gives up (the answer is read,
     # not an EOF).
-    srv = scripted_server([Step.read(5), Step.send(b"HTTP/1.1 400 Bad Request\r\n\r\n"),
-                           Step.drain()])
+    srv = scripted_server(
+        [Step.read(5), Step.send(b"HTTP/1.1 400 Bad Request\r\n\r\n"), Step.drain()]
+    )
     conn = tls_conn(srv.port, tls_client_context)
     with pytest.raises(ssl.SSLError):
         drive(conn, "send_request", "GET", "/")
@@ -359,8 +376,7 @@ def test_server_not_speaking_tls(drive, scripted_server, tls_client_context):
 # ------------------------------------------------------------------ never hang
 
 
-def test_many_small_records(hdrive, scripted_server, server_ctx, tls_client_context,
-                            tls_version):
+def test_many_small_records(hdrive, scripted_server, server_ctx, tls_client_context, tls_version):
     # Every 7 bytes go in a TLS record of their own. The first body is read 3 bytes at a
     # time straight from the TLS layer, which leaves records half-read over and over,
     # lastly at the very end, when the socket has nothing more to say (the server waits
@@ -368,9 +384,15 @@ def test_many_small_records(hdrive, scripted_server, server_ctx, tls_client_cont
     n = 3000 + -len(response(bytes(3000))) % 7  # so that the last record has 7 bytes too
     body = body_for(n)
     second = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(body, 500)
-    srv = scripted_server([Step.read_request(), Step.send(response(body), chunk=7),
-                           Step.read_request(), Step.send(second, chunk=7)],
-                          ssl_context=server_ctx)
+    srv = scripted_server(
+        [
+            Step.read_request(),
+            Step.send(response(body), chunk=7),
+            Step.read_request(),
+            Step.send(second, chunk=7),
+        ],
+        ssl_context=server_ctx,
+    )
     with tls_conn(srv.port, tls_client_context) as conn:
         hdrive(conn, "send_request", "GET", "/length")
         assert hdrive(conn, "read_response").length == n
@@ -381,8 +403,13 @@ def test_many_small_records(hdrive, scripted_server, server_ctx, tls_client_cont
         while data := hdrive(conn, "read", 3):
             got += data
         assert got == body
-        assert conn.get_ssl_cipher()[1] == {  # type: ignore[index]
-            ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[tls_version]
+        assert (
+            conn.get_ssl_cipher()[1]
+            == {  # type: ignore[index]
+                ssl.TLSVersion.TLSv1_2: "TLSv1.2",
+                ssl.TLSVersion.TLSv1_3: "TLSv1.3",
+            }[tls_version]
+        )
 
 
 @pytest.mark.parametrize("size", [1, 1000, 20_000])
@@ -417,7 +444,7 @@ def test_large_upload(hdrive, make_http_server, server_ctx, tls_client_context):
         assert read_in_pieces(hdrive, conn, 1000) == data
         hdrive(conn, "send_request", "PUT", "/echo", body=BodyFollowing(len(data)))
         for start in range(0, len(data), 1_000_000):
-            hdrive(conn, "write", data[start:start + 1_000_000])
+            hdrive(conn, "write", data[start : start + 1_000_000])
         hdrive(conn, "read_response")
         assert hdrive(conn, "readall") == data
         hdrive(conn, "send_request", "PUT", "/echo", body=BodyFollowing())
@@ -434,8 +461,7 @@ def test_pipelined(hdrive, scripted_server, server_ctx, tls_client_context):
     # last two responses) decrypted in the TLS layer, with nothing more on the socket.
     bodies = [body_for(3000 + i) for i in range(8)]
     answers = b"".join(response(body) for body in bodies)
-    srv = scripted_server([Step.read_request()] * 8 + [Step.send(answers)],
-                          ssl_context=server_ctx)
+    srv = scripted_server([Step.read_request()] * 8 + [Step.send(answers)], ssl_context=server_ctx)
     with tls_conn(srv.port, tls_client_context) as conn:
         for i in range(8):
             hdrive(conn, "send_request", "GET", f"/{i}")
@@ -455,14 +481,26 @@ def test_expect100(hdrive, scripted_server, server_ctx, tls_client_context, chun
     size = 16_000_000
     final = response(body_for(60_000))
     blocked = threading.Event()
-    srv = scripted_server([Step.read_request(body=False),
-                           Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"),
-                           Step.wait_event(blocked), Step.read_body(), Step.send(final)],
-                          ssl_context=server_ctx)
+    srv = scripted_server(
+        [
+            Step.read_request(body=False),
+            Step.send(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            Step.wait_event(blocked),
+            Step.read_body(),
+            Step.send(final),
+        ],
+        ssl_context=server_ctx,
+    )
     waits: list[int] = []
     with tls_conn(srv.port, tls_client_context) as conn:
-        hdrive(conn, "send_request", "PUT", "/up", expect100=True,
-               body=BodyFollowing(None if chunked_body else size))
+        hdrive(
+            conn,
+            "send_request",
+            "PUT",
+            "/up",
+            expect100=True,
+            body=BodyFollowing(None if chunked_body else size),
+        )
         assert hdrive(conn, "read_response").status == 100
         data = body_for(size)
         if hdrive.mode == "select":
@@ -484,14 +522,16 @@ def test_expect100(hdrive, scripted_server, server_ctx, tls_client_context, chun
 
 
 @pytest.fixture
-def tls_pair(tls_server_context, tls_client_context, tls_ca
-             ) -> Iterator[Callable[..., tuple[ssl.SSLSocket, ssl.SSLSocket]]]:
+def tls_pair(
+    tls_server_context, tls_client_context, tls_ca
+) -> Iterator[Callable[..., tuple[ssl.SSLSocket, ssl.SSLSocket]]]:
     """Factory for a connected pair of TLS 1.3 sockets (client, server) over a socketpair;
     ``handshake=False`` leaves the client's handshake undone."""
     made: list[socket.socket] = []
 
-    def factory(*, handshake: bool = True, sndbuf: int | None = None,
-                post_handshake_auth: bool = False) -> tuple[ssl.SSLSocket, ssl.SSLSocket]:
+    def factory(
+        *, handshake: bool = True, sndbuf: int | None = None, post_handshake_auth: bool = False
+    ) -> tuple[ssl.SSLSocket, ssl.SSLSocket]:
         a, b = socket.socketpair()
         made.extend((a, b))
         if sndbuf is not None:
@@ -505,8 +545,7 @@ def tls_pair(tls_server_context, tls_client_context, tls_ca
             tls_ca.issue_cert("client.test").configure_cert(cctx)
             cctx.post_handshake_auth = True
         server = sctx.wrap_socket(b, server_side=True, do_handshake_on_connect=False)
-        client = cctx.wrap_socket(a, server_hostname="localhost",
-                                  do_handshake_on_connect=False)
+        client = cctx.wrap_socket(a, server_hostname="localhost", do_handshake_on_connect=False)
         made.extend((server, client))
         server.settimeout(10)
         if handshake:
@@ -681,12 +720,12 @@ def test_send_all_counts_bytes_not_items(tls_pair):
     assert got == numbers.tobytes() * 2 + b"."
 
 
-def test_trace_file_records_tls_plaintext_once(monkeypatch, tmp_path, scripted_server,
-                                               tls_server_context, tls_client_context):
+def test_trace_file_records_tls_plaintext_once(
+    monkeypatch, tmp_path, scripted_server, tls_server_context, tls_client_context
+):
     body = body_for(100_000)
     answer = response(body)
-    srv = scripted_server([Step.read_request(), Step.send(answer)],
-                          ssl_context=tls_server_context)
+    srv = scripted_server([Step.read_request(), Step.send(answer)], ssl_context=tls_server_context)
     monkeypatch.setenv("DUGONG_TRACEFILE", str(tmp_path / "trace-%d"))
     with tls_conn(srv.port, tls_client_context) as conn:
         conn.send_request("PUT", "/", body=body_for(10_000))  # head and body: sendv
@@ -751,8 +790,9 @@ def test_transport_reset_by_peer(tls, call, tls_server_context, tls_client_conte
     client, server = reset_pair()
     if tls:
         servers: list[ssl.SSLSocket] = []
-        thread = threading.Thread(target=lambda: servers.append(
-            tls_server_context.wrap_socket(server, server_side=True)))
+        thread = threading.Thread(
+            target=lambda: servers.append(tls_server_context.wrap_socket(server, server_side=True))
+        )
         thread.start()
         client = tls_client_context.wrap_socket(client, server_hostname="localhost")
         thread.join()

@@ -81,11 +81,13 @@ def connect():
     for conn in made:
         conn.disconnect()
 
+
 @pytest.fixture
 def server(scripted_server):
     """Answers exactly two requests, on one connection."""
-    return scripted_server([Step.read_request(), Step.send(OK_3),
-                            Step.read_request(), Step.send(OK_3)])
+    return scripted_server(
+        [Step.read_request(), Step.send(OK_3), Step.read_request(), Step.send(OK_3)]
+    )
 
 
 def good_request(drive, conn, path):
@@ -169,8 +171,12 @@ def test_good_edge_cases_go_out_as_given(drive, scripted_server, connect):
     srv = scripted_server([Step.read_request(), Step.send(OK_3)])
     conn = connect(srv)
     tchars = "!#$%&'*+-.^_`|~09AZaz"
-    headers = {tchars: "\xe9t\xe9 \t value", Name("X-Sub"): Name("sub"), "X-Empty": "",
-               "X-Controls": "a\x01\x7fb"}
+    headers = {
+        tchars: "\xe9t\xe9 \t value",
+        Name("X-Sub"): Name("sub"),
+        "X-Empty": "",
+        "X-Controls": "a\x01\x7fb",
+    }
     drive(conn, "send_request", tchars, "/p%20?q=\xe9&r=/s", headers)
     drive(conn, "read_response")
     assert drive(conn, "readall") == b"abc"
@@ -186,12 +192,23 @@ def test_good_edge_cases_go_out_as_given(drive, scripted_server, connect):
 
 
 def test_request_head_is_what_servers_parse():
-    head = request_head("POST", "/x?y", {"A": "1", "content-length": "99"}, "h:8",
-                        (("Content-Length", "5"),), ("content-length",))
+    head = request_head(
+        "POST",
+        "/x?y",
+        {"A": "1", "content-length": "99"},
+        "h:8",
+        (("Content-Length", "5"),),
+        ("content-length",),
+    )
     req = parse_request_head(head)
     assert (req.method, req.target, req.version) == ("POST", "/x?y", "HTTP/1.1")
-    assert req.headers == [("A", "1"), ("Host", "h:8"), ("Accept-Encoding", "identity"),
-                           ("Connection", "keep-alive"), ("Content-Length", "5")]
+    assert req.headers == [
+        ("A", "1"),
+        ("Host", "h:8"),
+        ("Accept-Encoding", "identity"),
+        ("Connection", "keep-alive"),
+        ("Content-Length", "5"),
+    ]
 
 
 def test_token_cache_stays_bounded():

@@ -108,8 +108,9 @@ class PollLoop:
                 raise RuntimeError("every generator is asleep")
             for fd, events in self.poll.poll() if live else ():
                 for event in (select.POLLIN, select.POLLOUT):
-                    if self.masks.get(fd, 0) & event and events & (event | select.POLLERR
-                                                                   | select.POLLHUP):
+                    if self.masks.get(fd, 0) & event and events & (
+                        event | select.POLLERR | select.POLLHUP
+                    ):
                         if (gen := self.waiting.pop((fd, event), None)) is not None:
                             self.ready.append(gen)
                         else:  # nobody waits for it any more
@@ -144,8 +145,11 @@ class Adapter:
     IMPORT = "pass"  # W6's command
     #: W3's variants and labels (the first also labels W7's stream)
     DOWNLOADS = {"read": "read(64 KiB)", "readinto": "readinto(64 KiB buffer)"}
-    UPLOADS = {"plain": "Content-Length", "expect100": "Content-Length + 100-continue",
-               "chunked": "chunked"}  # W4's
+    UPLOADS = {
+        "plain": "Content-Length",
+        "expect100": "Content-Length + 100-continue",
+        "chunked": "chunked",
+    }  # W4's
     MANY: dict[str, str] = {}  # W5's
     POOLED: dict[str, str] = {}  # W8's
     PIPELINES = (1,)  # requests in flight per connection in W8
@@ -211,10 +215,12 @@ class Dugong(Adapter):
             self.UPLOADS = {k: v for k, v in self.UPLOADS.items() if k != "chunked"}
         else:
             self.MANY |= {"anyio-asyncio": "run_async, asyncio", "anyio-trio": "run_async, trio"}
-            self.POOLED = {"loop": "ConnectionPool, eval_coroutines",
-                           "aio": "ConnectionPool, AioFuture",
-                           "anyio-asyncio": "ConnectionPool, run_async (asyncio)",
-                           "threads": "ConnectionPool, 32 threads"}
+            self.POOLED = {
+                "loop": "ConnectionPool, eval_coroutines",
+                "aio": "ConnectionPool, AioFuture",
+                "anyio-asyncio": "ConnectionPool, run_async (asyncio)",
+                "threads": "ConnectionPool, 32 threads",
+            }
 
     def connect(self):
         self.conn = self.opened(self.lib.HTTPConnection(self.host, self.port), "disconnect")
@@ -257,8 +263,9 @@ class Dugong(Adapter):
 
     def upload(self, mode, size, pieces, headers):
         conn, body = self.conn, self.lib.BodyFollowing(None if mode == "chunked" else size)
-        conn.send_request("PUT", "/upload", headers=headers, body=body,
-                          expect100=mode == "expect100")
+        conn.send_request(
+            "PUT", "/upload", headers=headers, body=body, expect100=mode == "expect100"
+        )
         if mode == "expect100" and (status := conn.read_response().status) != 100:
             raise WrongAnswer(f"expected 100 Continue, got {status}")
         for piece in pieces:
@@ -283,8 +290,10 @@ class Dugong(Adapter):
             resp = yield from conn.co_read_response()
             return resp.status, (yield from conn.co_readall())
 
-        conns = [self.opened(self.lib.HTTPConnection(self.host, self.port), "disconnect")
-                 for _ in range(k)]
+        conns = [
+            self.opened(self.lib.HTTPConnection(self.host, self.port), "disconnect")
+            for _ in range(k)
+        ]
         return self.drive(variant, [partial(co_get, conn) for conn in conns])
 
     def pooled(self, variant, tasks, url, conns, pipeline):
@@ -332,8 +341,9 @@ class Urllib3(Adapter):
     POOLED = {"threads": "PoolManager(maxsize=8, block=True), 32 threads"}
 
     def pooled(self, variant, tasks, url, conns, pipeline):
-        manager = self.opened(self.lib.PoolManager(maxsize=conns, block=True, retries=False),
-                              "clear")
+        manager = self.opened(
+            self.lib.PoolManager(maxsize=conns, block=True, retries=False), "clear"
+        )
 
         def get():
             resp = manager.request("GET", url)
@@ -354,7 +364,9 @@ class Aiohttp(Adapter):
         async def session():
             return lib.ClientSession(
                 connector=lib.TCPConnector(limit=conns, limit_per_host=conns),
-                auto_decompress=False, timeout=lib.ClientTimeout(total=None, sock_read=60))
+                auto_decompress=False,
+                timeout=lib.ClientTimeout(total=None, sock_read=60),
+            )
 
         async def get(s):
             async with s.get(url) as resp:
@@ -424,8 +436,8 @@ class Reader(ReceiveBuffer):
         """(status, Content-Length, where the body starts) of the head buf[start:end]."""
         buf = self.buf
         i = buf.find(b"\r\nContent-Length: ", start, end)
-        length = int(buf[i + 18:buf.find(b"\r", i + 18, end + 2)]) if i >= 0 else 0
-        return int(buf[start + 9:start + 12]), length, end + 4
+        length = int(buf[i + 18 : buf.find(b"\r", i + 18, end + 2)]) if i >= 0 else 0
+        return int(buf[start + 9 : start + 12]), length, end + 4
 
     def next_head(self):
         """Consume one response head: (status, Content-Length)."""
@@ -440,7 +452,7 @@ class Reader(ReceiveBuffer):
             status, length, body = self.head(self.start, i)
             if body + length <= self.end:
                 self.start = body + length
-                return status, bytes(self.view[body:self.start])
+                return status, bytes(self.view[body : self.start])
         return None
 
 
@@ -459,8 +471,10 @@ class Floor(Adapter):
         self.requests = {}  # path -> its GET request, pre-built
 
     def request(self, path):
-        self.requests[path] = req = (f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}"
-                                     "\r\nAccept-Encoding: identity\r\n\r\n").encode()
+        self.requests[path] = req = (
+            f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}"
+            "\r\nAccept-Encoding: identity\r\n\r\n"
+        ).encode()
         return req
 
     def connect(self):
@@ -495,12 +509,16 @@ class Floor(Adapter):
 
     def upload(self, mode, size, pieces, headers):
         sock = self.conn.sock
-        framing = {"plain": f"Content-Length: {size}\r\n",
-                   "expect100": f"Content-Length: {size}\r\nExpect: 100-continue\r\n",
-                   "chunked": "Transfer-Encoding: chunked\r\n"}[mode]
+        framing = {
+            "plain": f"Content-Length: {size}\r\n",
+            "expect100": f"Content-Length: {size}\r\nExpect: 100-continue\r\n",
+            "chunked": "Transfer-Encoding: chunked\r\n",
+        }[mode]
         fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        sock.sendall(f"PUT /upload HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                     f"{fields}{framing}\r\n".encode())
+        sock.sendall(
+            f"PUT /upload HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"{fields}{framing}\r\n".encode()
+        )
         if mode == "expect100" and (status := self.conn.next_head()[0]) != 100:
             raise WrongAnswer(f"expected 100 Continue, got {status}")
         for piece in pieces:
@@ -545,6 +563,13 @@ class Floor(Adapter):
         return run
 
 
-ADAPTERS = {"dugong": Dugong, "dugong-3.8.2": Dugong, "http.client": HttpClient,
-            "urllib3": Urllib3, "aiohttp": Aiohttp, "httpx": Httpx, "pycurl": Pycurl,
-            "floor": Floor}
+ADAPTERS = {
+    "dugong": Dugong,
+    "dugong-3.8.2": Dugong,
+    "http.client": HttpClient,
+    "urllib3": Urllib3,
+    "aiohttp": Aiohttp,
+    "httpx": Httpx,
+    "pycurl": Pycurl,
+    "floor": Floor,
+}

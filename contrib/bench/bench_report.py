@@ -48,8 +48,13 @@ GOALS = [
     ("W8", "loop-p16", "median", "floor", 0.6),
     ("W8", "threads-p1", "median", "urllib3", 1.5),
 ]
-MEASURES = {"median": "rate", "cpu": "CPU", "best": "import time", "peak": "peak memory",
-            "idle": "memory"}
+MEASURES = {
+    "median": "rate",
+    "cpu": "CPU",
+    "best": "import time",
+    "peak": "peak memory",
+    "idle": "memory",
+}
 
 
 def unit(w: str) -> str:
@@ -64,9 +69,11 @@ def stats(row: dict) -> None:
     if not s:
         return
     if row["workload"] == "W6":
-        row.update(best=min(x["wall"] for x in s) * 1e3,
-                   median=statistics.median(x["wall"] for x in s) * 1e3,
-                   cpu=statistics.median(x["cpu"] for x in s) * 1e3)
+        row.update(
+            best=min(x["wall"] for x in s) * 1e3,
+            median=statistics.median(x["wall"] for x in s) * 1e3,
+            cpu=statistics.median(x["cpu"] for x in s) * 1e3,
+        )
         return
     if "idle" in s[0]:
         row["idle"] = statistics.median(x["idle"] for x in s)
@@ -75,9 +82,13 @@ def stats(row: dict) -> None:
     rates = [k / x["wall"] for k, x in zip(per, s, strict=True)]
     cpus = [x["cpu"] / k * UNITS[unit(row["workload"])][2] for k, x in zip(per, s, strict=True)]
     busy = [x["server_cpu"] / x["wall"] for x in s if "server_cpu" in x]  # share of a core
-    row.update(median=statistics.median(rates), min=min(rates), max=max(rates),
-               cpu=statistics.median(cpus),
-               server_busy=statistics.median(busy) if len(busy) == len(s) else None)
+    row.update(
+        median=statistics.median(rates),
+        min=min(rates),
+        max=max(rates),
+        cpu=statistics.median(cpus),
+        server_busy=statistics.median(busy) if len(busy) == len(s) else None,
+    )
     if "peak" in s[0]:
         row["peak"] = max(x["peak"] for x in s)
 
@@ -91,8 +102,11 @@ def match(rows: list[dict], client: str, like: dict) -> dict | None:
     else the same last part of it (``-p16`` in W8), else the client's only row."""
     cands = [r for r in rows if r["client"] == client and r["workload"] == like["workload"]]
     last = like["variant"].rsplit("-", 1)[-1]
-    for found in ([r for r in cands if r["variant"] == like["variant"]],
-                  [r for r in cands if r["variant"].rsplit("-", 1)[-1] == last], cands):
+    for found in (
+        [r for r in cands if r["variant"] == like["variant"]],
+        [r for r in cands if r["variant"].rsplit("-", 1)[-1] == last],
+        cands,
+    ):
         if len(found) == 1:
             return found[0]
     return None
@@ -111,14 +125,23 @@ def evaluate(rows: list[dict]) -> list[dict]:
     the raw-socket floor of the same pattern does not reach the bar either."""
     goals = []
     for w, variant, key, other, bar in GOALS:
-        row = next((r for r in rows if r["workload"] == w and r["client"] == "dugong"
-                    and r["variant"] == variant), None)
+        row = next(
+            (
+                r
+                for r in rows
+                if r["workload"] == w and r["client"] == "dugong" and r["variant"] == variant
+            ),
+            None,
+        )
         if row is None:
             continue
         ref = match(rows, other, row) if other else None
         if other == "best client":
-            ref = max((r for r in rows if r["workload"] == w and r["client"] != "floor"
-                       and ok(r)), key=lambda r: r["median"], default=None)
+            ref = max(
+                (r for r in rows if r["workload"] == w and r["client"] != "floor" and ok(r)),
+                key=lambda r: r["median"],
+                default=None,
+            )
         value = ratio(row, ref, key) if other else (row[key] if ok(row, key) else None)
         # how far the floor gets, where it is not the row compared with (ref None: no ratio)
         reach = ratio(match(rows, "floor", row), ref, key) if other != "floor" else None
@@ -129,8 +152,18 @@ def evaluate(rows: list[dict]) -> list[dict]:
         else:
             verdict = "not met" if reach is None or meets(reach, key, bar) else "out of reach"
         against = f"{other} ({ref['client']})" if other == "best client" and ref else other
-        goals.append({"row": row["id"], "label": row["label"], "key": key, "bar": bar,
-                      "against": against, "value": value, "reach": reach, "verdict": verdict})
+        goals.append(
+            {
+                "row": row["id"],
+                "label": row["label"],
+                "key": key,
+                "bar": bar,
+                "against": against,
+                "value": value,
+                "reach": reach,
+                "verdict": verdict,
+            }
+        )
     return goals
 
 
@@ -156,8 +189,10 @@ def cells(r: dict, versions: dict) -> list[str]:
     w, client = r["workload"], r["client"]
     if client == "floor":
         client = "interpreter start-up" if w == "W6" else "raw-socket floor"
-    line = [f"**dugong {versions.get('dugong')}**" if client == "dugong" else client,
-            f"`{r['label']}`" if w == "W6" else r["label"]]
+    line = [
+        f"**dugong {versions.get('dugong')}**" if client == "dugong" else client,
+        f"`{r['label']}`" if w == "W6" else r["label"],
+    ]
     if r["status"] != "ok":
         reason = (r.get("reason") or "").strip().split("\n")[0][:160].replace("|", "/")
         return [*line, f"{r['status']}: {reason}"]
@@ -169,8 +204,14 @@ def cells(r: dict, versions: dict) -> list[str]:
         return [*line, f"peak {r['peak'] / KiB:.1f} KiB above the start", num(r["median"])]
     busy = "—" if r["server_busy"] is None else f"{r['server_busy']:.0%}"
     x_floor = ["—" if v is None else f"{v:.2f}{X}" for v in (r["x_floor"], r["cpu_x_floor"])]
-    return [*line, num(r["median"]), f"{num(r['min'])}\u2013{num(r['max'])}", num(r["cpu"]),
-            busy, *x_floor]
+    return [
+        *line,
+        num(r["median"]),
+        f"{num(r['min'])}\u2013{num(r['max'])}",
+        num(r["cpu"]),
+        busy,
+        *x_floor,
+    ]
 
 
 def goal_cells(g: dict) -> list[str]:
@@ -195,25 +236,51 @@ def table(header: list[str], lines: list[list[str]]) -> list[str]:
 
 def markdown(rows: list[dict], goals: list[dict], meta: dict) -> str:
     cfg = meta["config"]
-    out = [f"# dugong benchmark ({meta['mode']} mode)", "",
-           f"Python {meta['python']} on {meta['platform']}, {meta['cpus']} CPUs; server: "
-           f"{meta['server']}; {cfg['reps']} repetitions per row"
-           + "".join(f", {n} in {w}" for w, n in cfg["reps_by"].items())
-           + ", interleaved; everything on 127.0.0.1.",
-           "Clients: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items())
-                                   if k != "floor") + "."]
+    out = [
+        f"# dugong benchmark ({meta['mode']} mode)",
+        "",
+        f"Python {meta['python']} on {meta['platform']}, {meta['cpus']} CPUs; server: "
+        f"{meta['server']}; {cfg['reps']} repetitions per row"
+        + "".join(f", {n} in {w}" for w, n in cfg["reps_by"].items())
+        + ", interleaved; everything on 127.0.0.1.",
+        "Clients: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items()) if k != "floor")
+        + ".",
+    ]
     for w in dict.fromkeys(r["workload"] for r in rows):
         rate, cpu, _ = UNITS[unit(w)]
-        header = {"W6": ["client", "command", "best ms", "median ms", "CPU ms"],
-                  "W7": ["client", "measure", "traced memory", "MiB/s (under tracemalloc)"]}.get(
-            w, ["client", "variant", f"{rate} (median)", "range", cpu, "server CPU",
-                f"{X} floor", f"CPU {X} floor"])
-        out += ["", f"## {w}: {TITLES[w].format(**cfg)}", "", *table(
-            header, [cells(r, meta["versions"]) for r in rows if r["workload"] == w])]
+        header = {
+            "W6": ["client", "command", "best ms", "median ms", "CPU ms"],
+            "W7": ["client", "measure", "traced memory", "MiB/s (under tracemalloc)"],
+        }.get(
+            w,
+            [
+                "client",
+                "variant",
+                f"{rate} (median)",
+                "range",
+                cpu,
+                "server CPU",
+                f"{X} floor",
+                f"CPU {X} floor",
+            ],
+        )
+        out += [
+            "",
+            f"## {w}: {TITLES[w].format(**cfg)}",
+            "",
+            *table(header, [cells(r, meta["versions"]) for r in rows if r["workload"] == w]),
+        ]
     if goals:
         met, far = (sum(g["verdict"] == v for g in goals) for v in ("met", "out of reach"))
-        out += ["", f"## Goals: {met} of {len(goals)} met, {far} out of reach", "", *table(
-            ["workload", "dugong row", "goal", "measured", "verdict"], map(goal_cells, goals))]
+        out += [
+            "",
+            f"## Goals: {met} of {len(goals)} met, {far} out of reach",
+            "",
+            *table(
+                ["workload", "dugong row", "goal", "measured", "verdict"], map(goal_cells, goals)
+            ),
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -243,14 +310,22 @@ def chart(results_path: str, out_path: str) -> None:
         else:
             values, xlabel = [r["median"] for r in rs], f"{UNITS[unit(w)][0]}, median and range"
             err = [[r["median"] - r["min"] for r in rs], [r["max"] - r["median"] for r in rs]]
-        ax.barh(range(len(rs)), values, xerr=err, capsize=2,
-                color=[colours.get(r["client"], "#bcbd22") for r in rs])
+        ax.barh(
+            range(len(rs)),
+            values,
+            xerr=err,
+            capsize=2,
+            color=[colours.get(r["client"], "#bcbd22") for r in rs],
+        )
         ax.set_yticks(range(len(rs)), [f"{r['client']}: {r['label']}" for r in rs], fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_title(f"{w}: {TITLES[w].format(**meta['config'])}", fontsize=9)
-    fig.suptitle(f"dugong benchmark ({meta['mode']} mode), Python {meta['python']}, "
-                 f"{meta['cpus']} CPUs, {meta['date']}", fontsize=11)
+    fig.suptitle(
+        f"dugong benchmark ({meta['mode']} mode), Python {meta['python']}, "
+        f"{meta['cpus']} CPUs, {meta['date']}",
+        fontsize=11,
+    )
     fig.tight_layout()
     fig.savefig(out_path, dpi=80)
 

@@ -28,7 +28,7 @@ def pattern() -> bytes:
 def pattern_pieces(n: int):
     """The first *n* bytes of the pattern repeated, in pieces of at most 1 MiB."""
     for offset in range(0, n, PATTERN_SIZE):
-        yield pattern()[:n - offset]
+        yield pattern()[: n - offset]
 
 
 @functools.cache
@@ -102,8 +102,12 @@ class Nginx:
         libc = ctypes.CDLL(None)  # for prctl(PR_SET_PDEATHSIG): nginx ends with the benchmark
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
-                [binary, "-p", workdir, "-c", conf, "-e", log], stdin=subprocess.DEVNULL,
-                stdout=out, stderr=out, preexec_fn=lambda: libc.prctl(1, signal.SIGTERM))
+                [binary, "-p", workdir, "-c", conf, "-e", log],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                preexec_fn=lambda: libc.prctl(1, signal.SIGTERM),
+            )
         for _ in range(200):  # until it listens, 10 s at most
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", self.port)) == 0:
@@ -134,7 +138,7 @@ class ReceiveBuffer:
         elif self.end == len(self.buf):
             self.buf.move(0, self.start, self.end - self.start)
             self.start, self.end = 0, self.end - self.start
-        got = self.sock.recv_into(self.view[self.end:])
+        got = self.sock.recv_into(self.view[self.end :])
         if not got:
             raise ConnectionError("the peer closed the connection")
         self.end += got
@@ -142,14 +146,14 @@ class ReceiveBuffer:
     def read_until(self, delim: bytes) -> bytes:
         while (i := self.buf.find(delim, self.start, self.end)) < 0:
             self.fill()
-        out, self.start = bytes(self.view[self.start:i]), i + len(delim)
+        out, self.start = bytes(self.view[self.start : i]), i + len(delim)
         return out
 
     def stream(self, n: int, take) -> None:
         """Consume *n* bytes, handing them to *take*: what is buffered, then each recv."""
         have = min(n, self.end - self.start)
         if have:
-            take(self.view[self.start:self.start + have])
+            take(self.view[self.start : self.start + have])
             self.start += have
             n -= have
         if n:
@@ -174,8 +178,10 @@ def serve(sock: socket.socket) -> None:
                 lines = rb.read_until(b"\r\n\r\n").split(b"\r\n")
             except ConnectionError:
                 return
-            fields = {name.strip().lower(): value.strip().lower()
-                      for name, _, value in (line.partition(b":") for line in lines[1:])}
+            fields = {
+                name.strip().lower(): value.strip().lower()
+                for name, _, value in (line.partition(b":") for line in lines[1:])
+            }
             digest = hashlib.sha256() if fields.get(b"x-digest") == b"1" else None
             take = digest.update if digest else lambda piece: None
             if fields.get(b"expect") == b"100-continue":
@@ -197,16 +203,18 @@ def serve(sock: socket.socket) -> None:
                     sock.sendall(piece)
             else:
                 body = b"%d %s\n" % (count, digest.hexdigest().encode() if digest else b"-")
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
-                             % (len(body), body))
+                sock.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
 
 
 class Sink:
     """The sink in a child process of its own, stopped by PID."""
 
     def __init__(self, python: str):
-        self.proc = subprocess.Popen([python, os.path.abspath(__file__)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [python, os.path.abspath(__file__)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         self.port = int(self.proc.stdout.readline())  # once it listens
 
     def stop(self) -> None:

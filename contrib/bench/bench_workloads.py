@@ -23,7 +23,7 @@ from bench_servers import stream_digest as digest
 
 def piece_iter(size: int):
     """The upload: *size* bytes of the pattern in 64 KiB pieces."""
-    pieces = [pattern()[i:i + PIECE_SIZE] for i in range(0, PATTERN_SIZE, PIECE_SIZE)]
+    pieces = [pattern()[i : i + PIECE_SIZE] for i in range(0, PATTERN_SIZE, PIECE_SIZE)]
     for i in range(size // PIECE_SIZE):
         yield pieces[i % len(pieces)]
 
@@ -36,8 +36,9 @@ class Tally:
 
     def take(self, status, body) -> None:
         if status != 200 or (self.expect is not None and body != self.expect):
-            raise WrongAnswer(f"status {status} and a body of {len(body)} bytes that "
-                              "differs from the 1 KiB file")
+            raise WrongAnswer(
+                f"status {status} and a body of {len(body)} bytes that differs from the 1 KiB file"
+            )
         self.sizes.append(len(body))
 
     def result(self, want: int) -> dict:
@@ -59,10 +60,14 @@ class Stream:
             self.hash.update(data)
 
     def result(self, status, size: int) -> dict:
-        if status != 200 or self.n != size or (
-                self.hash is not None and self.hash.hexdigest() != digest(size)):
-            raise WrongAnswer(f"status {status} and {self.n} body bytes that differ from "
-                              f"the file's {size}")
+        if (
+            status != 200
+            or self.n != size
+            or (self.hash is not None and self.hash.hexdigest() != digest(size))
+        ):
+            raise WrongAnswer(
+                f"status {status} and {self.n} body bytes that differ from the file's {size}"
+            )
         return {"ops": 1, "bytes": size}
 
 
@@ -98,8 +103,14 @@ class W2(Workload):
     requests, then reads depth answers; ``co`` keeps depth in flight (``window``)."""
 
     def rows(self, a):
-        return [row for d in (16, 64) for row in ((f"co-d{d}", f"{a.WINDOW}, depth {d}"),
-                                                  (f"batch-d{d}", f"send x{d}, read x{d}"))]
+        return [
+            row
+            for d in (16, 64)
+            for row in (
+                (f"co-d{d}", f"{a.WINDOW}, depth {d}"),
+                (f"batch-d{d}", f"send x{d}, read x{d}"),
+            )
+        ]
 
     def run(self, a, variant, p, check):
         kind, depth = variant.split("-d")
@@ -161,8 +172,11 @@ class W8(W5):
     """Many tasks sharing a pool of a few connections, with and without pipelining."""
 
     def rows(self, a):
-        return [(f"{v}-p{k}", f"{label}, pipeline {k}")
-                for v, label in a.POOLED.items() for k in a.PIPELINES]
+        return [
+            (f"{v}-p{k}", f"{label}, pipeline {k}")
+            for v, label in a.POOLED.items()
+            for k in a.PIPELINES
+        ]
 
     def setup(self, a, variant, p):
         idiom, k = variant.rsplit("-p", 1)
@@ -183,8 +197,11 @@ class W6(Workload):
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, "-c", a.IMPORT], env=env, check=True)
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return {"ops": 1, "bytes": 0,  # and the CPU time of that process
-                "cpu": r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime}
+        return {
+            "ops": 1,
+            "bytes": 0,  # and the CPU time of that process
+            "cpu": r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime,
+        }
 
 
 class W7(Workload):
@@ -207,8 +224,11 @@ class W7(Workload):
                     a.connect()
                     a.get(p["path"])
                 gc.collect()
-                return {"ops": 8, "bytes": 0,
-                        "idle": (tracemalloc.get_traced_memory()[0] - start) / 8}
+                return {
+                    "ops": 8,
+                    "bytes": 0,
+                    "idle": (tracemalloc.get_traced_memory()[0] - start) / 8,
+                }
             stream, size = Stream(check), p["size"]
             status = a.download(f"/gen/{size}", None, stream.take)
             peak = tracemalloc.get_traced_memory()[1] - start
@@ -256,8 +276,14 @@ def serve(name: str, send) -> None:
     except Exception as exc:  # its rows are unavailable (dugong's depend on its version)
         lib, version = None, f"{type(exc).__name__}: {exc}"
     probes = [cls(lib, None, 0)] if lib or not name.startswith("dugong") else []
-    send({"version" if lib else "unavailable": version, "rows": [
-        [w, *row] for a in probes for w in cls.WORKLOADS for row in WORKLOADS[w].rows(a)]})
+    send(
+        {
+            "version" if lib else "unavailable": version,
+            "rows": [
+                [w, *row] for a in probes for w in cls.WORKLOADS for row in WORKLOADS[w].rows(a)
+            ],
+        }
+    )
     if lib is None:
         return
     rows: dict[str, Row] = {}
@@ -266,8 +292,12 @@ def serve(name: str, send) -> None:
         rid = msg["row"]
         try:
             if msg["op"] == "prepare":
-                rows[rid] = Row(cls(lib, "127.0.0.1", msg["params"]["port"]),
-                                WORKLOADS[msg["workload"]], msg["variant"], msg["params"])
+                rows[rid] = Row(
+                    cls(lib, "127.0.0.1", msg["params"]["port"]),
+                    WORKLOADS[msg["workload"]],
+                    msg["variant"],
+                    msg["params"],
+                )
                 rows[rid].prepare()
                 send({"ok": True})
             elif msg["op"] == "run":
@@ -278,8 +308,12 @@ def serve(name: str, send) -> None:
         except Exception as exc:  # a WrongAnswer, or any failure of the client
             if rid in rows:
                 rows.pop(rid).a.close()
-            send({"error": f"{type(exc).__name__}: {exc}",
-                  "traceback": traceback.format_exc(limit=8)})
+            send(
+                {
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": traceback.format_exc(limit=8),
+                }
+            )
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def render_diagram(side: str) -> str:
     header = [" "] * width
     for state, x in centre.items():
         start = x - (len(state.name) - 1) // 2
-        header[start:start + len(state.name)] = state.name
+        header[start : start + len(state.name)] = state.name
     lines = [header, lifelines()]
     previous = None
     for (name, after, rightwards), befores in arrows.items():
@@ -79,7 +79,7 @@ def render_diagram(side: str) -> str:
             lines.append(lifelines())
         row = lifelines()
         if name != previous:
-            row[:len(name)] = name
+            row[: len(name)] = name
         y = centre[after]
         xs = sorted(centre[before] for before in befores)
         if rightwards:
@@ -87,7 +87,7 @@ def render_diagram(side: str) -> str:
             row[x:y] = "├" + "─" * (y - x - 2) + ">"
         else:
             x = xs[-1]
-            row[y + 1:x + 1] = "<" + "─" * (x - y - 2) + "┤"
+            row[y + 1 : x + 1] = "<" + "─" * (x - y - 2) + "┤"
         for other in xs:
             if other != x:
                 row[other] = "┼"
@@ -99,8 +99,11 @@ def render_diagram(side: str) -> str:
 
 def changes(name: str, side: str) -> str:
     """What transition *name* changes on *side*, in words: "A, B → C; ..." or "—"."""
-    rows = [(before.name, after.name) for n, which, before, after in engine.TRANSITIONS
-            if n == name and which == side]
+    rows = [
+        (before.name, after.name)
+        for n, which, before, after in engine.TRANSITIONS
+        if n == name and which == side
+    ]
     if not rows:
         return "—"
     befores = list(dict.fromkeys(b for b, _ in rows))
@@ -117,8 +120,15 @@ def changes(name: str, side: str) -> str:
 def transition_rows() -> list[tuple[str, str, str, str]]:
     """(transition, meaning, send side, connection side) for each named transition."""
     names = list(dict.fromkeys(name for name, *_ in engine.TRANSITIONS))
-    return [(name, " ".join(inspect.getdoc(getattr(engine.States, name)).split()),
-             changes(name, "send"), changes(name, "conn")) for name in names]
+    return [
+        (
+            name,
+            " ".join(inspect.getdoc(getattr(engine.States, name)).split()),
+            changes(name, "send"),
+            changes(name, "conn"),
+        )
+        for name in names
+    ]
 
 
 def line_count(path: Path) -> int:
@@ -131,8 +141,11 @@ class _RstDirective(SphinxDirective):
 
     def parse(self, text: str) -> list[nodes.Node]:
         container = nodes.container()
-        self.state.nested_parse(StringList(text.splitlines(), self.get_source_info()[0]),
-                                self.content_offset, container)
+        self.state.nested_parse(
+            StringList(text.splitlines(), self.get_source_info()[0]),
+            self.content_offset,
+            container,
+        )
         return container.children
 
 
@@ -149,12 +162,23 @@ class StateDiagram(SphinxDirective):
 
 class TransitionTable(_RstDirective):
     def run(self) -> list[nodes.Node]:
-        lines = [".. list-table::", "   :header-rows: 1", "   :widths: 18 46 22 14", "",
-                 "   * - transition", "     - when", "     - send side",
-                 "     - connection"]
+        lines = [
+            ".. list-table::",
+            "   :header-rows: 1",
+            "   :widths: 18 46 22 14",
+            "",
+            "   * - transition",
+            "     - when",
+            "     - send side",
+            "     - connection",
+        ]
         for name, meaning, send, conn in transition_rows():
-            lines += [f"   * - `~dugong.engine.States.{name}`", f"     - {meaning}",
-                      f"     - {send}", f"     - {conn}"]
+            lines += [
+                f"   * - `~dugong.engine.States.{name}`",
+                f"     - {meaning}",
+                f"     - {send}",
+                f"     - {conn}",
+            ]
         return self.parse("\n".join(lines))
 
 
@@ -176,8 +200,15 @@ class ModuleMap(_RstDirective):
             if name not in owns:  # a new module: its docstring speaks for it
                 doc = ast.get_docstring(ast.parse((PACKAGE_DIR / name).read_text())) or ""
                 owns[name] = doc.partition("\n")[0] or "(no docstring)"
-        lines = [".. list-table::", "   :header-rows: 1", "   :widths: 20 8 72", "",
-                 "   * - module", "     - lines", "     - what it owns"]
+        lines = [
+            ".. list-table::",
+            "   :header-rows: 1",
+            "   :widths: 20 8 72",
+            "",
+            "   * - module",
+            "     - lines",
+            "     - what it owns",
+        ]
         total = 0
         for name, text in owns.items():
             count = line_count(PACKAGE_DIR / name)
@@ -187,8 +218,9 @@ class ModuleMap(_RstDirective):
         return self.parse("\n".join(lines))
 
 
-def resolve_package_names(app: Sphinx, env: Any, node: nodes.Element,
-                          contnode: nodes.Element) -> nodes.Element | None:
+def resolve_package_names(
+    app: Sphinx, env: Any, node: nodes.Element, contnode: nodes.Element
+) -> nodes.Element | None:
     """In `dugong.engine`'s pages, let ```StateError``` find `dugong.StateError`."""
     if node.get("refdomain") != "py" or node.get("py:module") != "dugong.engine":
         return None
@@ -197,7 +229,8 @@ def resolve_package_names(app: Sphinx, env: Any, node: nodes.Element,
         return None
     domain: Any = env.get_domain("py")
     result: nodes.Element | None = domain.resolve_xref(
-        env, node["refdoc"], app.builder, node["reftype"], "dugong." + target, node, contnode)
+        env, node["refdoc"], app.builder, node["reftype"], "dugong." + target, node, contnode
+    )
     return result
 
 
@@ -205,15 +238,17 @@ _ATTRIBUTE_KINDS = ("attribute", "data", "property")
 _as_written: dict[str, list[str]] = {}
 
 
-def _keep_as_written(app: Sphinx, what: str, name: str, obj: Any, options: Any,
-                     lines: list[str]) -> None:
+def _keep_as_written(
+    app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]
+) -> None:
     """Before napoleon: remember an engine attribute's docstring."""
     if what in _ATTRIBUTE_KINDS and name.startswith("dugong.engine."):
         _as_written[name] = list(lines)
 
 
-def _restore_as_written(app: Sphinx, what: str, name: str, obj: Any, options: Any,
-                        lines: list[str]) -> None:
+def _restore_as_written(
+    app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]
+) -> None:
     """After napoleon: put the remembered docstring back."""
     if name in _as_written:
         lines[:] = _as_written.pop(name)

@@ -33,13 +33,13 @@ def server(received: bytes) -> bytes:
         method, target, _ = head.split("\r\n", 1)[0].split(" ")
         match = re.search(r"(?im)^content-length: *(\d+)", head)
         length = int(match[1]) if match else 0
-        body = received[end + 4:end + 4 + length]
+        body = received[end + 4 : end + 4 + length]
         if re.search(r"(?im)^expect: *100-continue", head):
             out += b"HTTP/1.1 100 Continue\r\n\r\n"
         if len(body) < length:
             break  # the rest of the body is still on its way
         out += answer(method, target, body)
-        received = received[end + 4 + length:]
+        received = received[end + 4 + length :]
     return bytes(out)
 
 
@@ -47,12 +47,16 @@ def answer(method: str, target: str, body: bytes) -> bytes:
     """The response to one complete request."""
     if target == "/chunked":
         chunks = (b"dugong ", b"reads ", b"chunks")
-        return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Parts\r\n\r\n"
-                + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
-                + b"0\r\nX-Parts: %d\r\n\r\n" % len(chunks))
+        return (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Parts\r\n\r\n"
+            + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks)
+            + b"0\r\nX-Parts: %d\r\n\r\n" % len(chunks)
+        )
     if method == "PUT":
-        text = b"stored %d bytes, sha256 %s" % (len(body),
-                                                 hashlib.sha256(body).hexdigest()[:16].encode())
+        text = b"stored %d bytes, sha256 %s" % (
+            len(body),
+            hashlib.sha256(body).hexdigest()[:16].encode(),
+        )
         return b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n%s" % (len(text), text)
     text = b"hello from " + target.encode()
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(text), text)
@@ -74,11 +78,11 @@ class Pipe:
 
     def receive(self) -> None:
         """Give the engine the next slice of the server's answer."""
-        piece = server(bytes(self.sent))[self.delivered:self.delivered + SLICE]
+        piece = server(bytes(self.sent))[self.delivered : self.delivered + SLICE]
         if not piece:
             raise RuntimeError("the engine waits for bytes that the server will never send")
         space = self.engine.recv_space(len(piece))  # a view into the engine's own buffer
-        space[:len(piece)] = piece  # where a socket's recv_into would write
+        space[: len(piece)] = piece  # where a socket's recv_into would write
         self.engine.received(len(piece))
         self.delivered += len(piece)
         self.slices += 1
@@ -107,8 +111,10 @@ def main() -> None:
     # Pipelining: three requests go out before any response comes back.
     for name in ("ann", "bob", "cy"):
         pipe.send(engine.send_request("GET", f"/{name}"))
-    print(f"sent 3 requests ({len(pipe.sent)} bytes), "
-          f"{engine.responses_outstanding} responses outstanding")
+    print(
+        f"sent 3 requests ({len(pipe.sent)} bytes), "
+        f"{engine.responses_outstanding} responses outstanding"
+    )
     for _ in range(3):
         resp = pipe.response()
         print(f"{resp.method} {resp.path}: {resp.status} {resp.reason}, {pipe.body()!r}")
@@ -117,24 +123,27 @@ def main() -> None:
     pipe.send(engine.send_request("GET", "/chunked"))
     resp = pipe.response()
     length = "unknown" if resp.length is None else resp.length
-    print(f"GET /chunked: {resp.status}, length {length}, {pipe.body()!r}, "
-          f"trailer X-Parts: {resp.trailers['X-Parts']}")
+    print(
+        f"GET /chunked: {resp.status}, length {length}, {pipe.body()!r}, "
+        f"trailer X-Parts: {resp.trailers['X-Parts']}"
+    )
 
     # An upload that waits for 100 Continue before sending its body.
     data = bytes(range(256)) * 40
-    pipe.send(engine.send_request("PUT", "/upload", body=BodyFollowing(len(data)),
-                                  expect100=True))
+    pipe.send(engine.send_request("PUT", "/upload", body=BodyFollowing(len(data)), expect100=True))
     print(f"PUT /upload: head sent, send side {engine.states.send.name}")
     resp = pipe.response()
     print(f"PUT /upload: {resp.status} {resp.reason}, send side {engine.states.send.name}")
     if resp.status == 100:
         for start in range(0, len(data), 4096):
-            pipe.send(engine.send_body(data[start:start + 4096]))
+            pipe.send(engine.send_body(data[start : start + 4096]))
         resp = pipe.response()
     print(f"PUT /upload: {resp.status} {resp.reason}, {pipe.body().decode()}")
 
-    print(f"engine idle: {engine.is_idle}; {len(pipe.sent)} bytes sent, "
-          f"{pipe.delivered} received in {pipe.slices} slices")
+    print(
+        f"engine idle: {engine.is_idle}; {len(pipe.sent)} bytes sent, "
+        f"{pipe.delivered} received in {pipe.slices} slices"
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,7 @@ BUFFER = 256 * 1024
 class Connection:
     """An engine and a trio stream: what moves the bytes between them."""
 
-    def __init__(self, stream: trio.SocketStream, engine: ClientEngine,
-                 stream_only: bool) -> None:
+    def __init__(self, stream: trio.SocketStream, engine: ClientEngine, stream_only: bool) -> None:
         self.stream = stream
         self.engine = engine
         self.stream_only = stream_only
@@ -113,8 +112,7 @@ async def fetch(host: str, port: int, paths: list[str], stream_only: bool) -> No
                     await conn.send(out)
             except trio.BrokenResourceError as exc:
                 # What was being sent counts as sent: answers that came may be read.
-                engine.send_failed(ConnectionClosed(f"Connection broken while sending: "
-                                                    f"{exc!r}"))
+                engine.send_failed(ConnectionClosed(f"Connection broken while sending: {exc!r}"))
 
         buffer = bytearray(BUFFER)
         view = memoryview(buffer)
@@ -134,12 +132,16 @@ async def fetch(host: str, port: int, paths: list[str], stream_only: bool) -> No
                         digest.update(view[:n])  # e.g. write view[:n] to a file
                         size += n
                 except ConnectionClosed as exc:  # never a short body taken for whole
-                    print(f"{path}: {resp.status} {resp.reason}, cut short after {size} "
-                          f"bytes ({exc})")
+                    print(
+                        f"{path}: {resp.status} {resp.reason}, cut short after {size} "
+                        f"bytes ({exc})"
+                    )
                     break
-                print(f"{path}: {resp.status} {resp.reason}, {size} bytes "
-                      f"({conn.direct} straight into our buffer), "
-                      f"sha256 {digest.hexdigest()[:16]}")
+                print(
+                    f"{path}: {resp.status} {resp.reason}, {size} bytes "
+                    f"({conn.direct} straight into our buffer), "
+                    f"sha256 {digest.hexdigest()[:16]}"
+                )
 
 
 def main() -> None:

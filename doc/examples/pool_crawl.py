@@ -14,8 +14,9 @@ from collections.abc import Generator
 from dugong import ConnectionPool, DugongError, PollNeeded, eval_coroutines
 
 
-def co_worker(pool: ConnectionPool, todo: deque[str],
-              statuses: Counter[str]) -> Generator[PollNeeded, None, int]:
+def co_worker(
+    pool: ConnectionPool, todo: deque[str], statuses: Counter[str]
+) -> Generator[PollNeeded, None, int]:
     """Fetch URLs from *todo* until it is empty; return the body bytes received."""
     received = 0
     while todo:
