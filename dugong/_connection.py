@@ -326,7 +326,8 @@ class HTTPConnection:
 
     def response_pending(self) -> bool:
         """True while responses, or parts of one, remain to be read."""
-        return self._eng.responses_outstanding > 0
+        eng = self._eng
+        return bool(eng.queue) or eng.reader is not None
 
     # -- a read-only view of the state, e.g. for pools ------------------------------------
 
@@ -972,8 +973,12 @@ class HTTPConnection:
         It ignores `timeout`: the driver decides how long to wait. The bytes
         are its return value.
         """
-        data = self._buffered_body()
+        eng = self._eng
+        reader = eng.reader  # the rest of the body, if it is buffered
+        data = eng.take_buffered_body() if reader is None else reader.take_all()
         if data is not None:
+            if eng.states.conn is not _OPEN:
+                self._settle()
             return data
         parts: list[bytes] = []
         while data := (yield from self._co_run("body read", self._read_step, 1 << 20)):
@@ -999,21 +1004,17 @@ class HTTPConnection:
                 `read_response` first).
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
-        data = self._buffered_body()
+        eng = self._eng
+        reader = eng.reader  # the rest of the body, if it is buffered (as co_readall)
+        data = eng.take_buffered_body() if reader is None else reader.take_all()
         if data is not None:
+            if eng.states.conn is not _OPEN:
+                self._settle()
             return data
         parts: list[bytes] = []
         while data := self._run("body read", self._read_step, 1 << 20):
             parts.append(data)
         return b"".join(parts)
-
-    def _buffered_body(self) -> bytes | None:
-        """The rest of the body if no waiting is needed to get it, else None."""
-        eng = self._eng
-        data = eng.take_buffered_body()
-        if data is not None and eng.states.conn is not _OPEN:
-            self._settle()
-        return data
 
     def co_discard(self) -> Co[None]:
         """Generator twin of `discard`: yields `PollNeeded` instead of blocking.

@@ -457,9 +457,12 @@ class _LengthReader(_Reader):
             return None
         buf.start = stop
         self.left = 0
-        data = buf.view[start:stop].tobytes()
-        self.engine._response_done()
-        return data
+        engine = self.engine  # the body is complete (as _response_done, spelled out)
+        engine.reader = None
+        engine._body_done = True
+        if engine.states.conn is _CLOSING:
+            engine.states.response_done()
+        return buf.view[start:stop].tobytes()
 
     def eof(self) -> ConnectionClosed:
         length = self.resp.length or 0
