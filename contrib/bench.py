@@ -282,13 +282,15 @@ def main() -> int:
     }
     goals = bench_report.analyse(results)
     print(bench_report.markdown(results, goals, meta))
-    name = "bench-results-quick" if args.quick else "bench-results"
+    # Only a full run replaces the manual's chart; a partial one is kept next to it.
+    partial = args.quick or args.workloads
+    name = "bench-results-quick" if args.quick else "bench-results" + ("-partial" * bool(partial))
     json_path = os.path.join(REPO, f"{name}.json")
     with open(json_path, "w") as fh:
         json.dump(
             {"meta": meta, "rows": results, "goals": goals, "errors": bench.errors}, fh, indent=1
         )
-    chart_path = os.path.join(REPO, f"{name}.png" if args.quick else "doc/_static/bench.png")
+    chart_path = os.path.join(REPO, f"{name}.png" if partial else "doc/_static/bench.png")
     res = subprocess.run(
         [PYTHON, bench_report.__file__, json_path, chart_path],
         capture_output=True,

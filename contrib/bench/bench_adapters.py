@@ -531,16 +531,18 @@ class Floor(Adapter):
         return self.recv()
 
     def pooled(self, variant, tasks, url, conns, pipeline):
-        """run(n, take): tasks x n GETs over *conns* sockets, up to *pipeline* in flight
-        on each, in one selectors loop."""
+        """run(n, take): tasks x n GETs over *conns* sockets in one selectors loop. As
+        many requests are in flight as there are tasks (each task waits for its answer
+        before it asks again), spread evenly, at most *pipeline* on each socket."""
         readers = [self.connect() for _ in range(conns)]
         req = self.request(urlsplit(url).path)
+        depth = min(pipeline, -(-tasks // conns))
 
         def run(n, take):
             todo, inflight = tasks * n, {}
             with selectors.DefaultSelector() as sel:
                 for rd in readers:
-                    if k := min(pipeline, todo):
+                    if k := min(depth, todo):
                         rd.sock.sendall(req * k)
                         todo -= k
                         inflight[rd] = k
