@@ -271,11 +271,18 @@ def aiohttp_app() -> Any:
 
 
 def _main(argv: list[str]) -> None:
-    """``aiohttp HOST PORT KEEPALIVE``: serve the aiohttp application."""
-    if len(argv) != 4 or argv[0] != "aiohttp":
-        raise SystemExit("usage: interop_apps.py aiohttp HOST PORT KEEPALIVE")
+    """``aiohttp HOST PORT KEEPALIVE [CERT KEY]``: serve the aiohttp application (over TLS
+    with the certificate chain and key files, if given)."""
+    if len(argv) not in (4, 6) or argv[0] != "aiohttp":
+        raise SystemExit("usage: interop_apps.py aiohttp HOST PORT KEEPALIVE [CERT KEY]")
     from aiohttp import web
 
+    context = None
+    if len(argv) == 6:
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(argv[4], argv[5])
     web.run_app(
         aiohttp_app(),
         host=argv[1],
@@ -284,6 +291,7 @@ def _main(argv: list[str]) -> None:
         keepalive_timeout=float(argv[3]),
         print=None,
         shutdown_timeout=1,
+        ssl_context=context,
     )
 
 

@@ -5,7 +5,9 @@ say how, ``interop_apps.py`` has the apps): nginx serving static files, WebDAV
 ``PUT`` and a few locations configured for one behaviour each; uvicorn (h11 and
 httptools parsers) and hypercorn with an ASGI app; gunicorn (sync and gthread
 workers) and waitress with a WSGI app; aiohttp's web server. Every keep-alive
-timeout is 1 s. A server that is not installed is skipped, except under CI
+timeout is 1 s. The ``tls_server`` fixture runs each server but waitress (which
+has no TLS) over TLS as well, with a certificate of the test CA; the pool's tests
+use both. A server that is not installed is skipped, except under CI
 (environment variable ``CI`` set), where that fails.
 
 FINDINGS: what the servers did differently (nginx 1.22, uvicorn 0.54,
@@ -37,7 +39,8 @@ Connection close
     sends the next request on a new connection.
 
 Pipelining
-    All but gunicorn-sync answer 200 pipelined requests in order.
+    All but gunicorn-sync answer 200 pipelined requests in order, over TLS
+    too (the pool had 16 in flight on each of them, plain and TLS).
 
 100-continue
     Sent only when the app reads the body: uvicorn (both parsers), nginx (its
@@ -86,6 +89,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -170,6 +174,8 @@ class Spec:
     trailers: bool = False
     #: after answering before the request body has arrived, closes without a word
     early_answer_closes: bool = False
+    #: can serve over TLS (waitress cannot)
+    tls: bool = True
 
 
 _APP_REJECT_413 = Reject("PUT", "/reject/413", 50_000, 413, continue_first=False, closes=False)
@@ -230,6 +236,7 @@ SPECS = {
             ),
             close_path="/stream/100",
             lengthless_closes=True,
+            tls=False,
         ),
         Spec("aiohttp", ("aiohttp",), rejects=(_APP_REJECT_413,)),
     ]
@@ -257,7 +264,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _python_command(name: str, port: int) -> list[str]:
+def _python_command(name: str, port: int, tls: tuple[str, str] | None) -> list[str]:
+    argv = _plain_command(name, port)
+    if tls is None:
+        return argv
+    cert, key = tls
+    if name.startswith("uvicorn-"):
+        return [*argv, "--ssl-certfile", cert, "--ssl-keyfile", key]
+    if name == "aiohttp":
+        return [*argv, cert, key]
+    return [*argv, "--certfile", cert, "--keyfile", key]  # hypercorn, gunicorn
+
+
+def _plain_command(name: str, port: int) -> list[str]:
     py = sys.executable
     ka = str(KEEPALIVE)
     address = f"{HOST}:{port}"
@@ -357,7 +376,7 @@ http {{
     keepalive_requests 10000;
     client_max_body_size 64m;
     server {{
-        listen {host}:{port};
+        listen {host}:{port}{tls};
         root {d}/www;
         # uploads are written to files, read back with GET
         location /dav/ {{ dav_methods PUT; client_body_buffer_size 256k; }}
@@ -385,7 +404,7 @@ http {{
 NGINX_SIZES = (0, 100, UNTIL_CLOSE_SIZE, BIG)
 
 
-def _nginx_setup(d: Path, port: int, token: str) -> list[str]:
+def _nginx_setup(d: Path, port: int, token: str, tls: tuple[str, str] | None) -> list[str]:
     """Write nginx's configuration and files under *d*; return its command line."""
     for sub in ("www/bytes", "www/stream", "www/seq", "www/dav", "tmp"):
         (d / sub).mkdir(parents=True, exist_ok=True)
@@ -403,17 +422,26 @@ def _nginx_setup(d: Path, port: int, token: str) -> list[str]:
     if os.geteuid() == 0:
         # Workers must be able to read and write our temporary directory.
         user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
-    conf = _NGINX_CONF.format(d=d, user=user, host=HOST, port=port, keepalive=KEEPALIVE)
+    on_tls = "" if tls is None else f" ssl; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}"
+    conf = _NGINX_CONF.format(
+        d=d, user=user, host=HOST, port=port, keepalive=KEEPALIVE, tls=on_tls
+    )
     (d / "nginx.conf").write_text(conf)
     binary = _nginx_binary()
     assert binary is not None
     return [binary, "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "error.log")]
 
 
-def _answers(port: int, token: str, deadline: float) -> bool:
+def _answers(port: int, token: str, deadline: float, tls: bool) -> bool:
     """Whether our server (the one that knows *token*) answers on *port* by *deadline*."""
     try:
-        with socket.create_connection((HOST, port), timeout=1.0) as sock:
+        with contextlib.ExitStack() as stack:
+            sock = stack.enter_context(socket.create_connection((HOST, port), timeout=1.0))
+            if tls:  # (a probe: the certificate is checked by the tests)
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                sock = stack.enter_context(context.wrap_socket(sock))
             sock.settimeout(max(0.1, deadline - time.monotonic()))
             sock.sendall(b"GET /token HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
             answer = b""
@@ -427,10 +455,12 @@ def _answers(port: int, token: str, deadline: float) -> bool:
 class Server:
     """One server subprocess (started in its own session, stopped by its PID)."""
 
-    def __init__(self, spec: Spec, workdir: Path) -> None:
+    def __init__(self, spec: Spec, workdir: Path, tls: tuple[str, str] | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.workdir = workdir
+        #: (certificate chain file, key file) to serve over TLS, or None
+        self.tls = tls
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.token = ""
@@ -443,9 +473,9 @@ class Server:
         env = dict(os.environ, PYTHONPATH=str(TEST_DIR), INTEROP_TOKEN=self.token)
         env.pop("DUGONG_TRACEFILE", None)
         if self.name == "nginx":
-            argv = _nginx_setup(self.workdir, self.port, self.token)
+            argv = _nginx_setup(self.workdir, self.port, self.token, self.tls)
         else:
-            argv = _python_command(self.name, self.port)
+            argv = _python_command(self.name, self.port, self.tls)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 argv,
@@ -467,7 +497,7 @@ class Server:
             assert self.proc is not None
             deadline = time.monotonic() + START_TIMEOUT
             while time.monotonic() < deadline and self.proc.poll() is None:
-                if _answers(self.port, self.token, deadline):
+                if _answers(self.port, self.token, deadline, self.tls is not None):
                     return self
                 time.sleep(0.05)
             self.stop()
@@ -534,24 +564,40 @@ def _missing(spec: Spec) -> str | None:
     return None
 
 
+def _selected(request: pytest.FixtureRequest, fixture: str) -> set[str]:
+    """The server names that the selected tests ask of *fixture*."""
+    return {
+        item.callspec.params[fixture]
+        for item in request.session.items
+        if fixture in getattr(getattr(item, "callspec", None), "params", {})
+    }
+
+
 @pytest.fixture(scope="module")
 def launched(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tls_server_cert: Any,
 ) -> Iterator[dict[str, Server]]:
     """Every server that the selected tests use, launched together when the first one is
     needed, and stopped together at the end: the others start up (a few tenths of a
     second of CPU each) while the first ones are tested, and their graceful shutdowns
-    overlap."""
-    names = {
-        item.callspec.params["server"]
-        for item in request.session.items
-        if "server" in getattr(getattr(item, "callspec", None), "params", {})
-    }
+    overlap. A server over TLS is keyed by its name and ``+tls``."""
+    plain, tls = _selected(request, "server"), _selected(request, "tls_server")
     servers = {
         name: Server(SPECS[name], tmp_path_factory.mktemp(name)).launch()
         for name in SPECS
-        if name in names and _missing(SPECS[name]) is None
+        if name in plain and _missing(SPECS[name]) is None
     }
+    if tls:
+        files = tmp_path_factory.mktemp("tls")
+        cert, key = str(files / "chain.pem"), str(files / "key.pem")
+        tls_server_cert.cert_chain_pems[0].write_to_path(cert)
+        tls_server_cert.private_key_pem.write_to_path(key)
+        for name in SPECS:
+            if name in tls and _missing(SPECS[name]) is None:
+                workdir = tmp_path_factory.mktemp(f"{name}-tls")
+                servers[f"{name}+tls"] = Server(SPECS[name], workdir, (cert, key)).launch()
     try:
         yield servers
     finally:
@@ -569,6 +615,20 @@ def server(request: pytest.FixtureRequest, launched: dict[str, Server]) -> Serve
     if reason is not None:
         _unavailable(reason)
     return launched[spec.name].ready()
+
+
+_TLS_SPECS = [name for name, spec in SPECS.items() if spec.tls]
+
+
+@pytest.fixture(scope="module", params=_TLS_SPECS, ids=_TLS_SPECS)
+def tls_server(request: pytest.FixtureRequest, launched: dict[str, Server]) -> Server:
+    """A running server of each kind that speaks TLS, serving over TLS with the
+    certificate of ``tls_server_cert`` (for 127.0.0.1)."""
+    spec = SPECS[request.param]
+    reason = _missing(spec)
+    if reason is not None:
+        _unavailable(reason)
+    return launched[f"{spec.name}+tls"].ready()
 
 
 @pytest.fixture
@@ -1034,6 +1094,38 @@ def test_pool(server: Server, traces: Callable[[], list[bytes]], pipeline: int) 
     assert most == 1 if pipeline == 1 or not server.spec.keep_alive else 1 <= most <= 16
 
 
+@pytest.mark.parametrize("pipeline", [1, 16])
+def test_pool_tls(
+    tls_server: Server,
+    tls_client_context: ssl.SSLContext,
+    traces: Callable[[], list[bytes]],
+    pipeline: int,
+) -> None:
+    """test_pool over TLS: the pool's connections verify the server's certificate (the
+    test CA's, given as ``ssl_context``), are reused, and pipeline as they do in plain
+    HTTP; a pool that trusts only the system's CAs refuses the server."""
+    base = f"https://{HOST}:{tls_server.port}"
+    urls = [f"{base}/seq/{i}" for i in range(PIPELINE)]
+    with ConnectionPool(
+        2, pipeline=pipeline, timeout=CONN_TIMEOUT, ssl_context=tls_client_context
+    ) as pool:
+        assert _crawl(pool, urls, 40) == [seq_body(i) for i in range(PIPELINE)]
+        assert pool.request("GET", f"{base}/seq/5").body == seq_body(5)
+    sent = traces()
+    assert all(trace.startswith(b"GET /seq/") for trace in sent)  # the plain text, traced
+    if tls_server.spec.keep_alive:
+        assert len(sent) <= 2 + 2  # two, and two more if a keep-alive timeout struck
+    else:
+        assert len(sent) == PIPELINE + 1
+    most = max(_most_in_flight(trace) for trace in sent)
+    assert most == 1 if pipeline == 1 or not tls_server.spec.keep_alive else 1 <= most <= 16
+    with (
+        ConnectionPool(1, timeout=CONN_TIMEOUT) as pool,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        pool.request("GET", urls[0])
+
+
 def _most_in_flight(trace: bytes) -> int:
     """The most requests in flight at once on a traced connection (sent, not answered)."""
     most = outstanding = 0
@@ -1046,11 +1138,26 @@ def _most_in_flight(trace: bytes) -> int:
 def test_pool_keepalive_request_limit(server: Server, traces: Callable[[], list[bytes]]) -> None:
     """nginx's ``keepalive_requests 3``: what is pipelined behind the third answer goes
     out again on a new connection, without costing a retry."""
+    _request_limit(server, traces, f"http://{HOST}:{server.port}", None)
+
+
+def test_pool_tls_keepalive_request_limit(
+    tls_server: Server, tls_client_context: ssl.SSLContext, traces: Callable[[], list[bytes]]
+) -> None:
+    """The same over TLS."""
+    _request_limit(tls_server, traces, f"https://{HOST}:{tls_server.port}", tls_client_context)
+
+
+def _request_limit(
+    server: Server,
+    traces: Callable[[], list[bytes]],
+    base: str,
+    context: ssl.SSLContext | None,
+) -> None:
     if server.name != "nginx":
         pytest.skip("only nginx is configured with a request limit per connection")
-    base = f"http://{HOST}:{server.port}"
     urls = [f"{base}/few/{i}" for i in range(60)]
-    with ConnectionPool(2, pipeline=8, retries=0) as pool:
+    with ConnectionPool(2, pipeline=8, retries=0, ssl_context=context) as pool:
         assert _crawl(pool, urls, 20) == [seq_body(i) for i in range(60)]
     answers = [trace.count(b"HTTP/1.1 200") for trace in traces()]
     assert all(n <= 3 for n in answers)
