@@ -26,7 +26,6 @@ from ._exceptions import (
 from ._headers import CaseInsensitiveDict
 from ._loop import eval_coroutines
 from ._poll import POLLIN, POLLOUT, PollNeeded, eval_coroutine
-from ._pool import ConnectionPool, PoolResponse
 from ._protocol import (
     BUFFER_SIZE,
     MAX_HEADER_FIELDS,
@@ -37,18 +36,24 @@ from ._protocol import (
 
 if TYPE_CHECKING:
     from ._aio import AioFuture
+    from ._pool import ConnectionPool, PoolResponse
 
 __version__ = "4.0.0.dev0"
 
 
 def __getattr__(name: str) -> Any:
-    # AioFuture is loaded on first use, so that `import dugong` does not import asyncio.
+    # Loaded on first use, so that `import dugong` pays for neither: AioFuture (it
+    # imports asyncio) and the pool (a tenth of the package's import time).
     if name == "AioFuture":
-        from ._aio import AioFuture
+        from ._aio import AioFuture as value
+    elif name in ("ConnectionPool", "PoolResponse"):
+        from . import _pool
 
-        globals()["AioFuture"] = AioFuture
-        return AioFuture
-    raise AttributeError(f"module 'dugong' has no attribute {name!r}")
+        value = getattr(_pool, name)
+    else:
+        raise AttributeError(f"module 'dugong' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 __all__ = [
