@@ -947,6 +947,9 @@ class _BadRequest(Exception):
     """The request body was malformed; answered with 400."""
 
 
+#: seconds the test HTTP server reads what a client still sends after its last answer
+LINGER = 0.5
+
 _EXPECTED_HANDLER_ERRORS = (ConnectionError, TimeoutError, ssl.SSLError, _ClientGone)
 
 
@@ -1012,9 +1015,19 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         thread.start()
 
     def shutdown_request(self, request: Any) -> None:
+        # A lingering close, as production servers make it: stop sending, then read
+        # and drop what the client still sends until it closes (at most LINGER
+        # seconds; `drop_connections` ends it at once). Closing with unread bytes, e.g.
+        # a request pipelined behind a ``Connection: close`` answer, would send a
+        # reset, and a reset can destroy answer bytes the client has not read yet.
+        with contextlib.suppress(OSError, ValueError):
+            socket.socket.shutdown(request, socket.SHUT_WR)  # (not SSLSocket's)
+            request.settimeout(LINGER)
+            while socket.socket.recv(request, 65536):
+                pass
         with self.conn_lock:
             self.connections.discard(request)
-        super().shutdown_request(request)
+        self.close_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
