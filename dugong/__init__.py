@@ -44,8 +44,11 @@ __version__ = "4.0.0.dev0"
 def __getattr__(name: str) -> Any:
     # Loaded on first use, so that `import dugong` pays for neither: AioFuture (it
     # imports asyncio) and the pool (a tenth of the package's import time).
+    value: Any
     if name == "AioFuture":
-        from ._aio import AioFuture as value
+        from . import _aio
+
+        value = _aio.AioFuture
     elif name in ("ConnectionPool", "PoolResponse"):
         from . import _pool
 
