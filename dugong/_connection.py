@@ -56,6 +56,9 @@ _OPEN: Final = ConnState.OPEN
 _IDLE: Final = SendState.IDLE
 _CLOSED: Final = ConnState.CLOSED
 _scratch = memoryview(bytearray(64 * 1024))  # where discard() drops bytes
+# Less time than any server takes to answer a request, even over the loopback (seconds).
+_ANSWER_TIME: Final = 20e-6
+_monotonic = time.monotonic
 
 _A = TypeVar("_A")
 _R = TypeVar("_R")
@@ -209,6 +212,10 @@ class HTTPConnection:
         self._eng = self._new_engine()
         #: the last connect a request's sender made (and a reader may wait for)
         self._opening: Opening | None = None
+        #: when a co_ generator last sent a whole request (`time.monotonic`), until the
+        #: next response step: if that request is the only one outstanding and was sent
+        #: a moment ago, its answer cannot be there yet (see `_response_step`)
+        self._sent_at = 0.0
 
     def _new_engine(self, engine: type[ClientEngine] = ClientEngine) -> ClientEngine:
         return engine(
@@ -551,6 +558,7 @@ class HTTPConnection:
             rest = self._send_now(self._tr, out)  # type: ignore[arg-type]
             if rest is not None:
                 yield from self._co_run("send_request()", self._send_step, rest)
+            self._sent_at = _monotonic()
 
     def send_request(
         self,
@@ -801,6 +809,19 @@ class HTTPConnection:
                     self._settle()
                 return resp
             if deadline is None:
+                if self._sent_at:
+                    # The answer to the one request sent a moment ago cannot have come
+                    # yet (the usual case in a loop of many connections): wait for it
+                    # without trying a receive that would find nothing.
+                    sent_at, self._sent_at = self._sent_at, 0.0
+                    tr = self._tr
+                    if (
+                        blocking is None
+                        and tr is not None
+                        and len(eng.queue) == 1
+                        and _monotonic() - sent_at < _ANSWER_TIME
+                    ):
+                        return tr.want
                 wait = self._fill(blocking)
                 if wait is None:
                     continue
