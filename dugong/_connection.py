@@ -558,7 +558,8 @@ class HTTPConnection:
             rest = self._send_now(self._tr, out)  # type: ignore[arg-type]
             if rest is not None:
                 yield from self._co_run("send_request()", self._send_step, rest)
-            self._sent_at = _monotonic()
+            if len(self._eng.queue) == 1:  # (pipelined requests need no clock)
+                self._sent_at = _monotonic()
 
     def send_request(
         self,

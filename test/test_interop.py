@@ -1079,19 +1079,7 @@ def test_pool(server: Server, traces: Callable[[], list[bytes]], pipeline: int) 
     connection; with it, at most 16 (how many depends on how fast the server answers;
     test_pool.py pins pipelining on the wire), and none on gunicorn-sync, which
     closes after every answer."""
-    base = f"http://{HOST}:{server.port}"
-    urls = [f"{base}/seq/{i}" for i in range(PIPELINE)]
-    with ConnectionPool(2, pipeline=pipeline, timeout=CONN_TIMEOUT) as pool:
-        assert _crawl(pool, urls, 40) == [seq_body(i) for i in range(PIPELINE)]
-        for i in (5, 6):
-            assert pool.request("GET", f"{base}/seq/{i}").body == seq_body(i)
-    sent = traces()
-    if server.spec.keep_alive:
-        assert len(sent) <= 2 + 2  # two, and two more if a keep-alive timeout struck
-    else:
-        assert len(sent) == PIPELINE + 2
-    most = max(_most_in_flight(trace) for trace in sent)
-    assert most == 1 if pipeline == 1 or not server.spec.keep_alive else 1 <= most <= 16
+    _check_pool(server, traces, f"http://{HOST}:{server.port}", pipeline, None)
 
 
 @pytest.mark.parametrize("pipeline", [1, 16])
@@ -1105,25 +1093,35 @@ def test_pool_tls(
     test CA's, given as ``ssl_context``), are reused, and pipeline as they do in plain
     HTTP; a pool that trusts only the system's CAs refuses the server."""
     base = f"https://{HOST}:{tls_server.port}"
-    urls = [f"{base}/seq/{i}" for i in range(PIPELINE)]
-    with ConnectionPool(
-        2, pipeline=pipeline, timeout=CONN_TIMEOUT, ssl_context=tls_client_context
-    ) as pool:
-        assert _crawl(pool, urls, 40) == [seq_body(i) for i in range(PIPELINE)]
-        assert pool.request("GET", f"{base}/seq/5").body == seq_body(5)
-    sent = traces()
-    assert all(trace.startswith(b"GET /seq/") for trace in sent)  # the plain text, traced
-    if tls_server.spec.keep_alive:
-        assert len(sent) <= 2 + 2  # two, and two more if a keep-alive timeout struck
-    else:
-        assert len(sent) == PIPELINE + 1
-    most = max(_most_in_flight(trace) for trace in sent)
-    assert most == 1 if pipeline == 1 or not tls_server.spec.keep_alive else 1 <= most <= 16
+    _check_pool(tls_server, traces, base, pipeline, tls_client_context)
     with (
         ConnectionPool(1, timeout=CONN_TIMEOUT) as pool,
         pytest.raises(ssl.SSLCertVerificationError),
     ):
-        pool.request("GET", urls[0])
+        pool.request("GET", f"{base}/seq/0")
+
+
+def _check_pool(
+    server: Server,
+    traces: Callable[[], list[bytes]],
+    base: str,
+    pipeline: int,
+    context: ssl.SSLContext | None,
+) -> None:
+    """The crawl of test_pool and test_pool_tls, and what the traces show of it."""
+    urls = [f"{base}/seq/{i}" for i in range(PIPELINE)]
+    with ConnectionPool(2, pipeline=pipeline, timeout=CONN_TIMEOUT, ssl_context=context) as pool:
+        assert _crawl(pool, urls, 40) == [seq_body(i) for i in range(PIPELINE)]
+        for i in (5, 6):
+            assert pool.request("GET", f"{base}/seq/{i}").body == seq_body(i)
+    sent = traces()
+    assert all(trace.startswith(b"GET /seq/") for trace in sent)  # the plain text, traced
+    if server.spec.keep_alive:
+        assert len(sent) <= 2 + 2  # two, and two more if a keep-alive timeout struck
+    else:
+        assert len(sent) == PIPELINE + 2
+    most = max(_most_in_flight(trace) for trace in sent)
+    assert most == 1 if pipeline == 1 or not server.spec.keep_alive else 1 <= most <= 16
 
 
 def _most_in_flight(trace: bytes) -> int:
