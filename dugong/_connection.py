@@ -813,12 +813,14 @@ class HTTPConnection:
                 if self._sent_at:
                     # The answer to the one request sent a moment ago cannot have come
                     # yet (the usual case in a loop of many connections): wait for it
-                    # without trying a receive that would find nothing.
+                    # without trying a receive that would find nothing. (Not over TLS,
+                    # whose layer may hold bytes that the socket's readiness hides.)
                     sent_at, self._sent_at = self._sent_at, 0.0
                     tr = self._tr
                     if (
                         blocking is None
                         and tr is not None
+                        and tr.waits_in_recv
                         and len(eng.queue) == 1
                         and _monotonic() - sent_at < _ANSWER_TIME
                     ):

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import hashlib
 import io
+import select
 import socket
 import threading
 from collections.abc import Iterator
@@ -905,3 +906,17 @@ def test_a_close_seen_by_the_reader_during_the_last_write_sticks(scripted_server
     with pytest.raises(ConnectionClosed, match="GET /next was not sent"):
         conn.read_response()
     conn.disconnect()
+
+
+def test_answer_already_there_is_read_without_waiting(conn):
+    """A co_ read skips its first receive only for the one request sent a moment ago
+    (whose answer cannot be there yet); the answer to a request sent earlier, which has
+    arrived, is read at once, without a wait (a pool sends a waiting caller's request
+    for it, and wakes the caller later)."""
+    dugong.eval_coroutine(conn.co_send_request("GET", "/size/10"))
+    assert select.select([conn._tr.fd], [], [], 5)[0]  # the answer is in the socket
+    gen = conn.co_read_response()
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    resp = stop.value.value
+    assert (resp.status, conn.readall()) == (200, body_for(10))
