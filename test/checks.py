@@ -8,6 +8,39 @@ import pytest
 
 from dugong import ConnectionClosed, HTTPConnection
 
+#: Names the public contract promises at the top level of ``dugong`` (dugong 3.x's and
+#: the drivers'); test_api.py checks that they exist, test_docs.py that they are
+#: documented.
+CONTRACT_NAMES = frozenset(
+    {
+        "HTTPConnection",
+        "HTTPResponse",
+        "BodyFollowing",
+        "CaseInsensitiveDict",
+        "PollNeeded",
+        "POLLIN",
+        "POLLOUT",
+        "AioFuture",
+        "eval_coroutine",
+        "run_async",
+        "is_temp_network_error",
+        "create_socket",
+        "BUFFER_SIZE",
+        "MAX_LINE_SIZE",
+        "MAX_HEADER_SIZE",
+        "DNS_TEST_HOSTNAMES",
+        "__version__",
+        "ConnectionClosed",
+        "ConnectionTimedOut",
+        "InvalidResponse",
+        "UnsupportedResponse",
+        "StateError",
+        "ExcessBodyData",
+        "HostnameNotResolvable",
+        "DNSUnavailable",
+    }
+)
+
 
 def assert_not_sent(
     drive: Any, conn: HTTPConnection, method: str, path: str, **kwargs: Any

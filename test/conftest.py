@@ -29,6 +29,7 @@ TLS: a trustme CA made once per session, a certificate for localhost,
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -207,6 +208,14 @@ class Driver:
 def drive(request: pytest.FixtureRequest) -> Driver:
     """``drive(conn, name, *args, **kwargs)``: see `Driver`; ``drive.mode`` says which."""
     return Driver(request.param)
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A port of 127.0.0.1 on which nothing listens (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 # --------------------------------------------------------------------- TLS

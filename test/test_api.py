@@ -8,39 +8,16 @@ import os
 import pathlib
 import select
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
 import dugong
+from checks import CONTRACT_NAMES
 from dugong import CaseInsensitiveDict, ConnectionTimedOut, PollNeeded, eval_coroutine
 from dugong._headers import ResponseHeaders
-
-CONTRACT_NAMES = (
-    "HTTPConnection",
-    "HTTPResponse",
-    "BodyFollowing",
-    "CaseInsensitiveDict",
-    "PollNeeded",
-    "POLLIN",
-    "POLLOUT",
-    "eval_coroutine",
-    "is_temp_network_error",
-    "create_socket",
-    "BUFFER_SIZE",
-    "MAX_LINE_SIZE",
-    "MAX_HEADER_SIZE",
-    "DNS_TEST_HOSTNAMES",
-    "__version__",
-    "ConnectionClosed",
-    "ConnectionTimedOut",
-    "InvalidResponse",
-    "UnsupportedResponse",
-    "StateError",
-    "ExcessBodyData",
-    "HostnameNotResolvable",
-    "DNSUnavailable",
-)
 
 PKG = pathlib.Path(dugong.__file__).parent
 
@@ -62,17 +39,13 @@ def test_public_objects_live_in_dugong():
 
 
 def test_exceptions_share_a_base():
-    for name in (
-        "ConnectionClosed",
-        "ConnectionTimedOut",
-        "InvalidResponse",
-        "UnsupportedResponse",
-        "StateError",
-        "ExcessBodyData",
-        "HostnameNotResolvable",
-        "DNSUnavailable",
-    ):
-        cls = getattr(dugong, name)
+    exceptions = [
+        cls
+        for cls in (getattr(dugong, name) for name in sorted(CONTRACT_NAMES))
+        if isinstance(cls, type) and issubclass(cls, BaseException)
+    ]
+    assert len(exceptions) == 8
+    for cls in exceptions:
         assert issubclass(cls, dugong.DugongError)
         assert str(cls()) and "specific" in str(cls("specific"))
 
@@ -334,3 +307,24 @@ def test_response_headers_read_like_a_message():
     assert "content-type" in h and "x" not in h
     assert "Content-Type: x\n" in str(h)
     assert h == ResponseHeaders(h.items())
+
+
+def test_import_loads_neither_asyncio_nor_the_pool():
+    """``import dugong`` stays light: AioFuture (asyncio) and the pool load on first use,
+    and are then the same objects as ``from dugong import ...`` gives."""
+    code = (
+        "import sys, dugong\n"
+        "assert 'asyncio' not in sys.modules and 'dugong._pool' not in sys.modules\n"
+        "from dugong import AioFuture, ConnectionPool, PoolResponse\n"
+        "assert dugong.ConnectionPool is ConnectionPool and 'dugong._pool' in sys.modules\n"
+        "assert dugong.AioFuture is AioFuture and PoolResponse.__module__ == 'dugong'\n"
+        "try:\n"
+        "    dugong.NoSuchName\n"
+        "except AttributeError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(PKG.parent))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

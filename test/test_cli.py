@@ -740,13 +740,6 @@ def test_progress_line_on_a_terminal(scripted_server, http_server):
     ), lines
 
 
-@pytest.fixture
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # --------------------------------------------------------------------- the holding area
 
 

@@ -405,16 +405,6 @@ def test_select_loop_errors(http_server, unused_port):
     assert b"select_loop: ConnectionRefusedError" in res.stderr
 
 
-@pytest.fixture
-def unused_port() -> int:
-    """A port of 127.0.0.1 on which nothing listens (bound, then closed)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # ---------------------------------------------------------------- cache_bench
 
 

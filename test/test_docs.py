@@ -26,6 +26,7 @@ import pytest
 import trustme
 
 import dugong
+from checks import CONTRACT_NAMES
 from servers import HTTPTestServer, ScriptedServer, Step, body_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -565,34 +566,6 @@ def test_doctests(page: Path) -> None:
 
 API_RST = (DOC / "api.rst").read_text()
 
-#: Names the public contract promises, whether or not this checkout has them yet.
-CONTRACT_NAMES = {
-    "HTTPConnection",
-    "HTTPResponse",
-    "BodyFollowing",
-    "CaseInsensitiveDict",
-    "PollNeeded",
-    "POLLIN",
-    "POLLOUT",
-    "AioFuture",
-    "eval_coroutine",
-    "is_temp_network_error",
-    "create_socket",
-    "BUFFER_SIZE",
-    "MAX_LINE_SIZE",
-    "MAX_HEADER_SIZE",
-    "DNS_TEST_HOSTNAMES",
-    "__version__",
-    "ConnectionClosed",
-    "ConnectionTimedOut",
-    "InvalidResponse",
-    "UnsupportedResponse",
-    "StateError",
-    "ExcessBodyData",
-    "HostnameNotResolvable",
-    "DNSUnavailable",
-    "run_async",
-}
 
 _DIRECTIVE = re.compile(
     r"^ *\.\. (?:auto)?(?:class|exception|function|data|method|property|attribute)"

@@ -776,20 +776,23 @@ def read_all(conn, methods, plans, feed):
                         break
                     got += part
                 body = bytes(got)
-            outcomes.append(
-                (
-                    resp.status,
-                    resp.reason,
-                    resp.headers.items(),
-                    resp.length,
-                    body,
-                    dict(resp.trailers.lower_items()),
-                )
-            )
+            outcomes.append(outcome(resp, body))
         assert not conn.response_pending()
     except DOCUMENTED as exc:
         outcomes.append(type(exc).__name__)
     return outcomes, bodies
+
+
+def outcome(resp, body):
+    """What a test compares of one response read through dugong (see model_outcomes)."""
+    return (
+        resp.status,
+        resp.reason,
+        resp.headers.items(),
+        resp.length,
+        body,
+        dict(resp.trailers.lower_items()),
+    )
 
 
 def model_outcomes(resps, plans):
@@ -899,16 +902,7 @@ def test_real_pauses_through_a_server(exchange, data):
                 while part := (conn.read(size) if how == "read" else conn.read1(size)):
                     parts.append(part)
                 body = b"".join(parts)
-            outcomes.append(
-                (
-                    resp.status,
-                    resp.reason,
-                    resp.headers.items(),
-                    resp.length,
-                    body,
-                    dict(resp.trailers.lower_items()),
-                )
-            )
+            outcomes.append(outcome(resp, body))
         assert outcomes == model_outcomes(resps, plans)
     finally:
         conn.disconnect()
