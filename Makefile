@@ -33,15 +33,15 @@ $(DEV_STAMP): requirements-dev.txt | $(PY)
 
 # ------------------------------------------------------------------ targets
 
-# Run the test-suite under coverage; fails below the fail_under gate of
-# pyproject.toml.  test_cli.py runs `python -m dugong` under coverage too: the
-# data files of those runs are added before the report.
-# Extra pytest arguments: make test PYTEST_ARGS="-k chunked"
+# Run the test-suite under coverage, on every core (pytest-xdist; one test file
+# stays on one worker, so that a file's servers start once); fails below the
+# fail_under gate of pyproject.toml.  test_cli.py runs `python -m dugong` under
+# coverage too: pytest-cov adds those data files to the report.
+# Extra pytest arguments: make test PYTEST_ARGS="-k chunked"; one process:
+# make test PYTEST_ARGS="-n 0"
 test: $(DEV_STAMP) $(PKG_STAMP)
-	$(PY) -m coverage erase
-	$(PY) -m coverage run -m pytest $(PYTEST_ARGS)
-	if ls .coverage.* >/dev/null 2>&1; then $(PY) -m coverage combine --append -q; fi
-	$(PY) -m coverage report
+	rm -f .coverage .coverage.*
+	$(PY) -m pytest -n auto --dist loadfile --cov --cov-report=term $(PYTEST_ARGS)
 
 # The core tests under every other CPython >= 3.11 on this machine (each in its
 # own .venv-pyX.Y); the main Python is covered by `make test`.

@@ -29,7 +29,7 @@ PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "all_proxy", "REQUES
 
 def command(*args: str) -> list[str]:
     """``python -m dugong ARGS``; under ``coverage run`` when the tests are measured, so that
-    the program is measured too (``make test`` combines the data files)."""
+    the program is measured too (pytest-cov adds its data files to the report)."""
     try:
         import coverage
     except ImportError:
