@@ -551,8 +551,14 @@ class HTTPConnection:
         Opening the connection (if needed) does not block either. It ignores
         `timeout`: the driver decides how long to wait.
         """
-        out = self._queue_request(method, path, headers, body, expect100)
-        if out is not None:
+        eng = self._eng
+        out: Out | None
+        if eng.queue and self._tr is not None and eng.states.conn is _OPEN:
+            # Pipelined on an open connection: no check of _queue_request applies.
+            out = eng.send_request(method, path, headers, body, expect100)
+        else:
+            out = self._queue_request(method, path, headers, body, expect100)
+        if out:
             if self._tr is None:
                 yield from self._co_open(self._eng.queue[-1])
             rest = self._send_now(self._tr, out)  # type: ignore[arg-type]
@@ -746,6 +752,15 @@ class HTTPConnection:
         It ignores `timeout`: the driver decides how long to wait. The
         `HTTPResponse` is its return value.
         """
+        if not self._sent_at and self._opening is None and self.expect100_timeout is None:
+            # A head that is buffered already (the usual case when pipelining) needs
+            # none of _response_step's cases.
+            eng = self._eng
+            head = eng.next_response()
+            if head is not None:
+                if eng.states.conn is not _OPEN:
+                    self._settle()
+                return head
         deadline = None if self.expect100_timeout is None else self._continue_deadline()
         resp = self._response_step(deadline, None)
         if type(resp) is PollNeeded:
