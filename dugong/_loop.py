@@ -151,6 +151,15 @@ class _Runner:
         wakeup = pn.deadline
         if wakeup is not None:
             heapq.heappush(self.wakeups, (wakeup, next(self.order), task.serial, task))
+        park = pn._park
+        if park is not None:  # woken by code of this thread: no need to wait for the fd
+            park(self.poke, (task, task.serial))
+
+    def poke(self, arg: tuple[_Task, int]) -> None:
+        """A parked wait has ended (`PollNeeded._park`): its task is ready."""
+        task, serial = arg
+        if task.serial == serial:
+            self.ready.append(task)
 
     def finish(self, task: _Task) -> None:
         self.release(task)

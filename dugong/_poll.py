@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import select
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
 __all__ = ["POLLIN", "POLLOUT", "Co", "PollNeeded", "eval_coroutine"]
@@ -47,6 +47,11 @@ class PollNeeded(tuple[int, int]):
 
     #: `time.monotonic` time to resume the generator at, ready or not (None: no deadline)
     deadline: float | None = None
+    #: (private) for a wait that code in the same process ends, e.g. a pool's wake-up:
+    #: ``park(poke, arg)`` asks that ``poke(arg)`` be called instead of *fd* becoming
+    #: ready, if the wake-up comes from the thread that parked. dugong's drivers park;
+    #: any other loop just waits for *fd*, which becomes ready as usual.
+    _park: Callable[[Callable[[Any], None], Any], None] | None = None
 
     def __new__(cls, fd: int, mask: int, deadline: float | None = None) -> PollNeeded:
         self = tuple.__new__(cls, (fd, mask))

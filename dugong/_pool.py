@@ -18,8 +18,9 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from threading import get_ident
 from types import TracebackType
 from typing import Any, Final, NamedTuple, TypeVar, cast
 
@@ -232,23 +233,52 @@ class _PipeWake(_Wake):
     which cannot tell one eventfd from the next (they all share one inode). A call
     yields the same `PollNeeded` object for each wait on it, so that a driver keeps
     its registration without even asking.
+
+    dugong's drivers also *park* the generator that waits (`PollNeeded._park`): a
+    wake-up from the thread that runs that driver then tells the driver directly,
+    and the pipe is neither written nor read (two system calls and a readiness
+    event saved). A wake-up from another thread, or for a generator that a foreign
+    loop runs, goes through the pipe.
     """
 
-    __slots__ = ("fd", "pn", "wfd")
+    __slots__ = ("fd", "parked", "pn", "wfd", "written")
 
     def __init__(self) -> None:
         super().__init__()
         self.fd, self.wfd = _new_pipe()
         self.pn = PollNeeded(self.fd, POLLIN)
+        self.pn._park = self.park
+        self.written = False  # a byte is in the pipe
+        # (thread, poke, arg) of the driver that parked the current wait
+        self.parked: tuple[int, Callable[[Any], None], Any] | None = None
+
+    def park(self, poke: Callable[[Any], None], arg: Any) -> None:
+        """For a driver: call ``poke(arg)`` for the next wake-up if it comes from this
+        thread. (A wake-up that came first has written the pipe.)"""
+        self.parked = (get_ident(), poke, arg)
+
+    def clear(self) -> None:
+        self.parked = None  # a new wait: its driver parks it anew
+        super().clear()
 
     def _signal(self) -> None:
+        parked = self.parked
+        if parked is not None:
+            self.parked = None
+            if parked[0] == get_ident():
+                parked[1](parked[2])
+                return
+        self.written = True
         os.write(self.wfd, b"\0")
 
     def _unsignal(self) -> None:
-        with suppress(BlockingIOError):
-            os.read(self.fd, 8)
+        if self.written:
+            self.written = False
+            with suppress(BlockingIOError):
+                os.read(self.fd, 8)
 
     def close(self) -> None:
+        self.parked = None
         os.close(self.fd)
         os.close(self.wfd)
 

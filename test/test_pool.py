@@ -784,6 +784,51 @@ def test_blocking_and_generators_together(server: PoolServer) -> None:
     assert server.connections == 2
 
 
+@pytest.mark.parametrize("driver", ["eval_coroutines", "select"])
+def test_wakeups_in_one_thread_skip_the_pipe(
+    server: PoolServer, driver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eval_coroutines parks a generator that waits for the pool: a wake-up from its
+    own thread resumes it without writing the pipe; a foreign loop gets the pipe."""
+    writes: list[int] = []
+    write = os.write
+
+    def counted(fd: int, data: Any) -> int:
+        writes.append(fd)
+        return write(fd, data)
+
+    with ConnectionPool(2, pipeline=4) as pool:
+        urls = [f"{server.url}/{driver}/{i}" for i in range(40)]
+        monkeypatch.setattr(os, "write", counted)
+        check_answers(run_driver(driver, [pool.co_request("GET", u) for u in urls]), urls)
+        monkeypatch.undo()
+    if driver == "eval_coroutines":
+        assert writes == []
+    else:
+        assert len(writes) >= 20  # most callers are woken by another one's read
+
+
+def test_loops_in_two_threads_wake_each_other(server: PoolServer) -> None:
+    """Generators of two eval_coroutines loops in two threads share one connection:
+    wake-ups across the threads go through the pipes."""
+    with ConnectionPool(1, pipeline=4) as pool:
+        urls = {name: [f"{server.url}/{name}/{i}" for i in range(30)] for name in "ab"}
+        results: dict[str, list[Any]] = {}
+
+        def loop(name: str) -> None:
+            jobs = [pool.co_request("GET", u) for u in urls[name]]
+            results[name] = eval_coroutines(*jobs, timeout=WAIT)
+
+        threads = [threading.Thread(target=loop, args=(name,)) for name in urls]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT)
+        for name in urls:
+            check_answers(results[name], urls[name])
+    assert server.connections == 1
+
+
 def test_cancelled_waiter_leaves_nothing_behind(server: PoolServer) -> None:
     async def main(pool: ConnectionPool) -> None:
         conn = await AioFuture(pool.co_acquire(server.url))
