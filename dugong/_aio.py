@@ -16,9 +16,11 @@ from ._drive import (
     file_id,
     generator_name,
     same_file,
+    timed_out,
     wait_events,
     wait_limit,
 )
+from ._poll import PollNeeded
 
 __all__ = ["AioFuture"]
 
@@ -80,6 +82,9 @@ class AioFuture(asyncio.Future[_T]):
     Unix does, the proactor loop of Windows does not.
     """
 
+    #: (for `run_async`) the most seconds one wait may take; None: no limit
+    _timeout: float | None = None
+
     def __init__(
         self, crt: Generator[Any, None, _T], loop: asyncio.AbstractEventLoop | None = None
     ) -> None:
@@ -94,9 +99,12 @@ class AioFuture(asyncio.Future[_T]):
         self._events = 0  # READ/WRITE bits registered for _fd
         self._pn: object = NOTHING  # the PollNeeded the registration was made for
         self._fid: tuple[int, int] | None = None
-        self._timer: asyncio.TimerHandle | None = None  # for a PollNeeded.deadline
+        self._timer: asyncio.TimerHandle | None = None  # for a deadline or time limit
+        self._start()
+
+    def _start(self) -> None:
         # If cancelled before this first step, the closed generator just ends.
-        loop.call_soon(self._step)
+        self._loop.call_soon(self._step)
 
     def _step(self) -> None:
         """Resume the generator (its fd is ready) and wait for what it yields next."""
@@ -123,6 +131,8 @@ class AioFuture(asyncio.Future[_T]):
             return
         if pn is not self._pn:
             self._wait(pn)
+        elif self._timeout is not None:  # progress: the time limit starts again
+            self._arm_timer(pn)  # type: ignore[arg-type]
 
     def _wait(self, pn: object) -> None:
         """Register the loop callbacks for *pn* (or keep the current ones)."""
@@ -131,14 +141,7 @@ class AioFuture(asyncio.Future[_T]):
             return
         try:
             fd, events = wait_events(pn)
-            timer = self._timer
-            if timer is not None:
-                timer.cancel()
-                self._timer = None
-            if pn.deadline is not None:  # type: ignore[attr-defined]  # a PollNeeded
-                # Resume the generator at its deadline, ready or not.
-                delay, _ = wait_limit(pn, None)  # type: ignore[arg-type]
-                self._timer = self._loop.call_later(delay or 0.0, self._on_deadline)
+            self._arm_timer(pn)  # type: ignore[arg-type]  # a PollNeeded
             if fd == self._fd and events == self._events and same_file(fd, self._fid):
                 self._pn = pn
                 return
@@ -171,6 +174,29 @@ class AioFuture(asyncio.Future[_T]):
                 self.set_exception(exc)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
+
+    def _arm_timer(self, pn: PollNeeded) -> None:
+        """Set the timer for *pn*'s wait: its deadline (resume then, ready or not), or
+        the `run_async` time limit (fail then); or none."""
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            self._timer = None
+        if pn.deadline is None and self._timeout is None:
+            return
+        delay, at_deadline = wait_limit(pn, self._timeout)
+        self._timer = self._loop.call_later(
+            delay or 0.0, self._on_deadline if at_deadline else self._on_timeout
+        )
+
+    def _on_timeout(self) -> None:
+        """A wait of a `run_async` call took longer than its time limit."""
+        self._timer = None
+        pn = self._pn
+        self._release()
+        self._close_crt()
+        if not self.done():
+            self.set_exception(timed_out(self._timeout, pn))
 
     def _on_deadline(self) -> None:
         """The `PollNeeded.deadline` has come: resume the generator, ready or not."""
@@ -244,6 +270,31 @@ class AioFuture(asyncio.Future[_T]):
 
 
 AioFuture.__module__ = "dugong"
+
+
+class RunFuture(AioFuture[_T]):
+    """`run_async` in an asyncio task: an `AioFuture` whose first step runs at once (as
+    `run_async`'s steps do elsewhere) and whose waits last at most *timeout* seconds
+    each. asyncio's own callbacks cost less than anyio's waits."""
+
+    def __init__(
+        self, crt: Generator[Any, None, _T], loop: asyncio.AbstractEventLoop, timeout: float | None
+    ) -> None:
+        self._timeout = timeout
+        super().__init__(crt, loop)
+
+    def _start(self) -> None:
+        self._step()
+
+
+def asyncio_task_loop() -> asyncio.AbstractEventLoop | None:
+    """The running loop, if called from an asyncio task; None elsewhere (in trio, or in
+    trio-asyncio's trio tasks)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop if asyncio.current_task(loop) is not None else None
 
 
 def _default_loop() -> asyncio.AbstractEventLoop:

@@ -164,6 +164,56 @@ def test_without_anyio(monkeypatch):
     coro.close()
 
 
+def test_asyncio_without_anyio(monkeypatch, http_server):
+    """In an asyncio task, run_async uses asyncio's own callbacks: anyio is not needed."""
+    monkeypatch.setitem(sys.modules, "anyio", None)
+    conn = HTTPConnection(http_server.host, http_server.port)
+
+    async def main():
+        await run_async(conn.co_send_request("GET", "/size/70000"))
+        resp = await run_async(conn.co_read_response(), timeout=5)
+        return resp.status, await run_async(conn.co_readall(), timeout=5)
+
+    import asyncio
+
+    assert asyncio.run(main()) == (200, body_for(70000))
+    conn.disconnect()
+
+
+async def test_time_limit_is_per_wait(anyio_backend):
+    """A generator that keeps making progress more slowly than the limit in total, but
+    faster than it between two steps, is not timed out."""
+    import socket
+    import threading
+
+    from dugong import POLLIN, PollNeeded
+
+    a, b = socket.socketpair()
+    a.setblocking(False)
+
+    def drip():
+        for _ in range(4):
+            time.sleep(0.1)
+            b.send(b"x")
+
+    def slow_reader():
+        pn = PollNeeded(a.fileno(), POLLIN)
+        got = b""
+        while len(got) < 4:
+            yield pn
+            got += a.recv(10)
+        return got
+
+    thread = threading.Thread(target=drip)
+    thread.start()
+    try:
+        assert await run_async(slow_reader(), timeout=0.3) == b"xxxx"
+    finally:
+        thread.join()
+        a.close()
+        b.close()
+
+
 def test_import_dugong_does_not_import_anyio():
     import subprocess
 
