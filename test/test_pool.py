@@ -1069,9 +1069,11 @@ def test_keepalive_request_limit(pool_server: Callable[..., PoolServer]) -> None
             eval_coroutines(*(pool.co_request("GET", u) for u in urls), timeout=WAIT), urls
         )
     assert 20 <= server.connections <= 26
-    # Once the limit was seen, no connection is given more than three requests.
+    # Before the limit is known, a connection gets at most 8 requests in flight plus
+    # the 2 whose answers come before the one announcing the close: 7 go to waste on
+    # each of the first two. Once the limit was seen, no connection gets more than 3.
     sent = [len(reqs) for reqs in server.requests]
-    assert sum(sent) <= 60 + 2 * 6
+    assert sum(sent) <= 60 + 2 * 7
     assert all(n <= 3 for n in sent[4:]), sent
 
 
