@@ -7,6 +7,7 @@ See contrib/BENCHMARK.rst. The exit status is 1 only for a crash or a wrong answ
 dugong, http.client, the floor or the servers."""
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from subprocess import PIPE, Popen
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO, BENCH_DIR = os.path.dirname(HERE), os.path.join(HERE, "bench")
@@ -25,121 +27,57 @@ sys.path.insert(0, BENCH_DIR)
 
 import bench_report  # noqa: E402
 import bench_servers as servers  # noqa: E402
+from bench_adapters import ADAPTERS  # noqa: E402
 
 VENV = os.path.join(REPO, ".venv-bench")  # made by make bench and make bench-quick
 PYTHON = os.path.join(VENV, "bin", "python")
 REFERENCE_DIR = os.path.join(VENV, "dugong-3.8.2")
-CLIENTS = [
-    "dugong",
-    "dugong-3.8.2",
-    "http.client",
-    "urllib3",
-    "aiohttp",
-    "httpx",
-    "pycurl",
-    "floor",
-]
+CLIENTS = list(ADAPTERS)
 CORE = {"dugong", "http.client", "floor"}  # their errors fail the run
-WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"]
-FULL = {
-    "reps": 5,
-    "warmup": 1,
+WORKLOADS = list(bench_report.TITLES)
+SETTINGS = {  # each one's value in the full run and in the quick run
+    "reps": (5, 2),
+    "warmup": (1, 0),
     # rows whose goals sit close to their bars: more samples steady the medians
-    "reps_by": {"W1": 15, "W2": 21, "W3": 15, "W4": 21, "W6": 20},
-    "w1_n": 4000,
-    "w2_n": 12000,
-    "w3_mib": 256,
-    "w4_mib": 256,
-    "w5_conns": 32,
-    "w5_n": 200,
-    "w7_mib": 1024,
-    "w8_tasks": 32,
-    "w8_n": 200,
-    "w8_conns": 8,
-    "timeout": 600,  # seconds a worker may take to answer
+    "reps_by": ({"W1": 15, "W2": 21, "W3": 15, "W4": 21, "W6": 20}, {}),
+    "w1_n": (4000, 300),
+    "w2_n": (12000, 640),
+    "w3_mib": (256, 16),
+    "w4_mib": (256, 16),
+    "w5_conns": (32, 32),
+    "w5_n": (200, 10),
+    "w7_mib": (1024, 32),
+    "w8_tasks": (32, 32),
+    "w8_n": (200, 10),
+    "w8_conns": (8, 8),
+    "timeout": (600, 120),  # seconds a worker may take to answer
 }
-QUICK = dict(
-    FULL,
-    reps=2,
-    warmup=0,
-    reps_by={},
-    w1_n=300,
-    w2_n=640,
-    w3_mib=16,
-    w4_mib=16,
-    w5_n=10,
-    w7_mib=32,
-    w8_n=10,
-    timeout=120,
-)
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-class Worker:
-    """One client in a process of its own (bench_workloads.py), driven by JSON lines."""
-
-    def __init__(self, name: str, workdir: str, timeout: float):
-        self.timeout = timeout
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        if name.startswith("dugong"):
-            env["BENCH_DUGONG"] = env["PYTHONPATH"] = REPO if name == "dugong" else REFERENCE_DIR
-        self.proc = subprocess.Popen(
-            [PYTHON, os.path.join(BENCH_DIR, "bench_workloads.py"), name],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=workdir,
-        )
-
-    def call(self, msg: dict | None = None) -> dict:
-        """Send *msg* (if any), return the answer: one line. A worker that does not
-        answer in time, or is gone, is stopped and the answer is an error."""
-        try:
-            if msg is not None:
-                self.proc.stdin.write(json.dumps(msg).encode() + b"\n")
-                self.proc.stdin.flush()
-            if not select.select([self.proc.stdout], [], [], self.timeout)[0]:
-                raise OSError("no answer in time")
-            if not (line := self.proc.stdout.readline()):
-                raise OSError("it exited")
-            return json.loads(line)
-        except (OSError, ValueError) as exc:
-            self.stop()
-            return {"error": f"the worker failed: {exc}"}
-
-    def stop(self) -> None:
-        servers.stop_process(self.proc)
+log = functools.partial(print, "[bench]", file=sys.stderr, flush=True)  # log(message)
 
 
 class Bench:
-    """The workers, and the rows of one workload after another."""
+    """The workers, a process per client driven by JSON lines, and the workloads' rows."""
 
     def __init__(self, cfg: dict, workdir: str, nginx: servers.Nginx, sink: servers.Sink):
-        self.cfg, self.workdir, self.nginx, self.sink = cfg, workdir, nginx, sink
-        self.workers: dict[str, Worker] = {}
+        self.cfg, self.nginx, self.sink = cfg, nginx, sink
+        self.workers: dict[str, Popen] = {}
         self.versions: dict[str, str] = {}
         self.unavailable: dict[str, str] = {}  # client -> why
-        self.offers: dict[str, list] = {}  # client -> [[workload, variant, label], ...]
+        self.offers: list[list[str]] = []  # [client, workload, variant, label] of each row
         self.errors: list[str] = []
-
-    def error(self, client: str, msg: str) -> None:
-        """Fatal for the core clients, only logged for the others."""
-        if client in CORE:
-            self.errors.append(msg)
-        log(f"{'ERROR: ' if client in CORE else ''}{msg}")
-
-    def start_workers(self) -> None:
-        self.workers = {name: Worker(name, self.workdir, self.cfg["timeout"]) for name in CLIENTS}
-        for name, worker in list(self.workers.items()):
-            hello = worker.call()
-            self.offers[name] = hello.get("rows", [])
+        for name in CLIENTS:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+            if where := {"dugong": REPO, "dugong-3.8.2": REFERENCE_DIR}.get(name):
+                env["BENCH_DUGONG"] = env["PYTHONPATH"] = where
+            cmd, pipe = [PYTHON, os.path.join(BENCH_DIR, "bench_workloads.py"), name], PIPE
+            self.workers[name] = Popen(cmd, env=env, stdin=pipe, stdout=pipe, cwd=workdir)
+        for name in CLIENTS:  # each worker says its version and rows, or why it has none
+            hello = self.call(name)
+            self.offers += [[name, *row] for row in hello.get("rows", [])]
             if "version" in hello:
                 self.versions[name] = hello["version"]
                 continue
-            self.workers.pop(name).stop()
+            servers.stop_process(self.workers[name])
             reason = hello.get("unavailable") or hello["error"]
             if os.path.exists(failed := os.path.join(VENV, "failed", name)):  # kept by make
                 with open(failed) as fh:  # the exception that stopped pip, else its last line
@@ -150,9 +88,30 @@ class Bench:
             self.versions[name] = f"unavailable: {self.unavailable[name]}"
             self.error(name, f"{name}: {reason}")
 
+    def call(self, name: str, msg: dict | None = None) -> dict:
+        """Worker *name*'s answer to *msg* (if any), or an error if it is gone or late."""
+        proc = self.workers[name]
+        try:
+            if msg is not None:
+                proc.stdin.write(json.dumps(msg).encode() + b"\n")
+                proc.stdin.flush()
+            if not select.select([proc.stdout], [], [], self.cfg["timeout"])[0]:
+                raise OSError("no answer in time")
+            if not (line := proc.stdout.readline()):
+                raise OSError("it exited")
+            return json.loads(line)
+        except (OSError, ValueError) as exc:
+            servers.stop_process(proc)
+            return {"error": f"the worker failed: {exc}"}
+
+    def error(self, client: str, msg: str) -> None:
+        if client in CORE:
+            self.errors.append(msg)
+        log(f"{'ERROR: ' if client in CORE else ''}{msg}")
+
     def ask(self, row: dict, msg: dict) -> dict | None:
         """The answer of *row*'s worker; None if the row failed (then marked so)."""
-        answer = self.workers[row["client"]].call(dict(msg, row=row["id"]))
+        answer = self.call(row["client"], dict(msg, row=row["id"]))
         if "error" not in answer:
             return answer
         row.update(status="error", reason=f"{answer['error']}\n{answer.get('traceback', '')}")
@@ -161,56 +120,32 @@ class Bench:
 
     def run_workload(self, w: str) -> list[dict]:
         """Prepare every row of *w*, then interleave their timed repetitions."""
-        t0, cfg, nginx = time.monotonic(), self.cfg, self.nginx.port
+        t0, cfg, nginx, sink = time.monotonic(), self.cfg, self.nginx.port, self.sink.port
         log(f"{w}: {bench_report.TITLES[w].format(**cfg)}")
-        small = {"port": nginx, "path": "/1k", "warmup": cfg["warmup"]}
-        params = {  # what a row asks: the server's port, the path, the counts
-            "W1": dict(small, n=cfg["w1_n"]),
-            "W2": dict(small, n=cfg["w2_n"]),
-            "W3": dict(small, path="/large/large.bin", size=cfg["w3_mib"] << 20),
-            "W4": dict(small, port=self.sink.port, size=cfg["w4_mib"] << 20),
-            "W5": dict(small, tasks=cfg["w5_conns"], n=cfg["w5_n"]),
-            "W6": dict(small, port=None, pycache=os.path.join(VENV, "pycache-w6")),
-            "W7": dict(small, port=self.sink.port, size=cfg["w7_mib"] << 20),
-            "W8": dict(
-                small,
-                tasks=cfg["w8_tasks"],
-                n=cfg["w8_n"],
-                conns=cfg["w8_conns"],
-                url=f"http://127.0.0.1:{nginx}/1k",
-            ),
+        params = {"port": nginx, "path": "/1k", "warmup": cfg["warmup"]}  # what a row asks
+        params |= {
+            "W1": {"n": cfg["w1_n"]},
+            "W2": {"n": cfg["w2_n"]},
+            "W3": {"path": "/large/large.bin", "size": cfg["w3_mib"] << 20},
+            "W4": {"port": sink, "size": cfg["w4_mib"] << 20},
+            "W5": {"tasks": cfg["w5_conns"], "n": cfg["w5_n"]},
+            "W6": {"port": None, "pycache": os.path.join(VENV, "pycache-w6")},
+            "W7": {"port": sink, "size": cfg["w7_mib"] << 20},
+            "W8": {"tasks": cfg["w8_tasks"], "n": cfg["w8_n"], "conns": cfg["w8_conns"]},
         }[w]
-        rows = [
-            {
-                "id": f"{w}/{client}/{variant}",
-                "workload": w,
-                "client": client,
-                "variant": variant,
-                "label": label,
-                "samples": [],
-                "status": "ok",
-                # W7's idle connections are to nginx, its stream from the sink
-                "params": dict(params, port=nginx) if variant == "idle" else params,
-            }
-            for client, offers in self.offers.items()
-            for ww, variant, label in offers
-            if ww == w
-        ]
-        for row in rows:
-            if row["client"] in self.unavailable:
-                row.update(status="unavailable", reason=self.unavailable[row["client"]])
+        rows = []
+        for client, _, variant, label in (offer for offer in self.offers if offer[1] == w):
+            row = {"id": f"{w}/{client}/{variant}", "workload": w, "client": client}
+            row |= {"variant": variant, "label": label, "samples": [], "status": "ok"}
+            # W7's idle connections are to nginx, its stream from the sink
+            row["params"] = dict(params, port=nginx) if variant == "idle" else params
+            rows.append(row)
+            if client in self.unavailable:
+                row.update(status="unavailable", reason=self.unavailable[client])
             else:
-                self.ask(
-                    row,
-                    {
-                        "op": "prepare",
-                        "workload": w,
-                        "variant": row["variant"],
-                        "params": row["params"],
-                    },
-                )
+                self.ask(row, {"op": "prepare", **row})
         active = [r for r in rows if r["status"] == "ok"]
-        server = {self.nginx.port: self.nginx.proc.pid, self.sink.port: self.sink.proc.pid}
+        server = {nginx: self.nginx.proc.pid, sink: self.sink.proc.pid}
         for rep in range(cfg["reps_by"].get(w, cfg["reps"]) if active else 0):
             for row in active[rep % len(active) :] + active[: rep % len(active)]:
                 if row["status"] != "ok":
@@ -231,11 +166,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small counts, 2 repetitions (CI)")
     ap.add_argument("--workloads", help="a comma-separated subset of " + ",".join(WORKLOADS))
-    ap.add_argument(
-        "--pin", action="store_true", help="servers on the first CPU, client workers on the others"
-    )
+    ap.add_argument("--pin", action="store_true", help="servers on one CPU, clients on the others")
     args, t_start = ap.parse_args(), time.monotonic()
-    cfg = QUICK if args.quick else FULL
+    cfg = {key: values[args.quick] for key, values in SETTINGS.items()}
     workloads = args.workloads.upper().split(",") if args.workloads else WORKLOADS
     if set(workloads) - set(WORKLOADS):
         sys.exit(f"unknown workloads: {args.workloads}")
@@ -261,11 +194,10 @@ def main() -> int:
             os.sched_setaffinity(0, cpus[1:])
             log(f"servers pinned to CPU {cpus[0]}, clients to {cpus[1:]}")
         bench = Bench(cfg, workdir, nginx, sink)
-        bench.start_workers()
         results = [row for w in workloads for row in bench.run_workload(w)]
     finally:
-        for worker in bench.workers.values() if bench else ():
-            worker.stop()
+        for proc in bench.workers.values() if bench else ():
+            servers.stop_process(proc)
         for server in filter(None, (nginx, sink)):
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -287,24 +219,13 @@ def main() -> int:
     name = "bench-results-quick" if args.quick else "bench-results" + ("-partial" * bool(partial))
     json_path = os.path.join(REPO, f"{name}.json")
     with open(json_path, "w") as fh:
-        json.dump(
-            {"meta": meta, "rows": results, "goals": goals, "errors": bench.errors}, fh, indent=1
-        )
+        report = {"meta": meta, "rows": results, "goals": goals, "errors": bench.errors}
+        json.dump(report, fh, indent=1)
     chart_path = os.path.join(REPO, f"{name}.png" if partial else "doc/_static/bench.png")
-    res = subprocess.run(
-        [PYTHON, bench_report.__file__, json_path, chart_path],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    log(
-        f"results in {json_path}; "
-        + (
-            f"chart in {chart_path}"
-            if res.returncode == 0
-            else f"no chart: {res.stderr.strip()[-300:]}"
-        )
-    )
+    cmd = [PYTHON, bench_report.__file__, json_path, chart_path]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    png = f"no chart: {res.stderr.strip()[-300:]}" if res.returncode else f"chart in {chart_path}"
+    log(f"results in {json_path}; {png}")
     log(f"done in {time.monotonic() - t_start:.1f} s, {len(bench.errors)} errors")
     return 1 if bench.errors else 0
 

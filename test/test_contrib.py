@@ -715,13 +715,7 @@ def test_bench_pooled_rows_of_every_importable_client_check_every_answer(bench):
 
     work, adapters = bench.workloads, bench.adapters
     sink = bench.servers.Sink(sys.executable)
-    params = {
-        "path": "/gen/1024",
-        "url": f"http://127.0.0.1:{sink.port}/gen/1024",
-        "n": 3,
-        "tasks": 4,
-        "conns": 2,
-    }
+    params = {"path": "/gen/1024", "n": 3, "tasks": 4, "conns": 2}
     ran = []
     try:
         for name, cls in adapters.ADAPTERS.items():

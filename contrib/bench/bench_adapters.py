@@ -3,20 +3,19 @@
 An adapter has rows in the workloads of its ``WORKLOADS``, with the methods they use:
 ``connect``, ``close``; ``get``, ``send``, ``recv``, ``window`` (W1, W2, W7);
 ``download`` (W3, W7); ``upload`` (W4); ``many`` and ``pooled`` (W5, W8), which return
-``run(n, take)``: every task does n GETs, under one of the drivers below.
-"""
+``run(n, take)``: every task does n GETs, under one of the drivers below."""
 
 import asyncio
 import importlib
 import os
 import platform
-import select
 import selectors
 import socket
 import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from select import POLLERR, POLLHUP, POLLIN, POLLOUT, poll
 from urllib.parse import urlsplit
 
 from bench_servers import ReceiveBuffer
@@ -44,10 +43,8 @@ async def repeat(wrap, fn, n, take):
 
 
 def in_asyncio(loop, wrap, fns, n, take):
-    async def main():
-        await asyncio.gather(*(repeat(wrap, fn, n, take) for fn in fns))
-
-    loop.run_until_complete(main())
+    tasks = [loop.create_task(repeat(wrap, fn, n, take)) for fn in fns]
+    loop.run_until_complete(asyncio.gather(*tasks))
 
 
 def in_trio(wrap, fns, n, take):
@@ -77,8 +74,7 @@ class PollLoop:
     `WAIT` to sleep until another calls wake(). An fd stays registered while in use."""
 
     def __init__(self):
-        self.poll = select.poll()
-        self.ready, self.asleep = deque(), []
+        self.poll, self.ready, self.asleep = poll(), deque(), []
         self.waiting = {}  # (fd, POLLIN or POLLOUT) -> the generator waiting for it
         self.masks = {}  # fd -> the events it is registered for
 
@@ -100,17 +96,15 @@ class PollLoop:
                 if want is WAIT:
                     self.asleep.append(gen)
                     continue
-                fd, event = want[0], select.POLLIN if want[1] & select.POLLIN else select.POLLOUT
+                fd, event = want[0], POLLIN if want[1] & POLLIN else POLLOUT
                 self.waiting[fd, event] = gen
                 if not self.masks.get(fd, 0) & event:
                     self.watch(fd, self.masks.get(fd, 0) | event)
             if live and not self.waiting:
                 raise RuntimeError("every generator is asleep")
             for fd, events in self.poll.poll() if live else ():
-                for event in (select.POLLIN, select.POLLOUT):
-                    if self.masks.get(fd, 0) & event and events & (
-                        event | select.POLLERR | select.POLLHUP
-                    ):
+                for event in (POLLIN, POLLOUT):
+                    if self.masks.get(fd, 0) & event and events & (event | POLLERR | POLLHUP):
                         if (gen := self.waiting.pop((fd, event), None)) is not None:
                             self.ready.append(gen)
                         else:  # nobody waits for it any more
@@ -125,22 +119,9 @@ class PollLoop:
             del self.masks[fd]
 
 
-def pour(body, buf, take):
-    """Hand a body to *take* piece by piece: ``body.read(64 KiB)``, or what
-    ``body.readinto(buf)`` fills when a buffer is given."""
-    if buf is None:
-        while data := body.read(READ_SIZE):
-            take(data)
-            del data  # freed before the next read: W7 measures the peak
-    else:
-        while k := body.readinto(buf):
-            take(buf[:k])
-
-
 class Adapter:
     """What the adapters share; the class attributes say which rows a client has."""
 
-    MODULE = ""
     WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
     IMPORT = "pass"  # W6's command
     #: W3's variants and labels (the first also labels W7's stream)
@@ -153,6 +134,7 @@ class Adapter:
     MANY: dict[str, str] = {}  # W5's
     POOLED: dict[str, str] = {}  # W8's
     PIPELINES = (1,)  # requests in flight per connection in W8
+    CLOSE = "close"  # the method that closes a connection
 
     def __init__(self, lib, host: str | None, port: int):
         self.lib, self.host, self.port = lib, host, port
@@ -174,20 +156,39 @@ class Adapter:
         while self.closers:
             self.closers.pop()()
 
+    def connect(self):
+        self.conn = self.opened(self.lib.HTTPConnection(self.host, self.port), self.CLOSE)
+        self.conn.connect()
+
     def get(self, path):
         self.send(path)
         return self.recv()
 
+    def download(self, path, buf, take):
+        """The status; the body to *take*: each ``read(64 KiB)``, or what readinto(buf) fills."""
+        self.send(path)
+        status, body = self.response()
+        if buf is None:
+            while data := body.read(READ_SIZE):
+                take(data)
+                del data  # freed before the next read: W7 measures the peak
+        else:
+            while k := body.readinto(buf):
+                take(buf[:k])
+        return status
+
     def many(self, variant, k, path):
         return self.pooled(variant, k, f"http://{self.host}:{self.port}{path}", k, 1)
 
-    def in_asyncio_with(self, client, get, tasks):
-        """run(n, take): *tasks* asyncio tasks await get(c), c made by async client()."""
+    def pooled(self, variant, tasks, url, conns, pipeline):
+        """Of an asyncio client (aiohttp, httpx): *tasks* asyncio tasks await fetch(c, url),
+        c made by the coroutine client(conns)."""
         loop = self.opened(asyncio.new_event_loop())
-        c = loop.run_until_complete(client())  # in the loop it is bound to
+        c = loop.run_until_complete(self.client(conns))  # in the loop it is bound to
         aclose = getattr(c, "aclose", None) or c.close  # httpx's, aiohttp's
         self.closers.append(lambda: loop.run_until_complete(aclose()))
-        return partial(in_asyncio, loop, lambda coroutine: coroutine, [partial(get, c)] * tasks)
+        fetches = [partial(self.fetch, c, url)] * tasks
+        return partial(in_asyncio, loop, lambda coroutine: coroutine, fetches)
 
 
 class Dugong(Adapter):
@@ -196,6 +197,7 @@ class Dugong(Adapter):
     PIPELINES = (1, 16)
     IMPORT = "import dugong"
     WINDOW = "co_ sender+receiver"
+    CLOSE = "disconnect"
 
     @classmethod
     def load(cls):
@@ -221,10 +223,6 @@ class Dugong(Adapter):
                 "anyio-asyncio": "ConnectionPool, run_async (asyncio)",
                 "threads": "ConnectionPool, 32 threads",
             }
-
-    def connect(self):
-        self.conn = self.opened(self.lib.HTTPConnection(self.host, self.port), "disconnect")
-        self.conn.connect()
 
     def send(self, path):
         self.conn.send_request("GET", path)
@@ -255,18 +253,14 @@ class Dugong(Adapter):
 
         loop.run(sender(), receiver())
 
-    def download(self, path, buf, take):
-        self.send(path)
-        status = self.conn.read_response().status
-        pour(self.conn, buf, take)
-        return status
+    def response(self):
+        return self.conn.read_response().status, self.conn
 
     def upload(self, mode, size, pieces, headers):
         conn, body = self.conn, self.lib.BodyFollowing(None if mode == "chunked" else size)
-        conn.send_request(
-            "PUT", "/upload", headers=headers, body=body, expect100=mode == "expect100"
-        )
-        if mode == "expect100" and (status := conn.read_response().status) != 100:
+        expect100 = mode == "expect100"
+        conn.send_request("PUT", "/upload", headers=headers, body=body, expect100=expect100)
+        if expect100 and (status := conn.read_response().status) != 100:
             raise WrongAnswer(f"expected 100 Continue, got {status}")
         for piece in pieces:
             conn.write(piece)
@@ -290,10 +284,8 @@ class Dugong(Adapter):
             resp = yield from conn.co_read_response()
             return resp.status, (yield from conn.co_readall())
 
-        conns = [
-            self.opened(self.lib.HTTPConnection(self.host, self.port), "disconnect")
-            for _ in range(k)
-        ]
+        new = partial(self.lib.HTTPConnection, self.host, self.port)
+        conns = [self.opened(new(), self.CLOSE) for _ in range(k)]
         return self.drive(variant, [partial(co_get, conn) for conn in conns])
 
     def pooled(self, variant, tasks, url, conns, pipeline):
@@ -317,10 +309,6 @@ class HttpClient(Adapter):
     WORKLOADS = ("W1", "W3", "W6")  # where a goal compares with it
     IMPORT = "import http.client"
 
-    def connect(self):
-        self.conn = self.opened(self.lib.HTTPConnection(self.host, self.port))
-        self.conn.connect()
-
     def send(self, path):
         self.conn.request("GET", path)
 
@@ -328,11 +316,9 @@ class HttpClient(Adapter):
         resp = self.conn.getresponse()
         return resp.status, resp.read()
 
-    def download(self, path, buf, take):
-        self.send(path)
+    def response(self):
         resp = self.conn.getresponse()
-        pour(resp, buf, take)
-        return resp.status
+        return resp.status, resp
 
 
 class Urllib3(Adapter):
@@ -341,9 +327,8 @@ class Urllib3(Adapter):
     POOLED = {"threads": "PoolManager(maxsize=8, block=True), 32 threads"}
 
     def pooled(self, variant, tasks, url, conns, pipeline):
-        manager = self.opened(
-            self.lib.PoolManager(maxsize=conns, block=True, retries=False), "clear"
-        )
+        manager = self.lib.PoolManager(maxsize=conns, block=True, retries=False)
+        self.opened(manager, "clear")
 
         def get():
             resp = manager.request("GET", url)
@@ -358,21 +343,15 @@ class Aiohttp(Adapter):
     MANY = {"asyncio": "asyncio tasks"}
     POOLED = {"asyncio": "ClientSession(limit 8), 32 tasks"}
 
-    def pooled(self, variant, tasks, url, conns, pipeline):
+    async def client(self, conns):
         lib = self.lib
+        connector = lib.TCPConnector(limit=conns, limit_per_host=conns)
+        timeout = lib.ClientTimeout(total=None, sock_read=60)
+        return lib.ClientSession(connector=connector, auto_decompress=False, timeout=timeout)
 
-        async def session():
-            return lib.ClientSession(
-                connector=lib.TCPConnector(limit=conns, limit_per_host=conns),
-                auto_decompress=False,
-                timeout=lib.ClientTimeout(total=None, sock_read=60),
-            )
-
-        async def get(s):
-            async with s.get(url) as resp:
-                return resp.status, await resp.read()
-
-        return self.in_asyncio_with(session, get, tasks)
+    async def fetch(self, session, url):
+        async with session.get(url) as resp:
+            return resp.status, await resp.read()
 
 
 class Httpx(Adapter):
@@ -380,16 +359,13 @@ class Httpx(Adapter):
     WORKLOADS = ("W8",)  # where a goal's rows are compared side by side
     POOLED = {"asyncio": "AsyncClient(limits 8), 32 tasks"}
 
-    def pooled(self, variant, tasks, url, conns, pipeline):
-        async def client():
-            limits = self.lib.Limits(max_connections=conns, max_keepalive_connections=conns)
-            return self.lib.AsyncClient(trust_env=False, timeout=60, limits=limits)
+    async def client(self, conns):
+        limits = self.lib.Limits(max_connections=conns, max_keepalive_connections=conns)
+        return self.lib.AsyncClient(trust_env=False, timeout=60, limits=limits)
 
-        async def get(c):
-            resp = await c.get(url)
-            return resp.status_code, resp.content
-
-        return self.in_asyncio_with(client, get, tasks)
+    async def fetch(self, client, url):
+        resp = await client.get(url)
+        return resp.status_code, resp.content
 
 
 class Pycurl(Adapter):
@@ -398,7 +374,7 @@ class Pycurl(Adapter):
     POOLED = {"multi": "CurlMulti, 8 handles"}
 
     def pooled(self, variant, tasks, url, conns, pipeline):
-        """run(n, take): tasks x n GETs through *conns* easy handles of one CurlMulti."""
+        """*conns* easy handles of one CurlMulti, each taking the next GET when it is done."""
         pc = self.lib
         multi = self.opened(pc.CurlMulti())
         multi.setopt(pc.M_MAX_TOTAL_CONNECTIONS, conns)
@@ -429,33 +405,6 @@ class Pycurl(Adapter):
         return run
 
 
-class Reader(ReceiveBuffer):
-    """The floor's receive buffer: it finds where each response ends, nothing more."""
-
-    def head(self, start, end):
-        """(status, Content-Length, where the body starts) of the head buf[start:end]."""
-        buf = self.buf
-        i = buf.find(b"\r\nContent-Length: ", start, end)
-        length = int(buf[i + 18 : buf.find(b"\r", i + 18, end + 2)]) if i >= 0 else 0
-        return int(buf[start + 9 : start + 12]), length, end + 4
-
-    def next_head(self):
-        """Consume one response head: (status, Content-Length)."""
-        while (i := self.buf.find(b"\r\n\r\n", self.start, self.end)) < 0:
-            self.fill()
-        status, length, self.start = self.head(self.start, i)
-        return status, length
-
-    def parse(self):
-        """The next whole response in the buffer as (status, body), or None."""
-        if (i := self.buf.find(b"\r\n\r\n", self.start, self.end)) >= 0:
-            status, length, body = self.head(self.start, i)
-            if body + length <= self.end:
-                self.start = body + length
-                return status, bytes(self.view[body : self.start])
-        return None
-
-
 class Floor(Adapter):
     """The raw-socket floor: the same traffic with as little Python as it takes."""
 
@@ -471,17 +420,15 @@ class Floor(Adapter):
         self.requests = {}  # path -> its GET request, pre-built
 
     def request(self, path):
-        self.requests[path] = req = (
-            f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}"
-            "\r\nAccept-Encoding: identity\r\n\r\n"
-        ).encode()
+        head = f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        self.requests[path] = req = f"{head}Accept-Encoding: identity\r\n\r\n".encode()
         return req
 
     def connect(self):
         """A new connection, also the row's (the last made)."""
         sock = self.opened(socket.create_connection((self.host, self.port)))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.conn = Reader(sock, READ_SIZE)
+        self.conn = ReceiveBuffer(sock, READ_SIZE)
         return self.conn
 
     def send(self, path):
@@ -508,17 +455,12 @@ class Floor(Adapter):
         return status
 
     def upload(self, mode, size, pieces, headers):
-        sock = self.conn.sock
-        framing = {
-            "plain": f"Content-Length: {size}\r\n",
-            "expect100": f"Content-Length: {size}\r\nExpect: 100-continue\r\n",
-            "chunked": "Transfer-Encoding: chunked\r\n",
-        }[mode]
+        sock, length = self.conn.sock, f"Content-Length: {size}\r\n"
+        framing = {"plain": length, "expect100": f"{length}Expect: 100-continue\r\n"}
         fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        sock.sendall(
-            f"PUT /upload HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"{fields}{framing}\r\n".encode()
-        )
+        fields += framing.get(mode, "Transfer-Encoding: chunked\r\n")
+        head = f"PUT /upload HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{fields}\r\n"
+        sock.sendall(head.encode())
         if mode == "expect100" and (status := self.conn.next_head()[0]) != 100:
             raise WrongAnswer(f"expected 100 Continue, got {status}")
         for piece in pieces:
@@ -531,9 +473,8 @@ class Floor(Adapter):
         return self.recv()
 
     def pooled(self, variant, tasks, url, conns, pipeline):
-        """run(n, take): tasks x n GETs over *conns* sockets in one selectors loop. As
-        many requests are in flight as there are tasks (each task waits for its answer
-        before it asks again), spread evenly, at most *pipeline* on each socket."""
+        """*conns* sockets in one selectors loop, with as many requests in flight as there
+        are tasks (each waits for its answer), spread evenly, at most *pipeline* a socket."""
         readers = [self.connect() for _ in range(conns)]
         req = self.request(urlsplit(url).path)
         depth = min(pipeline, -(-tasks // conns))
@@ -565,13 +506,7 @@ class Floor(Adapter):
         return run
 
 
-ADAPTERS = {
-    "dugong": Dugong,
-    "dugong-3.8.2": Dugong,
-    "http.client": HttpClient,
-    "urllib3": Urllib3,
-    "aiohttp": Aiohttp,
-    "httpx": Httpx,
-    "pycurl": Pycurl,
-    "floor": Floor,
-}
+#: the clients, in the order of the report's rows
+ADAPTERS = {"dugong": Dugong, "dugong-3.8.2": Dugong, "http.client": HttpClient}
+ADAPTERS |= {"urllib3": Urllib3, "aiohttp": Aiohttp, "httpx": Httpx, "pycurl": Pycurl}
+ADAPTERS |= {"floor": Floor}

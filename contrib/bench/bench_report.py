@@ -5,19 +5,13 @@ import json
 import statistics
 import sys
 
+from bench_workloads import WORKLOADS
+
 KiB, MiB, X = 1 << 10, 1 << 20, "\u00d7"
-TITLES = {
-    "W1": "{w1_n} sequential keep-alive GETs of 1 KiB on one connection",
-    "W2": "{w2_n} pipelined GETs of 1 KiB on one connection",
-    "W3": "download of {w3_mib} MiB: read(64 KiB), readinto a 64 KiB buffer",
-    "W4": "upload of {w4_mib} MiB in 64 KiB pieces",
-    "W5": "{w5_conns} connections x {w5_n} GETs of 1 KiB, concurrently",
-    "W6": "import in a fresh process, best of the repetitions",
-    "W7": "memory: streaming {w7_mib} MiB with read(64 KiB); one idle connection",
-    "W8": "{w8_tasks} tasks x {w8_n} GETs of 1 KiB through at most {w8_conns} connections",
-}
-#: the rate and CPU columns of workloads counted in requests or in MiB, and the CPU scale
-UNITS = {"req": ("req/s", "CPU µs/req", 1e6), "MiB": ("MiB/s", "CPU ms/MiB", 1e3)}
+TITLES = {name: workload.TITLE for name, workload in WORKLOADS.items()}
+#: each workload's rate and CPU columns, counted in requests or in MiB, and the CPU scale
+REQ, MIB = ("req/s", "CPU µs/req", 1e6), ("MiB/s", "CPU ms/MiB", 1e3)
+UNITS = {w: MIB if w in ("W3", "W4", "W7") else REQ for w in TITLES}
 
 #: dugong's goals: (workload, dugong's row, measure, compared with, bar). A rate
 #: ("median") is better higher, "cpu", "best" (W6), "peak" and "idle" (W7) lower. The
@@ -48,47 +42,31 @@ GOALS = [
     ("W8", "loop-p16", "median", "floor", 0.6),
     ("W8", "threads-p1", "median", "urllib3", 1.5),
 ]
-MEASURES = {
-    "median": "rate",
-    "cpu": "CPU",
-    "best": "import time",
-    "peak": "peak memory",
-    "idle": "memory",
-}
-
-
-def unit(w: str) -> str:
-    return "MiB" if w in ("W3", "W4", "W7") else "req"
+MEASURES = dict(median="rate", cpu="CPU", best="import time", peak="peak memory", idle="memory")
 
 
 def stats(row: dict) -> None:
     """The medians and ranges of a row's samples, put into the row."""
-    s = row.get("samples") or []
+    s, median = row.get("samples") or [], statistics.median
     if row["status"] == "ok" and not s:
         row.update(status="error", reason="no sample")
     if not s:
         return
     if row["workload"] == "W6":
-        row.update(
-            best=min(x["wall"] for x in s) * 1e3,
-            median=statistics.median(x["wall"] for x in s) * 1e3,
-            cpu=statistics.median(x["cpu"] for x in s) * 1e3,
-        )
+        walls = [x["wall"] for x in s]
+        row.update(best=min(walls) * 1e3, median=median(walls) * 1e3)
+        row["cpu"] = median(x["cpu"] for x in s) * 1e3
         return
     if "idle" in s[0]:
-        row["idle"] = statistics.median(x["idle"] for x in s)
+        row["idle"] = median(x["idle"] for x in s)
         return
-    per = [x["ops"] if unit(row["workload"]) == "req" else x["bytes"] / MiB for x in s]
+    unit = UNITS[row["workload"]]
+    per = [x["ops"] if unit is REQ else x["bytes"] / MiB for x in s]
     rates = [k / x["wall"] for k, x in zip(per, s, strict=True)]
-    cpus = [x["cpu"] / k * UNITS[unit(row["workload"])][2] for k, x in zip(per, s, strict=True)]
+    cpus = [x["cpu"] / k * unit[2] for k, x in zip(per, s, strict=True)]
     busy = [x["server_cpu"] / x["wall"] for x in s if "server_cpu" in x]  # share of a core
-    row.update(
-        median=statistics.median(rates),
-        min=min(rates),
-        max=max(rates),
-        cpu=statistics.median(cpus),
-        server_busy=statistics.median(busy) if len(busy) == len(s) else None,
-    )
+    row.update(median=median(rates), min=min(rates), max=max(rates), cpu=median(cpus))
+    row["server_busy"] = median(busy) if len(busy) == len(s) else None
     if "peak" in s[0]:
         row["peak"] = max(x["peak"] for x in s)
 
@@ -101,15 +79,9 @@ def match(rows: list[dict], client: str, like: dict) -> dict | None:
     """*client*'s row to compare *like* with, in the same workload: the same variant,
     else the same last part of it (``-p16`` in W8), else the client's only row."""
     cands = [r for r in rows if r["client"] == client and r["workload"] == like["workload"]]
-    last = like["variant"].rsplit("-", 1)[-1]
-    for found in (
-        [r for r in cands if r["variant"] == like["variant"]],
-        [r for r in cands if r["variant"].rsplit("-", 1)[-1] == last],
-        cands,
-    ):
-        if len(found) == 1:
-            return found[0]
-    return None
+    same = [r for r in cands if r["variant"] == like["variant"]]
+    last = [r for r in cands if r["variant"].rsplit("-")[-1] == like["variant"].rsplit("-")[-1]]
+    return next((found[0] for found in (same, last, cands) if len(found) == 1), None)
 
 
 def ratio(a: dict | None, b: dict | None, key: str = "median") -> float | None:
@@ -123,25 +95,14 @@ def meets(value: float, key: str, bar: float) -> bool:
 def evaluate(rows: list[dict]) -> list[dict]:
     """Each goal's verdict: met, not met, n/a (no data), or out of reach: not met, and
     the raw-socket floor of the same pattern does not reach the bar either."""
-    goals = []
+    goals, dugong = [], {(r["workload"], r["variant"]): r for r in rows if r["client"] == "dugong"}
     for w, variant, key, other, bar in GOALS:
-        row = next(
-            (
-                r
-                for r in rows
-                if r["workload"] == w and r["client"] == "dugong" and r["variant"] == variant
-            ),
-            None,
-        )
-        if row is None:
+        if (row := dugong.get((w, variant))) is None:
             continue
         ref = match(rows, other, row) if other else None
         if other == "best client":
-            ref = max(
-                (r for r in rows if r["workload"] == w and r["client"] != "floor" and ok(r)),
-                key=lambda r: r["median"],
-                default=None,
-            )
+            clients = [r for r in rows if r["workload"] == w and r["client"] != "floor" and ok(r)]
+            ref = max(clients, key=lambda r: r["median"], default=None)
         value = ratio(row, ref, key) if other else (row[key] if ok(row, key) else None)
         # how far the floor gets, where it is not the row compared with (ref None: no ratio)
         reach = ratio(match(rows, "floor", row), ref, key) if other != "floor" else None
@@ -152,18 +113,8 @@ def evaluate(rows: list[dict]) -> list[dict]:
         else:
             verdict = "not met" if reach is None or meets(reach, key, bar) else "out of reach"
         against = f"{other} ({ref['client']})" if other == "best client" and ref else other
-        goals.append(
-            {
-                "row": row["id"],
-                "label": row["label"],
-                "key": key,
-                "bar": bar,
-                "against": against,
-                "value": value,
-                "reach": reach,
-                "verdict": verdict,
-            }
-        )
+        goal = {"row": row["id"], "label": row["label"], "key": key, "bar": bar}
+        goals.append(dict(goal, against=against, value=value, reach=reach, verdict=verdict))
     return goals
 
 
@@ -189,10 +140,8 @@ def cells(r: dict, versions: dict) -> list[str]:
     w, client = r["workload"], r["client"]
     if client == "floor":
         client = "interpreter start-up" if w == "W6" else "raw-socket floor"
-    line = [
-        f"**dugong {versions.get('dugong')}**" if client == "dugong" else client,
-        f"`{r['label']}`" if w == "W6" else r["label"],
-    ]
+    name = f"**dugong {versions.get('dugong')}**" if client == "dugong" else client
+    line = [name, f"`{r['label']}`" if w == "W6" else r["label"]]
     if r["status"] != "ok":
         reason = (r.get("reason") or "").strip().split("\n")[0][:160].replace("|", "/")
         return [*line, f"{r['status']}: {reason}"]
@@ -204,14 +153,8 @@ def cells(r: dict, versions: dict) -> list[str]:
         return [*line, f"peak {r['peak'] / KiB:.1f} KiB above the start", num(r["median"])]
     busy = "—" if r["server_busy"] is None else f"{r['server_busy']:.0%}"
     x_floor = ["—" if v is None else f"{v:.2f}{X}" for v in (r["x_floor"], r["cpu_x_floor"])]
-    return [
-        *line,
-        num(r["median"]),
-        f"{num(r['min'])}\u2013{num(r['max'])}",
-        num(r["cpu"]),
-        busy,
-        *x_floor,
-    ]
+    spread = f"{num(r['min'])}\u2013{num(r['max'])}"
+    return [*line, num(r["median"]), spread, num(r["cpu"]), busy, *x_floor]
 
 
 def goal_cells(g: dict) -> list[str]:
@@ -236,62 +179,37 @@ def table(header: list[str], lines: list[list[str]]) -> list[str]:
 
 def markdown(rows: list[dict], goals: list[dict], meta: dict) -> str:
     cfg = meta["config"]
+    reps = "".join(f", {n} in {w}" for w, n in cfg["reps_by"].items())
+    clients = ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items()) if k != "floor")
     out = [
         f"# dugong benchmark ({meta['mode']} mode)",
         "",
         f"Python {meta['python']} on {meta['platform']}, {meta['cpus']} CPUs; server: "
-        f"{meta['server']}; {cfg['reps']} repetitions per row"
-        + "".join(f", {n} in {w}" for w, n in cfg["reps_by"].items())
-        + ", interleaved; everything on 127.0.0.1.",
-        "Clients: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items()) if k != "floor")
-        + ".",
+        f"{meta['server']}; {cfg['reps']} repetitions per row{reps}, interleaved; "
+        "everything on 127.0.0.1.",
+        f"Clients: {clients}.",
     ]
     for w in dict.fromkeys(r["workload"] for r in rows):
-        rate, cpu, _ = UNITS[unit(w)]
+        rate, cpu, _ = UNITS[w]
         header = {
-            "W6": ["client", "command", "best ms", "median ms", "CPU ms"],
-            "W7": ["client", "measure", "traced memory", "MiB/s (under tracemalloc)"],
-        }.get(
-            w,
-            [
-                "client",
-                "variant",
-                f"{rate} (median)",
-                "range",
-                cpu,
-                "server CPU",
-                f"{X} floor",
-                f"CPU {X} floor",
-            ],
-        )
-        out += [
-            "",
-            f"## {w}: {TITLES[w].format(**cfg)}",
-            "",
-            *table(header, [cells(r, meta["versions"]) for r in rows if r["workload"] == w]),
-        ]
+            "W6": "client|command|best ms|median ms|CPU ms",
+            "W7": "client|measure|traced memory|MiB/s (under tracemalloc)",
+        }.get(w, f"client|variant|{rate} (median)|range|{cpu}|server CPU|{X} floor|CPU {X} floor")
+        lines = [cells(r, meta["versions"]) for r in rows if r["workload"] == w]
+        out += ["", f"## {w}: {TITLES[w].format(**cfg)}", "", *table(header.split("|"), lines)]
     if goals:
         met, far = (sum(g["verdict"] == v for g in goals) for v in ("met", "out of reach"))
-        out += [
-            "",
-            f"## Goals: {met} of {len(goals)} met, {far} out of reach",
-            "",
-            *table(
-                ["workload", "dugong row", "goal", "measured", "verdict"], map(goal_cells, goals)
-            ),
-        ]
+        header = ["workload", "dugong row", "goal", "measured", "verdict"]
+        out += ["", f"## Goals: {met} of {len(goals)} met, {far} out of reach", ""]
+        out += table(header, [goal_cells(g) for g in goals])
     return "\n".join(out) + "\n"
 
 
 def chart(results_path: str, out_path: str) -> None:
-    """One panel per workload, a bar per row: the median rate and its range (W6: the
-    best time; W7: traced KiB)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """A panel per workload, a bar per row: its median rate and range, W6's best, W7's KiB."""
     import matplotlib.pyplot as plt
 
+    plt.switch_backend("Agg")
     with open(results_path) as fh:
         data = json.load(fh)
     meta, panels = data["meta"], {}
@@ -308,29 +226,19 @@ def chart(results_path: str, out_path: str) -> None:
             values = [r.get("peak", r.get("idle")) / KiB for r in rs]
             xlabel = "traced KiB: peak while streaming / idle connection (lower is better)"
         else:
-            values, xlabel = [r["median"] for r in rs], f"{UNITS[unit(w)][0]}, median and range"
+            values, xlabel = [r["median"] for r in rs], f"{UNITS[w][0]}, median and range"
             err = [[r["median"] - r["min"] for r in rs], [r["max"] - r["median"] for r in rs]]
-        ax.barh(
-            range(len(rs)),
-            values,
-            xerr=err,
-            capsize=2,
-            color=[colours.get(r["client"], "#bcbd22") for r in rs],
-        )
+        colour = [colours.get(r["client"], "#bcbd22") for r in rs]
+        ax.barh(range(len(rs)), values, xerr=err, capsize=2, color=colour)
         ax.set_yticks(range(len(rs)), [f"{r['client']}: {r['label']}" for r in rs], fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_title(f"{w}: {TITLES[w].format(**meta['config'])}", fontsize=9)
-    fig.suptitle(
-        f"dugong benchmark ({meta['mode']} mode), Python {meta['python']}, "
-        f"{meta['cpus']} CPUs, {meta['date']}",
-        fontsize=11,
-    )
+    title = f"dugong benchmark ({meta['mode']} mode), Python {meta['python']}, {meta['cpus']} CPUs"
+    fig.suptitle(f"{title}, {meta['date']}", fontsize=11)
     fig.tight_layout()
     fig.savefig(out_path, dpi=80)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: bench_report.py RESULTS.json OUT.png")
-    chart(sys.argv[1], sys.argv[2])
+    chart(*sys.argv[1:])

@@ -1,6 +1,7 @@
 """The servers (nginx; the sink, ``python bench_servers.py``) and process functions.
 Every body is cut from one pattern, so one digest checks them all."""
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from subprocess import DEVNULL, PIPE, Popen
 
 PATTERN_SIZE = 1 << 20
 PIECE_SIZE = 64 * 1024
@@ -54,7 +56,7 @@ def process_cpu(pid: int | None) -> float | None:
         return None
 
 
-def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+def stop_process(proc: Popen, sig: int = signal.SIGTERM) -> None:
     """Stop one process that we started, by its PID, and close our pipes to it."""
     if proc.poll() is None:
         proc.send_signal(sig)
@@ -74,8 +76,7 @@ http {{
     access_log off; sendfile off; tcp_nodelay on; etag off;
     default_type application/octet-stream;
     keepalive_requests 1000000000; keepalive_timeout 3600s;
-    # without the file cache, nginx opens and stats the file for every request and
-    # caps pipelining at about 40,000 requests/s, below what the clients can send
+    # without the file cache, stat() at every request caps pipelining at ~40,000 req/s
     open_file_cache max=64 inactive=3600s; open_file_cache_valid 3600s;
     client_body_temp_path {dir}/tmp; proxy_temp_path {dir}/tmp; scgi_temp_path {dir}/tmp;
     fastcgi_temp_path {dir}/tmp; uwsgi_temp_path {dir}/tmp;
@@ -99,15 +100,11 @@ class Nginx:
         conf, log = os.path.join(workdir, "nginx.conf"), os.path.join(workdir, "nginx.log")
         with open(conf, "w") as fh:
             fh.write(NGINX_CONF.format(dir=workdir, port=self.port))
-        libc = ctypes.CDLL(None)  # for prctl(PR_SET_PDEATHSIG): nginx ends with the benchmark
+        cmd = [binary, "-p", workdir, "-c", conf, "-e", log]
+        # prctl(PR_SET_PDEATHSIG) in the child: nginx ends with the benchmark
+        die = functools.partial(ctypes.CDLL(None).prctl, 1, signal.SIGTERM)
         with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [binary, "-p", workdir, "-c", conf, "-e", log],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                preexec_fn=lambda: libc.prctl(1, signal.SIGTERM),
-            )
+            self.proc = Popen(cmd, stdin=DEVNULL, stdout=out, stderr=out, preexec_fn=die)
         for _ in range(200):  # until it listens, 10 s at most
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", self.port)) == 0:
@@ -124,7 +121,8 @@ class Nginx:
 
 
 class ReceiveBuffer:
-    """A page-aligned receive buffer over a socket; the unread bytes: buf[start:end]."""
+    """A page-aligned receive buffer over a socket; the unread bytes: buf[start:end]. The
+    sink reads requests with it, the floor responses (finding where each one ends)."""
 
     def __init__(self, sock: socket.socket, size: int):
         self.sock, self.buf = sock, page_aligned(size)
@@ -138,8 +136,7 @@ class ReceiveBuffer:
         elif self.end == len(self.buf):
             self.buf.move(0, self.start, self.end - self.start)
             self.start, self.end = 0, self.end - self.start
-        got = self.sock.recv_into(self.view[self.end :])
-        if not got:
+        if not (got := self.sock.recv_into(self.view[self.end :])):
             raise ConnectionError("the peer closed the connection")
         self.end += got
 
@@ -165,23 +162,41 @@ class ReceiveBuffer:
             take(view[:k])
             n -= k
 
+    def head(self, start, end):
+        """(status, Content-Length, where the body starts) of the head buf[start:end]."""
+        buf = self.buf
+        i = buf.find(b"\r\nContent-Length: ", start, end)
+        length = int(buf[i + 18 : buf.find(b"\r", i + 18, end + 2)]) if i >= 0 else 0
+        return int(buf[start + 9 : start + 12]), length, end + 4
+
+    def next_head(self):
+        """Consume one response head: (status, Content-Length)."""
+        while (i := self.buf.find(b"\r\n\r\n", self.start, self.end)) < 0:
+            self.fill()
+        status, length, self.start = self.head(self.start, i)
+        return status, length
+
+    def parse(self):
+        """The next whole response in the buffer as (status, body), or None."""
+        if (i := self.buf.find(b"\r\n\r\n", self.start, self.end)) >= 0:
+            status, length, body = self.head(self.start, i)
+            if body + length <= self.end:
+                self.start = body + length
+                return status, bytes(self.view[body : self.start])
+        return None
+
 
 def serve(sock: socket.socket) -> None:
     """The sink, on one connection until the client closes it: reads any request body
     (answering Expect: 100-continue) and answers its length and SHA-256 (only if asked
     with X-Digest: 1; else -); GET /gen/N sends N bytes (W7's stream)."""
-    with sock:
+    with sock, contextlib.suppress(ConnectionError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         rb = ReceiveBuffer(sock, 1 << 20)
         while True:
-            try:
-                lines = rb.read_until(b"\r\n\r\n").split(b"\r\n")
-            except ConnectionError:
-                return
-            fields = {
-                name.strip().lower(): value.strip().lower()
-                for name, _, value in (line.partition(b":") for line in lines[1:])
-            }
+            lines = rb.read_until(b"\r\n\r\n").split(b"\r\n")
+            pairs = (line.lower().partition(b":") for line in lines[1:])
+            fields = {name.strip(): value.strip() for name, _, value in pairs}
             digest = hashlib.sha256() if fields.get(b"x-digest") == b"1" else None
             take = digest.update if digest else lambda piece: None
             if fields.get(b"expect") == b"100-continue":
@@ -203,18 +218,14 @@ def serve(sock: socket.socket) -> None:
                     sock.sendall(piece)
             else:
                 body = b"%d %s\n" % (count, digest.hexdigest().encode() if digest else b"-")
-                sock.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-                )
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
 
 
 class Sink:
     """The sink in a child process of its own, stopped by PID."""
 
     def __init__(self, python: str):
-        self.proc = subprocess.Popen(
-            [python, os.path.abspath(__file__)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
+        self.proc = Popen([python, os.path.abspath(__file__)], stdin=PIPE, stdout=PIPE)
         self.port = int(self.proc.stdout.readline())  # once it listens
 
     def stop(self) -> None:

@@ -1,8 +1,6 @@
 """The workloads, each written once, and the worker process that runs one client's rows
 (``python bench_workloads.py CLIENT``, driven by bench.py through JSON lines)."""
 
-from __future__ import annotations
-
 import gc
 import hashlib
 import json
@@ -14,8 +12,6 @@ import time
 import traceback
 import tracemalloc
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 from bench_adapters import ADAPTERS, READ_SIZE, WrongAnswer
 from bench_servers import PATTERN_SIZE, PIECE_SIZE, SMALL_SIZE, page_aligned, pattern
 from bench_servers import stream_digest as digest
@@ -26,6 +22,11 @@ def piece_iter(size: int):
     pieces = [pattern()[i : i + PIECE_SIZE] for i in range(0, PATTERN_SIZE, PIECE_SIZE)]
     for i in range(size // PIECE_SIZE):
         yield pieces[i % len(pieces)]
+
+
+def cpu_time(who: int = resource.RUSAGE_SELF) -> float:
+    """The CPU seconds, user and system, of this process (all threads) or its children."""
+    return sum(resource.getrusage(who)[:2])
 
 
 class Tally:
@@ -60,11 +61,8 @@ class Stream:
             self.hash.update(data)
 
     def result(self, status, size: int) -> dict:
-        if (
-            status != 200
-            or self.n != size
-            or (self.hash is not None and self.hash.hexdigest() != digest(size))
-        ):
+        wrong = self.hash is not None and self.hash.hexdigest() != digest(size)
+        if status != 200 or self.n != size or wrong:
             raise WrongAnswer(
                 f"status {status} and {self.n} body bytes that differ from the file's {size}"
             )
@@ -72,11 +70,11 @@ class Stream:
 
 
 class Workload:
-    """rows(adapter) are its (variant, label) pairs (by default the adapter's table named
-    ``OFFERS``); setup() readies a row, run() runs it once, every answer checked or not;
-    ``fresh``: a new connection for each timed run."""
+    """TITLE: its report's heading; rows(a): adapter *a*'s (variant, label) pairs, by default
+    its table named OFFERS; setup() readies a row, run() runs it once, every answer checked
+    or not; ``fresh``: a new connection for each timed run."""
 
-    fresh, OFFERS = False, ""
+    TITLE, fresh, OFFERS = "", False, ""
 
     def rows(self, a):
         return list(getattr(a, self.OFFERS).items())
@@ -86,7 +84,7 @@ class Workload:
 
 
 class W1(Workload):
-    """Sequential keep-alive GETs of 1 KiB on one connection."""
+    TITLE = "{w1_n} sequential keep-alive GETs of 1 KiB on one connection"
 
     def rows(self, a):
         return [("seq", "sequential")]
@@ -102,14 +100,13 @@ class W2(Workload):
     """Pipelined GETs on one connection, at depths 16 and 64: ``batch`` sends depth
     requests, then reads depth answers; ``co`` keeps depth in flight (``window``)."""
 
+    TITLE = "{w2_n} pipelined GETs of 1 KiB on one connection"
+
     def rows(self, a):
         return [
-            row
+            (f"{kind}-d{d}", f"{a.WINDOW}, depth {d}" if kind == "co" else f"send x{d}, read x{d}")
             for d in (16, 64)
-            for row in (
-                (f"co-d{d}", f"{a.WINDOW}, depth {d}"),
-                (f"batch-d{d}", f"send x{d}, read x{d}"),
-            )
+            for kind in ("co", "batch")
         ]
 
     def run(self, a, variant, p, check):
@@ -127,8 +124,7 @@ class W2(Workload):
 
 
 class W3(Workload):
-    """A large download: ``read(64 KiB)``, or ``readinto`` a page-aligned 64 KiB buffer."""
-
+    TITLE = "download of {w3_mib} MiB: read(64 KiB), readinto a 64 KiB buffer"
     fresh, OFFERS = True, "DOWNLOADS"
 
     def setup(self, a, variant, p):
@@ -141,8 +137,7 @@ class W3(Workload):
 
 
 class W4(Workload):
-    """A large upload in 64 KiB pieces, to the sink."""
-
+    TITLE = "upload of {w4_mib} MiB in 64 KiB pieces"
     fresh, OFFERS = True, "UPLOADS"
 
     def run(self, a, variant, p, check):
@@ -155,8 +150,7 @@ class W4(Workload):
 
 
 class W5(Workload):
-    """Many connections at once, a task each, in the client's concurrency idiom."""
-
+    TITLE = "{w5_conns} connections x {w5_n} GETs of 1 KiB, concurrently"
     OFFERS = "MANY"
 
     def setup(self, a, variant, p):
@@ -169,22 +163,20 @@ class W5(Workload):
 
 
 class W8(W5):
-    """Many tasks sharing a pool of a few connections, with and without pipelining."""
+    TITLE = "{w8_tasks} tasks x {w8_n} GETs of 1 KiB through at most {w8_conns} connections"
 
     def rows(self, a):
-        return [
-            (f"{v}-p{k}", f"{label}, pipeline {k}")
-            for v, label in a.POOLED.items()
-            for k in a.PIPELINES
-        ]
+        pooled, pipelines = a.POOLED, a.PIPELINES
+        return [(f"{v}-p{k}", f"{pooled[v]}, pipeline {k}") for v in pooled for k in pipelines]
 
     def setup(self, a, variant, p):
         idiom, k = variant.rsplit("-p", 1)
-        a.runner = a.pooled(idiom, p["tasks"], p["url"], p["conns"], int(k))
+        url = f"http://{a.host}:{a.port}{p['path']}"
+        a.runner = a.pooled(idiom, p["tasks"], url, p["conns"], int(k))
 
 
 class W6(Workload):
-    """``python -c 'import dugong'`` in a fresh process (the worker checked its origin)."""
+    TITLE = "import in a fresh process, best of the repetitions"
 
     def rows(self, a):
         return [("import", f"python -c {a.IMPORT!r}")]
@@ -194,18 +186,13 @@ class W6(Workload):
 
     def run(self, a, variant, p, check):
         env = dict(os.environ, PYTHONPYCACHEPREFIX=p["pycache"])  # outside the work tree
-        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        before = cpu_time(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, "-c", a.IMPORT], env=env, check=True)
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return {
-            "ops": 1,
-            "bytes": 0,  # and the CPU time of that process
-            "cpu": r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime,
-        }
+        return {"ops": 1, "bytes": 0, "cpu": cpu_time(resource.RUSAGE_CHILDREN) - before}
 
 
 class W7(Workload):
-    """Memory: the traced peak while streaming; an idle connection (the mean of eight)."""
+    TITLE = "memory: streaming {w7_mib} MiB with read(64 KiB); one idle connection"
 
     def rows(self, a):
         return [("stream", next(iter(a.DOWNLOADS.values()))), ("idle", "idle connection")]
@@ -224,11 +211,8 @@ class W7(Workload):
                     a.connect()
                     a.get(p["path"])
                 gc.collect()
-                return {
-                    "ops": 8,
-                    "bytes": 0,
-                    "idle": (tracemalloc.get_traced_memory()[0] - start) / 8,
-                }
+                idle = (tracemalloc.get_traced_memory()[0] - start) / 8
+                return {"ops": 8, "bytes": 0, "idle": idle}
             stream, size = Stream(check), p["size"]
             status = a.download(f"/gen/{size}", None, stream.take)
             peak = tracemalloc.get_traced_memory()[1] - start
@@ -261,11 +245,10 @@ class Row:
             self.a.close()
             self.w.setup(self.a, self.variant, self.p)
         gc.collect()
-        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        c0, t0 = cpu_time(), time.perf_counter()
         result = self.w.run(self.a, self.variant, self.p, False)
-        t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-        return {"wall": t1 - t0, "cpu": cpu, **result}  # W6 has a CPU time of its own
+        t1, c1 = time.perf_counter(), cpu_time()
+        return {"wall": t1 - t0, "cpu": c1 - c0, **result}  # W6 has a CPU time of its own
 
 
 def serve(name: str, send) -> None:
@@ -276,14 +259,8 @@ def serve(name: str, send) -> None:
     except Exception as exc:  # its rows are unavailable (dugong's depend on its version)
         lib, version = None, f"{type(exc).__name__}: {exc}"
     probes = [cls(lib, None, 0)] if lib or not name.startswith("dugong") else []
-    send(
-        {
-            "version" if lib else "unavailable": version,
-            "rows": [
-                [w, *row] for a in probes for w in cls.WORKLOADS for row in WORKLOADS[w].rows(a)
-            ],
-        }
-    )
+    offers = [[w, *row] for a in probes for w in cls.WORKLOADS for row in WORKLOADS[w].rows(a)]
+    send({"version" if lib else "unavailable": version, "rows": offers})
     if lib is None:
         return
     rows: dict[str, Row] = {}
@@ -292,28 +269,17 @@ def serve(name: str, send) -> None:
         rid = msg["row"]
         try:
             if msg["op"] == "prepare":
-                rows[rid] = Row(
-                    cls(lib, "127.0.0.1", msg["params"]["port"]),
-                    WORKLOADS[msg["workload"]],
-                    msg["variant"],
-                    msg["params"],
-                )
+                adapter = cls(lib, "127.0.0.1", msg["params"]["port"])
+                rows[rid] = Row(adapter, WORKLOADS[msg["workload"]], msg["variant"], msg["params"])
                 rows[rid].prepare()
-                send({"ok": True})
-            elif msg["op"] == "run":
-                send(rows[rid].timed())
-            else:
+            elif msg["op"] == "close":
                 rows.pop(rid).a.close()
-                send({"ok": True})
+            send(rows[rid].timed() if msg["op"] == "run" else {"ok": True})
         except Exception as exc:  # a WrongAnswer, or any failure of the client
             if rid in rows:
                 rows.pop(rid).a.close()
-            send(
-                {
-                    "error": f"{type(exc).__name__}: {exc}",
-                    "traceback": traceback.format_exc(limit=8),
-                }
-            )
+            error = f"{type(exc).__name__}: {exc}"
+            send({"error": error, "traceback": traceback.format_exc(limit=8)})
 
 
 if __name__ == "__main__":
