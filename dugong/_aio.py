@@ -13,9 +13,7 @@ from ._drive import (
     READ,
     WRITE,
     check_generator,
-    file_id,
     generator_name,
-    same_file,
     timed_out,
     wait_events,
     wait_limit,
@@ -68,8 +66,8 @@ class AioFuture(asyncio.Future[_T]):
     Per file descriptor, one future may wait for reading and another one for
     writing, so a sender and a receiver can share a connection (pipelining);
     a second future waiting in the same direction fails with `RuntimeError`.
-    A registration is kept while the generator waits for the same thing
-    again and removed as soon as it waits for something else or ends. A
+    A registration is kept while the generator yields the same `PollNeeded`
+    object again and removed as soon as it waits for something else or ends. A
     `PollNeeded` with a `~PollNeeded.deadline` also sets a timer of the loop
     that resumes the generator at that time, ready or not.
 
@@ -98,7 +96,6 @@ class AioFuture(asyncio.Future[_T]):
         self._fd = -1  # -1: nothing registered
         self._events = 0  # READ/WRITE bits registered for _fd
         self._pn: object = NOTHING  # the PollNeeded the registration was made for
-        self._fid: tuple[int, int] | None = None
         self._timer: asyncio.TimerHandle | None = None  # for a deadline or time limit
         self._start()
 
@@ -135,16 +132,15 @@ class AioFuture(asyncio.Future[_T]):
             self._arm_timer(pn)  # type: ignore[arg-type]
 
     def _wait(self, pn: object) -> None:
-        """Register the loop callbacks for *pn* (or keep the current ones)."""
+        """Register the loop callbacks for *pn*, a new wait."""
         if self.done():  # cancelled from inside the generator's own step
             self._close_crt()
             return
         try:
             fd, events = wait_events(pn)
             self._arm_timer(pn)  # type: ignore[arg-type]  # a PollNeeded
-            if fd == self._fd and events == self._events and same_file(fd, self._fid):
-                self._pn = pn
-                return
+            # (An equal but new PollNeeded is registered anew: checking that its fd
+            # still refers to the same file would cost a system call per AioFuture.)
             self._release_fd()
             table = self._table
             for bit in (READ, WRITE):
@@ -166,7 +162,6 @@ class AioFuture(asyncio.Future[_T]):
                 table[(fd, WRITE)] = self
                 self._events |= WRITE
             self._pn = pn
-            self._fid = file_id(fd)
         except BaseException as exc:
             self._release()
             self._close_crt()
@@ -216,7 +211,7 @@ class AioFuture(asyncio.Future[_T]):
         """Remove this future's reader and writer callbacks."""
         events = self._events
         fd = self._fd
-        self._fd, self._events, self._pn, self._fid = -1, 0, NOTHING, None
+        self._fd, self._events, self._pn = -1, 0, NOTHING
         if not events:
             return
         table = self._table
@@ -239,7 +234,7 @@ class AioFuture(asyncio.Future[_T]):
         for other_bit in (READ, WRITE):
             if other._events & other_bit:
                 del self._table[(fd, other_bit)]
-        other._fd, other._events, other._pn, other._fid = -1, 0, NOTHING, None
+        other._fd, other._events, other._pn = -1, 0, NOTHING
         for remove in (self._loop.remove_reader, self._loop.remove_writer):
             with contextlib.suppress(OSError, ValueError):
                 remove(fd)
