@@ -97,11 +97,8 @@ class AioFuture(asyncio.Future[_T]):
         self._events = 0  # READ/WRITE bits registered for _fd
         self._pn: object = NOTHING  # the PollNeeded the registration was made for
         self._timer: asyncio.TimerHandle | None = None  # for a deadline or time limit
-        self._start()
-
-    def _start(self) -> None:
         # If cancelled before this first step, the closed generator just ends.
-        self._loop.call_soon(self._step)
+        loop.call_soon(self._step)
 
     def _step(self) -> None:
         """Resume the generator (its fd is ready) and wait for what it yields next."""
@@ -268,18 +265,14 @@ AioFuture.__module__ = "dugong"
 
 
 class RunFuture(AioFuture[_T]):
-    """`run_async` in an asyncio task: an `AioFuture` whose first step runs at once (as
-    `run_async`'s steps do elsewhere) and whose waits last at most *timeout* seconds
-    each. asyncio's own callbacks cost less than anyio's waits."""
+    """`run_async` in an asyncio task: an `AioFuture` whose waits last at most *timeout*
+    seconds each. asyncio's own callbacks cost less than anyio's waits."""
 
     def __init__(
         self, crt: Generator[Any, None, _T], loop: asyncio.AbstractEventLoop, timeout: float | None
     ) -> None:
         self._timeout = timeout
         super().__init__(crt, loop)
-
-    def _start(self) -> None:
-        self._step()
 
 
 def asyncio_task_loop() -> asyncio.AbstractEventLoop | None:

@@ -19,15 +19,16 @@ async def run_async(crt: Generator[Any, None, _T], timeout: float | None = None)
 
     In an asyncio task, *crt* runs on the loop's reader and writer callbacks,
     as under `AioFuture` (which costs less than anyio's waits, and needs no
-    anyio). Elsewhere (trio) each `PollNeeded` is awaited with anyio's
+    anyio); its first step runs at the loop's next turn. Elsewhere (trio) it
+    starts at once, and each `PollNeeded` is awaited with anyio's
     ``wait_readable``/``wait_writable``; one that asks for both (``POLLIN |
     POLLOUT``) resumes *crt* as soon as either comes, and the other wait is
-    cancelled. Either way the first step runs at once. A `~PollNeeded.deadline`
+    cancelled. A `~PollNeeded.deadline`
     resumes *crt* at that time, ready or not. If one wait takes longer than
     *timeout* seconds, `ConnectionTimedOut` is raised. When the calling task
     is cancelled, *crt* is closed at once and nothing stays registered with
-    the framework: the connection then raises `StateError` until
-    `HTTPConnection.reset`.
+    the framework: if it had started, the connection then raises `StateError`
+    until `HTTPConnection.reset`.
 
     Raises:
         ConnectionTimedOut: a wait took longer than *timeout*; *crt* has been

@@ -147,13 +147,32 @@ async def test_task_cancel_closes_generator(scripted_server):
     conn = HTTPConnection("127.0.0.1", srv.port)
     await run_async(conn.co_send_request("GET", "/"))
     await run_async(conn.co_read_response())
+    started = []
+
+    def readall():
+        started.append(True)
+        return (yield from conn.co_readall())
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(run_async, conn.co_readall())
+        tg.start_soon(run_async, readall())
+        while not started:  # (under asyncio, the first step comes at the next turn)
+            await anyio.sleep(0)
         await anyio.wait_all_tasks_blocked()  # the read waits for the server
         tg.cancel_scope.cancel()
     with pytest.raises(StateError):
         await run_async(conn.co_readall())
     conn.reset()
+
+
+async def test_cancel_before_the_first_step_leaves_the_connection_alone(http_server):
+    conn = HTTPConnection(http_server.host, http_server.port)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_async, conn.co_send_request("GET", "/size/10"))
+        tg.cancel_scope.cancel()  # before the task ran: nothing was sent
+    await run_async(conn.co_send_request("GET", "/size/20"))
+    assert (await run_async(conn.co_read_response())).length == 20
+    assert await run_async(conn.co_readall()) == body_for(20)
+    conn.disconnect()
 
 
 def test_without_anyio(monkeypatch):
