@@ -44,7 +44,8 @@ async def run_async(crt: Generator[Any, None, _T], timeout: float | None = None)
     Outside asyncio it needs the optional ``anyio`` package (``pip install
     'dugong[async]'``).
     """
-    if "asyncio" in sys.modules:
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and asyncio._get_running_loop() is not None:
         from ._aio import RunFuture, asyncio_task_loop
 
         loop = asyncio_task_loop()

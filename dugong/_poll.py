@@ -49,8 +49,8 @@ class PollNeeded(tuple[int, int]):
     deadline: float | None = None
     #: (private) for a wait that code in the same process ends, e.g. a pool's wake-up:
     #: ``park(poke, arg)`` asks that ``poke(arg)`` be called instead of *fd* becoming
-    #: ready, if the wake-up comes from the thread that parked. dugong's drivers park;
-    #: any other loop just waits for *fd*, which becomes ready as usual.
+    #: ready, if the wake-up comes from the thread that parked. `eval_coroutines`
+    #: parks; any other loop just waits for *fd*, which becomes ready as usual.
     _park: Callable[[Callable[[Any], None], Any], None] | None = None
 
     def __new__(cls, fd: int, mask: int, deadline: float | None = None) -> PollNeeded:

@@ -234,8 +234,8 @@ class _PipeWake(_Wake):
     yields the same `PollNeeded` object for each wait on it, so that a driver keeps
     its registration without even asking.
 
-    dugong's drivers also *park* the generator that waits (`PollNeeded._park`): a
-    wake-up from the thread that runs that driver then tells the driver directly,
+    `eval_coroutines` also *parks* the generator that waits (`PollNeeded._park`): a
+    wake-up from the thread that runs that loop then tells the loop directly,
     and the pipe is neither written nor read (two system calls and a readiness
     event saved). A wake-up from another thread, or for a generator that a foreign
     loop runs, goes through the pipe.
