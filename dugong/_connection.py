@@ -552,19 +552,22 @@ class HTTPConnection:
         `timeout`: the driver decides how long to wait.
         """
         eng = self._eng
-        out: Out | None
-        if eng.queue and self._tr is not None and eng.states.conn is _OPEN:
-            # Pipelined on an open connection: no check of _queue_request applies.
-            out = eng.send_request(method, path, headers, body, expect100)
-        else:
-            out = self._queue_request(method, path, headers, body, expect100)
-        if out:
+        tr = self._tr
+        if eng.queue and tr is not None and eng.states.conn is _OPEN:
+            # Pipelined on an open connection: no check of _queue_request applies, and
+            # the request is not the only one outstanding (no clock for _sent_at).
+            rest = self._send_now(tr, eng.send_request(method, path, headers, body, expect100))
+            if rest is not None:
+                yield from self._co_run("send_request()", self._send_step, rest)
+            return
+        out = self._queue_request(method, path, headers, body, expect100)
+        if out is not None:
             if self._tr is None:
                 yield from self._co_open(self._eng.queue[-1])
             rest = self._send_now(self._tr, out)  # type: ignore[arg-type]
             if rest is not None:
                 yield from self._co_run("send_request()", self._send_step, rest)
-            if len(self._eng.queue) == 1:  # (pipelined requests need no clock)
+            if len(self._eng.queue) == 1:
                 self._sent_at = _monotonic()
 
     def send_request(
@@ -760,11 +763,13 @@ class HTTPConnection:
         if not self._sent_at and self._opening is None and self.expect100_timeout is None:
             # `_buffered_head`, inlined: a call less per pipelined response (2 %)
             eng = self._eng
-            head = eng.next_response()
-            if head is not None:
-                if eng.states.conn is not _OPEN:
-                    self._settle()
-                return head
+            buf = eng.buffer
+            if buf.end != buf.start:
+                head = eng.next_response()
+                if head is not None:
+                    if eng.states.conn is not _OPEN:
+                        self._settle()
+                    return head
         deadline = None if self.expect100_timeout is None else self._continue_deadline()
         resp = self._response_step(deadline, None)
         if type(resp) is PollNeeded:
@@ -813,8 +818,9 @@ class HTTPConnection:
     def _buffered_head(self) -> HTTPResponse | None:
         """The next response if its head is buffered already (the usual case when
         pipelining) and none of `_response_step`'s cases applies; else None."""
-        if self._opening is None and self.expect100_timeout is None:
-            eng = self._eng
+        eng = self._eng
+        buf = eng.buffer
+        if buf.end != buf.start and self._opening is None and self.expect100_timeout is None:
             head = eng.next_response()
             if head is not None:
                 if eng.states.conn is not _OPEN:
