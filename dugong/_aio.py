@@ -275,16 +275,6 @@ class RunFuture(AioFuture[_T]):
         super().__init__(crt, loop)
 
 
-def asyncio_task_loop() -> asyncio.AbstractEventLoop | None:
-    """The running loop, if called from an asyncio task; None elsewhere (in trio, or in
-    trio-asyncio's trio tasks)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-    return loop if asyncio.current_task(loop) is not None else None
-
-
 def _default_loop() -> asyncio.AbstractEventLoop:
     """The running loop, else the loop set for this thread (for 3.x-style programs)."""
     try:

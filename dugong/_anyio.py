@@ -44,14 +44,15 @@ async def run_async(crt: Generator[Any, None, _T], timeout: float | None = None)
     Outside asyncio it needs the optional ``anyio`` package (``pip install
     'dugong[async]'``).
     """
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None and asyncio._get_running_loop() is not None:
-        from ._aio import RunFuture, asyncio_task_loop
+    asyncio = sys.modules.get("asyncio")  # (not imported: no asyncio loop runs)
+    loop = None if asyncio is None else asyncio._get_running_loop()
+    if loop is not None and asyncio.current_task(loop) is not None:  # type: ignore[union-attr]
+        # An asyncio task (not a trio task of trio-asyncio): asyncio's own callbacks,
+        # cheaper than anyio's waits.
+        from ._aio import RunFuture
 
-        loop = asyncio_task_loop()
-        if loop is not None:  # asyncio's own callbacks: cheaper than anyio's waits
-            check_generator(crt, "run_async()")
-            return await RunFuture(crt, loop, timeout)
+        check_generator(crt, "run_async()")
+        return await RunFuture(crt, loop, timeout)
     try:
         import anyio
     except ImportError as exc:

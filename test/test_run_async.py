@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import sys
+import threading
 import time
 
 import anyio
 import pytest
 
 import dugong
-from dugong import BodyFollowing, HTTPConnection, StateError, run_async
+from dugong import POLLIN, BodyFollowing, HTTPConnection, PollNeeded, StateError, run_async
 from servers import Step, body_for
 
 pytestmark = pytest.mark.anyio
@@ -193,8 +196,6 @@ def test_asyncio_without_anyio(monkeypatch, http_server):
         resp = await run_async(conn.co_read_response(), timeout=5)
         return resp.status, await run_async(conn.co_readall(), timeout=5)
 
-    import asyncio
-
     assert asyncio.run(main()) == (200, body_for(70000))
     conn.disconnect()
 
@@ -202,11 +203,6 @@ def test_asyncio_without_anyio(monkeypatch, http_server):
 async def test_time_limit_is_per_wait(anyio_backend):
     """A generator that keeps making progress more slowly than the limit in total, but
     faster than it between two steps, is not timed out."""
-    import socket
-    import threading
-
-    from dugong import POLLIN, PollNeeded
-
     a, b = socket.socketpair()
     a.setblocking(False)
 
