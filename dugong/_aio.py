@@ -24,9 +24,9 @@ __all__ = ["AioFuture"]
 
 _T = TypeVar("_T")
 
-_Table = dict[tuple[int, int], "AioFuture[Any]"]
+_Table = dict[tuple[int, int], "_Slot"]
 
-# For each event loop: (fd, READ or WRITE) -> the AioFuture registered for it.
+# For each event loop: (fd, READ or WRITE) -> the callback registered for it.
 _tables: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Table] = weakref.WeakKeyDictionary()
 _strong_tables: dict[asyncio.AbstractEventLoop, _Table] = {}  # loops without weak references
 
@@ -39,6 +39,78 @@ def _table(loop: asyncio.AbstractEventLoop) -> _Table:
     except TypeError:  # pragma: no cover - a loop type that refuses weak references
         table = _strong_tables.setdefault(loop, {})
     return table
+
+
+class _Slot:
+    """One reader or writer callback of a loop, and the `AioFuture` it resumes.
+
+    A slot for a wait of a dugong socket (a `PollNeeded` with ``_linger``, the
+    same object for every wait of that socket in that direction) outlives its
+    future: idle, it stays registered, and the next future that waits for the
+    same object takes it over. A request on a kept-alive connection then costs
+    the loop no registration and removal (two ``epoll_ctl`` calls and asyncio's
+    bookkeeping around them: half of the loop's work per request). An idle slot
+    goes when it fires (the socket spoke unasked: the server closed it or sent
+    bytes), when another wait needs its place, or when the socket is about to
+    close (the transport calls `drop`).
+    """
+
+    __slots__ = ("fut", "key", "loop", "pn", "table")
+
+    def __init__(
+        self, fut: AioFuture[Any], pn: PollNeeded, loop: asyncio.AbstractEventLoop, key: Any
+    ) -> None:
+        self.fut: AioFuture[Any] | None = fut
+        self.pn = pn
+        self.loop = weakref.ref(loop)  # (a strong one would keep _tables' key alive)
+        self.table = fut._table
+        self.key: tuple[int, int] = key
+        fd, bit = key
+        if bit == READ:
+            loop.add_reader(fd, self.fire)
+        else:
+            loop.add_writer(fd, self.fire)
+        fut._table[key] = self
+        if pn._linger is not None:
+            pn._linger.add(self)
+
+    def fire(self) -> None:
+        """The loop's callback: the fd is ready."""
+        fut = self.fut
+        if fut is not None:
+            fut._step()
+        else:  # idle: nobody asked; the next wait registers anew
+            self.drop()
+
+    def drop(self) -> None:
+        """Remove the callback (if still registered). A future still waiting is
+        resumed soon: its socket is closing, and it meets that itself."""
+        table, key = self.table, self.key
+        if table.get(key) is not self:
+            return
+        del table[key]
+        if self.pn._linger is not None:
+            self.pn._linger.discard(self)
+        fut, self.fut = self.fut, None
+        loop = self.loop()
+        if loop is None:
+            return
+        fd, bit = key
+        try:
+            if bit == READ:
+                loop.remove_reader(fd)
+            else:
+                loop.remove_writer(fd)
+        except OSError:
+            # The fd was closed while registered in the other direction too: the loop
+            # dropped both callbacks, so the other slot goes as well.
+            other = table.get((fd, READ + WRITE - bit))
+            if other is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    other.drop()
+        if fut is not None:
+            fut._release_fd()
+            loop.call_soon_threadsafe(fut._step)  # (the closing thread may be another)
 
 
 class AioFuture(asyncio.Future[_T]):
@@ -93,9 +165,8 @@ class AioFuture(asyncio.Future[_T]):
         self._crt = crt
         self._send = crt.send
         self._table = _table(loop)
-        self._fd = -1  # -1: nothing registered
-        self._events = 0  # READ/WRITE bits registered for _fd
-        self._pn: object = NOTHING  # the PollNeeded the registration was made for
+        self._slots: tuple[_Slot, ...] = ()  # the callbacks that resume it
+        self._pn: object = NOTHING  # the PollNeeded they were registered for
         self._timer: asyncio.TimerHandle | None = None  # for a deadline or time limit
         # If cancelled before this first step, the closed generator just ends.
         loop.call_soon(self._step)
@@ -129,35 +200,37 @@ class AioFuture(asyncio.Future[_T]):
             self._arm_timer(pn)  # type: ignore[arg-type]
 
     def _wait(self, pn: object) -> None:
-        """Register the loop callbacks for *pn*, a new wait."""
+        """Take or register the loop callbacks for *pn*, a new wait."""
         if self.done():  # cancelled from inside the generator's own step
             self._close_crt()
             return
         try:
             fd, events = wait_events(pn)
             self._arm_timer(pn)  # type: ignore[arg-type]  # a PollNeeded
-            # (An equal but new PollNeeded is registered anew: checking that its fd
-            # still refers to the same file would cost a system call per AioFuture.)
             self._release_fd()
             table = self._table
             for bit in (READ, WRITE):
-                other = table.get((fd, bit)) if events & bit else None
-                if other is not None:
+                slot = table.get((fd, bit)) if events & bit else None
+                if slot is not None and slot.fut is not None:
                     raise RuntimeError(
                         f"fd {fd} is already waited on for "
                         f"{'reading' if bit == READ else 'writing'} by another AioFuture "
-                        f"({generator_name(other._crt)}); one reader and one writer per fd"
+                        f"({generator_name(slot.fut._crt)}); one reader and one writer per fd"
                     )
-            loop = self._loop
-            self._fd = fd
-            if events & READ:
-                loop.add_reader(fd, self._step)
-                table[(fd, READ)] = self
-                self._events = READ
-            if events & WRITE:
-                loop.add_writer(fd, self._step)
-                table[(fd, WRITE)] = self
-                self._events |= WRITE
+            slots = []
+            for bit in (READ, WRITE):
+                if events & bit:
+                    slot = table.get((fd, bit))
+                    if slot is not None and slot.pn is pn:  # kept from an earlier future
+                        slot.fut = self
+                    else:
+                        # (An idle slot for an equal but other object goes: its fd may
+                        # name another file by now.)
+                        if slot is not None:
+                            slot.drop()
+                        slot = _Slot(self, pn, self._loop, (fd, bit))  # type: ignore[arg-type]
+                    slots.append(slot)
+            self._slots = tuple(slots)
             self._pn = pn
         except BaseException as exc:
             self._release()
@@ -205,38 +278,14 @@ class AioFuture(asyncio.Future[_T]):
         self._release_fd()
 
     def _release_fd(self) -> None:
-        """Remove this future's reader and writer callbacks."""
-        events = self._events
-        fd = self._fd
-        self._fd, self._events, self._pn = -1, 0, NOTHING
-        if not events:
-            return
-        table = self._table
-        loop = self._loop
-        for bit, remove in ((READ, loop.remove_reader), (WRITE, loop.remove_writer)):
-            if events & bit:
-                del table[(fd, bit)]
-                try:
-                    remove(fd)
-                except OSError:
-                    # fd was closed while another future waits on it in the other
-                    # direction, and the loop dropped that one's callback too.
-                    self._wake_other(fd, READ + WRITE - bit)
-
-    def _wake_other(self, fd: int, bit: int) -> None:
-        other = self._table.get((fd, bit))
-        if other is None or other is self:
-            return
-        # The loop forgot the fd entirely: so does the other future.
-        for other_bit in (READ, WRITE):
-            if other._events & other_bit:
-                del self._table[(fd, other_bit)]
-        other._fd, other._events, other._pn = -1, 0, NOTHING
-        for remove in (self._loop.remove_reader, self._loop.remove_writer):
-            with contextlib.suppress(OSError, ValueError):
-                remove(fd)
-        # Resumed, it retries its system call and meets the closed file itself.
-        self._loop.call_soon(other._step)
+        """Let go of this future's reader and writer callbacks: those of a dugong
+        socket stay registered, idle (see `_Slot`); the others are removed."""
+        slots = self._slots
+        self._slots, self._pn = (), NOTHING
+        for slot in slots:
+            slot.fut = None
+            if slot.pn._linger is None:
+                slot.drop()
 
     def _close_crt(self) -> None:
         try:

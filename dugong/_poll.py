@@ -52,6 +52,10 @@ class PollNeeded(tuple[int, int]):
     #: ready, if the wake-up comes from the thread that parked. `eval_coroutines`
     #: parks; any other loop just waits for *fd*, which becomes ready as usual.
     _park: Callable[[Callable[[Any], None], Any], None] | None = None
+    #: (private) set on the waits that a dugong socket yields again and again: the
+    #: set of its registrations that may outlive a wait (`AioFuture` keeps them for
+    #: the next one); each has a ``drop()`` that the socket calls before it closes.
+    _linger: set[Any] | None = None
 
     def __new__(cls, fd: int, mask: int, deadline: float | None = None) -> PollNeeded:
         self = tuple.__new__(cls, (fd, mask))

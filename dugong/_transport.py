@@ -76,6 +76,9 @@ class PlainTransport:
         self.fd = sock.fileno()
         self.wait_in = PollNeeded(self.fd, POLLIN)
         self.wait_out = PollNeeded(self.fd, POLLOUT)
+        # the loops' registrations of this socket that outlive a wait: dropped at close
+        self._lingering: set[Any] = set()
+        self.wait_in._linger = self.wait_out._linger = self._lingering
         #: what to wait for after a call returned -1
         self.want = self.wait_in
         self._recv_into = sock.recv_into
@@ -206,6 +209,7 @@ class PlainTransport:
     def close(self) -> None:
         """Close the socket. It is shut down first, which wakes a thread that waits on
         it in a receive or a poll (closing alone would not)."""
+        self._unregister()
         sock = self.sock
         shutdown = getattr(sock, "shutdown", None)  # (a wrapper may lack it)
         if shutdown is not None:
@@ -213,6 +217,20 @@ class PlainTransport:
                 shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             sock.close()
+
+    def _unregister(self) -> None:
+        """Remove the loop registrations kept for this socket (see `PollNeeded`): once
+        it is closed, its fd number may name another file, which a registration left
+        behind would confuse with this one."""
+        lingering = self._lingering
+        while lingering:
+            lingering.pop().drop()
+
+    def __del__(self) -> None:
+        # Garbage without close(): the socket closes next, so its registrations go now.
+        if getattr(self, "_lingering", None):
+            with contextlib.suppress(Exception):
+                self._unregister()
 
 
 def _nothing_pending() -> int:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import re
 import selectors
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Generator
@@ -270,6 +272,176 @@ def test_fd_closed_under_the_other_direction_wakes_it(pair):
         assert info.value.errno == errno.EBADF  # not a timeout
 
     run(main())
+
+
+# ------------------------------------------------- a connection's registrations kept
+
+
+def reader_handle(fd: int) -> Any:
+    """The callback the running loop calls when *fd* is readable (None: none)."""
+    selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+    try:
+        return selector.get_key(fd).data[0]
+    except KeyError:
+        return None
+
+
+async def get(conn: HTTPConnection, path: str) -> bytes:
+    """One GET on *conn*, each step an AioFuture of its own."""
+    await AioFuture(conn.co_send_request("GET", path))
+    resp = await AioFuture(conn.co_read_response())
+    assert resp.status == 200
+    return await AioFuture(conn.co_readall())
+
+
+async def until_registered(fd: int, events: int = selectors.EVENT_READ) -> None:
+    """Until the running loop watches *fd* for *events* (0: for nothing), 5 s at most."""
+    for _ in range(500):
+        if registered(fd) == events:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"fd {fd}: not registered for {events} after 5 s")
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def answered_late(n: int) -> tuple[list[threading.Event], list[Step]]:
+    """A script of *n* answers, each sent once its event is set; then the connection
+    stays open until the client closes it."""
+    answer = [threading.Event() for _ in range(n)]
+    steps = [s for go in answer for s in (Step.read_request(), Step.wait_event(go), Step.send(OK))]
+    return answer, [*steps, Step.drain()]
+
+
+async def get_waiting(conn: HTTPConnection, go: threading.Event) -> Any:
+    """A GET whose answer comes (*go*) only once the response's future waits for it;
+    the loop's reader callback for the connection then."""
+    await AioFuture(conn.co_send_request("GET", "/"))
+    reading = AioFuture(conn.co_read_response())
+    fd = conn._tr.fd  # type: ignore[union-attr]
+    for _ in range(500):  # until it waits (the callback may be an earlier one, kept)
+        handle = reader_handle(fd)
+        if handle is not None and handle._callback.__self__.fut is reading:
+            break
+        await asyncio.sleep(0.01)
+    go.set()
+    assert (await reading).status == 200
+    assert await AioFuture(conn.co_readall()) == b"ok"
+    assert registered(fd) == selectors.EVENT_READ  # idle, kept for the next one
+    return handle
+
+
+def test_connection_keeps_its_registration_across_futures(scripted_server):
+    answer, script = answered_late(5)
+    server = scripted_server(script)
+
+    async def main() -> None:
+        conn = HTTPConnection(*server.address)
+        handles = [await get_waiting(conn, go) for go in answer]
+        fd = conn._tr.fd  # type: ignore[union-attr]
+        assert len(set(handles)) == 1  # registered once for the five responses
+        conn.disconnect()
+        assert registered(fd) == 0
+
+    run(main())
+
+
+def test_kept_registration_goes_when_the_server_closes_the_idle_connection(scripted_server):
+    answer, script = answered_late(1)
+    hang_up = threading.Event()
+    server = scripted_server(
+        [
+            [*script[:-1], Step.wait_event(hang_up), Step.close()],  # no "Connection: close"
+            [Step.read_request(), Step.send(OK)],
+        ]
+    )
+
+    async def main() -> None:
+        conn = HTTPConnection(*server.address)
+        await get_waiting(conn, answer[0])
+        fd = conn._tr.fd  # type: ignore[union-attr]
+        hang_up.set()
+        await until_registered(fd, 0)  # the EOF fired the idle callback, which went
+        assert await get(conn, "/") == b"ok"  # on a new connection: the drop was seen
+        conn.disconnect()
+
+    run(main())
+    assert server.connections == 2
+
+
+def test_closing_or_dropping_a_connection_unregisters_it(scripted_server):
+    answer, script = answered_late(2)
+    server = scripted_server([[*script[:3], Step.drain()], script[3:]])
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        conn = HTTPConnection(*server.address)
+        await get_waiting(conn, answer[0])
+        fd = conn._tr.fd  # type: ignore[union-attr]
+        conn.disconnect()
+        assert registered(fd) == 0
+
+        # A socket that gets the fd number next is asyncio's own business now: a
+        # registration left behind would make the loop think that it watches it.
+        spares = []
+        while True:
+            a, b = socket.socketpair()
+            if fd in (a.fileno(), b.fileno()):
+                break
+            spares.append((a, b))
+            assert len(spares) < 100, "the fd number was not given out again"
+        for pair in spares:
+            for sock in pair:
+                sock.close()
+        mine, theirs = (a, b) if a.fileno() == fd else (b, a)
+        with mine, theirs:
+            mine.setblocking(False)
+            receiving = asyncio.ensure_future(loop.sock_recv(mine, 2))
+            await asyncio.sleep(0.01)  # sock_recv found nothing and registered fd
+            theirs.send(b"hi")
+            assert await asyncio.wait_for(receiving, 5) == b"hi"
+
+        # Garbage without disconnect(): the registration goes before the socket closes.
+        conn = HTTPConnection(*server.address)
+        await get_waiting(conn, answer[1])
+        fd = conn._tr.fd  # type: ignore[union-attr]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del conn
+            gc.collect()
+        assert registered(fd) == 0
+
+    run(main())
+
+
+def test_disconnect_under_a_waiting_future_ends_it(scripted_server):
+    server = scripted_server([Step.read_request(), Step.drain()])  # no answer
+
+    async def main() -> None:
+        conn = HTTPConnection(*server.address)
+        await AioFuture(conn.co_send_request("GET", "/"))
+        reading = AioFuture(conn.co_read_response())
+        await asyncio.sleep(0.01)
+        fd = conn._tr.fd  # type: ignore[union-attr]
+        assert registered(fd) == selectors.EVENT_READ
+        conn.disconnect()
+        assert registered(fd) == 0
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(reading, 5)  # resumed, not left waiting forever
+
+    run(main())
+
+
+def test_connection_outlives_a_loop(scripted_server):
+    answer, script = answered_late(2)
+    server = scripted_server(script)
+    conn = HTTPConnection(*server.address)
+    run(get_waiting(conn, answer[0]))  # that loop closes with the callback kept
+    run(get_waiting(conn, answer[1]))  # a new loop registers anew
+    conn.disconnect()  # and the first loop's callback, long gone, is no trouble
+    server.wait_done()
+    assert server.connections == 1
 
 
 # --------------------------------------------------------------------- cancellation
