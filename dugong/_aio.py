@@ -139,14 +139,18 @@ class AioFuture(asyncio.Future[_T]):
     writing, so a sender and a receiver can share a connection (pipelining);
     a second future waiting in the same direction fails with `RuntimeError`.
     A registration is kept while the generator yields the same `PollNeeded`
-    object again and removed as soon as it waits for something else or ends. A
-    `PollNeeded` with a `~PollNeeded.deadline` also sets a timer of the loop
-    that resumes the generator at that time, ready or not.
+    object again and removed as soon as it waits for something else or ends;
+    one made for a dugong connection's socket stays with the loop, idle, for
+    the next future that waits on that connection, until the connection
+    closes. A `PollNeeded` with a `~PollNeeded.deadline` also sets a timer of
+    the loop that resumes the generator at that time, ready or not.
 
     Cancelling the future (directly, through its awaiting task, a timeout or
-    `asyncio.gather`) closes the generator at once and removes its
+    `asyncio.gather`) closes the generator at once and lets go of its
     callbacks; a connection interrupted that way must be `reset()
-    <HTTPConnection.reset>` before further use.
+    <HTTPConnection.reset>` before further use. A future that waits on a
+    connection closed meanwhile (`HTTPConnection.disconnect`) is resumed and
+    fails as the connection's method does.
 
     The loop must support ``add_reader``/``add_writer``: the default loop on
     Unix does, the proactor loop of Windows does not.
