@@ -238,7 +238,9 @@ class _PipeWake(_Wake):
     wake-up from the thread that runs that loop then tells the loop directly,
     and the pipe is neither written nor read (two system calls and a readiness
     event saved). A wake-up from another thread, or for a generator that a foreign
-    loop runs, goes through the pipe.
+    loop runs, goes through the pipe. `AioFuture` keeps its registration of the
+    pipe for the next call that waits on it (`PollNeeded._linger`): `close` takes
+    it away.
     """
 
     __slots__ = ("fd", "parked", "pn", "wfd", "written")
@@ -248,6 +250,7 @@ class _PipeWake(_Wake):
         self.fd, self.wfd = _new_pipe()
         self.pn = PollNeeded(self.fd, POLLIN)
         self.pn._park = self.park
+        self.pn._linger = set()  # AioFuture may keep its registration for the next call
         self.written = False  # a byte is in the pipe
         # (thread, poke, arg) of the driver that parked the current wait
         self.parked: tuple[int, Callable[[Any], None], Any] | None = None
@@ -279,6 +282,9 @@ class _PipeWake(_Wake):
 
     def close(self) -> None:
         self.parked = None
+        lingering = self.pn._linger
+        while lingering:
+            lingering.pop().drop()
         os.close(self.fd)
         os.close(self.wfd)
 

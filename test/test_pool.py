@@ -763,6 +763,30 @@ def test_drivers(server: PoolServer, driver: str, pipeline: int) -> None:
     assert server.connections == 2
 
 
+def test_asyncio_keeps_registrations_until_close(server: PoolServer) -> None:
+    """Under AioFuture the pool's sockets and wake-up pipes stay registered with the
+    loop from one call to the next, and close() takes every registration away."""
+
+    async def main() -> tuple[set[int], set[int], set[int]]:
+        selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+        before = set(selector.get_map())
+        pool = ConnectionPool(2, pipeline=4)
+
+        async def task(i: int) -> None:
+            for k in range(5):
+                resp = await AioFuture(pool.co_request("GET", f"{server.url}/{i}/{k}"))
+                assert resp.body == body_of("GET", f"/{i}/{k}")
+
+        await asyncio.gather(*(task(i) for i in range(16)))
+        kept = set(selector.get_map()) - before
+        pool.close()
+        return before, kept, set(selector.get_map())
+
+    before, kept, after = asyncio.run(main())
+    assert kept  # pipes and sockets, idle, for the next calls
+    assert after == before
+
+
 def test_blocking_and_generators_together(server: PoolServer) -> None:
     with ConnectionPool(2, pipeline=3, timeout=WAIT) as pool:
         got: list[bytes] = []
