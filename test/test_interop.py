@@ -79,6 +79,7 @@ themselves.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import grp
 import importlib.util
@@ -104,6 +105,7 @@ import pytest
 import dugong
 from checks import assert_not_sent, write_times
 from dugong import (
+    AioFuture,
     BodyFollowing,
     ConnectionClosed,
     ConnectionPool,
@@ -994,6 +996,29 @@ def test_eval_coroutine_driver(server: Server) -> None:
             assert (resp.status, body) == (200, seq_body(i))
             if announces_close(resp):
                 break
+
+
+def test_asyncio_driver(server: Server) -> None:
+    """Each step an `AioFuture` of its own: the connection's registration with the
+    loop is kept between requests, and gone once the connection closes (by the server,
+    announced, or by dugong)."""
+
+    async def main() -> None:
+        selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+        before = set(selector.get_map())
+        conn = server.connection()
+        for i in range(6):
+            await AioFuture(conn.co_send_request("GET", f"/seq/{i}"))
+            resp = await AioFuture(conn.co_read_response())
+            body = await AioFuture(conn.co_readall())
+            assert (resp.status, body) == (200, seq_body(i))
+            if announces_close(resp):
+                assert set(selector.get_map()) == before  # closed: nothing kept
+                conn.reset()  # the next request connects anew
+        conn.disconnect()
+        assert set(selector.get_map()) == before
+
+    asyncio.run(asyncio.wait_for(main(), 30))
 
 
 def test_early_answer_without_expect(server: Server, drive: Any) -> None:
