@@ -908,6 +908,44 @@ def test_a_close_seen_by_the_reader_during_the_last_write_sticks(scripted_server
     conn.disconnect()
 
 
+def test_read_right_after_the_send_waits_at_once_and_breaks_if_interrupted(
+    scripted_server, monkeypatch
+):
+    """The read of the one request just sent yields its wait without a receive first;
+    the answer is read once it comes. Closed in that wait, the read leaves the exchange
+    at an unknown point: the connection needs reset() (as any interrupted read)."""
+    monkeypatch.setattr(dugong._connection, "_ANSWER_TIME", 60.0)  # however slow this is
+    go = threading.Event()
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    server = scripted_server(
+        [
+            [Step.read_request(), Step.wait_event(go), Step.send(ok), Step.drain()],
+            [Step.read_request(), Step.send(ok)],
+        ]
+    )
+    conn = HTTPConnection(*server.address)
+    conn.timeout = 5  # (were the interrupted read not noticed: a failure, not a hang)
+    dugong.eval_coroutine(conn.co_send_request("GET", "/"))
+    gen = conn.co_read_response()
+    assert next(gen) is conn._tr.wait_in  # no receive tried: the server holds its answer
+    go.set()
+    assert select.select([conn._tr.fd], [], [], 5)[0]
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert (stop.value.value.status, conn.readall()) == (200, b"ok")
+
+    dugong.eval_coroutine(conn.co_send_request("GET", "/"))
+    gen = conn.co_read_response()
+    next(gen)
+    gen.close()  # e.g. a cancelled task
+    with pytest.raises(StateError, match="reset"):
+        conn.read_response()
+    conn.reset()
+    conn.send_request("GET", "/")
+    assert conn.read_response().status == 200 and conn.readall() == b"ok"
+    conn.disconnect()
+
+
 def test_answer_already_there_is_read_without_waiting(conn):
     """A co_ read skips its first receive only for the one request sent a moment ago
     (whose answer cannot be there yet); the answer to a request sent earlier, which has
