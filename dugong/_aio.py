@@ -44,8 +44,8 @@ def _table(loop: asyncio.AbstractEventLoop) -> _Table:
 class _Slot:
     """One reader or writer callback of a loop, and the `AioFuture` it resumes.
 
-    A slot for a wait of a dugong socket (a `PollNeeded` with ``_linger``, the
-    same object for every wait of that socket in that direction) outlives its
+    A reader slot for a wait of a dugong socket (a `PollNeeded` with ``_linger``,
+    the same object for every wait of that socket in that direction) outlives its
     future: idle, it stays registered, and the next future that waits for the
     same object takes it over. A request on a kept-alive connection then costs
     the loop no registration and removal (two ``epoll_ctl`` calls and asyncio's
@@ -282,13 +282,14 @@ class AioFuture(asyncio.Future[_T]):
         self._release_fd()
 
     def _release_fd(self) -> None:
-        """Let go of this future's reader and writer callbacks: those of a dugong
-        socket stay registered, idle (see `_Slot`); the others are removed."""
+        """Let go of this future's reader and writer callbacks: a dugong socket's
+        reader stays registered, idle (see `_Slot`); the others are removed (a
+        writer would fire at once: a socket is nearly always writable)."""
         slots = self._slots
         self._slots, self._pn = (), NOTHING
         for slot in slots:
             slot.fut = None
-            if slot.pn._linger is None:
+            if slot.pn._linger is None or slot.key[1] == WRITE:
                 slot.drop()
 
     def _close_crt(self) -> None:

@@ -114,6 +114,12 @@ class PollNeeded(tuple[int, int]):
 PollNeeded.__module__ = "dugong"
 
 
+def drop_kept(kept: set[Any] | None) -> None:
+    """Drop the registrations in a `PollNeeded._linger` set: its file is about to close."""
+    while kept:
+        kept.pop().drop()
+
+
 def _wait(fd: int, mask: int, timeout: float | None) -> bool:
     if _HAVE_POLL:
         poller = select.poll()

@@ -26,7 +26,7 @@ from typing import Any, Final, NamedTuple, TypeVar, cast
 
 from ._connection import HTTPConnection, HTTPResponse
 from ._exceptions import ConnectionClosed, ConnectionTimedOut, StateError
-from ._poll import POLLIN, Co, PollNeeded
+from ._poll import POLLIN, Co, PollNeeded, drop_kept
 
 __all__ = ["ConnectionPool", "PoolResponse"]
 
@@ -282,9 +282,7 @@ class _PipeWake(_Wake):
 
     def close(self) -> None:
         self.parked = None
-        lingering = self.pn._linger
-        while lingering:
-            lingering.pop().drop()
+        drop_kept(self.pn._linger)
         os.close(self.fd)
         os.close(self.wfd)
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 from ._exceptions import ConnectionClosed
-from ._poll import POLLIN, POLLOUT, Co, PollNeeded
+from ._poll import POLLIN, POLLOUT, Co, PollNeeded, drop_kept
 
 __all__ = ["PlainTransport", "TLSTransport", "make_transport"]
 
@@ -222,9 +222,7 @@ class PlainTransport:
         """Remove the loop registrations kept for this socket (see `PollNeeded`): once
         it is closed, its fd number may name another file, which a registration left
         behind would confuse with this one."""
-        lingering = self._lingering
-        while lingering:
-            lingering.pop().drop()
+        drop_kept(self._lingering)
 
     def __del__(self) -> None:
         # Garbage without close(): the socket closes next, so its registrations go now.

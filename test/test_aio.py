@@ -340,6 +340,13 @@ def test_connection_keeps_its_registration_across_futures(scripted_server):
         conn = HTTPConnection(*server.address)
         handles = [await get_waiting(conn, go) for go in answer]
         fd = conn._tr.fd  # type: ignore[union-attr]
+
+        def waits_to_write() -> Co:
+            yield conn._tr.wait_out  # type: ignore[union-attr]
+            return True
+
+        assert await AioFuture(waits_to_write())
+        assert registered(fd) == selectors.EVENT_READ  # a writer is not kept: it would fire
         assert len(set(handles)) == 1  # registered once for the five responses
         conn.disconnect()
         assert registered(fd) == 0
