@@ -28,6 +28,7 @@ TLS: a trustme CA made once per session, a certificate for localhost,
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import ssl
@@ -177,15 +178,21 @@ class Driver:
     """Runs one operation of an ``HTTPConnection`` in the mode of the ``drive`` fixture.
 
     ``drive(conn, "read_response")`` is ``conn.read_response()`` in "blocking" mode,
-    and ``conn.co_read_response()`` driven by `servers.select_loop` in "select" mode;
-    either way the result is returned and exceptions propagate.
+    ``conn.co_read_response()`` driven by `servers.select_loop` in "select" mode, and
+    by an `AioFuture` on an asyncio loop of the driver's own in "asyncio" mode (one
+    loop for all the calls of a test, so that registrations it keeps between futures
+    are exercised); either way the result is returned and exceptions propagate.
     """
 
+    MODES = ("blocking", "select", "asyncio")
+
     def __init__(self, mode: str, timeout: float = DRIVE_TIMEOUT) -> None:
-        if mode not in ("blocking", "select"):
+        if mode not in self.MODES:
             raise ValueError(f"unknown drive mode {mode!r}")
         self.mode = mode
         self.timeout = timeout
+        # (made now, before a test counts its open files: the loop has some of its own)
+        self._loop = asyncio.new_event_loop() if mode == "asyncio" else None
 
     def __repr__(self) -> str:
         return f"Driver({self.mode!r})"
@@ -198,16 +205,35 @@ class Driver:
         return self.run(getattr(conn, "co_" + name)(*args, **kwargs))
 
     def run(self, gen: Any) -> Any:
-        """Drive any co_ generator with the selector loop (whatever the mode)."""
+        """Drive any co_ generator: with the selector loop, or in "asyncio" mode with
+        an AioFuture."""
         import dugong
 
-        return select_loop(gen, timeout=self.timeout, wait_type=dugong.PollNeeded)
+        if self.mode != "asyncio":
+            return select_loop(gen, timeout=self.timeout, wait_type=dugong.PollNeeded)
+        loop = self._loop
+        assert loop is not None, "the driver is closed"
+
+        async def limited() -> Any:
+            try:
+                return await asyncio.wait_for(dugong.AioFuture(gen, loop), self.timeout)
+            except TimeoutError:
+                pytest.fail(f"the generator did not finish in {self.timeout} s")
+
+        return loop.run_until_complete(limited())
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
 
 
-@pytest.fixture(params=["blocking", "select"])
-def drive(request: pytest.FixtureRequest) -> Driver:
+@pytest.fixture(params=Driver.MODES)
+def drive(request: pytest.FixtureRequest) -> Iterator[Driver]:
     """``drive(conn, name, *args, **kwargs)``: see `Driver`; ``drive.mode`` says which."""
-    return Driver(request.param)
+    driver = Driver(request.param)
+    yield driver
+    driver.close()
 
 
 @pytest.fixture
