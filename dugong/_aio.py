@@ -169,7 +169,7 @@ class AioFuture(asyncio.Future[_T]):
         self._crt = crt
         self._send = crt.send
         self._table = _table(loop)
-        self._slots: tuple[_Slot, ...] = ()  # the callbacks that resume it
+        self._slots: list[_Slot] = []  # the callbacks that resume it
         self._pn: object = NOTHING  # the PollNeeded they were registered for
         self._timer: asyncio.TimerHandle | None = None  # for a deadline or time limit
         # If cancelled before this first step, the closed generator just ends.
@@ -221,7 +221,7 @@ class AioFuture(asyncio.Future[_T]):
                         f"{'reading' if bit == READ else 'writing'} by another AioFuture "
                         f"({generator_name(slot.fut._crt)}); one reader and one writer per fd"
                     )
-            slots = []
+            slots = self._slots  # (filled as they come: released if a later one fails)
             for bit in (READ, WRITE):
                 if events & bit:
                     slot = table.get((fd, bit))
@@ -234,7 +234,6 @@ class AioFuture(asyncio.Future[_T]):
                             slot.drop()
                         slot = _Slot(self, pn, self._loop, (fd, bit))  # type: ignore[arg-type]
                     slots.append(slot)
-            self._slots = tuple(slots)
             self._pn = pn
         except BaseException as exc:
             self._release()
@@ -286,7 +285,10 @@ class AioFuture(asyncio.Future[_T]):
         reader stays registered, idle (see `_Slot`); the others are removed (a
         writer would fire at once: a socket is nearly always writable)."""
         slots = self._slots
-        self._slots, self._pn = (), NOTHING
+        if not slots:
+            self._pn = NOTHING
+            return
+        self._slots, self._pn = [], NOTHING
         for slot in slots:
             slot.fut = None
             if slot.pn._linger is None or slot.key[1] == WRITE:
