@@ -3,10 +3,10 @@ cipher queries, ends of stream with and without close_notify, and the cases
 where a TLS client hangs if it waits on the socket while the TLS layer still
 holds decrypted bytes or needs the other direction.
 
-The "never hangs" tests run with TLS 1.2 and TLS 1.3, in both drive modes, with
-`HANG_TIMEOUT` as connection timeout (blocking) or loop limit (select): a client
-that waits on the socket while the TLS layer holds data times out there instead
-of passing.
+The "never hangs" tests run with TLS 1.2 and TLS 1.3, in every drive mode, with
+`HANG_TIMEOUT` as connection timeout (blocking) or loop limit (select, asyncio): a
+client that waits on the socket while the TLS layer holds data times out there
+instead of passing.
 """
 
 from __future__ import annotations
@@ -66,10 +66,12 @@ def server_ctx(tls_server_context: ssl.SSLContext, tls_version: ssl.TLSVersion) 
     return tls_server_context
 
 
-@pytest.fixture(params=["blocking", "select"])
-def hdrive(request: pytest.FixtureRequest) -> Driver:
+@pytest.fixture(params=Driver.MODES)
+def hdrive(request: pytest.FixtureRequest) -> Iterator[Driver]:
     """Like ``drive``, but a hang shows up after HANG_TIMEOUT seconds."""
-    return Driver(request.param, timeout=HANG_TIMEOUT)
+    driver = Driver(request.param, timeout=HANG_TIMEOUT)
+    yield driver
+    driver.close()
 
 
 def tls_conn(port: int, ctx: ssl.SSLContext, host: str = "localhost") -> HTTPConnection:
@@ -503,7 +505,7 @@ def test_expect100(hdrive, scripted_server, server_ctx, tls_client_context, chun
         )
         assert hdrive(conn, "read_response").status == 100
         data = body_for(size)
-        if hdrive.mode == "select":
+        if hdrive.mode != "blocking":
             hdrive.run(counting(conn.co_write(data), waits, on_pollout=blocked.set))
             assert POLLOUT in waits  # the write did have to wait
         else:
