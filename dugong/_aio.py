@@ -57,14 +57,13 @@ class _Slot:
 
     __slots__ = ("fut", "key", "loop", "pn", "table")
 
-    def __init__(
-        self, fut: AioFuture[Any], pn: PollNeeded, loop: asyncio.AbstractEventLoop, key: Any
-    ) -> None:
+    def __init__(self, fut: AioFuture[Any], pn: PollNeeded, key: tuple[int, int]) -> None:
         self.fut: AioFuture[Any] | None = fut
         self.pn = pn
+        loop = fut._loop
         self.loop = weakref.ref(loop)  # (a strong one would keep _tables' key alive)
         self.table = fut._table
-        self.key: tuple[int, int] = key
+        self.key = key
         fd, bit = key
         if bit == READ:
             loop.add_reader(fd, self.fire)
@@ -232,7 +231,7 @@ class AioFuture(asyncio.Future[_T]):
                         # name another file by now.)
                         if slot is not None:
                             slot.drop()
-                        slot = _Slot(self, pn, self._loop, (fd, bit))  # type: ignore[arg-type]
+                        slot = _Slot(self, pn, (fd, bit))  # type: ignore[arg-type]
                     slots.append(slot)
             self._pn = pn
         except BaseException as exc:

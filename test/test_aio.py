@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -294,13 +294,13 @@ async def get(conn: HTTPConnection, path: str) -> bytes:
     return await AioFuture(conn.co_readall())
 
 
-async def until_registered(fd: int, events: int = selectors.EVENT_READ) -> None:
-    """Until the running loop watches *fd* for *events* (0: for nothing), 5 s at most."""
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Until *condition()* holds, 5 s at most (then the test fails, saying *what*)."""
     for _ in range(500):
-        if registered(fd) == events:
+        if condition():
             return
         await asyncio.sleep(0.01)
-    raise AssertionError(f"fd {fd}: not registered for {events} after 5 s")
+    raise AssertionError(f"not after 5 s: {what}")
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -320,11 +320,13 @@ async def get_waiting(conn: HTTPConnection, go: threading.Event) -> Any:
     await AioFuture(conn.co_send_request("GET", "/"))
     reading = AioFuture(conn.co_read_response())
     fd = conn._tr.fd  # type: ignore[union-attr]
-    for _ in range(500):  # until it waits (the callback may be an earlier one, kept)
+
+    def waits() -> bool:  # (the callback may be an earlier one, kept: is it this future's?)
         handle = reader_handle(fd)
-        if handle is not None and handle._callback.__self__.fut is reading:
-            break
-        await asyncio.sleep(0.01)
+        return handle is not None and handle._callback.__self__.fut is reading
+
+    await until(waits, "the read waits")
+    handle = reader_handle(fd)
     go.set()
     assert (await reading).status == 200
     assert await AioFuture(conn.co_readall()) == b"ok"
@@ -369,7 +371,9 @@ def test_kept_registration_goes_when_the_server_closes_the_idle_connection(scrip
         await get_waiting(conn, answer[0])
         fd = conn._tr.fd  # type: ignore[union-attr]
         hang_up.set()
-        await until_registered(fd, 0)  # the EOF fired the idle callback, which went
+        await until(
+            lambda: not registered(fd), "fd unregistered"
+        )  # the EOF fired the idle callback, which went
         assert await get(conn, "/") == b"ok"  # on a new connection: the drop was seen
         conn.disconnect()
 
