@@ -1037,12 +1037,8 @@ class HTTPConnection:
         It ignores `timeout`: the driver decides how long to wait. The bytes
         are its return value.
         """
-        eng = self._eng
-        reader = eng.reader  # the rest of the body, if it is buffered
-        data = eng.take_buffered_body() if reader is None else reader.take_all()
+        data = self._buffered_body()
         if data is not None:
-            if eng.states.conn is not _OPEN:
-                self._settle()
             return data
         parts: list[bytes] = []
         while data := (yield from self._co_run("body read", self._read_step, 1 << 20)):
@@ -1068,17 +1064,23 @@ class HTTPConnection:
                 `read_response` first).
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
-        eng = self._eng
-        reader = eng.reader  # the rest of the body, if it is buffered (as co_readall)
-        data = eng.take_buffered_body() if reader is None else reader.take_all()
+        data = self._buffered_body()
         if data is not None:
-            if eng.states.conn is not _OPEN:
-                self._settle()
             return data
         parts: list[bytes] = []
         while data := self._run("body read", self._read_step, 1 << 20):
             parts.append(data)
         return b"".join(parts)
+
+    def _buffered_body(self) -> bytes | None:
+        """The rest of the body if all of it is buffered (or none is due), else None:
+        `readall` without a system call. (The pool's reader uses it too.)"""
+        eng = self._eng
+        reader = eng.reader
+        data = eng.take_buffered_body() if reader is None else reader.take_all()
+        if data is not None and eng.states.conn is not _OPEN:
+            self._settle()
+        return data
 
     def co_discard(self) -> Co[None]:
         """Generator twin of `discard`: yields `PollNeeded` instead of blocking.

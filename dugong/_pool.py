@@ -485,8 +485,9 @@ class _Entry:
         #: ... named by the reader before it, and not yet awake
         self.offered = False
         #: the read of one response under way: the generator reading its head, then
-        #: its body; whose response it is; the head once read; and what the generator
-        #: waits for while nobody drives it (None: not started)
+        #: its body (None: not started); whose response it is (None: no read under
+        #: way); the head once read; and what the generator waits for while nobody
+        #: drives it (None: not started)
         self.job: Co[Any] | None = None
         self.job_for: _Call | None = None
         self.job_head: HTTPResponse | None = None
@@ -1201,11 +1202,26 @@ class ConnectionPool:
             job = ent.job
             call = ent.job_for
             pn = ent.job_pn
-            assert job is not None
             assert call is not None
             data: Any = None
             failure: Exception | None = None
-            while True:
+            if job is None:
+                # Nothing of this response is read yet. Behind another answer it is usually
+                # buffered whole: then it is taken without a generator.
+                conn = ent.conn
+                try:
+                    head = None if call.orphan else conn._buffered_head()
+                    if head is None:
+                        job = ent.job = conn.co_read_response()
+                    else:
+                        ent.job_head = head
+                        call.in_body = True
+                        data = conn._buffered_body()
+                        if data is None:
+                            job = ent.job = conn.co_readall()
+                except Exception as exc:
+                    failure = exc
+            while job is not None:
                 if pn is not None:
                     if me.done:  # never wait for others' answers once its own is in
                         break
@@ -1252,7 +1268,7 @@ class ConnectionPool:
         caller's, which is woken to read it itself (threads read their own answers:
         woken once for that, as they would be for the answer, they keep the other
         threads from waking up at once)."""
-        if ent.job is not None:  # one under way, left by the reader before
+        if ent.job_for is not None:  # one under way, left by the reader before
             return True
         readq = ent.readq
         while readq:
@@ -1278,9 +1294,8 @@ class ConnectionPool:
                 call.wake.notify()
                 return False
             readq.popleft()
-            ent.job = ent.conn.co_read_response()
-            ent.job_for = call
-            ent.job_head = ent.job_pn = None
+            ent.job_for = call  # its read starts in `_co_read`
+            ent.job = ent.job_head = ent.job_pn = None
             return True
         ent.reader = None
         return False
@@ -1463,9 +1478,10 @@ class ConnectionPool:
             host.idle.remove(ent)
         self._total -= 1
         job = ent.job
-        if job is not None:  # the read of an orphan's response, which nobody waits for
+        if ent.job_for is not None:  # the read of an orphan's response, which nobody awaits
             ent.job = ent.job_for = ent.job_head = None
-            job.close()
+            if job is not None:
+                job.close()
         self._closing.append(ent.conn)
         self._forget_host(host)
 
