@@ -843,12 +843,21 @@ class HTTPConnection:
             self._opening = None
             opening.close()  # raises why the connect waited for failed
         eng = self._eng
+        buf = eng.buffer
         while True:
-            resp = eng.next_response()
-            if resp is not None:
-                if eng.states.conn is not _OPEN:
-                    self._settle()
-                return resp
+            if (
+                buf.end != buf.start
+                or eng.reader is not None
+                or not eng.queue
+                or eng.states.send is not _IDLE
+            ):
+                # (Else next_response would find nothing to parse and nothing to raise:
+                # spared, as it is at least twice per response read after a wait.)
+                resp = eng.next_response()
+                if resp is not None:
+                    if eng.states.conn is not _OPEN:
+                        self._settle()
+                    return resp
             if deadline is None:
                 if self._sent_at:
                     # The answer to the one request sent a moment ago cannot have come

@@ -19,7 +19,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO
 
 from ._exceptions import ConnectionClosed
@@ -36,11 +36,6 @@ _trace_ids = itertools.count(1)
 _TLS_RECV_MAX = 64 * 1024
 #: Buffers of `TLSTransport.sendv` up to this total are joined into one TLS write.
 _TLS_JOIN_MAX = 64 * 1024
-
-
-#: A bit outside POLLIN and POLLOUT: the mask under which dropped() keeps its own poller
-#: for POLLIN (it polls without waiting, while another thread may wait to read).
-_IDLE_CHECK = 1 << 30
 
 
 #: The flag that makes one call of a blocking socket not wait (0 where there is none:
@@ -89,9 +84,11 @@ class PlainTransport:
         #: blocking callers may use `recv_into_wait` and `recv_wait` (see `make_transport`)
         self.waits_in_recv = bool(_DONTWAIT) and not self.tls and sock.getblocking()
         # select.poll objects for this socket alone, made when needed, one per mask: a
-        # thread may send (POLLOUT) while another one waits to read (POLLIN), and
-        # dropped() polls for POLLIN without a wait
+        # thread may send (POLLOUT) while another one waits to read (POLLIN)
         self._pollers: dict[int, select.poll] = {}
+        # dropped()'s poll of a poller of its own (for POLLIN, without a wait: another
+        # thread may be waiting to read meanwhile), made on first use
+        self._idle_poll: Callable[[int], list[tuple[int, int]]] | None = None
 
     def recv_into(self, buf: memoryview) -> int:
         """Receive into *buf*: the count, 0 at EOF, -1 if it would block."""
@@ -194,7 +191,12 @@ class PlainTransport:
         A True answer means the connection must not carry another request; it
         may have consumed some of what arrived.
         """
-        return self.wait(POLLIN | _IDLE_CHECK, 0)
+        poll = self._idle_poll
+        if poll is None:
+            poller = select.poll()
+            poller.register(self.fd, POLLIN)
+            poll = self._idle_poll = poller.poll
+        return bool(poll(0))
 
     def wait(self, mask: int, timeout_ms: int | None) -> bool:
         """Block until the socket is ready for one of the events in *mask*, at most
@@ -203,7 +205,7 @@ class PlainTransport:
         poller = self._pollers.get(mask)
         if poller is None:
             poller = self._pollers[mask] = select.poll()
-            poller.register(self.fd, mask & ~_IDLE_CHECK)
+            poller.register(self.fd, mask)
         return bool(poller.poll(timeout_ms))
 
     def close(self) -> None:
