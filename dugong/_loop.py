@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import select
 import selectors
 import time
 from collections import deque
@@ -30,6 +31,49 @@ def _directions(events: int) -> str:
     return {READ: "reading", WRITE: "writing"}.get(events, "reading and writing")
 
 
+class _Selectors:
+    """The loop's selector where there is no epoll: the platform's best in `selectors`.
+    Registrations take `READ`/`WRITE` bits; `select` gives (fd, events), where
+    events has `IN` for a reader to step and `OUT` for a writer."""
+
+    IN = READ
+    OUT = WRITE
+
+    def __init__(self) -> None:
+        self._sel = selectors.DefaultSelector()
+        self.register = self._sel.register
+        self.modify = self._sel.modify
+        self.unregister = self._sel.unregister
+        self.close = self._sel.close
+
+    def select(self, timeout: float | None) -> list[tuple[int, int]]:
+        return [(key.fd, events) for key, events in self._sel.select(timeout)]
+
+
+class _Epoll:
+    """The loop's selector on Linux: epoll itself, as `_Selectors` but without the key
+    objects that `selectors` makes of each event (a quarter of a microsecond each)."""
+
+    if hasattr(select, "epoll"):
+        IN = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
+        OUT = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
+        _MASKS = (0, select.EPOLLIN, select.EPOLLOUT, select.EPOLLIN | select.EPOLLOUT)
+
+    def __init__(self) -> None:
+        self._ep = ep = select.epoll()
+        self.close = ep.close
+        self.unregister = ep.unregister
+
+    def register(self, fd: int, events: int) -> None:
+        self._ep.register(fd, self._MASKS[events])
+
+    def modify(self, fd: int, events: int) -> None:
+        self._ep.modify(fd, self._MASKS[events])
+
+    def select(self, timeout: float | None) -> list[tuple[int, int]]:
+        return self._ep.poll(-1 if timeout is None else timeout)
+
+
 class _Task:
     """One generator of `eval_coroutines` and what it waits for."""
 
@@ -50,7 +94,7 @@ class _Runner:
 
     def __init__(
         self,
-        sel: selectors.BaseSelector,
+        sel: _Selectors | _Epoll,
         size: int,
         timeout: float | None,
         return_exceptions: bool,
@@ -202,6 +246,7 @@ class _Runner:
 
     def run(self) -> None:
         sel, owners, timeout = self.sel, self.owners, self.timeout
+        for_reader, for_writer = sel.IN, sel.OUT
         while True:
             while self.ready:
                 batch, self.ready = self.ready, []
@@ -226,13 +271,12 @@ class _Runner:
                     wait = wakeup - now
                 if wait is not None:
                     wait = max(0.0, wait)
-            for key, events in sel.select(wait):
-                fd = key.fd
+            for fd, events in sel.select(wait):
                 waiting = owners.get(fd)
                 if waiting is None:
                     continue
-                reader = waiting.get(READ) if events & READ else None
-                writer = waiting.get(WRITE) if events & WRITE else None
+                reader = waiting.get(READ) if events & for_reader else None
+                writer = waiting.get(WRITE) if events & for_writer else None
                 if reader is not None:
                     self.step(reader)
                 if writer is not None and writer is not reader and writer.fd == fd:
@@ -287,7 +331,8 @@ def eval_coroutines(
     """
     for crt in crts:
         check_generator(crt, "eval_coroutines()")
-    with selectors.DefaultSelector() as sel:
+    sel = _Epoll() if hasattr(select, "epoll") else _Selectors()
+    try:
         runner = _Runner(sel, len(crts), timeout, return_exceptions)
         for index, crt in enumerate(crts):
             task = _Task(index, crt)
@@ -298,6 +343,8 @@ def eval_coroutines(
         finally:
             runner.close_all()
         return runner.results
+    finally:
+        sel.close()
 
 
 eval_coroutines.__module__ = "dugong"

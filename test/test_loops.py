@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import select
 import socket
 import time
 from collections.abc import Generator
@@ -27,6 +28,17 @@ def drain(sock: socket.socket, size: int) -> None:
     """Receive *size* bytes from the blocking *sock*."""
     while size:
         size -= len(sock.recv(min(size, 1 << 20)))
+
+
+@pytest.fixture(autouse=True, params=["epoll", "selectors"])
+def loop_selector(request, monkeypatch):
+    """Every test runs on epoll itself (where the platform has it) and on the
+    `selectors` module, which eval_coroutines uses elsewhere."""
+    if request.param == "epoll" and not hasattr(select, "epoll"):
+        pytest.skip("no epoll here")
+    if request.param == "selectors":
+        monkeypatch.delattr(select, "epoll", raising=False)
+    return request.param
 
 
 @pytest.fixture
