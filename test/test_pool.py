@@ -413,6 +413,10 @@ def test_bad_urls(url: str) -> None:
             pool.request("GET", url)
         with pytest.raises(ValueError):
             dugong.eval_coroutine(pool.co_request("GET", url))
+        # As from a generator function: raised when stepped, so that a driver can report it.
+        gens = [pool.co_request("GET", url), pool.co_request(b"GET", url)]  # type: ignore[arg-type]
+        bad = dugong.eval_coroutines(*gens, return_exceptions=True)
+        assert [type(exc) for exc in bad] == [ValueError, TypeError]
         with pytest.raises(ValueError), pool.connection(url):
             pass
         with pytest.raises(ValueError):
