@@ -830,6 +830,7 @@ class ConnectionPool:
                         return (yield from self._co_shared(ent, call))
                     return (yield from self._co_alone(ent, call))
                 except _Lost as lost:
+                    call.new_ticket()  # for a retry
                     if lost.free or not lost.sent:
                         if free:
                             free -= 1
@@ -1086,7 +1087,6 @@ class ConnectionPool:
         in turn, then wait for its answer, or read it (and others) as the reader."""
         conn = ent.conn
         lock = self._lock
-        call.new_ticket()
         stage = _WAIT_SEND
         try:
             with lock:
@@ -1114,7 +1114,10 @@ class ConnectionPool:
             else:
                 sent = True
             with lock:
-                self._pass_send_turn(ent)
+                if ent.send_waiters:
+                    self._pass_send_turn(ent)
+                else:
+                    ent.sender = None
                 if not sent:
                     self._cut(ent, call.seq, False)
                 ent.readq.append(call)  # before the next sender's: the order on the wire
