@@ -1,4 +1,4 @@
-"""`eval_coroutines`: many ``co_`` generators in one `selectors` loop."""
+"""`eval_coroutines`: many ``co_`` generators in one epoll (or `selectors`) loop."""
 
 from __future__ import annotations
 
@@ -301,12 +301,12 @@ def _union(owners: dict[int, _Task]) -> int:
 def eval_coroutines(
     *crts: Generator[Any, None, Any], timeout: float | None = None, return_exceptions: bool = False
 ) -> list[Any]:
-    """Run several ``co_`` generators concurrently in one `selectors` loop.
+    """Run several ``co_`` generators concurrently in one select loop.
 
     The blocking counterpart of `asyncio.gather` for ``co_`` generators: each
     one is stepped whenever the `PollNeeded` it yielded is satisfied, using
-    the best selector of the platform (epoll on Linux, kqueue on BSD and
-    macOS). Returns their return values, in the order given.
+    epoll on Linux and the best selector of `selectors` elsewhere (kqueue on
+    BSD and macOS). Returns their return values, in the order given.
 
     Two generators may wait on the same file descriptor in opposite directions
     (a sender and a receiver on one connection); a second waiter in the same

@@ -7,6 +7,7 @@ import pathlib
 import pty
 import re
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -428,6 +429,33 @@ def test_cache_bench_measures_every_cache():
     for row in rows:
         hit, miss, saved = (int(n) for n in re.findall(r" (-?\d+)(?= )", row)[:3])
         assert hit > 0 and miss > 0 and saved == miss - hit
+
+
+@pytest.mark.skipif(
+    not (shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")), reason="no nginx"
+)
+def test_floor_shapes_measures_every_shape():
+    res = run("floor_shapes.py", "--rounds", "1", "--requests", "20")
+    assert res.returncode == 0, res.stderr
+    rows = [row.split() for row in res.stdout.decode().splitlines()[1:]]
+    shapes = [
+        (row[0], *row[1:2]) if row[0] == "W5" else (f"{row[0]} {row[1]}", row[2]) for row in rows
+    ]
+    assert shapes == [
+        ("W5", "floor"),
+        ("W5", "generators"),
+        ("W5", "api-shape"),
+        ("W5", "no-poll"),
+        ("W5", "dugong"),
+        ("W8 P=16", "floor"),
+        ("W8 P=16", "pool"),
+        ("W8 P=16", "dugong"),
+        ("W8 P=1", "floor"),
+        ("W8 P=1", "pool"),
+        ("W8 P=1", "dugong"),
+    ]
+    for row in rows:
+        assert float(row[-3].replace(",", "")) > 0 and row[-2].endswith("x")
 
 
 # ---------------------------------------------------------------- the benchmark's logic

@@ -1,0 +1,271 @@
+"""How close Python can come to the raw-socket floor in the shapes of W5 and W8.
+
+The benchmark (``make bench``) compares dugong with a raw-socket floor. This tool
+measures what lies between the two, against one nginx that it starts, each
+figure the median of several rounds run in turn:
+
+W5 (32 connections, one GET of 1 KiB in flight on each):
+  floor       the benchmark's floor: one epoll loop, no generators
+  generators  the same socket calls and parsing, one generator per connection,
+              in `dugong.eval_coroutines`
+  api-shape   the same, in the shape of dugong's co_ API: per request a generator
+              that sends (after a poll(0) for an idle drop), one that waits for
+              the head, one for the body
+  no-poll     api-shape without the poll
+  dugong      HTTPConnection's co_ methods in eval_coroutines
+
+W8 (32 callers, 8 connections, up to P requests in flight on one):
+  floor       the benchmark's floor for P
+  pool        a minimal pipelining pool of generators: each request on the least
+              loaded socket, the caller that reads a socket hands each answer to
+              its caller in order; no locks, retries or HTTP library
+  dugong      ConnectionPool(pipeline=P) in eval_coroutines
+
+    python contrib/floor_shapes.py [--rounds 3] [--requests 3000]
+
+(Needs nginx, like the benchmark; `make bench-quick` installs what it needs.)
+"""
+
+import argparse
+import os
+import resource
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections import deque
+from select import POLLIN, poll
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), os.path.join(HERE, "bench")]
+
+import bench_servers as servers  # noqa: E402
+from bench_adapters import Floor  # noqa: E402
+
+import dugong  # noqa: E402
+
+CALLERS = 32
+REQUEST = b"GET /1k HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAccept-Encoding: identity\r\n\r\n"
+
+
+def take(status, body):
+    if status != 200 or len(body) != servers.SMALL_SIZE:
+        raise RuntimeError(f"a wrong answer: {status}, {len(body)} bytes")
+
+
+class Raw:
+    """A non-blocking socket to nginx, its receive buffer and what it yields to wait."""
+
+    def __init__(self, port):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        self.sock, self.rb = sock, servers.ReceiveBuffer(sock, 64 * 1024)
+        self.request = REQUEST % port
+        self.wait = dugong.PollNeeded(sock.fileno(), POLLIN)
+        self.idle = poll()
+        self.idle.register(sock.fileno(), POLLIN)
+        self.answer = None
+
+    def co_answer(self):
+        """The next whole answer: (status, body)."""
+        while (answer := self.rb.parse()) is None:
+            yield self.wait
+            self.rb.fill()
+        return answer
+
+
+# ------------------------------------------------------------------------ W5's shapes
+
+
+def w5_generators(port, n):
+    socks = [Raw(port) for _ in range(CALLERS)]
+
+    def task(s):
+        for _ in range(n):
+            s.sock.send(s.request)
+            take(*(yield from s.co_answer()))
+
+    return lambda: dugong.eval_coroutines(*map(task, socks))
+
+
+def w5_api_shape(port, n, idle_check=True):
+    socks = [Raw(port) for _ in range(CALLERS)]
+
+    def co_send(s):
+        if idle_check and s.idle.poll(0):
+            raise ConnectionError("dropped while idle")
+        s.sock.send(s.request)
+        return
+        yield
+
+    def co_head(s):
+        s.answer = yield from s.co_answer()
+        return s.answer[0]
+
+    def co_body(s):
+        answer, s.answer = s.answer, None
+        return answer[1]
+        yield
+
+    def task(s):
+        for _ in range(n):
+            yield from co_send(s)
+            status = yield from co_head(s)
+            take(status, (yield from co_body(s)))
+
+    return lambda: dugong.eval_coroutines(*map(task, socks))
+
+
+def w5_dugong(port, n):
+    conns = [dugong.HTTPConnection("127.0.0.1", port) for _ in range(CALLERS)]
+
+    def task(conn):
+        for _ in range(n):
+            yield from conn.co_send_request("GET", "/1k")
+            resp = yield from conn.co_read_response()
+            take(resp.status, (yield from conn.co_readall()))
+
+    return lambda: dugong.eval_coroutines(*map(task, conns))
+
+
+def floor(port, n, conns, depth):
+    run = Floor(socket, "127.0.0.1", port).pooled(
+        "loop", CALLERS, f"http://127.0.0.1:{port}/1k", conns, depth
+    )
+    return lambda: run(n, take)
+
+
+# ------------------------------------------------------------------------ W8's shapes
+
+
+def w8_pool(port, n, depth):
+    """The minimal pipelining pool: see the module's docstring."""
+    socks = [Raw(port) for _ in range(8)]
+    for s in socks:
+        s.load, s.readq, s.reader = 0, deque(), None
+    full = deque()  # callers waiting for room on a socket
+
+    class Caller:
+        def __init__(self):
+            self.fd, self.wfd = os.pipe()  # never written: wake-ups are parked ones
+            self.wait = dugong.PollNeeded(self.fd, POLLIN)
+            self.wait._park = self.park  # eval_coroutines' private wake-up (see _pool.py)
+            self.poke = self.answer = None
+
+        def park(self, poke, arg):
+            self.poke = poke, arg
+
+        def wake(self):
+            poke, arg = self.poke
+            self.poke = None
+            poke(arg)
+
+    def request(me):
+        while (s := min(socks, key=lambda s: s.load)).load >= depth:
+            full.append(me)
+            yield me.wait
+        s.load += 1
+        me.answer = None
+        s.sock.send(s.request)
+        s.readq.append(me)
+        if s.reader is not None:
+            yield me.wait  # woken with its answer, or to read
+        while me.answer is None:  # the reader, until its own answer is in
+            s.reader = me
+            while True:
+                while s.readq and (answer := s.rb.parse()) is not None:
+                    caller = s.readq.popleft()
+                    s.load -= 1
+                    caller.answer = answer
+                    if caller is not me:
+                        caller.wake()
+                if me.answer is not None:
+                    break
+                yield s.wait
+                s.rb.fill()
+            s.reader = s.readq[0] if s.readq else None
+            if s.reader is not None:
+                s.reader.wake()
+            if full:
+                full.popleft().wake()
+        return me.answer
+
+    def task(me):
+        for _ in range(n):
+            take(*(yield from request(me)))
+
+    callers = [Caller() for _ in range(CALLERS)]
+    return lambda: dugong.eval_coroutines(*map(task, callers))
+
+
+def w8_dugong(port, n, depth):
+    pool = dugong.ConnectionPool(max_connections=8, pipeline=depth)
+    url = f"http://127.0.0.1:{port}/1k"
+
+    def task():
+        for _ in range(n):
+            resp = yield from pool.co_request("GET", url)
+            take(resp.status, resp.body)
+
+    return lambda: dugong.eval_coroutines(*(task() for _ in range(CALLERS)))
+
+
+# ------------------------------------------------------------------------ measuring
+
+
+def measure(run, count):
+    """(requests/s, µs of this process's CPU per request) of one call of *run*."""
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    run()
+    elapsed, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return count / elapsed, cpu / count * 1e6
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--requests", type=int, default=3000, help="per caller in W5, a tenth in W8")
+    args = ap.parse_args()
+    nginx_bin = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if nginx_bin is None:
+        sys.exit("this needs nginx")
+    workdir = tempfile.mkdtemp(prefix="dugong-shapes-")
+    os.makedirs(os.path.join(workdir, "www"))
+    with open(os.path.join(workdir, "www", "1k"), "wb") as fh:
+        fh.write(servers.pattern()[: servers.SMALL_SIZE])
+    nginx = servers.Nginx(nginx_bin, workdir)
+    try:
+        port, n = nginx.port, args.requests
+        m = max(1, n // 10)
+        rows = {
+            ("W5", "floor"): floor(port, n, CALLERS, 1),
+            ("W5", "generators"): w5_generators(port, n),
+            ("W5", "api-shape"): w5_api_shape(port, n),
+            ("W5", "no-poll"): w5_api_shape(port, n, idle_check=False),
+            ("W5", "dugong"): w5_dugong(port, n),
+        }
+        for depth in (16, 1):
+            rows[f"W8 P={depth}", "floor"] = floor(port, m, 8, depth)
+            rows[f"W8 P={depth}", "pool"] = w8_pool(port, m, depth)
+            rows[f"W8 P={depth}", "dugong"] = w8_dugong(port, m, depth)
+        results = {key: [] for key in rows}
+        for _ in range(args.rounds + 1):  # the first round warms up, and is dropped
+            for key, run in rows.items():
+                results[key].append(measure(run, CALLERS * (n if key[0] == "W5" else m)))
+        print(f"{'shape':<12} {'variant':<11} {'req/s':>9} {'x floor':>8} {'CPU µs/req':>11}")
+        for (shape, variant), got in results.items():
+            rate = statistics.median(r for r, _ in got[1:])
+            cpu = statistics.median(c for _, c in got[1:])
+            base = statistics.median(r for r, _ in results[shape, "floor"][1:])
+            print(f"{shape:<12} {variant:<11} {rate:>9,.0f} {rate / base:>7.2f}x {cpu:>11.2f}")
+    finally:
+        nginx.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
