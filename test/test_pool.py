@@ -1327,6 +1327,32 @@ def test_garbage_answer(scripted_server: Callable[..., ScriptedServer]) -> None:
     assert srv.connections == 2
 
 
+def test_garbage_answer_behind_a_pipelined_one(
+    scripted_server: Callable[..., ScriptedServer],
+) -> None:
+    """The reader finds the second answer buffered whole behind its own, and invalid: that
+    caller gets the error (it is not a lost request: never sent again)."""
+    srv = scripted_server(
+        [
+            Step.read_request(),
+            Step.send(OK),
+            Step.read_request(),
+            Step.read_request(),
+            Step.send(OK + b"SPAM SPAM SPAM\r\n\r\n"),
+            Step.drain(),
+        ]
+    )
+    url = f"http://127.0.0.1:{srv.port}/"
+    with ConnectionPool(max_connections=1, pipeline=2) as pool:
+        assert pool.request("GET", url).body == b"ok"  # the connection is proven
+        got = dugong.eval_coroutines(
+            pool.co_request("GET", url), pool.co_request("GET", url), return_exceptions=True
+        )
+        assert got[0].body == b"ok"
+        assert isinstance(got[1], InvalidResponse)
+    assert srv.connections == 1
+
+
 # ================================================================= idle connections
 
 
