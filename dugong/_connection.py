@@ -852,7 +852,8 @@ class HTTPConnection:
                 or eng.states.send is not _IDLE
             ):
                 # (Else next_response would find nothing to parse and nothing to raise:
-                # spared, as it is at least twice per response read after a wait.)
+                # spared, as it is at least twice per response read after a wait. The
+                # last three tests are those of next_response's first line.)
                 resp = eng.next_response()
                 if resp is not None:
                     if eng.states.conn is not _OPEN:

@@ -52,7 +52,7 @@ class _Selectors:
 
 class _Epoll:
     """The loop's selector on Linux: epoll itself, as `_Selectors` but without the key
-    objects that `selectors` makes of each event (a quarter of a microsecond each)."""
+    object that `selectors` looks up for each event."""
 
     if hasattr(select, "epoll"):
         IN = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP

@@ -808,7 +808,7 @@ class ConnectionPool:
             call = self._new_call(method, url, headers, body, False)
         except Exception as exc:
             return _raise_first(exc)  # when stepped, as a generator function would
-        return self._co_call(call)  # (no generator of its own around it: 1 % of W8)
+        return self._co_call(call)  # (no generator of its own around it: one layer less)
 
     def _co_call(self, call: _Call) -> Co[PoolResponse]:
         """The request of *call*, sent again as long as that is safe and needed; a ``co_``

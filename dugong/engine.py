@@ -1039,6 +1039,7 @@ class ClientEngine:
             InvalidResponse, UnsupportedResponse: the head is not acceptable;
                 the engine has failed.
         """
+        # (HTTPConnection._response_step tests the same before calling: keep them alike.)
         if self.reader is not None or not self.queue or self.states.send is not _IDLE:
             self._check_next()
         buf = self.buffer
