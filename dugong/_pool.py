@@ -544,12 +544,20 @@ def _raise_first(exc: Exception) -> Co[Any]:
 
 
 def _make_response(resp: HTTPResponse, body: bytes, url: str) -> PoolResponse:
-    out = PoolResponse(resp.method, resp.path, resp.status, resp.reason, resp.headers, resp.length)
-    if resp.length is None:  # chunked (or until the close): there may be trailers
-        out.trailers = resp.trailers
+    out: PoolResponse = _new_object(PoolResponse)  # every field set here, no __init__ call
+    out.method = resp.method
+    out.path = resp.path
+    out.status = resp.status
+    out.reason = resp.reason
+    out.headers = resp.headers
+    out.length = resp.length
+    out._trailers = resp._trailers
     out.body = body
     out.url = url
     return out
+
+
+_new_object = object.__new__
 
 
 # ------------------------------------------------------------------------ the pool
@@ -820,14 +828,22 @@ class ConnectionPool:
             while True:
                 with lock:
                     ent = self._start_wait(call)
-                    closing = self._take_closing()
+                    holding = False
+                    if ent is not None and call.shared and ent.sender is None and ent.cut is None:
+                        holding = True  # the send token, taken here (see `_co_shared`)
+                        ent.sender = call
+                        call.seq = ent.seq
+                        ent.seq += 1
+                    closing = self._closing  # (`_take_closing`, spelled out on hot paths)
+                    if closing:
+                        self._closing = []
                 if closing:
                     self._after(closing)
                 if ent is None:
                     ent = yield from self._co_granted(call)
                 try:
                     if call.shared:
-                        return (yield from self._co_shared(ent, call))
+                        return (yield from self._co_shared(ent, call, holding))
                     return (yield from self._co_alone(ent, call))
                 except _Lost as lost:
                     call.new_ticket()  # for a retry
@@ -1082,21 +1098,24 @@ class ConnectionPool:
 
     # -- pipelined requests on a shared connection
 
-    def _co_shared(self, ent: _Entry, call: _Call) -> Co[PoolResponse]:
+    def _co_shared(self, ent: _Entry, call: _Call, holding: bool) -> Co[PoolResponse]:
         """The request of *call* on *ent*, which other callers' requests share: send it
-        in turn, then wait for its answer, or read it (and others) as the reader."""
+        in turn, then wait for its answer, or read it (and others) as the reader.
+        *holding*: the caller took the send token for it already (and its number in
+        the send order), in the section that gave it *ent*."""
         conn = ent.conn
         lock = self._lock
-        stage = _WAIT_SEND
+        stage = _SENDING if holding else _WAIT_SEND
         try:
-            with lock:
-                if ent.sender is None:
-                    ent.sender = call
-                    stage = _SENDING
-                    self._may_send(ent, call)
-                else:
-                    ent.send_waiters.append(call)
-                    pn = self._arm(call)
+            if not holding:
+                with lock:
+                    if ent.sender is None:
+                        ent.sender = call
+                        stage = _SENDING
+                        self._may_send(ent, call)
+                    else:
+                        ent.send_waiters.append(call)
+                        pn = self._arm(call)
             while stage == _WAIT_SEND:
                 yield pn
                 with lock:
@@ -1128,7 +1147,9 @@ class ConnectionPool:
                 else:
                     stage = _WAIT_READ
                     self._arm(call)
-                closing = self._take_closing()
+                closing = self._closing
+                if closing:
+                    self._closing = []
             if closing:
                 self._after(closing)
             while stage != _DONE:
@@ -1147,7 +1168,9 @@ class ConnectionPool:
                         stage = self._start_reading(ent, call)
                     else:
                         self._arm(call)
-                    closing = self._take_closing()
+                    closing = self._closing
+                    if closing:
+                        self._closing = []
                 if closing:
                     self._after(closing)
         except BaseException as exc:
@@ -1275,7 +1298,9 @@ class ConnectionPool:
                         ahead -= 1
                     more = self._next_job(ent, me) if ahead else self._offer(ent)
                 stage = _READING if more else self._stop_reading(ent, me)
-                closing = self._take_closing()
+                closing = self._closing
+                if closing:
+                    self._closing = []
             if closing:
                 self._after(closing)
             if not more:
@@ -1336,7 +1361,7 @@ class ConnectionPool:
         head = ent.job_head
         ent.job = ent.job_for = ent.job_head = None
         ent.served += 1
-        if ent.conn.is_connected:
+        if ent.conn._tr is not None:  # (is_connected)
             if not ent.proven:
                 ent.proven = True
                 self._dispatch()
@@ -1345,10 +1370,13 @@ class ConnectionPool:
             self._cut(ent, call.seq + 1, True)
         if call.orphan:
             ent.orphans -= 1
-        else:
+        else:  # `_answer`, spelled out
             assert head is not None
             call.result = head, data
-            self._answer(ent, call, None, me)
+            call.error = None
+            call.done = True
+            if call is not me:
+                call.wake.notify()  # type: ignore[union-attr]
 
     def _job_failed(self, ent: _Entry, call: _Call, exc: BaseException, me: _Call) -> None:
         """Under the lock: reading the response to *call* failed with *exc*; nothing after
