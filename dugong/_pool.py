@@ -278,7 +278,8 @@ class _PipeWake(_Wake):
         self.parked = None  # a new wait: its driver parks it anew
         if self.armed:
             self.armed = False
-            self._unsignal()
+            if self.written:  # (`_unsignal`)
+                self._unsignal()
 
     def _unsignal(self) -> None:
         if self.written:
@@ -727,8 +728,9 @@ class ConnectionPool:
                 f"body must be bytes-like or None, not {type(body).__name__} "
                 "(stream a body through connection())"
             )
-        split, key = _split_cached(url)
-        if split.scheme == "https" and self._ssl_context is None:
+        got = _splits.get(url) if type(url) is str else None  # (`_split_cached`'s first look)
+        split, key = _split_cached(url) if got is None else got
+        if key[0] == "https" and self._ssl_context is None:
             self._default_context()
         shared = (
             self.pipeline > 1
