@@ -1278,10 +1278,19 @@ class ConnectionPool:
                     if ent.job_head is not None:
                         data = stop.value
                         break
-                    # The head is in; now the body (dropped if nobody wants it).
+                    # The head is in; now the body (dropped if nobody wants it), taken
+                    # without a generator if it is buffered whole.
                     ent.job_head = stop.value
                     call.in_body = True
                     conn = ent.conn
+                    if not call.orphan:
+                        try:
+                            data = conn._buffered_body()
+                        except Exception as exc:
+                            failure = exc
+                            break
+                        if data is not None:
+                            break
                     job = ent.job = conn.co_discard() if call.orphan else conn.co_readall()
                 except Exception as exc:
                     failure = exc

@@ -1353,6 +1353,29 @@ def test_garbage_answer_behind_a_pipelined_one(
     assert srv.connections == 1
 
 
+def test_garbage_body_behind_a_head_waited_for(
+    scripted_server: Callable[..., ScriptedServer],
+) -> None:
+    """The reader waits for its answer's head; the chunked body that arrives with it is
+    not one the buffer yields whole, and is invalid: the caller gets the error, and the
+    request is not sent again (its response had started)."""
+    srv = scripted_server(
+        [
+            Step.read_request(),
+            Step.send(OK),
+            Step.read_request(),
+            Step.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nxx\r\n"),
+            Step.drain(),
+        ]
+    )
+    url = f"http://127.0.0.1:{srv.port}/"
+    with ConnectionPool(max_connections=1, pipeline=2) as pool:
+        assert pool.request("GET", url).body == b"ok"  # the connection is proven
+        (got,) = dugong.eval_coroutines(pool.co_request("GET", url), return_exceptions=True)
+        assert isinstance(got, InvalidResponse)
+    assert [len(r) for r in srv.requests] == [2]
+
+
 # ================================================================= idle connections
 
 
