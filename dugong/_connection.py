@@ -9,6 +9,8 @@ that never waits returns the result, or the `PollNeeded` to wait for; the
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -212,9 +214,9 @@ class HTTPConnection:
         self._eng = self._new_engine()
         #: the last connect a request's sender made (and a reader may wait for)
         self._opening: Opening | None = None
-        #: when a co_ generator last sent a whole request (`time.monotonic`), until the
-        #: next response step: if that request is the only one outstanding and was sent
-        #: a moment ago, its answer cannot be there yet (see `_response_step`)
+        #: when a co_ generator last sent the oldest request outstanding, whole
+        #: (`time.monotonic`), until the next response step: if that was a moment ago,
+        #: no answer can be there yet (see `_response_step`)
         self._sent_at = 0.0
 
     def _new_engine(self, engine: type[ClientEngine] = ClientEngine) -> ClientEngine:
@@ -680,6 +682,62 @@ class HTTPConnection:
         out = self._eng.send_request(method, path, headers, body, expect100)
         return out if out else None
 
+    def _request_bytes(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | None,
+        body: Buffer | None,
+    ) -> bytes | None:
+        """For the pool, which sends several requests at once: queue a request like
+        `send_request` and return its bytes, unsent, if the connection is open and takes
+        it without a check that could reconnect (pipelined behind others, or idle with
+        nothing arrived); else None, and nothing changed. `_co_send_out` sends them."""
+        eng = self._eng
+        tr = self._tr
+        if tr is None or eng.states.conn is not _OPEN:
+            return None
+        if not eng.queue and (
+            eng.reader is not None
+            or eng.states.send is not _IDLE
+            or eng.buffer.end != eng.buffer.start
+            or tr.dropped()
+        ):
+            return None
+        out = eng.send_request(method, path, headers, body)
+        return b"".join(out) if type(out) is tuple else out  # type: ignore[return-value]
+
+    def _co_send_out(self, data: bytes, count: int) -> Co[bool]:
+        """Send the last *count* requests that `_request_bytes` queued, their bytes
+        *data*: False if the connection closed first (nothing sent)."""
+        tr = self._tr
+        if tr is None or self._eng.states.conn is not _OPEN:
+            return False
+        rest = self._send_now(tr, data)
+        if rest is not None:
+            yield from self._co_run("send_request()", self._send_step, rest)
+        elif len(self._eng.queue) == count:  # the oldest outstanding among them
+            self._sent_at = _monotonic()
+        return True
+
+    def _send_out_now(self, data: bytes) -> bool:
+        """`_co_send_out` without a wait: True if all of *data* went out now."""
+        tr = self._tr
+        if tr is None or self._eng.states.conn is not _OPEN:
+            return False
+        try:
+            return self._send_now(tr, data) is None
+        except ConnectionClosed:
+            return False
+
+    def _abort_send(self) -> None:
+        """Requests were sent in part, or not at all after others were counted as sent:
+        shut the socket down (not closed), so that a reader waiting on it sees the end."""
+        tr = self._tr
+        if tr is not None:
+            with contextlib.suppress(OSError):
+                tr.sock.shutdown(socket.SHUT_RDWR)
+
     def _send_now(self, tr: PlainTransport, out: Out) -> Sending | None:
         """Send *out* as far as the socket takes it now: None if all went out, else
         what is left."""
@@ -871,7 +929,6 @@ class HTTPConnection:
                         blocking is None
                         and tr is not None
                         and tr.waits_in_recv
-                        and len(eng.queue) == 1
                         and _monotonic() - sent_at < _ANSWER_TIME
                     ):
                         return tr.want

@@ -77,7 +77,7 @@ class _Epoll:
 class _Task:
     """One generator of `eval_coroutines` and what it waits for."""
 
-    __slots__ = ("events", "fd", "fid", "gen", "index", "pn", "serial")
+    __slots__ = ("dormant", "events", "fd", "fid", "gen", "index", "pn", "serial")
 
     def __init__(self, index: int, gen: Generator[Any, None, Any]) -> None:
         self.index = index
@@ -87,6 +87,9 @@ class _Task:
         self.pn: object = NOTHING  # the PollNeeded the registration was made for
         self.fid: tuple[int, int] | None = None
         self.serial = 0  # counts waits, to recognise outdated deadlines
+        #: it waits for a `PollNeeded._now` (so it is ready): its registration, kept
+        #: for its next wait, may be taken over meanwhile (see `_Runner.register`)
+        self.dormant = False
 
 
 class _Runner:
@@ -126,19 +129,46 @@ class _Runner:
             self.sel.register(fd, events)
             self.owners[fd] = owners = {}
         else:
+            mask = _union(owners)
             for bit in (READ, WRITE):
                 other = owners.get(bit)
                 if events & bit and other is not None:
-                    raise RuntimeError(
-                        f"fd {fd} is already waited on for {_directions(bit)} by another "
-                        f"generator ({generator_name(other.gen)}); one reader and one writer "
-                        "per fd"
-                    )
-            self.sel.modify(fd, events | _union(owners))
+                    if not other.dormant:
+                        raise RuntimeError(
+                            f"fd {fd} is already waited on for {_directions(bit)} by another "
+                            f"generator ({generator_name(other.gen)}); one reader and one "
+                            "writer per fd"
+                        )
+                    if not same_file(fd, other.fid):  # closed since: the selector forgot it
+                        self.forget(fd)
+                        self.register(task, pn)
+                        return
+                    self.disown(other)  # it registers again if it waits for this again
+            if events | _union(owners) != mask:
+                self.sel.modify(fd, events | _union(owners))
         for bit in (READ, WRITE):
             if events & bit:
                 owners[bit] = task
         task.fd, task.events, task.pn, task.fid = fd, events, pn, file_id(fd)
+
+    def disown(self, task: _Task) -> None:
+        """Forget *task*'s registration without telling the selector (its fd stays
+        registered for whoever takes it over)."""
+        owners = self.owners[task.fd]
+        for bit in (READ, WRITE):
+            if task.events & bit:
+                del owners[bit]
+        task.fd, task.events, task.pn, task.fid = -1, 0, NOTHING, None
+
+    def forget(self, fd: int) -> None:
+        """*fd* was closed under its registrations: drop them all (a generator still
+        waiting on it is stepped, to find out by itself, as in `release`)."""
+        for other in set(self.owners.pop(fd).values()):
+            other.fd, other.events, other.pn, other.fid = -1, 0, NOTHING, None
+            if not other.dormant:
+                self.ready.append(other)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.sel.unregister(fd)
 
     def release(self, task: _Task) -> None:
         fd = task.fd
@@ -168,6 +198,7 @@ class _Runner:
     # -- running
 
     def step(self, task: _Task) -> None:
+        task.dormant = False
         try:
             pn = task.gen.send(None)
         except StopIteration as exc:
@@ -183,6 +214,10 @@ class _Runner:
             raise
         task.serial += 1  # a new wait: deadlines of the previous one are void
         if pn is not task.pn:
+            if getattr(pn, "_now", False):  # over at once: behind the generators ready now
+                task.dormant = True  # (its registration is kept: see `register`)
+                self.ready.append(task)
+                return
             try:
                 self.register(task, pn)
             except Exception as exc:

@@ -56,6 +56,10 @@ class PollNeeded(tuple[int, int]):
     #: set of its registrations that may outlive a wait (`AioFuture` keeps them for
     #: the next one); each has a ``drop()`` that the socket calls before it closes.
     _linger: set[Any] | None = None
+    #: (private) a wait that is over at once (*fd* is ready, e.g. a socket for writing):
+    #: `eval_coroutines` puts the generator back behind the ones ready now, without
+    #: registering *fd*; any other loop finds *fd* ready.
+    _now = False
 
     def __new__(cls, fd: int, mask: int, deadline: float | None = None) -> PollNeeded:
         self = tuple.__new__(cls, (fd, mask))

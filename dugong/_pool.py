@@ -26,7 +26,7 @@ from typing import Any, Final, NamedTuple, TypeVar, cast
 
 from ._connection import HTTPConnection, HTTPResponse
 from ._exceptions import ConnectionClosed, ConnectionTimedOut, StateError
-from ._poll import POLLIN, Co, PollNeeded, drop_kept
+from ._poll import POLLIN, POLLOUT, Co, PollNeeded, drop_kept
 
 __all__ = ["ConnectionPool", "PoolResponse"]
 
@@ -45,6 +45,8 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _HOST_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=%")
 _IPV6_CHARS: Final = frozenset("0123456789abcdef:.")
 _BAD_URL_CHAR: Final = re.compile("[\x00-\x20\x7f]")
+#: the largest request that waits to be sent together with others (see `_co_shared`)
+_COLLECTED_SIZE: Final = 16384
 #: spare pipes a pool keeps for its next waiting ``co_`` calls, at most
 _SPARE_PIPES: Final = 64
 #: URLs whose split is remembered (all pools together), at most
@@ -447,10 +449,12 @@ class _Entry:
 
     __slots__ = (
         "assigned",
+        "collecting",
         "conn",
         "cut",
         "cut_free",
         "exclusive",
+        "flush_pn",
         "host",
         "idle_since",
         "inflight",
@@ -461,6 +465,7 @@ class _Entry:
         "lent",
         "offered",
         "orphans",
+        "outq",
         "proven",
         "reader",
         "readq",
@@ -487,6 +492,11 @@ class _Entry:
         self.readq: deque[_Call] = deque()
         self.orphans = 0
         self.seq = 0
+        #: the send token's holder collects requests to send with its own, in `outq`
+        #: (their bytes, in order), until it is resumed by `flush_pn` (see `_co_shared`)
+        self.collecting = False
+        self.outq: list[bytes] = []
+        self.flush_pn: PollNeeded | None = None
         #: the caller that reads the responses, for itself and for the others
         self.reader: _Call | None = None
         #: ... named by the reader before it, and not yet awake
@@ -1108,6 +1118,7 @@ class ConnectionPool:
         conn = ent.conn
         lock = self._lock
         stage = _SENDING if holding else _WAIT_SEND
+        flush = False  # it holds the token, collecting requests to send with its own
         try:
             if not holding:
                 with lock:
@@ -1115,6 +1126,8 @@ class ConnectionPool:
                         ent.sender = call
                         stage = _SENDING
                         self._may_send(ent, call)
+                    elif ent.collecting and ent.cut is None and self._collect(ent, call):
+                        stage = self._queued(ent, call)  # sent with the holder's
                     else:
                         ent.send_waiters.append(call)
                         pn = self._arm(call)
@@ -1126,34 +1139,51 @@ class ConnectionPool:
                         self._may_send(ent, call)
                     else:
                         pn = self._arm(call)
-            try:
-                yield from conn.co_send_request(
-                    call.method, call.split.target, call.headers, call.body
-                )
-            except ConnectionClosed:
-                sent = False
-            else:
-                sent = True
-            with lock:
-                if ent.send_waiters:
-                    self._pass_send_turn(ent)
+            if stage == _SENDING:
+                out = None
+                if not call.blocking:
+                    out = conn._request_bytes(
+                        call.method, call.split.target, call.headers, call.body
+                    )
+                if out is not None and len(out) <= _COLLECTED_SIZE:
+                    # Sent later, with the requests of the callers that come meanwhile
+                    # (one send instead of several): it keeps the token until then.
+                    ent.outq.append(out)
+                    flush = True
+                    sent = True
+                elif out is not None:  # too big to wait for others: it goes out now
+                    try:
+                        sent = yield from conn._co_send_out(out, 1)
+                    except ConnectionClosed:
+                        sent = False
                 else:
-                    ent.sender = None
-                if not sent:
-                    self._cut(ent, call.seq, False)
-                ent.readq.append(call)  # before the next sender's: the order on the wire
-                named = ent.reader
-                if named is None or (ent.offered and not named.blocking):
-                    self._take_reader(ent, call)
-                    stage = self._start_reading(ent, call)
-                else:
-                    stage = _WAIT_READ
-                    self._arm(call)
-                closing = self._closing
+                    try:
+                        yield from conn.co_send_request(
+                            call.method, call.split.target, call.headers, call.body
+                        )
+                    except ConnectionClosed:
+                        sent = False
+                    else:
+                        sent = True
+                with lock:
+                    if flush:
+                        ent.collecting = True
+                    elif ent.send_waiters:
+                        self._pass_send_turn(ent)
+                    else:
+                        ent.sender = None
+                    if not sent:
+                        self._cut(ent, call.seq, False)
+                    stage = self._queued(ent, call)
+                    closing = self._closing
+                    if closing:
+                        self._closing = []
                 if closing:
-                    self._closing = []
-            if closing:
-                self._after(closing)
+                    self._after(closing)
+                if flush:
+                    yield self._flush_wait(ent)
+                    flush = False  # (`_co_flush` sees to its own failures)
+                    yield from self._co_flush(ent, call)
             while stage != _DONE:
                 if stage == _READING:
                     stage = yield from self._co_read(ent, call)
@@ -1176,6 +1206,8 @@ class ConnectionPool:
                 if closing:
                     self._after(closing)
         except BaseException as exc:
+            if flush:
+                self._flush_now(ent, call)
             self._shared_failed(ent, call, stage, exc)
             raise
         if call.error is not None:
@@ -1183,6 +1215,82 @@ class ConnectionPool:
         assert call.result is not None
         resp, data = call.result
         return _make_response(resp, data, call.url)
+
+    def _queued(self, ent: _Entry, call: _Call) -> int:
+        """Under the lock: *call*'s request is sent (or collected): it takes its place in
+        the read order, and reads (`_READING`) or waits for its answer (`_WAIT_READ`)."""
+        ent.readq.append(call)  # before the next sender's: the order on the wire
+        named = ent.reader
+        if named is None or (ent.offered and not named.blocking):
+            self._take_reader(ent, call)
+            return self._start_reading(ent, call)
+        self._arm(call)
+        return _WAIT_READ
+
+    def _collect(self, ent: _Entry, call: _Call) -> bool:
+        """Under the lock, the token's holder collecting: add *call*'s request to the
+        ones it sends (True); False if the connection does not take it that way."""
+        try:
+            out = ent.conn._request_bytes(call.method, call.split.target, call.headers, call.body)
+        except Exception:  # raised again where it is sent the usual way
+            return False
+        if out is None:
+            return False
+        call.seq = ent.seq
+        ent.seq += 1
+        ent.outq.append(out)
+        return True
+
+    def _flush_wait(self, ent: _Entry) -> PollNeeded:
+        """What the collecting holder yields: over at once (`PollNeeded._now`), after
+        the callers ready now have had their turn."""
+        fd = ent.conn._tr.fd  # type: ignore[union-attr]
+        pn = ent.flush_pn
+        if pn is None or pn[0] != fd:
+            pn = ent.flush_pn = PollNeeded(fd, POLLOUT)
+            pn._now = True
+        return pn
+
+    def _co_flush(self, ent: _Entry, call: _Call) -> Co[None]:
+        """The collecting holder *call* sends what it collected, and passes the token."""
+        with self._lock:
+            ent.collecting = False
+            outq = ent.outq
+            ent.outq = []
+        conn = ent.conn
+        try:
+            sent = yield from conn._co_send_out(
+                outq[0] if len(outq) == 1 else b"".join(outq), len(outq)
+            )
+        except ConnectionClosed:
+            sent = None
+        except BaseException:
+            conn._abort_send()  # sent in part: a reader waiting for these gets the close
+            sent = None
+            raise
+        finally:
+            with self._lock:
+                self._pass_send_turn(ent)
+                if not sent:
+                    self._cut(ent, call.seq, sent is False)  # (False: certainly not sent)
+                closing = self._take_closing()
+            self._after(closing)
+
+    def _flush_now(self, ent: _Entry, call: _Call) -> None:
+        """The collecting holder *call* leaves early: what it collected goes out now, if
+        the socket takes it whole, else nothing after its own request is answered."""
+        with self._lock:
+            ent.collecting = False
+            outq = ent.outq
+            ent.outq = []
+        conn = ent.conn
+        whole = conn._send_out_now(b"".join(outq))
+        if not whole:
+            conn._abort_send()  # a reader waiting for these gets the close
+        with self._lock:
+            self._pass_send_turn(ent)
+            if not whole:
+                self._cut(ent, call.seq, False)
 
     def _may_send(self, ent: _Entry, call: _Call) -> None:
         """Under the lock, holding the send token: take the next number in the send
