@@ -268,6 +268,63 @@ def test_deadline_resumes_without_readiness(pair):
     assert time.monotonic() - start < 1
 
 
+def _parked(fd: int, hand: dict[str, Any]) -> PollNeeded:
+    """A wait on *fd* that is ended by calling ``hand["poke"](hand["arg"])``."""
+    pn = PollNeeded(fd, POLLIN)
+    pn._park = lambda poke, arg: hand.update(poke=poke, arg=arg)
+    return pn
+
+
+def _now(fd: int) -> PollNeeded:
+    pn = PollNeeded(fd, POLLOUT)
+    pn._now = True
+    return pn
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_a_wait_over_at_once_leaves_its_registration_to_be_taken_over(pair, closed):
+    """A generator that yields a `PollNeeded._now` wait is stepped again after the ones
+    ready now, its registration kept meanwhile: another generator may take that over
+    (and take a new file under the same number, if the first was closed since)."""
+    a, b = pair
+    c, d = socket.socketpair()
+    hand: dict[str, Any] = {}
+    steps = []
+    sock = {"read": a}
+
+    def first() -> Co:
+        b.sendall(b"1")
+        yield PollNeeded(a.fileno(), POLLIN)  # registered: reading a
+        assert a.recv(1) == b"1"
+        if closed:
+            fd = a.fileno()
+            a.close()
+            e, f = socket.socketpair()  # under a's number, the lowest free one
+            if e.fileno() != fd:
+                e, f = f, e
+            assert e.fileno() == fd
+            sock.update(read=e, write=f)
+        hand["poke"](hand["arg"])  # the second one is ready before it
+        yield _now(b.fileno())  # its registration of a kept
+        steps.append("first again")
+        (sock.get("write") or b).sendall(b"2")  # for the second one
+        return "first"
+
+    def second() -> Co:
+        yield _parked(d.fileno(), hand)
+        steps.append("second")
+        yield PollNeeded(sock["read"].fileno(), POLLIN)  # first's registration, taken over
+        return sock["read"].recv(1)
+
+    try:
+        assert eval_coroutines(first(), second(), timeout=5) == ["first", b"2"]
+        assert steps == ["second", "first again"]
+    finally:
+        for s in (c, d, sock.get("read"), sock.get("write")):
+            if s is not None:
+                s.close()
+
+
 def test_expect100_timeout_with_eval_coroutines(scripted_server):
     from servers import Step
 

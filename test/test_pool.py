@@ -93,7 +93,8 @@ class PoolServer:
 
     ``log[i]`` lists what happened on connection *i* in order: ``"> GET /a"``
     when a request arrived, ``"< GET /a"`` when its answer left.
-    ``requests[i]`` has the parsed requests; ``ended[i]`` is set when
+    ``requests[i]`` has the parsed requests, ``reads[i]`` how many of them each
+    receive brought (receives that completed none left out); ``ended[i]`` is set when
     connection *i* is over (either side closed), ``shut[i]`` when the server
     closed its side.
     """
@@ -123,6 +124,7 @@ class PoolServer:
         self.ssl_context = ssl_context
         self.log: list[list[str]] = []
         self.requests: list[list[Request]] = []
+        self.reads: list[list[int]] = []
         self.ended: list[threading.Event] = []
         self.shut: list[threading.Event] = []
         self.batched = threading.Event()
@@ -163,6 +165,7 @@ class PoolServer:
                 index = len(self.log)
                 self.log.append([])
                 self.requests.append([])
+                self.reads.append([])
                 self.ended.append(threading.Event())
                 self.shut.append(threading.Event())
                 self._socks.append(sock)
@@ -217,7 +220,10 @@ class PoolServer:
                     eof = True
                 elif data:
                     buf += data
+                    before = len(waiting)
                     searched = self._take_requests(buf, index, waiting, searched)
+                    if len(waiting) > before:
+                        self.reads[index].append(len(waiting) - before)
             if eof and not waiting:
                 return
             if not waiting:
@@ -944,6 +950,37 @@ def test_pipelining_on_the_wire(pool_server: Callable[..., PoolServer], driver: 
     # six in flight at once.
     assert log[:2] == [f"> GET /p/{log[0].split('/p/')[1]}", log[0].replace(">", "<")]
     assert pipelined_rounds(log) == 6
+
+
+@pytest.mark.parametrize("driver", ["eval_coroutines", "select", "AioFuture"])
+def test_requests_collected_into_one_send(server: PoolServer, driver: str) -> None:
+    """Pipelined requests made while the first of them waits to go out are sent with it:
+    the server receives them in one piece."""
+    urls = [f"{server.url}/c/{i}" for i in range(4)]
+    with ConnectionPool(1, pipeline=4) as pool:
+        pool.request("GET", server.url + "/first")
+        check_answers(run_driver(driver, [pool.co_request("GET", u) for u in urls]), urls)
+        check_answers(run_driver(driver, [pool.co_request("GET", u) for u in urls]), urls)
+    assert server.connections == 1
+    assert server.reads[0] == [1, 4, 4]
+
+
+def test_collecting_caller_that_leaves_sends_what_it_collected(server: PoolServer) -> None:
+    """The caller that holds the requests collected behind its own leaves before sending
+    them: they go out at once, and the others get their answers on that connection."""
+    with ConnectionPool(1, pipeline=4) as pool:
+        pool.request("GET", server.url + "/first")
+        first = pool.co_request("GET", server.url + "/a")
+        wait = next(first)
+        assert wait._now  # it collects: resumed after the generators ready now
+        second = pool.co_request("GET", server.url + "/b")
+        next(second)  # collected behind the first one's request
+        first.close()
+        assert dugong.eval_coroutine(second, WAIT).body == b"GET /b"
+        assert pool.request("GET", server.url + "/c").body == b"GET /c"
+    assert server.connections == 1
+    assert [r.target for r in server.requests[0]] == ["/first", "/a", "/b", "/c"]
+    assert server.reads[0][:2] == [1, 2]
 
 
 def test_heads_and_options_pipelined_posts_never(pool_server: Callable[..., PoolServer]) -> None:
