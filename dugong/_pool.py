@@ -647,7 +647,10 @@ class ConnectionPool:
     requests went out before and after its own, handing each its answer (and
     waking it once); a thread reads its own answer itself, when its turn comes.
     The reader reads on after its own response only what has already arrived;
-    then the next caller in line takes over.
+    then the next caller in line takes over. The requests that ``co_`` callers
+    make on a connection while one of them is about to send go out together,
+    in one write: that caller yields the socket for writing (ready at once),
+    and sends them all when it is resumed.
 
     Used in a ``with`` block, the pool is closed when the block ends.
 
