@@ -19,6 +19,9 @@ W8 (32 callers, 8 connections, up to P requests in flight on one):
   pool        a minimal pipelining pool of generators: each request on the least
               loaded socket, the caller that reads a socket hands each answer to
               its caller in order; no locks, retries or HTTP library
+  collected   the same, a socket's requests collected and sent together, as
+              dugong's pool does: the first caller yields a wait that is over at
+              once (PollNeeded._now), the next ones add theirs meanwhile
   dugong      ConnectionPool(pipeline=P) in eval_coroutines
 
     python contrib/floor_shapes.py [--rounds 3] [--requests 3000]
@@ -36,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from select import POLLIN, poll
+from select import POLLIN, POLLOUT, poll
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), os.path.join(HERE, "bench")]
@@ -141,11 +144,13 @@ def floor(port, n, conns, depth):
 # ------------------------------------------------------------------------ W8's shapes
 
 
-def w8_pool(port, n, depth):
+def w8_pool(port, n, depth, collect=False):
     """The minimal pipelining pool: see the module's docstring."""
     socks = [Raw(port) for _ in range(8)]
     for s in socks:
-        s.load, s.readq, s.reader = 0, deque(), None
+        s.load, s.readq, s.reader, s.pending = 0, deque(), None, 0
+        s.now = dugong.PollNeeded(s.sock.fileno(), POLLOUT)
+        s.now._now = True  # eval_coroutines' private "after the ones ready now"
     full = deque()  # callers waiting for room on a socket
 
     class Caller:
@@ -169,9 +174,19 @@ def w8_pool(port, n, depth):
             yield me.wait
         s.load += 1
         me.answer = None
-        s.sock.send(s.request)
         s.readq.append(me)
-        if s.reader is not None:
+        others = s.reader is not None
+        if not others:
+            s.reader = me  # (before it lets the others run: they would take the role)
+        if not collect:
+            s.sock.send(s.request)
+        else:
+            s.pending += 1
+            if s.pending == 1:  # the first: it sends the requests made meanwhile too
+                yield s.now
+                s.sock.send(s.request * s.pending)
+                s.pending = 0
+        if others:
             yield me.wait  # woken with its answer, or to read
         while me.answer is None:  # the reader, until its own answer is in
             s.reader = me
@@ -251,6 +266,7 @@ def main():
         for depth in (16, 1):
             rows[f"W8 P={depth}", "floor"] = floor(port, m, 8, depth)
             rows[f"W8 P={depth}", "pool"] = w8_pool(port, m, depth)
+            rows[f"W8 P={depth}", "collected"] = w8_pool(port, m, depth, collect=True)
             rows[f"W8 P={depth}", "dugong"] = w8_dugong(port, m, depth)
         results = {key: [] for key in rows}
         for _ in range(args.rounds + 1):  # the first round warms up, and is dropped

@@ -449,9 +449,11 @@ def test_floor_shapes_measures_every_shape():
         ("W5", "dugong"),
         ("W8 P=16", "floor"),
         ("W8 P=16", "pool"),
+        ("W8 P=16", "collected"),
         ("W8 P=16", "dugong"),
         ("W8 P=1", "floor"),
         ("W8 P=1", "pool"),
+        ("W8 P=1", "collected"),
         ("W8 P=1", "dugong"),
     ]
     for row in rows:
