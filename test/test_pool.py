@@ -1237,6 +1237,25 @@ def test_send_fails_mid_pipeline(pool_server: Callable[..., PoolServer]) -> None
     assert sorted(r.target for r in server.requests[1]) == ["/big", "/small"]
 
 
+def test_collected_requests_sent_again_after_a_reset(
+    pool_server: Callable[..., PoolServer],
+) -> None:
+    """Requests that went out together are all lost when the server resets the
+    connection: each is sent again (a retry), on a new connection."""
+    pause = threading.Event()
+    server = pool_server(pause=pause, reset=True)
+    urls = [f"{server.url}/r/{i}" for i in range(4)]
+    with ConnectionPool(1, pipeline=4, retries=1) as pool:
+        pool.request("GET", server.url + "/first")
+        (ent,) = next(iter(pool._hosts.values())).entries
+        # Once all four went out in one piece, the server resets.
+        waiter = _when(lambda: ent.seq == 5 and ent.sender is None, pause.set)
+        check_answers(eval_coroutines(*(pool.co_request("GET", u) for u in urls)), urls)
+        waiter.join(WAIT)
+    assert server.connections == 2
+    assert sorted(r.target for r in server.requests[1]) == [f"/r/{i}" for i in range(4)]
+
+
 def test_bad_pipelined_request_leaves_the_connection_alone(server: PoolServer) -> None:
     with ConnectionPool(1, pipeline=4) as pool:
         pool.request("GET", server.url + "/a")
