@@ -298,6 +298,8 @@ _NO_BODY_FIELDS = (("Content-Length", "0"),)
 _BODY_FIELD_NAMES = ("content-length", "transfer-encoding")
 _EXPECT_FIELD_NAMES = ("content-length", "transfer-encoding", "expect")
 _LAST_CHUNK = b"0\r\n\r\n"
+#: makes an object without calling its ``__init__`` (`ClientEngine._final` sets every field)
+_new_response = object.__new__
 
 
 def _md5_b64(data: Buffer) -> str:
@@ -1144,7 +1146,14 @@ class ClientEngine:
         kind, length, will_close, error = framing
         if head[1] == 101:
             kind, length, will_close = BodyKind.NONE, 0, True
-        resp = HTTPResponse(req.method, req.path, head[1], head[2], head[3], length)
+        resp = _new_response(HTTPResponse)  # `HTTPResponse.__init__`, spelled out
+        resp.method = req.method
+        resp.path = req.path
+        resp.status = head[1]
+        resp.reason = head[2]
+        resp.headers = head[3]
+        resp.length = length
+        resp._trailers = None
         if req is self._body_req:
             self._body_req = None
             if states.send is not _IDLE:
