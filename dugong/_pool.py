@@ -647,10 +647,10 @@ class ConnectionPool:
     requests went out before and after its own, handing each its answer (and
     waking it once); a thread reads its own answer itself, when its turn comes.
     The reader reads on after its own response only what has already arrived;
-    then the next caller in line takes over. The requests that ``co_`` callers
-    make on a connection while one of them is about to send go out together,
-    in one write: that caller yields the socket for writing (ready at once),
-    and sends them all when it is resumed.
+    then the next caller in line takes over. A ``co_`` caller whose request
+    finds other callers on its connection collects the requests that follow
+    at once, and sends them with its own, in one write: it yields the socket
+    for writing (ready at once) and sends when it is resumed.
 
     Used in a ``with`` block, the pool is closed when the block ends.
 
@@ -1144,7 +1144,9 @@ class ConnectionPool:
                         pn = self._arm(call)
             if stage == _SENDING:
                 out = None
-                if not call.blocking:
+                if not call.blocking and ent.inflight > 1:
+                    # Others hold the connection: their next requests usually follow
+                    # at once. (A caller alone sends at once: no step more for it.)
                     out = conn._request_bytes(
                         call.method, call.split.target, call.headers, call.body
                     )

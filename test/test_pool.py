@@ -954,15 +954,18 @@ def test_pipelining_on_the_wire(pool_server: Callable[..., PoolServer], driver: 
 
 @pytest.mark.parametrize("driver", ["eval_coroutines", "select", "AioFuture"])
 def test_requests_collected_into_one_send(server: PoolServer, driver: str) -> None:
-    """Pipelined requests made while the first of them waits to go out are sent with it:
-    the server receives them in one piece."""
+    """A request made while another one is in flight on its connection waits for the
+    requests that follow it at once, and goes out with them: the server receives them
+    in one piece. (The first request, alone on its connection, goes out at once.)"""
     urls = [f"{server.url}/c/{i}" for i in range(4)]
     with ConnectionPool(1, pipeline=4) as pool:
         pool.request("GET", server.url + "/first")
         check_answers(run_driver(driver, [pool.co_request("GET", u) for u in urls]), urls)
         check_answers(run_driver(driver, [pool.co_request("GET", u) for u in urls]), urls)
     assert server.connections == 1
-    assert server.reads[0] == [1, 4, 4]
+    # Each round: the first request, then the three others together (the server may
+    # have received the first one with them).
+    assert server.reads[0] in ([1, 1, 3, 1, 3], [1, 4, 1, 3], [1, 1, 3, 4], [1, 4, 4])
 
 
 def test_collecting_caller_that_leaves_sends_what_it_collected(server: PoolServer) -> None:
@@ -970,17 +973,20 @@ def test_collecting_caller_that_leaves_sends_what_it_collected(server: PoolServe
     them: they go out at once, and the others get their answers on that connection."""
     with ConnectionPool(1, pipeline=4) as pool:
         pool.request("GET", server.url + "/first")
-        first = pool.co_request("GET", server.url + "/a")
-        wait = next(first)
-        assert wait._now  # it collects: resumed after the generators ready now
-        second = pool.co_request("GET", server.url + "/b")
+        alone = pool.co_request("GET", server.url + "/a")
+        assert not next(alone)._now  # alone on the connection: sent at once
+        first = pool.co_request("GET", server.url + "/b")
+        assert next(first)._now  # it collects: resumed after the generators ready now
+        second = pool.co_request("GET", server.url + "/c")
         next(second)  # collected behind the first one's request
         first.close()
-        assert dugong.eval_coroutine(second, WAIT).body == b"GET /b"
-        assert pool.request("GET", server.url + "/c").body == b"GET /c"
+        got = eval_coroutines(alone, second, timeout=WAIT)
+        assert [r.body for r in got] == [b"GET /a", b"GET /c"]
+        assert pool.request("GET", server.url + "/d").body == b"GET /d"
     assert server.connections == 1
-    assert [r.target for r in server.requests[0]] == ["/first", "/a", "/b", "/c"]
-    assert server.reads[0][:2] == [1, 2]
+    assert [r.target for r in server.requests[0]] == ["/first", "/a", "/b", "/c", "/d"]
+    # /b and /c in one piece (the server may have received /a with them)
+    assert server.reads[0] in ([1, 1, 2, 1], [1, 3, 1])
 
 
 def test_heads_and_options_pipelined_posts_never(pool_server: Callable[..., PoolServer]) -> None:
