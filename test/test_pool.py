@@ -963,9 +963,12 @@ def test_requests_collected_into_one_send(server: PoolServer, driver: str) -> No
         check_answers(run_driver(driver, [pool.co_request("GET", u) for u in urls]), urls)
         check_answers(run_driver(driver, [pool.co_request("GET", u) for u in urls]), urls)
     assert server.connections == 1
-    # Each round: the first request, then the three others together (the server may
-    # have received the first one with them).
-    assert server.reads[0] in ([1, 1, 3, 1, 3], [1, 4, 1, 3], [1, 1, 3, 4], [1, 4, 4])
+    # Each round: the first request, then the three others together, or in two
+    # pieces where the driver resumes the collecting caller before the last one came.
+    # (The server may also have received the first request with the others.)
+    reads = server.reads[0]
+    assert reads[0] == 1 and sum(reads) == 9 and len(reads) <= 7
+    assert len([n for n in reads if n > 1]) >= 2
 
 
 def test_collecting_caller_that_leaves_sends_what_it_collected(server: PoolServer) -> None:
@@ -1059,7 +1062,8 @@ def test_cancelled_reader_leaves_its_read_to_the_next(
         pool.request("GET", server.url + "/first")
         reader, second, third = (pool.co_request("GET", f"{server.url}/{x}") for x in "abc")
         on_socket = next(reader)  # sent; reads the responses, its own first
-        assert next(second).fd != on_socket.fd  # sent; waits for its answer on its pipe
+        wait = next(second)  # collects the requests that follow, to send them with its own
+        assert wait._now and wait.fd == on_socket.fd
         next(third)
         reader.close()  # its read goes on in the next caller in line
         results = eval_coroutines(second, third, timeout=WAIT)
