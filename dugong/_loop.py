@@ -7,6 +7,7 @@ import heapq
 import itertools
 import select
 import selectors
+import threading
 import time
 from collections import deque
 from collections.abc import Generator
@@ -25,6 +26,17 @@ from ._drive import (
 )
 
 __all__ = ["eval_coroutines"]
+
+
+class _Running(threading.local):
+    """How many `eval_coroutines` loops run in this thread now (nested ones count)."""
+
+    loops = 0
+
+
+#: read by the pool: only a generator that this loop runs collects requests to send
+#: together, as it is put back behind the ones ready now for that (`PollNeeded._now`)
+RUNNING = _Running()
 
 
 def _directions(events: int) -> str:
@@ -373,9 +385,11 @@ def eval_coroutines(
             task = _Task(index, crt)
             runner.active.add(task)
             runner.ready.append(task)
+        RUNNING.loops += 1
         try:
             runner.run()
         finally:
+            RUNNING.loops -= 1
             runner.close_all()
         return runner.results
     finally:
