@@ -692,7 +692,8 @@ class HTTPConnection:
         """For the pool, which sends several requests at once: queue a request like
         `send_request` and return its bytes, unsent, if the connection is open and takes
         it without a check that could reconnect (pipelined behind others, or idle with
-        nothing arrived); else None, and nothing changed. `_co_send_out` sends them."""
+        nothing arrived: `_queue_request`'s idle-drop check); else None, and nothing
+        changed. `_co_send_out` sends them."""
         eng = self._eng
         tr = self._tr
         if tr is None or eng.states.conn is not _OPEN:
@@ -919,9 +920,10 @@ class HTTPConnection:
                     return resp
             if deadline is None:
                 if self._sent_at:
-                    # The answer to the one request sent a moment ago cannot have come
-                    # yet (the usual case in a loop of many connections): wait for it
-                    # without trying a receive that would find nothing. (Not over TLS,
+                    # The answer to the oldest request outstanding, sent a moment ago,
+                    # cannot have come yet (the usual case in a loop of many
+                    # connections): wait for it without trying a receive that would
+                    # find nothing. (Not over TLS,
                     # whose layer may hold bytes that the socket's readiness hides.)
                     sent_at, self._sent_at = self._sent_at, 0.0
                     tr = self._tr

@@ -156,8 +156,9 @@ class _Runner:
                         self.register(task, pn)
                         return
                     self.disown(other)  # it registers again if it waits for this again
-            if events | _union(owners) != mask:
-                self.sel.modify(fd, events | _union(owners))
+            union = events | _union(owners)
+            if union != mask:
+                self.sel.modify(fd, union)
         for bit in (READ, WRITE):
             if events & bit:
                 owners[bit] = task

@@ -28,6 +28,7 @@ from ._connection import HTTPConnection, HTTPResponse
 from ._exceptions import ConnectionClosed, ConnectionTimedOut, StateError
 from ._loop import RUNNING
 from ._poll import POLLIN, POLLOUT, Co, PollNeeded, drop_kept
+from .engine import _new_response
 
 __all__ = ["ConnectionPool", "PoolResponse"]
 
@@ -556,7 +557,7 @@ def _raise_first(exc: Exception) -> Co[Any]:
 
 
 def _make_response(resp: HTTPResponse, body: bytes, url: str) -> PoolResponse:
-    out: PoolResponse = _new_object(PoolResponse)  # every field set here, no __init__ call
+    out: PoolResponse = _new_response(PoolResponse)  # every field set here
     out.method = resp.method
     out.path = resp.path
     out.status = resp.status
@@ -567,9 +568,6 @@ def _make_response(resp: HTTPResponse, body: bytes, url: str) -> PoolResponse:
     out.body = body
     out.url = url
     return out
-
-
-_new_object = object.__new__
 
 
 # ------------------------------------------------------------------------ the pool
@@ -1260,12 +1258,17 @@ class ConnectionPool:
             pn._now = True
         return pn
 
-    def _co_flush(self, ent: _Entry, call: _Call) -> Co[None]:
-        """The collecting holder *call* sends what it collected, and passes the token."""
+    def _take_collected(self, ent: _Entry) -> list[bytes]:
+        """The collecting holder stops collecting: the requests' bytes, in order."""
         with self._lock:
             ent.collecting = False
             outq = ent.outq
             ent.outq = []
+        return outq
+
+    def _co_flush(self, ent: _Entry, call: _Call) -> Co[None]:
+        """The collecting holder *call* sends what it collected, and passes the token."""
+        outq = self._take_collected(ent)
         conn = ent.conn
         try:
             sent = yield from conn._co_send_out(
@@ -1288,10 +1291,7 @@ class ConnectionPool:
     def _flush_now(self, ent: _Entry, call: _Call) -> None:
         """The collecting holder *call* leaves early: what it collected goes out now, if
         the socket takes it whole, else nothing after its own request is answered."""
-        with self._lock:
-            ent.collecting = False
-            outq = ent.outq
-            ent.outq = []
+        outq = self._take_collected(ent)
         conn = ent.conn
         whole = conn._send_out_now(b"".join(outq))
         if not whole:
