@@ -21,7 +21,7 @@ from ._exceptions import ConnectionClosed, ConnectionTimedOut
 from ._log import debug
 from ._poll import Co, PollNeeded, _to_ms, eval_coroutine
 from ._protocol import format_host, proxy_fields
-from ._transport import PlainTransport, Sending
+from ._transport import _DONTWAIT, PlainTransport, Sending, _closed
 from .engine import (
     BodyFollowing,
     Buffer,
@@ -747,6 +747,17 @@ class HTTPConnection:
                 n = tr.sendv(out)
                 if n == sum(p.nbytes if type(p) is memoryview else len(p) for p in out):
                     return None
+            elif tr.__class__ is PlainTransport:
+                # `PlainTransport.send`, spelled out: a call less per request
+                try:
+                    n = tr._send(out, _DONTWAIT)  # type: ignore[arg-type]
+                except BlockingIOError:
+                    tr.want = tr.wait_out
+                    n = -1
+                except OSError as exc:
+                    raise _closed(exc, "sending") from exc
+                if n == len(out):
+                    return None
             else:
                 n = tr.send(out)  # type: ignore[arg-type]
                 if n == len(out):
@@ -868,9 +879,15 @@ class HTTPConnection:
                 ``ICY 200 OK``).
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
-        head = self._buffered_head()
-        if head is not None:
-            return head
+        eng = self._eng
+        buf = eng.buffer
+        if buf.end != buf.start and self._opening is None and self.expect100_timeout is None:
+            # `_buffered_head`, inlined (as in co_read_response)
+            head = eng.next_response()
+            if head is not None:
+                if eng.states.conn is not _OPEN:
+                    self._settle()
+                return head
         deadline = None if self.expect100_timeout is None else self._continue_deadline()
         return self._run("read_response()", self._response_step, deadline)
 
@@ -1106,8 +1123,12 @@ class HTTPConnection:
         It ignores `timeout`: the driver decides how long to wait. The bytes
         are its return value.
         """
-        data = self._buffered_body()
+        eng = self._eng  # `_buffered_body`, inlined: a call less per response
+        reader = eng.reader
+        data = eng.take_buffered_body() if reader is None else reader.take_all()
         if data is not None:
+            if eng.states.conn is not _OPEN:
+                self._settle()
             return data
         parts: list[bytes] = []
         while data := (yield from self._co_run("body read", self._read_step, 1 << 20)):
@@ -1133,8 +1154,12 @@ class HTTPConnection:
                 `read_response` first).
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
-        data = self._buffered_body()
+        eng = self._eng  # `_buffered_body`, inlined (as in co_readall)
+        reader = eng.reader
+        data = eng.take_buffered_body() if reader is None else reader.take_all()
         if data is not None:
+            if eng.states.conn is not _OPEN:
+                self._settle()
             return data
         parts: list[bytes] = []
         while data := self._run("body read", self._read_step, 1 << 20):

@@ -890,14 +890,14 @@ def test_a_close_seen_by_the_reader_during_the_last_write_sticks(scripted_server
     assert head_read.wait(10)
     conn.write(b"abc")
     tr = conn._tr
-    real_send = tr.send
+    real_send = tr._send  # the socket's send, which every write of a plain transport calls
 
-    def send_while_the_reader_sees_a_close(data):
-        n = real_send(data)
+    def send_while_the_reader_sees_a_close(data, flags=0):
+        n = real_send(data, flags)
         conn._lost(ConnectionClosed("the reader saw the server close"))  # the other thread
         return n
 
-    monkeypatch.setattr(tr, "send", send_while_the_reader_sees_a_close)
+    monkeypatch.setattr(tr, "_send", send_while_the_reader_sees_a_close)
     conn.write(b"def")  # the last bytes of the body: they went out
     assert conn._eng.states.send is dugong.engine.SendState.CLOSED
     assert not conn.is_connected and not conn._out_remaining
