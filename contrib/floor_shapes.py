@@ -4,6 +4,18 @@ The benchmark (``make bench``) compares dugong with a raw-socket floor. This too
 measures what lies between the two, against one nginx that it starts, each
 figure the median of several rounds run in turn:
 
+W2 (one connection, depth D = 16 and 64; the benchmark's two patterns):
+  co: D requests in flight, a sender and a receiver generator in the benchmark's
+  own poll loop (the benchmark's floor makes the same traffic in blocking calls):
+  floor       the benchmark's floor: one send per answer read, no generators
+  generators  the same socket calls and parsing as the two generators
+  api-shape   the same, in the shape of dugong's co_ API: per request a generator
+              that sends, one that waits for the head, one for the body
+  dugong      HTTPConnection's co_ methods in the same two generators
+  batch: send D requests, then read D answers, in blocking calls:
+  floor       the benchmark's floor
+  dugong      HTTPConnection's send_request, read_response and readall
+
 W5 (32 connections, one GET of 1 KiB in flight on each):
   floor       the benchmark's floor: one epoll loop, no generators
   generators  the same socket calls and parsing, one generator per connection,
@@ -45,7 +57,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), os.path.join(HERE, "bench")]
 
 import bench_servers as servers  # noqa: E402
-from bench_adapters import Floor  # noqa: E402
+from bench_adapters import WAIT, Dugong, Floor, PollLoop  # noqa: E402
 
 import dugong  # noqa: E402
 
@@ -78,6 +90,89 @@ class Raw:
             yield self.wait
             self.rb.fill()
         return answer
+
+
+# ------------------------------------------------------------------------ W2's shapes
+
+
+def w2_window(s, n, depth, co_send, co_answer):
+    """W2's co pattern with the floor's socket *s*: a sender and a receiver generator
+    in the benchmark's poll loop, *depth* requests in flight."""
+
+    def run():
+        loop, sent, answered = PollLoop(), [0], [0]
+
+        def sender():
+            for i in range(n):
+                while i - answered[0] >= depth:
+                    yield WAIT
+                yield from co_send()
+                sent[0] += 1
+                loop.wake()
+
+        def receiver():
+            for _ in range(n):
+                while sent[0] == answered[0]:
+                    yield WAIT
+                take(*(yield from co_answer()))
+                answered[0] += 1
+                loop.wake()
+
+        loop.run(sender(), receiver())
+
+    return run
+
+
+def w2_generators(port, n, depth):
+    s = Raw(port)
+
+    def co_send():
+        s.sock.send(s.request)
+        return
+        yield
+
+    return w2_window(s, n, depth, co_send, s.co_answer)
+
+
+def w2_api_shape(port, n, depth):
+    s = Raw(port)
+
+    def co_send():
+        s.sock.send(s.request)
+        return
+        yield
+
+    def co_head():
+        s.answer = yield from s.co_answer()
+        return s.answer[0]
+
+    def co_body():
+        answer, s.answer = s.answer, None
+        return answer[1]
+        yield
+
+    def co_answer():
+        status = yield from co_head()
+        return status, (yield from co_body())
+
+    return w2_window(s, n, depth, co_send, co_answer)
+
+
+def w2_client(lib, port, n, depth, batch):
+    """The benchmark's own W2 code for *lib* (dugong, or the floor's socket)."""
+    a = (Floor if lib is socket else Dugong)(lib, "127.0.0.1", port)
+    a.connect()
+    if not batch:
+        return lambda: a.window("/1k", n, depth, take)
+
+    def run():
+        for done in range(0, n, depth):
+            for _ in range(min(depth, n - done)):
+                a.send("/1k")
+            for _ in range(min(depth, n - done)):
+                take(*a.recv())
+
+    return run
 
 
 # ------------------------------------------------------------------------ W5's shapes
@@ -159,11 +254,15 @@ def w8_pool(port, n, depth, collect=False):
             self.wait = dugong.PollNeeded(self.fd, POLLIN)
             self.wait._park = self.park  # eval_coroutines' private wake-up (see _pool.py)
             self.poke = self.answer = None
+            self.woken = False  # woken before it waited (while it collected)
 
         def park(self, poke, arg):
             self.poke = poke, arg
 
         def wake(self):
+            if self.poke is None:
+                self.woken = True
+                return
             poke, arg = self.poke
             self.poke = None
             poke(arg)
@@ -186,8 +285,9 @@ def w8_pool(port, n, depth, collect=False):
                 yield s.now
                 s.sock.send(s.request * s.pending)
                 s.pending = 0
-        if others:
+        if others and not me.woken:
             yield me.wait  # woken with its answer, or to read
+        me.woken = False
         while me.answer is None:  # the reader, until its own answer is in
             s.reader = me
             while True:
@@ -256,7 +356,16 @@ def main():
     try:
         port, n = nginx.port, args.requests
         m = max(1, n // 10)
-        rows = {
+        rows = {}
+        for depth in (16, 64):
+            w2 = 4 * n  # as many requests as the benchmark's W2 makes
+            rows[f"W2 co d{depth}", "floor"] = w2_client(socket, port, w2, depth, False)
+            rows[f"W2 co d{depth}", "generators"] = w2_generators(port, w2, depth)
+            rows[f"W2 co d{depth}", "api-shape"] = w2_api_shape(port, w2, depth)
+            rows[f"W2 co d{depth}", "dugong"] = w2_client(dugong, port, w2, depth, False)
+            rows[f"W2 batch d{depth}", "floor"] = w2_client(socket, port, w2, depth, True)
+            rows[f"W2 batch d{depth}", "dugong"] = w2_client(dugong, port, w2, depth, True)
+        rows |= {
             ("W5", "floor"): floor(port, n, CALLERS, 1),
             ("W5", "generators"): w5_generators(port, n),
             ("W5", "api-shape"): w5_api_shape(port, n),
@@ -271,7 +380,8 @@ def main():
         results = {key: [] for key in rows}
         for _ in range(args.rounds + 1):  # the first round warms up, and is dropped
             for key, run in rows.items():
-                results[key].append(measure(run, CALLERS * (n if key[0] == "W5" else m)))
+                count = {"W2": 4 * n, "W5": CALLERS * n}.get(key[0][:2], CALLERS * m)
+                results[key].append(measure(run, count))
         print(f"{'shape':<12} {'variant':<11} {'req/s':>9} {'x floor':>8} {'CPU µs/req':>11}")
         for (shape, variant), got in results.items():
             rate = statistics.median(r for r, _ in got[1:])

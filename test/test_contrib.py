@@ -438,10 +438,17 @@ def test_floor_shapes_measures_every_shape():
     res = run("floor_shapes.py", "--rounds", "1", "--requests", "20")
     assert res.returncode == 0, res.stderr
     rows = [row.split() for row in res.stdout.decode().splitlines()[1:]]
-    shapes = [
-        (row[0], *row[1:2]) if row[0] == "W5" else (f"{row[0]} {row[1]}", row[2]) for row in rows
-    ]
+    shapes = [(" ".join(row[:-4]), row[-4]) for row in rows]
     assert shapes == [
+        *(
+            (f"W2 {kind} d{depth}", variant)
+            for depth in (16, 64)
+            for kind, variants in (
+                ("co", ("floor", "generators", "api-shape", "dugong")),
+                ("batch", ("floor", "dugong")),
+            )
+            for variant in variants
+        ),
         ("W5", "floor"),
         ("W5", "generators"),
         ("W5", "api-shape"),
