@@ -470,8 +470,13 @@ class HTTPConnection:
         buf = self._eng.buffer
         if blocking is None:  # a co_ generator: never wait (the usual case, spelled out)
             tr = self._tr
+            if buf.start == buf.end and buf.data:  # empty: all of it (`space()`, spelled out)
+                buf.start = buf.end = 0
+                view = buf.view
+            else:
+                view = buf.space()
             try:
-                n = tr.recv_into(buf.space())
+                n = tr.recv_into(view)
             except ConnectionClosed as exc:
                 self._lost(exc)
                 raise
@@ -665,7 +670,11 @@ class HTTPConnection:
             and not eng.queue
             and eng.reader is None
             and states.send is _IDLE
-            and (eng.buffer.end != eng.buffer.start or tr.dropped())
+            and (
+                eng.buffer.end != eng.buffer.start
+                # (`dropped`, spelled out for a plain socket: a call less per request)
+                or (tr._idle_poll(0) if tr.__class__ is PlainTransport else tr.dropped())
+            )
         ):
             # Idle, and the server closed it (or sent something unasked, e.g. a 408) since
             # the last response: nothing of this request was sent, so a new connection is
@@ -830,16 +839,40 @@ class HTTPConnection:
         It ignores `timeout`: the driver decides how long to wait. The
         `HTTPResponse` is its return value.
         """
-        if not self._sent_at and self._opening is None and self.expect100_timeout is None:
-            # `_buffered_head`, inlined: a call less per pipelined response (2 %)
+        if self._opening is None and self.expect100_timeout is None:
             eng = self._eng
             buf = eng.buffer
-            if buf.end != buf.start:
-                head = eng.next_response()
-                if head is not None:
-                    if eng.states.conn is not _OPEN:
-                        self._settle()
-                    return head
+            sent_at = self._sent_at
+            if not sent_at:
+                if buf.end != buf.start:
+                    # `_buffered_head`, inlined: a call less per pipelined response (2 %)
+                    head = eng.next_response()
+                    if head is not None:
+                        if eng.states.conn is not _OPEN:
+                            self._settle()
+                        return head
+            elif (
+                buf.end == buf.start
+                and eng.reader is None
+                and eng.queue
+                and eng.states.send is _IDLE
+                and (tr := self._tr) is not None
+                and tr.waits_in_recv
+            ):
+                # `_response_step`'s first step and `_co_wait`, spelled out for a lone
+                # request (the usual case in a loop of many connections): its answer
+                # cannot have come if it went out a moment ago.
+                self._sent_at = 0.0
+                if _monotonic() - sent_at < _ANSWER_TIME:
+                    wait: HTTPResponse | PollNeeded = tr.want
+                    try:
+                        while type(wait) is PollNeeded:
+                            yield wait
+                            wait = self._response_step(None, None)
+                    except GeneratorExit:
+                        self._eng.fail("an interrupted read_response()")
+                        raise
+                    return wait  # type: ignore[return-value]
         deadline = None if self.expect100_timeout is None else self._continue_deadline()
         resp = self._response_step(deadline, None)
         if type(resp) is PollNeeded:

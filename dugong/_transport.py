@@ -87,8 +87,10 @@ class PlainTransport:
         # thread may send (POLLOUT) while another one waits to read (POLLIN)
         self._pollers: dict[int, select.poll] = {}
         # dropped()'s poll of a poller of its own (for POLLIN, without a wait: another
-        # thread may be waiting to read meanwhile), made on first use
-        self._idle_poll: Callable[[int], list[tuple[int, int]]] | None = None
+        # thread may be waiting to read meanwhile)
+        poller = select.poll()
+        poller.register(self.fd, POLLIN)
+        self._idle_poll: Callable[[int], list[tuple[int, int]]] = poller.poll
 
     def recv_into(self, buf: memoryview) -> int:
         """Receive into *buf*: the count, 0 at EOF, -1 if it would block."""
@@ -191,12 +193,7 @@ class PlainTransport:
         A True answer means the connection must not carry another request; it
         may have consumed some of what arrived.
         """
-        poll = self._idle_poll
-        if poll is None:
-            poller = select.poll()
-            poller.register(self.fd, POLLIN)
-            poll = self._idle_poll = poller.poll
-        return bool(poll(0))
+        return bool(self._idle_poll(0))
 
     def wait(self, mask: int, timeout_ms: int | None) -> bool:
         """Block until the socket is ready for one of the events in *mask*, at most

@@ -958,3 +958,51 @@ def test_answer_already_there_is_read_without_waiting(conn):
         next(gen)
     resp = stop.value.value
     assert (resp.status, conn.readall()) == (200, body_for(10))
+
+
+@pytest.mark.parametrize("twin", ["co_", "blocking"])
+def test_requests_the_socket_takes_in_parts_arrive_whole(twin):
+    """Pipelined requests that the socket cannot take (the server reads nothing yet, its
+    buffers fill up) go out as it drains: co_send_request yields a wait for POLLOUT, the
+    blocking call waits in poll. Every request arrives whole and in order."""
+    got = bytearray()
+    total = [0]  # how many requests the server is to read, once known
+    start = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        conn = HTTPConnection("127.0.0.1", listener.getsockname()[1])
+        conn.connect()
+        peer, _ = listener.accept()
+
+        def server() -> None:
+            start.wait(10)
+            size = 0  # of one request, once one came
+            while not size or len(got) < size * total[0]:
+                data = peer.recv(1 << 20)
+                if not data:
+                    break
+                got.extend(data)
+                if not size and b"\r\n\r\n" in got:
+                    size = got.index(b"\r\n\r\n") + 4
+
+        with peer:
+            thread = threading.Thread(target=server)
+            thread.start()
+            if twin == "co_":
+                wait = None
+                while wait is None:  # until the buffers are full
+                    gen = conn.co_send_request("GET", "/same")
+                    wait = next(gen, None)
+                    total[0] += 1
+                assert wait.fd == conn._tr.fd and wait.mask == dugong.POLLOUT
+                start.set()
+                dugong.eval_coroutine(gen)
+            else:
+                total[0] = 200_000  # 20 MB: more than the kernel buffers hold
+                threading.Timer(0.2, start.set).start()
+                for _ in range(total[0]):
+                    conn.send_request("GET", "/same")
+            thread.join(10)
+        one = bytes(got[: got.index(b"\r\n\r\n") + 4])
+        assert one.startswith(b"GET /same HTTP/1.1\r\n")
+        assert got == one * total[0]
+        conn.disconnect()
