@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeAlias, TypeVar
 
 from ._connect import Opening, co_open
-from ._exceptions import ConnectionClosed, ConnectionTimedOut
+from ._exceptions import ConnectionClosed, ConnectionTimedOut, StateError
 from ._log import debug
 from ._poll import Co, PollNeeded, _to_ms, eval_coroutine
 from ._protocol import format_host, proxy_fields
@@ -218,6 +218,9 @@ class HTTPConnection:
         #: (`time.monotonic`), until the next response step: if that was a moment ago,
         #: no answer can be there yet (see `_response_step`)
         self._sent_at = 0.0
+        #: the bytes of a request or body part that the socket has not taken yet, while
+        #: the call that sends them waits (nothing else may be sent meanwhile)
+        self._unsent: Sending | None = None
 
     def _new_engine(self, engine: type[ClientEngine] = ClientEngine) -> ClientEngine:
         return engine(
@@ -303,6 +306,7 @@ class HTTPConnection:
         tr = self._tr
         if tr is not None:
             self._tr = None
+            self._unsent = None
             tr.close()
 
     def _settle(self) -> None:
@@ -438,6 +442,7 @@ class HTTPConnection:
                     return result  # type: ignore[return-value]
                 wait = result
         except GeneratorExit:
+            self._unsent = None
             self._eng.fail(f"an interrupted {what}")
             raise
 
@@ -454,6 +459,7 @@ class HTTPConnection:
             if not ready:
                 raise ConnectionTimedOut(f"No progress for {timeout} seconds")
         except BaseException:
+            self._unsent = None
             self._eng.fail(f"an interrupted {what}")
             raise
 
@@ -560,7 +566,7 @@ class HTTPConnection:
         """
         eng = self._eng
         tr = self._tr
-        if eng.queue and tr is not None and eng.states.conn is _OPEN:
+        if eng.queue and tr is not None and eng.states.conn is _OPEN and self._unsent is None:
             # Pipelined on an open connection: no check of _queue_request applies, and
             # the request is not the only one outstanding (no clock for _sent_at).
             rest = self._send_now(tr, eng.send_request(method, path, headers, body, expect100))
@@ -616,8 +622,10 @@ class HTTPConnection:
                 `BodyFollowing`. Nothing was sent.
             TypeError: *body*, a header value or the path has the wrong type.
                 Nothing was sent.
-            StateError: the previous request's body is unfinished, or the
-                connection must be `reset` first.
+            StateError: the previous request's body is unfinished, a ``co_``
+                generator is still sending an earlier request or body part
+                (the socket took it only in part), or the connection must be
+                `reset` first. Nothing was sent.
             ConnectionClosed: the connection broke while this request was
                 being sent. The request then counts as sent: `read_response`
                 can still fetch an answer the server sent before closing.
@@ -634,7 +642,7 @@ class HTTPConnection:
         """
         eng = self._eng
         out: Out | None
-        if eng.queue and self._tr is not None and eng.states.conn is _OPEN:
+        if eng.queue and self._tr is not None and eng.states.conn is _OPEN and not self._unsent:
             out = eng.send_request(method, path, headers, body, expect100)  # (as co_)
         else:
             out = self._queue_request(method, path, headers, body, expect100)
@@ -656,6 +664,8 @@ class HTTPConnection:
         """Queue a request with the engine: its bytes to send (after connecting, if the
         connection is not open), or None if nothing is to be sent (the connection
         had closed: `read_response` reports it)."""
+        if self._unsent is not None:
+            self._still_sending()
         tr = self._tr
         eng = self._eng
         states = eng.states
@@ -705,7 +715,7 @@ class HTTPConnection:
         changed. `_co_send_out` sends them."""
         eng = self._eng
         tr = self._tr
-        if tr is None or eng.states.conn is not _OPEN:
+        if tr is None or eng.states.conn is not _OPEN or self._unsent is not None:
             return None
         if not eng.queue and (
             eng.reader is not None
@@ -745,6 +755,7 @@ class HTTPConnection:
         shut the socket down (not closed), so that a reader waiting on it sees the end."""
         tr = self._tr
         if tr is not None:
+            self._unsent = None  # (it never goes out now)
             with contextlib.suppress(OSError):
                 tr.sock.shutdown(socket.SHUT_RDWR)
 
@@ -775,16 +786,27 @@ class HTTPConnection:
             # The request may have reached the server: read_response() can still tell.
             self._eng.send_failed(exc)
             raise
-        return Sending(tr, out, n)
+        rest = self._unsent = Sending(tr, out, n)
+        return rest
+
+    def _still_sending(self) -> NoReturn:
+        raise StateError(
+            "The previous request or body part is still being sent: finish its "
+            "send_request() or write() (run its co_ generator to the end) first"
+        )
 
     def _send_step(self, sending: Sending, blocking: str | None) -> bool | PollNeeded:
         """Send more of *sending*: True once all of it went out."""
         try:
             wait = sending.step()
         except ConnectionClosed as exc:
+            self._unsent = None
             self._eng.send_failed(exc)  # the request counts as sent
             raise
-        return True if wait is None else wait
+        if wait is None:
+            self._unsent = None
+            return True
+        return wait
 
     def co_write(self, buf: Buffer) -> Co[None]:
         """Generator twin of `write`: yields `PollNeeded` instead of blocking.
@@ -809,8 +831,9 @@ class HTTPConnection:
             ExcessBodyData: *buf* is longer than what is left of the
                 announced length. Nothing was sent.
             StateError: no body is expected (even if the connection has
-                closed meanwhile), or the ``100 Continue`` awaited by an
-                ``expect100`` request has not been read yet.
+                closed meanwhile), the ``100 Continue`` awaited by an
+                ``expect100`` request has not been read yet, or a ``co_``
+                generator is still sending an earlier part. Nothing was sent.
             ConnectionClosed: the connection broke. The request then counts
                 as sent, so `read_response` may still fetch an answer the
                 server sent before it closed. Also after `disconnect`.
@@ -823,6 +846,8 @@ class HTTPConnection:
     def _write_now(self, buf: Buffer) -> Sending | None:
         """All of `write` that needs no waiting: None if *buf* went out whole at once,
         else what is left to send."""
+        if self._unsent is not None:
+            self._still_sending()
         out = self._eng.send_body(buf)
         if not out:
             return None

@@ -964,7 +964,8 @@ def test_answer_already_there_is_read_without_waiting(conn):
 def test_requests_the_socket_takes_in_parts_arrive_whole(twin):
     """Pipelined requests that the socket cannot take (the server reads nothing yet, its
     buffers fill up) go out as it drains: co_send_request yields a wait for POLLOUT, the
-    blocking call waits in poll. Every request arrives whole and in order."""
+    blocking call waits in poll. Every request arrives whole and in order, and none may
+    start while one is still being sent."""
     got = bytearray()
     total = [0]  # how many requests the server is to read, once known
     start = threading.Event()
@@ -994,6 +995,11 @@ def test_requests_the_socket_takes_in_parts_arrive_whole(twin):
                     wait = next(gen, None)
                     total[0] += 1
                 assert wait.fd == conn._tr.fd and wait.mask == dugong.POLLOUT
+                # Nothing else may go out before the rest of that request: refused, unsent.
+                with pytest.raises(dugong.StateError, match="still being sent"):
+                    conn.send_request("GET", "/other")
+                with pytest.raises(dugong.StateError, match="still being sent"):
+                    next(conn.co_send_request("GET", "/other"))
                 start.set()
                 dugong.eval_coroutine(gen)
             else:
@@ -1005,4 +1011,47 @@ def test_requests_the_socket_takes_in_parts_arrive_whole(twin):
         one = bytes(got[: got.index(b"\r\n\r\n") + 4])
         assert one.startswith(b"GET /same HTTP/1.1\r\n")
         assert got == one * total[0]
+        conn.disconnect()
+
+
+def test_no_write_while_a_body_part_is_still_being_sent():
+    """A co_write whose bytes the socket takes only in part (the server reads nothing yet)
+    waits for POLLOUT; meanwhile write() and send_request() are refused, nothing of them
+    counted or sent; the whole body then arrives as announced."""
+    part = b"y" * (1 << 20)
+    size = 64 * len(part)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        conn = HTTPConnection("127.0.0.1", listener.getsockname()[1])
+        conn.send_request("PUT", "/up", body=BodyFollowing(size))
+        peer, _ = listener.accept()
+        sent = 0
+        wait = None
+        while wait is None:
+            gen = conn.co_write(part)
+            wait = next(gen, None)
+            sent += len(part)
+        assert wait.mask == dugong.POLLOUT
+        with pytest.raises(dugong.StateError, match="still being sent"):
+            conn.write(b"z")
+        with pytest.raises(dugong.StateError, match="still being sent"):
+            conn.send_request("GET", "/other")
+        got = bytearray()
+
+        def server() -> None:
+            while b"\r\n\r\n" not in got or len(got) < got.index(b"\r\n\r\n") + 4 + size:
+                data = peer.recv(1 << 20)
+                if not data:
+                    break
+                got.extend(data)
+
+        with peer:
+            thread = threading.Thread(target=server)
+            thread.start()
+            dugong.eval_coroutine(gen)
+            while sent < size:
+                conn.write(part)
+                sent += len(part)
+            thread.join(10)
+        head, _, body = bytes(got).partition(b"\r\n\r\n")
+        assert head.startswith(b"PUT /up HTTP/1.1\r\n") and body == part * 64
         conn.disconnect()
