@@ -84,6 +84,12 @@ class Raw:
         self.idle.register(sock.fileno(), POLLIN)
         self.answer = None
 
+    def co_send(self):
+        """Send the request, as a generator that never waits."""
+        self.sock.send(self.request)
+        return
+        yield
+
     def co_answer(self):
         """The next whole answer: (status, body)."""
         while (answer := self.rb.parse()) is None:
@@ -95,9 +101,10 @@ class Raw:
 # ------------------------------------------------------------------------ W2's shapes
 
 
-def w2_window(s, n, depth, co_send, co_answer):
+def w2_window(s, n, depth, co_answer, co_send=None):
     """W2's co pattern with the floor's socket *s*: a sender and a receiver generator
-    in the benchmark's poll loop, *depth* requests in flight."""
+    in the benchmark's poll loop, *depth* requests in flight; the sender sends with a
+    plain call, or through *co_send*."""
 
     def run():
         loop, sent, answered = PollLoop(), [0], [0]
@@ -106,7 +113,10 @@ def w2_window(s, n, depth, co_send, co_answer):
             for i in range(n):
                 while i - answered[0] >= depth:
                     yield WAIT
-                yield from co_send()
+                if co_send is None:
+                    s.sock.send(s.request)
+                else:
+                    yield from co_send()
                 sent[0] += 1
                 loop.wake()
 
@@ -125,22 +135,11 @@ def w2_window(s, n, depth, co_send, co_answer):
 
 def w2_generators(port, n, depth):
     s = Raw(port)
-
-    def co_send():
-        s.sock.send(s.request)
-        return
-        yield
-
-    return w2_window(s, n, depth, co_send, s.co_answer)
+    return w2_window(s, n, depth, s.co_answer)
 
 
 def w2_api_shape(port, n, depth):
     s = Raw(port)
-
-    def co_send():
-        s.sock.send(s.request)
-        return
-        yield
 
     def co_head():
         s.answer = yield from s.co_answer()
@@ -155,7 +154,7 @@ def w2_api_shape(port, n, depth):
         status = yield from co_head()
         return status, (yield from co_body())
 
-    return w2_window(s, n, depth, co_send, co_answer)
+    return w2_window(s, n, depth, co_answer, s.co_send)
 
 
 def w2_client(lib, port, n, depth, batch):

@@ -642,7 +642,8 @@ class HTTPConnection:
         """
         eng = self._eng
         out: Out | None
-        if eng.queue and self._tr is not None and eng.states.conn is _OPEN and not self._unsent:
+        tr = self._tr
+        if eng.queue and tr is not None and eng.states.conn is _OPEN and self._unsent is None:
             out = eng.send_request(method, path, headers, body, expect100)  # (as co_)
         else:
             out = self._queue_request(method, path, headers, body, expect100)
@@ -937,15 +938,9 @@ class HTTPConnection:
                 ``ICY 200 OK``).
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
-        eng = self._eng
-        buf = eng.buffer
-        if buf.end != buf.start and self._opening is None and self.expect100_timeout is None:
-            # `_buffered_head`, inlined (as in co_read_response)
-            head = eng.next_response()
-            if head is not None:
-                if eng.states.conn is not _OPEN:
-                    self._settle()
-                return head
+        head = self._buffered_head()
+        if head is not None:
+            return head
         deadline = None if self.expect100_timeout is None else self._continue_deadline()
         return self._run("read_response()", self._response_step, deadline)
 
