@@ -219,7 +219,8 @@ class HTTPConnection:
         #: no answer can be there yet (see `_response_step`)
         self._sent_at = 0.0
         #: the bytes of a request or body part that the socket has not taken yet, while
-        #: the call that sends them waits (nothing else may be sent meanwhile)
+        #: the call that sends them waits (nothing else may be sent meanwhile, nor while
+        #: a sender opens the connection: see `_still_sending`)
         self._unsent: Sending | None = None
 
     def _new_engine(self, engine: type[ClientEngine] = ClientEngine) -> ClientEngine:
@@ -624,8 +625,9 @@ class HTTPConnection:
                 Nothing was sent.
             StateError: the previous request's body is unfinished, a ``co_``
                 generator is still sending an earlier request or body part
-                (the socket took it only in part), or the connection must be
-                `reset` first. Nothing was sent.
+                (the socket took it only in part, or the connection is being
+                opened for it), or the connection must be `reset` first.
+                Nothing was sent.
             ConnectionClosed: the connection broke while this request was
                 being sent. The request then counts as sent: `read_response`
                 can still fetch an answer the server sent before closing.
@@ -665,7 +667,7 @@ class HTTPConnection:
         """Queue a request with the engine: its bytes to send (after connecting, if the
         connection is not open), or None if nothing is to be sent (the connection
         had closed: `read_response` reports it)."""
-        if self._unsent is not None:
+        if self._unsent is not None or (self._opening is not None and not self._opening.done):
             self._still_sending()
         tr = self._tr
         eng = self._eng
@@ -792,8 +794,9 @@ class HTTPConnection:
 
     def _still_sending(self) -> NoReturn:
         raise StateError(
-            "The previous request or body part is still being sent: finish its "
-            "send_request() or write() (run its co_ generator to the end) first"
+            "The previous request or body part is still being sent (or its connection "
+            "opened): finish its send_request() or write() (run its co_ generator to "
+            "the end) first"
         )
 
     def _send_step(self, sending: Sending, blocking: str | None) -> bool | PollNeeded:
@@ -847,7 +850,7 @@ class HTTPConnection:
     def _write_now(self, buf: Buffer) -> Sending | None:
         """All of `write` that needs no waiting: None if *buf* went out whole at once,
         else what is left to send."""
-        if self._unsent is not None:
+        if self._unsent is not None or (self._opening is not None and not self._opening.done):
             self._still_sending()
         out = self._eng.send_body(buf)
         if not out:

@@ -1055,3 +1055,28 @@ def test_no_write_while_a_body_part_is_still_being_sent():
         head, _, body = bytes(got).partition(b"\r\n\r\n")
         assert head.startswith(b"PUT /up HTTP/1.1\r\n") and body == part * 64
         conn.disconnect()
+
+
+def test_no_request_while_another_sender_opens_the_connection():
+    """While one co_send_request opens the connection for its request, another one is
+    refused (StateError, nothing queued); the first request then goes out alone."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        conn = HTTPConnection("127.0.0.1", listener.getsockname()[1])
+        first = conn.co_send_request("GET", "/first")
+        wait = next(first)  # connecting
+        assert wait.fd != -1
+        with pytest.raises(dugong.StateError, match="connection opened"):
+            next(conn.co_send_request("GET", "/second"))
+        with pytest.raises(dugong.StateError, match="connection opened"):
+            conn.send_request("GET", "/second")
+        dugong.eval_coroutine(first)
+        peer, _ = listener.accept()
+        with peer:
+            got = b""
+            while not got.endswith(b"\r\n\r\n"):
+                got += peer.recv(1 << 16)
+            assert got.startswith(b"GET /first HTTP/1.1\r\n") and got.count(b"GET") == 1
+            assert conn.responses_outstanding == 1
+            peer.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            assert conn.read_response().path == "/first" and conn.readall() == b"ok"
+        conn.disconnect()
