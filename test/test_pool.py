@@ -952,11 +952,12 @@ def test_pipelining_on_the_wire(pool_server: Callable[..., PoolServer], driver: 
     assert pipelined_rounds(log) == 6
 
 
-def test_requests_collected_into_one_send(server: PoolServer) -> None:
+def test_requests_collected_into_one_send(pool_server: Callable[..., PoolServer]) -> None:
     """Under eval_coroutines, a request made while another one is in flight on its
     connection waits for the requests that follow it at once, and goes out with them:
     the server receives them in one piece. (The first request, alone on its
     connection, goes out at once.)"""
+    server = pool_server(batch=4)  # the first stays in flight, however slow the client
     urls = [f"{server.url}/c/{i}" for i in range(4)]
     with ConnectionPool(1, pipeline=4) as pool:
         pool.request("GET", server.url + "/first")
@@ -971,9 +972,13 @@ def test_requests_collected_into_one_send(server: PoolServer) -> None:
     assert len([n for n in reads if n > 1]) >= 2
 
 
-def test_collecting_caller_that_leaves_sends_what_it_collected(server: PoolServer) -> None:
+def test_collecting_caller_that_leaves_sends_what_it_collected(
+    pool_server: Callable[..., PoolServer],
+) -> None:
     """The caller that holds the requests collected behind its own leaves before sending
     them: they go out at once, and the others get their answers on that connection."""
+    hold = threading.Event()  # /a stays unanswered while the others come (however slow)
+    server = pool_server(hold=hold)
     with ConnectionPool(1, pipeline=4) as pool:
         pool.request("GET", server.url + "/first")
         alone = pool.co_request("GET", server.url + "/a")
@@ -990,6 +995,7 @@ def test_collecting_caller_that_leaves_sends_what_it_collected(server: PoolServe
             yield
 
         eval_coroutines(steps())
+        hold.set()
         got = eval_coroutines(alone, second, timeout=WAIT)
         assert [r.body for r in got] == [b"GET /a", b"GET /c"]
         assert pool.request("GET", server.url + "/d").body == b"GET /d"
