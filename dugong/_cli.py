@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import ssl
 import sys
 import threading
@@ -386,6 +387,15 @@ def _is_terminal(stream: object) -> bool:
         return False
 
 
+def _fetch(fetcher: Fetcher) -> None:
+    """A fetching thread. It blocks SIGINT, so that the kernel hands a Ctrl-C to the main
+    thread, which waits for the others and stops (a signal taken by a thread waiting in
+    a receive would only restart the receive)."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    fetcher.run()
+
+
 def main(argv: Sequence[str]) -> int:
     """Run the command line *argv* (without the program name); the exit status."""
     parser = build_parser()
@@ -420,7 +430,7 @@ def main(argv: Sequence[str]) -> int:
     )
     fetcher = Fetcher(plan, jobs, pool, console, args.parallel)
     threads = [
-        threading.Thread(target=fetcher.run, name=f"dugong-fetch-{i}", daemon=True)
+        threading.Thread(target=_fetch, args=(fetcher,), name=f"dugong-fetch-{i}", daemon=True)
         for i in range(count)
     ]
     try:

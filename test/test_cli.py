@@ -531,9 +531,12 @@ def test_interrupted(scripted_server):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     ) as proc:
-        assert arrived.wait(TIMEOUT)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=TIMEOUT)
+        try:
+            assert arrived.wait(TIMEOUT)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=TIMEOUT)
+        finally:
+            proc.kill()  # (a no-op once it has ended; else the test fails, not hangs)
     assert proc.returncode == 130
     assert (out, err) == (b"", b"dugong: interrupted\n")
 
