@@ -443,9 +443,14 @@ class HTTPConnection:
                     return result  # type: ignore[return-value]
                 wait = result
         except GeneratorExit:
-            self._unsent = None
-            self._eng.fail(f"an interrupted {what}")
+            self._interrupted(what)
             raise
+
+    def _interrupted(self, what: str) -> None:
+        """A wait of *what* was cut short: the exchange is at an unknown point, so the
+        engine fails (and bytes left unsent will not go out)."""
+        self._unsent = None
+        self._eng.fail(f"an interrupted {what}")
 
     def _block(self, what: str, wait: PollNeeded) -> None:
         """Wait for *wait*, at most `timeout` seconds (then `ConnectionTimedOut`). An
@@ -460,8 +465,7 @@ class HTTPConnection:
             if not ready:
                 raise ConnectionTimedOut(f"No progress for {timeout} seconds")
         except BaseException:
-            self._unsent = None
-            self._eng.fail(f"an interrupted {what}")
+            self._interrupted(what)
             raise
 
     def _fill(self, blocking: str | None) -> PollNeeded | None:
@@ -515,7 +519,7 @@ class HTTPConnection:
             raise
         except BaseException:
             if blocking is not None:  # a wait was cut short: where are we?
-                self._eng.fail(f"an interrupted {blocking}")
+                self._interrupted(blocking)
             raise
         return n
 
@@ -536,7 +540,7 @@ class HTTPConnection:
             raise
         except BaseException:
             if blocking is not None:
-                self._eng.fail(f"an interrupted {blocking}")
+                self._interrupted(blocking)
             raise
         return data
 
@@ -899,7 +903,7 @@ class HTTPConnection:
                             yield wait
                             wait = self._response_step(None, None)
                     except GeneratorExit:
-                        self._eng.fail("an interrupted read_response()")
+                        self._interrupted("read_response()")
                         raise
                     return wait  # type: ignore[return-value]
         deadline = None if self.expect100_timeout is None else self._continue_deadline()
@@ -1210,12 +1214,8 @@ class HTTPConnection:
                 `read_response` first).
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
-        eng = self._eng  # `_buffered_body`, inlined (as in co_readall)
-        reader = eng.reader
-        data = eng.take_buffered_body() if reader is None else reader.take_all()
+        data = self._buffered_body()
         if data is not None:
-            if eng.states.conn is not _OPEN:
-                self._settle()
             return data
         parts: list[bytes] = []
         while data := self._run("body read", self._read_step, 1 << 20):

@@ -18,6 +18,7 @@ from dugong import (
     ConnectionClosed,
     DugongError,
     ExcessBodyData,
+    HTTPResponse,
     InvalidResponse,
     StateError,
     UnsupportedResponse,
@@ -689,3 +690,30 @@ def test_the_random_runs_reach_most_transitions():
         )
     missing = {(r[0], r[1], r[2], r[3]) for r in TRANSITIONS} - Recording.seen
     assert len(missing) <= len(TRANSITIONS) // 3, sorted(map(str, missing))
+
+
+def slots(cls: type) -> set[str]:
+    """Every slot of *cls*, its bases' included."""
+    return {name for klass in cls.__mro__ for name in getattr(klass, "__slots__", ())}
+
+
+def test_responses_have_every_field_set(eng):
+    """The engine fills an HTTPResponse without calling its __init__ (spelled out, for
+    speed): a field added to the class must be set there too, also for a head taken
+    from the previous one without a parse."""
+    for path in ("/1", "/2"):
+        eng.send_request("GET", path)
+    eng.receive_data(OK + OK)
+    for path in ("/1", "/2"):
+        resp = eng.next_response()
+        assert body(eng) == b"abc"
+        for name in slots(HTTPResponse):
+            getattr(resp, name)  # AttributeError if the copy left it out
+        assert (resp.method, resp.path, resp.status, resp.reason, resp.length) == (
+            "GET",
+            path,
+            200,
+            "OK",
+            3,
+        )
+        assert resp._trailers is None and resp.headers["content-length"] == "3"

@@ -1741,3 +1741,17 @@ def test_many_origins_are_forgotten(pool_server: Callable[..., PoolServer]) -> N
 def test_module_of_public_names() -> None:
     assert ConnectionPool.__module__ == "dugong" == PoolResponse.__module__
     assert "closed" not in repr(ConnectionPool())
+
+
+def test_pool_responses_have_every_field_set(server: PoolServer) -> None:
+    """The pool fills a PoolResponse without calling its __init__ (spelled out, for
+    speed): a field added to the class, or to HTTPResponse, must be set there too."""
+    slots = {name for klass in PoolResponse.__mro__ for name in getattr(klass, "__slots__", ())}
+    with ConnectionPool(1, pipeline=4) as pool:
+        got = [pool.request("GET", server.url + "/a")]
+        got += eval_coroutines(*(pool.co_request("GET", f"{server.url}/{i}") for i in range(4)))
+    for resp in got:
+        for name in slots:
+            getattr(resp, name)  # AttributeError if the copy left it out
+        assert (resp.status, resp.reason, resp._trailers) == (200, "OK", None)
+        assert resp.body == body_of("GET", resp.path) and resp.url == server.url + resp.path
