@@ -1086,7 +1086,7 @@ class ClientEngine:
                         )
                 status = head[1]
                 if status >= 200 or status == 101:
-                    return self._final(req, head, framing)
+                    break
                 if status == 100 and self.awaiting_continue:
                     return self._continued(req, head[2], head[3])
                 self._interim += size
@@ -1099,6 +1099,52 @@ class ClientEngine:
         except Exception as exc:
             self.fail(f"an invalid response ({exc})")
             raise
+        # The final response: set up its body. (Here rather than in a method of its own:
+        # a call less per response.)
+        self._interim = 0
+        states = self.states
+        kind, length, will_close, error = framing
+        if status == 101:
+            kind, length, will_close = BodyKind.NONE, 0, True
+        resp = _new_response(HTTPResponse)  # `HTTPResponse.__init__`, spelled out
+        resp.method = req.method
+        resp.path = req.path
+        resp.status = status
+        resp.reason = head[2]
+        resp.headers = head[3]
+        resp.length = length
+        resp._trailers = None
+        if req is self._body_req:
+            self._body_req = None
+            if states.send is not _IDLE:
+                states.answered_early()
+        reader: _Reader | None = None
+        if kind is BodyKind.LENGTH:
+            if length:
+                length_reader = reader = self._length
+                length_reader.resp = resp
+                length_reader.left = length
+        elif kind is BodyKind.CHUNKED:
+            if self._chunked is None:
+                self._chunked = _ChunkedReader(self)
+            reader = self._chunked.arm(resp)
+        elif kind is BodyKind.UNTIL_CLOSE:
+            if self._until_close is None:
+                self._until_close = _UntilCloseReader(self)
+            reader = self._until_close.arm(resp)
+        elif kind is BodyKind.ERROR:
+            assert error is not None
+            reader = _FailedReader(self).arm(resp, error)
+        # The reader is set before the request leaves the queue, so that a thread that
+        # sends meanwhile never sees the engine idle while this response is read.
+        self.reader = reader
+        self._body_done = False
+        self.queue.popleft()
+        if will_close:
+            states.server_will_close()
+        if reader is None:
+            self._response_done()
+        return resp
 
     def _check_next(self) -> None:
         """Raise what `next_response` raises when no response may be read now."""
@@ -1144,53 +1190,6 @@ class ClientEngine:
             raise InvalidResponse(f"Response head exceeds {limit} bytes")
         self._head_seen = max(0, seen)
         return None
-
-    def _final(self, req: Request, head: Head, framing: Framing) -> HTTPResponse:
-        """Set up the body of the final response whose head was just parsed."""
-        self._interim = 0
-        states = self.states
-        kind, length, will_close, error = framing
-        if head[1] == 101:
-            kind, length, will_close = BodyKind.NONE, 0, True
-        resp = _new_response(HTTPResponse)  # `HTTPResponse.__init__`, spelled out
-        resp.method = req.method
-        resp.path = req.path
-        resp.status = head[1]
-        resp.reason = head[2]
-        resp.headers = head[3]
-        resp.length = length
-        resp._trailers = None
-        if req is self._body_req:
-            self._body_req = None
-            if states.send is not _IDLE:
-                states.answered_early()
-        reader: _Reader | None = None
-        if kind is BodyKind.LENGTH:
-            if length:
-                length_reader = reader = self._length
-                length_reader.resp = resp
-                length_reader.left = length
-        elif kind is BodyKind.CHUNKED:
-            if self._chunked is None:
-                self._chunked = _ChunkedReader(self)
-            reader = self._chunked.arm(resp)
-        elif kind is BodyKind.UNTIL_CLOSE:
-            if self._until_close is None:
-                self._until_close = _UntilCloseReader(self)
-            reader = self._until_close.arm(resp)
-        elif kind is BodyKind.ERROR:
-            assert error is not None
-            reader = _FailedReader(self).arm(resp, error)
-        # The reader is set before the request leaves the queue, so that a thread that
-        # sends meanwhile never sees the engine idle while this response is read.
-        self.reader = reader
-        self._body_done = False
-        self.queue.popleft()
-        if will_close:
-            states.server_will_close()
-        if reader is None:
-            self._response_done()
-        return resp
 
     def _continued(self, req: Request, reason: str, headers: ResponseHeaders) -> HTTPResponse:
         """The body of an expect100 request may be sent now."""

@@ -268,11 +268,15 @@ class Dugong(Adapter):
             conn.write(b"")
         return self.recv()
 
+    def run_all(self, *gens):
+        """Run co_ generators concurrently: eval_coroutines, or (3.8.2) a PollLoop."""
+        run = getattr(self.lib, "eval_coroutines", None)
+        return run(*gens) if run is not None else PollLoop().run(*gens)
+
     def drive(self, variant, co_gets):
         """run(n, take) of tasks given as co_ generator functions, under *variant*."""
         if variant == "loop":
-            run_all = getattr(self.lib, "eval_coroutines", None) or (lambda *g: PollLoop().run(*g))
-            return partial(in_loop, run_all, co_gets)
+            return partial(in_loop, self.run_all, co_gets)
         wrap = self.lib.AioFuture if variant == "aio" else self.lib.run_async
         if variant == "anyio-trio":
             return partial(in_trio, wrap, co_gets)
@@ -284,8 +288,16 @@ class Dugong(Adapter):
             resp = yield from conn.co_read_response()
             return resp.status, (yield from conn.co_readall())
 
+        def task(conn, n, take):
+            for _ in range(n):
+                yield from conn.co_send_request("GET", path)
+                resp = yield from conn.co_read_response()
+                take(resp.status, (yield from conn.co_readall()))
+
         new = partial(self.lib.HTTPConnection, self.host, self.port)
         conns = [self.opened(new(), self.CLOSE) for _ in range(k)]
+        if variant == "loop":  # a generator per connection, as a select loop's program has it
+            return lambda n, take: self.run_all(*(task(conn, n, take) for conn in conns))
         return self.drive(variant, [partial(co_get, conn) for conn in conns])
 
     def pooled(self, variant, tasks, url, conns, pipeline):
