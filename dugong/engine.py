@@ -299,7 +299,7 @@ _BODY_FIELD_NAMES = ("content-length", "transfer-encoding")
 _EXPECT_FIELD_NAMES = ("content-length", "transfer-encoding", "expect")
 _LAST_CHUNK = b"0\r\n\r\n"
 #: makes a response without calling its ``__init__``: the caller sets every field
-#: (`ClientEngine._final`, and the pool's `PoolResponse`)
+#: (`ClientEngine.next_response`, and the pool's `PoolResponse`)
 _new_response = object.__new__
 
 

@@ -941,13 +941,14 @@ def _wait_closed(sock: socket.socket, timeout: float) -> float:
     return time.monotonic() - start
 
 
-def test_idle_timeout(server: Server, traces: Callable[[], list[bytes]]) -> None:
-    """Past the server's keep-alive timeout, the next request goes out on a new connection."""
+def test_idle_timeout(server: Server, drive: Any, traces: Callable[[], list[bytes]]) -> None:
+    """Past the server's keep-alive timeout, the next request goes out on a new connection
+    (the blocking methods and the co_ ones check an idle connection each in their way)."""
     if not server.spec.keep_alive:
         pytest.skip(f"{server.name} closes after every response")
     path = f"/idle/{100}" if server.name == "nginx" else "/bytes/100"
     conn = server.connection()
-    resp, body = fetch(_blocking, conn, "GET", path)
+    resp, body = fetch(drive, conn, "GET", path)
     assert (resp.status, body) == (200, payload(100))
     # A raw connection that went idle just after ours tells when the server closes it.
     with socket.create_connection((HOST, server.port), timeout=CONN_TIMEOUT) as probe:
@@ -956,14 +957,10 @@ def test_idle_timeout(server: Server, traces: Callable[[], list[bytes]]) -> None
     assert waited >= KEEPALIVE * 0.5
     # Our connection went idle first: its close has come, or is about to.
     assert select.select([conn._tr.fd], [], [], 5 * KEEPALIVE + 5)[0]
-    resp, body = fetch(_blocking, conn, "GET", "/seq/5")
+    resp, body = fetch(drive, conn, "GET", "/seq/5")
     assert (resp.status, body) == (200, seq_body(5))
     conn.disconnect()
     assert len(traces()) == 2
-
-
-def _blocking(conn: HTTPConnection, name: str, *args: Any) -> Any:
-    return getattr(conn, name)(*args)
 
 
 # ================================================================= trailers
