@@ -996,6 +996,35 @@ def test_eval_coroutine_driver(server: Server) -> None:
                 break
 
 
+def test_many_connections_one_loop(server: Server) -> None:
+    """W5's pattern: connections in one `eval_coroutines` loop, one request in flight on
+    each at a time. Every answer arrives whole, and a connection is made anew only after
+    a response that announced its close (a lone request on an idle plain socket takes
+    paths of its own: the idle check, the wait without a receive first)."""
+    conns = [server.connection() for _ in range(8)]
+
+    def worker(i: int, conn: HTTPConnection) -> Any:
+        kept = None  # the previous request's transport, if its answer kept it open
+        for k in range(20):
+            yield from conn.co_send_request("GET", f"/seq/{i * 20 + k}")
+            tr = conn._tr
+            assert kept is None or tr is kept  # no new connection unannounced
+            resp = yield from conn.co_read_response()
+            body = yield from conn.co_readall()
+            assert (resp.status, body) == (200, seq_body(i * 20 + k))
+            kept = tr
+            if announces_close(resp):
+                conn.reset()  # (3.x's rule: nothing more is sent on it)
+                kept = None
+        assert (kept is not None) == server.spec.keep_alive
+
+    try:
+        dugong.eval_coroutines(*map(worker, range(8), conns), timeout=CONN_TIMEOUT)
+    finally:
+        for conn in conns:
+            conn.disconnect()
+
+
 def test_asyncio_driver(server: Server) -> None:
     """Each step an `AioFuture` of its own: the connection's registration with the
     loop is kept between requests, and gone once the connection closes (by the server,
