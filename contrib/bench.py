@@ -56,28 +56,28 @@ log = functools.partial(print, "[bench]", file=sys.stderr, flush=True)  # log(me
 
 
 class Bench:
-    """The workers, a process per client driven by JSON lines, and the workloads' rows."""
+    """The workers, driven by JSON lines, and the workloads' rows. A worker per client
+    says which rows it has; each row then runs in a worker of its own, so that rows of
+    one client do not take turns in one process (the floor has one row where dugong
+    has four)."""
 
     def __init__(self, cfg: dict, workdir: str, nginx: servers.Nginx, sink: servers.Sink):
         self.cfg, self.nginx, self.sink = cfg, nginx, sink
-        self.workers: dict[str, Popen] = {}
+        self.workdir = workdir
+        self.workers: dict[str, Popen] = {}  # a client's name, or a row's id -> its worker
         self.versions: dict[str, str] = {}
         self.unavailable: dict[str, str] = {}  # client -> why
         self.offers: list[list[str]] = []  # [client, workload, variant, label] of each row
         self.errors: list[str] = []
         for name in CLIENTS:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-            if where := {"dugong": REPO, "dugong-3.8.2": REFERENCE_DIR}.get(name):
-                env["BENCH_DUGONG"] = env["PYTHONPATH"] = where
-            cmd, pipe = [PYTHON, os.path.join(BENCH_DIR, "bench_workloads.py"), name], PIPE
-            self.workers[name] = Popen(cmd, env=env, stdin=pipe, stdout=pipe, cwd=workdir)
+            self.start(name, name)
         for name in CLIENTS:  # each worker says its version and rows, or why it has none
             hello = self.call(name)
+            servers.stop_process(self.workers.pop(name))
             self.offers += [[name, *row] for row in hello.get("rows", [])]
             if "version" in hello:
                 self.versions[name] = hello["version"]
                 continue
-            servers.stop_process(self.workers[name])
             reason = hello.get("unavailable") or hello["error"]
             if os.path.exists(failed := os.path.join(VENV, "failed", name)):  # kept by make
                 with open(failed) as fh:  # the exception that stopped pip, else its last line
@@ -87,6 +87,14 @@ class Bench:
             self.unavailable[name] = reason.splitlines()[0][:300]
             self.versions[name] = f"unavailable: {self.unavailable[name]}"
             self.error(name, f"{name}: {reason}")
+
+    def start(self, key: str, client: str) -> None:
+        """Start a worker of *client*, known as *key*; it first says hello (see `call`)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        if where := {"dugong": REPO, "dugong-3.8.2": REFERENCE_DIR}.get(client):
+            env["BENCH_DUGONG"] = env["PYTHONPATH"] = where
+        cmd, pipe = [PYTHON, os.path.join(BENCH_DIR, "bench_workloads.py"), client], PIPE
+        self.workers[key] = Popen(cmd, env=env, stdin=pipe, stdout=pipe, cwd=self.workdir)
 
     def call(self, name: str, msg: dict | None = None) -> dict:
         """Worker *name*'s answer to *msg* (if any), or an error if it is gone or late."""
@@ -111,7 +119,7 @@ class Bench:
 
     def ask(self, row: dict, msg: dict) -> dict | None:
         """The answer of *row*'s worker; None if the row failed (then marked so)."""
-        answer = self.call(row["client"], dict(msg, row=row["id"]))
+        answer = self.call(row["id"], dict(msg, row=row["id"]))
         if "error" not in answer:
             return answer
         row.update(status="error", reason=f"{answer['error']}\n{answer.get('traceback', '')}")
@@ -142,6 +150,11 @@ class Bench:
             rows.append(row)
             if client in self.unavailable:
                 row.update(status="unavailable", reason=self.unavailable[client])
+                continue
+            self.start(row["id"], client)
+            if "error" in (hello := self.call(row["id"])):
+                row.update(status="error", reason=hello["error"])
+                self.error(client, f"{row['id']}: {hello['error']}")
             else:
                 self.ask(row, {"op": "prepare", **row})
         active = [r for r in rows if r["status"] == "ok"]
@@ -155,9 +168,11 @@ class Bench:
                     if before is not None and (after := servers.process_cpu(pid)) is not None:
                         answer["server_cpu"] = after - before
                     row["samples"].append(answer)
-        for row in active:
+        for row in rows:
             if row["status"] == "ok":
                 self.ask(row, {"op": "close"})
+            if (proc := self.workers.pop(row["id"], None)) is not None:
+                servers.stop_process(proc)
         log(f"{w}: {time.monotonic() - t0:.1f} s")
         return rows
 
