@@ -437,7 +437,11 @@ def main(argv: Sequence[str]) -> int:
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join()
+            while thread.is_alive():
+                # A wait with a timeout: CPython runs a signal's Python handler in the main
+                # thread only, and an endless join is not woken by a Ctrl-C that the
+                # kernel gave another thread (one not yet at its pthread_sigmask).
+                thread.join(0.25)
         stdout.flush()
     except KeyboardInterrupt:
         fetcher.stopped = True
