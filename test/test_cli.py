@@ -541,6 +541,24 @@ def test_interrupted(scripted_server):
     assert (out, err) == (b"", b"dugong: interrupted\n")
 
 
+def test_interrupt_taken_by_another_thread(scripted_server, capsys):
+    """A Ctrl-C that the kernel gives a thread other than the main one still stops the
+    command: the main thread never waits for the fetching threads without a timeout."""
+    from dugong._cli import main as cli_main
+
+    arrived = threading.Event()
+    server = scripted_server([Step.read_request(), Step.set_event(arrived), Step.stop_reading()])
+
+    def interrupt_from_this_thread():
+        if arrived.wait(TIMEOUT):
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # handled in main
+
+    assert threading.current_thread() is threading.main_thread()
+    threading.Thread(target=interrupt_from_this_thread, daemon=True).start()
+    assert cli_main([f"http://127.0.0.1:{server.port}/"]) == 130
+    assert capsys.readouterr().err == "dugong: interrupted\n"
+
+
 def test_timeout(scripted_server):
     server = scripted_server([Step.read_request(), Step.stop_reading()])
     url = f"http://127.0.0.1:{server.port}/stall"
