@@ -527,14 +527,18 @@ def test_interrupted(scripted_server):
     server = scripted_server([Step.read_request(), Step.set_event(arrived), Step.stop_reading()])
     with subprocess.Popen(
         command(f"http://127.0.0.1:{server.port}/"),
-        env=env(),
+        env=env(PYTHONFAULTHANDLER="1"),  # a SIGABRT shows where a hung process is
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     ) as proc:
         try:
             assert arrived.wait(TIMEOUT)
             proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=TIMEOUT)
+            out, err = proc.communicate(timeout=TIMEOUT / 4)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=TIMEOUT / 4)
+            pytest.fail(f"still running after its SIGINT; its threads:\n{err.decode()}")
         finally:
             proc.kill()  # (a no-op once it has ended; else the test fails, not hangs)
     assert proc.returncode == 130
