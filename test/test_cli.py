@@ -522,7 +522,17 @@ def test_failures_keep_the_other_output(http_server, unused_port):
     assert res.stdout == body_for(2)
 
 
-def test_interrupted(scripted_server):
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt in this process, and commands started meanwhile get
+    its default action, even when the tests inherited it ignored (as a shell's background
+    job does: its commands, and theirs, then ignore Ctrl-C)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_interrupted(scripted_server, sigint_raises):
     arrived = threading.Event()
     server = scripted_server([Step.read_request(), Step.set_event(arrived), Step.stop_reading()])
     with subprocess.Popen(
@@ -545,7 +555,7 @@ def test_interrupted(scripted_server):
     assert (out, err) == (b"", b"dugong: interrupted\n")
 
 
-def test_interrupt_taken_by_another_thread(scripted_server, capsys):
+def test_interrupt_taken_by_another_thread(scripted_server, capsys, sigint_raises):
     """A Ctrl-C that the kernel gives a thread other than the main one still stops the
     command: the main thread never waits for the fetching threads without a timeout."""
     from dugong._cli import main as cli_main
