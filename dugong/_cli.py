@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import ssl
 import sys
 import threading
@@ -387,15 +386,6 @@ def _is_terminal(stream: object) -> bool:
         return False
 
 
-def _fetch(fetcher: Fetcher) -> None:
-    """A fetching thread. It blocks SIGINT, so that the kernel hands a Ctrl-C to the main
-    thread, which waits for the others and stops (a signal taken by a thread waiting in
-    a receive would only restart the receive)."""
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    fetcher.run()
-
-
 def main(argv: Sequence[str]) -> int:
     """Run the command line *argv* (without the program name); the exit status."""
     parser = build_parser()
@@ -430,7 +420,7 @@ def main(argv: Sequence[str]) -> int:
     )
     fetcher = Fetcher(plan, jobs, pool, console, args.parallel)
     threads = [
-        threading.Thread(target=_fetch, args=(fetcher,), name=f"dugong-fetch-{i}", daemon=True)
+        threading.Thread(target=fetcher.run, name=f"dugong-fetch-{i}", daemon=True)
         for i in range(count)
     ]
     try:
@@ -440,7 +430,7 @@ def main(argv: Sequence[str]) -> int:
             while thread.is_alive():
                 # A wait with a timeout: CPython runs a signal's Python handler in the main
                 # thread only, and an endless join is not woken by a Ctrl-C that the
-                # kernel gave another thread (one not yet at its pthread_sigmask).
+                # kernel gave another thread (a fetching one, waiting in a receive).
                 thread.join(0.25)
         stdout.flush()
     except KeyboardInterrupt:

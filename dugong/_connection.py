@@ -220,7 +220,7 @@ class HTTPConnection:
         self._sent_at = 0.0
         #: the bytes of a request or body part that the socket has not taken yet, while
         #: the call that sends them waits (nothing else may be sent meanwhile, nor while
-        #: a sender opens the connection: see `_still_sending`)
+        #: a sender opens the connection: see `_check_not_sending`)
         self._unsent: Sending | None = None
 
     def _new_engine(self, engine: type[ClientEngine] = ClientEngine) -> ClientEngine:
@@ -693,8 +693,7 @@ class HTTPConnection:
         """Queue a request with the engine: its bytes to send (after connecting, if the
         connection is not open), or None if nothing is to be sent (the connection
         had closed: `read_response` reports it)."""
-        if self._unsent is not None or (self._opening is not None and not self._opening.done):
-            self._still_sending()
+        self._check_not_sending()
         tr = self._tr
         eng = self._eng
         states = eng.states
@@ -818,12 +817,16 @@ class HTTPConnection:
         rest = self._unsent = Sending(tr, out, n)
         return rest
 
-    def _still_sending(self) -> NoReturn:
-        raise StateError(
-            "The previous request or body part is still being sent (or its connection "
-            "opened): finish its send_request() or write() (run its co_ generator to "
-            "the end) first"
-        )
+    def _check_not_sending(self) -> None:
+        """Refuse to send while a ``co_`` generator still sends an earlier request or body
+        part, or opens the connection for one."""
+        opening = self._opening
+        if self._unsent is not None or (opening is not None and not opening.done):
+            raise StateError(
+                "The previous request or body part is still being sent (or its connection "
+                "opened): finish its send_request() or write() (run its co_ generator to "
+                "the end) first"
+            )
 
     def _send_step(self, sending: Sending, blocking: str | None) -> bool | PollNeeded:
         """Send more of *sending*: True once all of it went out."""
@@ -876,8 +879,7 @@ class HTTPConnection:
     def _write_now(self, buf: Buffer) -> Sending | None:
         """All of `write` that needs no waiting: None if *buf* went out whole at once,
         else what is left to send."""
-        if self._unsent is not None or (self._opening is not None and not self._opening.done):
-            self._still_sending()
+        self._check_not_sending()
         out = self._eng.send_body(buf)
         if not out:
             return None
