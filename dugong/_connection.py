@@ -478,35 +478,11 @@ class HTTPConnection:
             exc = ConnectionClosed("Connection closed")
             self._eng.lost(exc)
             raise exc
-        buf = self._eng.buffer
-        if blocking is None:  # a co_ generator: never wait (the usual case, spelled out)
-            tr = self._tr
-            if buf.start == buf.end and buf.data:  # empty: all of it (`space()`, spelled out)
-                buf.start = buf.end = 0
-                view = buf.view
-            else:
-                view = buf.space()
-            try:
-                if tr.__class__ is PlainTransport:
-                    # `PlainTransport.recv_into`, spelled out: a call less per response
-                    try:
-                        n = tr._recv_into(view, 0, _DONTWAIT)
-                    except BlockingIOError:
-                        tr.want = tr.wait_in
-                        n = -1
-                    except OSError as exc:
-                        raise _closed(exc, "receiving") from exc
-                else:
-                    n = tr.recv_into(view)
-            except ConnectionClosed as exc:
-                self._lost(exc)
-                raise
-        else:
-            n = self._receive_into(blocking, buf.space())
+        n = self._receive_into(blocking, self._eng.buffer.space())
         if n < 0:
             return self._tr.want
         if n:
-            buf.end += n
+            self._eng.buffer.end += n
         else:
             self._received_eof()
         return None
@@ -594,17 +570,33 @@ class HTTPConnection:
                 # Pipelined behind other requests on an open connection (no check of
                 # _queue_request applies), or alone on an idle plain socket that is still
                 # open (those checks, spelled out: a call less per request).
-                rest = self._send_now(tr, eng.send_request(method, path, headers, body, expect100))
+                out = eng.send_request(method, path, headers, body, expect100)
+                if tr.__class__ is PlainTransport and type(out) is not tuple:
+                    # `_send_now`, spelled out for a plain socket: a call less per request
+                    try:
+                        n = tr._send(out, _DONTWAIT)  # type: ignore[arg-type]
+                    except BlockingIOError:
+                        tr.want = tr.wait_out
+                        n = -1
+                    except OSError as exc:
+                        closed = _closed(exc, "sending")
+                        eng.send_failed(closed)  # (as in _send_now: the request counts as sent)
+                        raise closed from exc
+                    rest = None
+                    if n != len(out):
+                        rest = self._unsent = Sending(tr, out, n)
+                else:
+                    rest = self._send_now(tr, out)
                 if rest is not None:
                     yield from self._co_run("send_request()", self._send_step, rest)
                 if lone:
                     self._sent_at = _monotonic()
                 return
-        out = self._queue_request(method, path, headers, body, expect100)
-        if out is not None:
+        queued = self._queue_request(method, path, headers, body, expect100)
+        if queued is not None:
             if self._tr is None:
                 yield from self._co_open(self._eng.queue[-1])
-            rest = self._send_now(self._tr, out)  # type: ignore[arg-type]
+            rest = self._send_now(self._tr, queued)  # type: ignore[arg-type]
             if rest is not None:
                 yield from self._co_run("send_request()", self._send_step, rest)
             if len(self._eng.queue) == 1:
@@ -1035,6 +1027,28 @@ class HTTPConnection:
                         and _monotonic() - sent_at < _ANSWER_TIME
                     ):
                         return tr.want
+                if blocking is None and (tr := self._tr).__class__ is PlainTransport:
+                    # `_fill` and `PlainTransport.recv_into`, spelled out for a co_
+                    # generator on a plain socket: two calls less per response
+                    if buf.start == buf.end and buf.data:  # empty: all of it (as space())
+                        buf.start = buf.end = 0
+                        view = buf.view
+                    else:
+                        view = buf.space()
+                    try:
+                        n = tr._recv_into(view, 0, _DONTWAIT)
+                    except BlockingIOError:
+                        tr.want = tr.wait_in
+                        return tr.wait_in
+                    except OSError as exc:
+                        closed = _closed(exc, "receiving")
+                        self._lost(closed)
+                        raise closed from exc
+                    if n:
+                        buf.end += n
+                    else:
+                        self._received_eof()  # (raises unless nothing was expected)
+                    continue
                 wait = self._fill(blocking)
                 if wait is None:
                     continue

@@ -417,6 +417,8 @@ def body_framing(method: str, head: Head) -> Framing:
             tokens = _tokens(conn)
             will_close = "close" in tokens or (head.minor == 0 and "keep-alive" not in tokens)
     status = head.status
+    if status == 101:  # Switching Protocols: what follows is no longer HTTP/1.1
+        return _new(Framing, (BodyKind.NONE, 0, True, None))
     if method == "HEAD" or status < 200 or status in _NO_BODY_STATUS:
         return _new(Framing, (BodyKind.NONE, 0, will_close, None))
     te = first.get("transfer-encoding")

@@ -116,6 +116,7 @@ _FAILED: Final = ConnState.FAILED
 
 _S = SendState
 _C = ConnState
+_LENGTH: Final = BodyKind.LENGTH
 #: Every change of state a transition may make: ``(transition, side, before, after)``.
 #: `States` makes exactly these changes (the test suite checks it) and the manual
 #: draws its state diagram from this table. A transition that finds its side in a
@@ -1102,10 +1103,7 @@ class ClientEngine:
         # The final response: set up its body. (Here rather than in a method of its own:
         # a call less per response.)
         self._interim = 0
-        states = self.states
-        kind, length, will_close, error = framing
-        if status == 101:
-            kind, length, will_close = BodyKind.NONE, 0, True
+        kind, length, will_close, error = framing  # (a 101's: no body, and the end of HTTP)
         resp = _new_response(HTTPResponse)  # `HTTPResponse.__init__`, spelled out
         resp.method = req.method
         resp.path = req.path
@@ -1116,10 +1114,10 @@ class ClientEngine:
         resp._trailers = None
         if req is self._body_req:
             self._body_req = None
-            if states.send is not _IDLE:
-                states.answered_early()
+            if self.states.send is not _IDLE:
+                self.states.answered_early()
         reader: _Reader | None = None
-        if kind is BodyKind.LENGTH:
+        if kind is _LENGTH:
             if length:
                 length_reader = reader = self._length
                 length_reader.resp = resp
@@ -1141,7 +1139,7 @@ class ClientEngine:
         self._body_done = False
         self.queue.popleft()
         if will_close:
-            states.server_will_close()
+            self.states.server_will_close()
         if reader is None:
             self._response_done()
         return resp

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import io
 import select
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -1038,6 +1040,60 @@ def test_requests_the_socket_takes_in_parts_arrive_whole(twin):
         assert one.startswith(b"GET /same HTTP/1.1\r\n")
         assert got == one * total[0]
         conn.disconnect()
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["lone", "pipelined"])
+def test_request_the_socket_refuses_at_first_waits_for_pollout(scripted_server, pipelined):
+    """A request whose first send would block (the socket's buffer full) yields a wait
+    for POLLOUT, then goes out whole: alone on an idle connection, and pipelined."""
+    ok = Step.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    server = scripted_server([[Step.read_request(), Step.read_request(), ok, ok]])
+    conn = HTTPConnection(*server.address)
+    conn.connect()
+    tr = conn._tr
+    if pipelined:
+        conn.send_request("GET", "/first")
+    send, full = tr._send, [True]
+
+    def send_unless_full(data, flags):
+        if full[0]:
+            raise BlockingIOError(errno.EAGAIN, "the socket's buffer is full")
+        return send(data, flags)
+
+    tr._send = send_unless_full
+    gen = conn.co_send_request("GET", "/second")
+    wait = next(gen)
+    assert (wait.fd, wait.mask) == (tr.fd, dugong.POLLOUT)
+    with pytest.raises(dugong.StateError, match="still being sent"):
+        conn.send_request("GET", "/third")
+    full[0] = False
+    dugong.eval_coroutine(gen)
+    if not pipelined:
+        conn.send_request("GET", "/first")  # (the script reads two requests first)
+    for _ in range(2):
+        assert conn.read_response().status == 200 and conn.readall() == b"ok"
+    assert [r.path for r in server.requests[0]] == (
+        ["/first", "/second"] if pipelined else ["/second", "/first"]
+    )
+    conn.disconnect()
+
+
+def test_pipelined_request_on_a_reset_connection_raises_at_once(scripted_server):
+    """A pipelined co_send_request on a connection that the server has reset raises
+    ConnectionClosed with the socket's own error (the reset, not the broken pipe that a
+    second send would meet), and the earlier request's read_response then raises
+    ConnectionClosed too (never a hang, never an answer made up)."""
+    server = scripted_server([[Step.read_request(), Step.reset()]])
+    conn = HTTPConnection(*server.address)
+    conn.send_request("GET", "/first")
+    server.wait_done()
+    time.sleep(0.05)  # (the reset has reached the client's socket)
+    with pytest.raises(ConnectionClosed, match=r"broken while sending.*reset") as info:
+        dugong.eval_coroutine(conn.co_send_request("GET", "/second"))
+    assert isinstance(info.value.__cause__, ConnectionResetError)
+    with pytest.raises(ConnectionClosed):
+        conn.read_response()
+    conn.disconnect()
 
 
 def test_no_write_while_a_body_part_is_still_being_sent():

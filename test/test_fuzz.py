@@ -508,6 +508,8 @@ def reference_framing(method, status, minor, items):
         if not conn_values
         else "close" in conn or (minor == 0 and "keep-alive" not in conn)
     )
+    if status == 101:  # the connection leaves HTTP/1.1 after it
+        return BodyKind.NONE, 0, True, None
     if method == "HEAD" or status < 200 or status in (204, 304):
         return BodyKind.NONE, 0, will_close, None
     te_values, codings = elements("transfer-encoding")
