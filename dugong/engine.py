@@ -31,7 +31,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Mapping
-from typing import Final, NamedTuple, TypeAlias
+from typing import Any, Final, NamedTuple, TypeAlias
 
 from ._buffer import RecvBuffer
 from ._exceptions import ConnectionClosed, ExcessBodyData, InvalidResponse, StateError
@@ -117,6 +117,8 @@ _FAILED: Final = ConnState.FAILED
 _S = SendState
 _C = ConnState
 _LENGTH: Final = BodyKind.LENGTH
+# `ClientEngine._last_head` before a first head: it matches none (no method is empty)
+_NO_HEAD: Final[Any] = (b"", "", 0, 0, 0, 0, None, None)
 #: Every change of state a transition may make: ``(transition, side, before, after)``.
 #: `States` makes exactly these changes (the test suite checks it) and the manual
 #: draws its state diagram from this table. A transition that finds its side in a
@@ -717,8 +719,9 @@ class ClientEngine:
         #: the last bodiless request without fields: (method, path, its bytes, its entry)
         self._last_request: tuple[str, str, bytes, Request] | None = None
         #: the previous response head: (its bytes, method, the three limits it was parsed
-        #: under: MAX_LINE_SIZE, MAX_HEADER_SIZE, MAX_HEADER_FIELDS, its parse)
-        self._last_head: tuple[bytes, str, int, int, int, tuple[Head, Framing]] | None = None
+        #: under: MAX_LINE_SIZE, MAX_HEADER_SIZE, MAX_HEADER_FIELDS, its size, its parse);
+        #: at first one that matches no response (no method is empty)
+        self._last_head: tuple[bytes, str, int, int, int, int, Head, Framing] = _NO_HEAD
 
     # ------------------------------------------------------------------ state view
 
@@ -1055,35 +1058,34 @@ class ClientEngine:
         pkg = PACKAGE
         try:
             while True:
-                last = self._last_head
+                text, method, max_line, max_size, max_fields, size, head, framing = self._last_head
                 if (
-                    last is not None
-                    and last[1] == req.method
-                    and last[2] == pkg.MAX_LINE_SIZE
-                    and last[3] == pkg.MAX_HEADER_SIZE
-                    and last[4] == pkg.MAX_HEADER_FIELDS
-                    and buf.data.startswith(last[0], buf.start, buf.end)
+                    method == req.method
+                    and max_line == pkg.MAX_LINE_SIZE
+                    and max_size == pkg.MAX_HEADER_SIZE
+                    and max_fields == pkg.MAX_HEADER_FIELDS
+                    and buf.data.startswith(text, buf.start, buf.end)
                 ):
                     # The same bytes as the previous head (the usual case when pipelining:
                     # the same resource within the same second of the server's Date), and
                     # the same limits (a tuple of them built per response costs 30 ns).
-                    size = len(last[0])
                     buf.start += size
                     self._head_seen = 0
-                    head, framing = last[5]
                 else:
                     limits = (pkg.MAX_LINE_SIZE, pkg.MAX_HEADER_SIZE, pkg.MAX_HEADER_FIELDS)
-                    text = self._take_head(buf, limits[1])
-                    if text is None:
+                    taken = self._take_head(buf, limits[1])
+                    if taken is None:
                         return None
-                    size = len(text)
-                    head, framing = parse_response(req.method, text, *limits)
+                    size = len(taken)
+                    head, framing = parse_response(req.method, taken, *limits)
                     if framing[0] is not BodyKind.ERROR and size <= _PARSED_HEAD_SIZE:
                         self._last_head = (
-                            text.encode("latin-1"),
+                            taken.encode("latin-1"),
                             req.method,
                             *limits,
-                            (head, framing),
+                            size,
+                            head,
+                            framing,
                         )
                 status = head[1]
                 if status >= 200 or status == 101:
