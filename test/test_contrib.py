@@ -431,6 +431,24 @@ def test_cache_bench_measures_every_cache():
         assert hit > 0 and miss > 0 and saved == miss - hit
 
 
+@pytest.mark.parametrize("pattern", ["lone", "batch"])
+def test_instructions_runs_its_patterns(pattern):
+    """The exchanges counted are real ones: each answer is checked (uncounted here)."""
+    res = run("instructions.py", "--check", "--pattern", pattern)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == b"ok\n"
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="no valgrind")
+def test_instructions_counts_per_exchange():
+    res = run("instructions.py", "--exchanges", "1000", str(CONTRIB.parent), str(CONTRIB.parent))
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.decode().splitlines()
+    counts = [float(line.split()[0].replace(",", "")) for line in lines]
+    assert len(counts) == 2 and all(1_000 < n < 1_000_000 for n in counts)
+    assert abs(counts[1] / counts[0] - 1) < 0.02  # the same tree twice: the same count
+
+
 @pytest.mark.skipif(
     not (shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")), reason="no nginx"
 )
