@@ -311,9 +311,12 @@ class HTTPConnection:
             tr.close()
 
     def _settle(self) -> None:
-        """Close the transport once the engine says that it carries nothing more."""
+        """Close the transport once the engine says that it carries nothing more (after a
+        101, the socket stays open for the new protocol: `read_raw`, until `disconnect`)."""
         eng = self._eng
-        if self._tr is not None and (eng.states.conn is _CLOSED or eng.needs_new_connection):
+        if self._tr is not None and (
+            (eng.states.conn is _CLOSED and not eng.switched) or eng.needs_new_connection
+        ):
             self._close_transport()
             debug("%s port %d: %s", self.hostname, self.port, eng.states.why)
 
@@ -1313,7 +1316,9 @@ class HTTPConnection:
 
         Bytes already buffered come first, then the socket. The connection
         then no longer knows where it is in the byte stream: it raises
-        `StateError` until `reset`.
+        `StateError` until `reset`. After a ``101 Switching Protocols``
+        answer, the connection stays open for it: what the server sends in
+        the new protocol comes next (no further request goes out on it).
 
         Args:
             size: the most bytes to return.

@@ -705,6 +705,10 @@ class ClientEngine:
         self.buffer = RecvBuffer(PACKAGE.BUFFER_SIZE if buffer_size is None else buffer_size)
         #: the reader of the body being read (None: no body is being read); read-only
         self.reader: _Reader | None = None
+        #: the server answered ``101 Switching Protocols``: HTTP has ended on this
+        #: connection, but the connection has not (what follows belongs to the new
+        #: protocol, buffered bytes first); read-only
+        self.switched = False
         self._length = _LengthReader(self)
         self._chunked: _ChunkedReader | None = None  # made when first needed
         self._until_close: _UntilCloseReader | None = None
@@ -1142,6 +1146,8 @@ class ClientEngine:
         self.queue.popleft()
         if will_close:
             self.states.server_will_close()
+            if status == 101:
+                self.switched = True
         if reader is None:
             self._response_done()
         return resp

@@ -29,6 +29,9 @@ test sees comes from the server, not from the app:
 ``GET /token``
     The value of the environment variable ``INTEROP_TOKEN``: tells the test
     that it reached the server it started.
+``GET /ws`` (ASGI and aiohttp only)
+    A WebSocket: accepts the upgrade, sends the text message ``WS_HELLO``,
+    then waits for the client to leave.
 
 Run as a program, ``python interop_apps.py aiohttp HOST PORT KEEPALIVE``
 serves the aiohttp application (whose own command line cannot set a
@@ -49,6 +52,8 @@ from typing import Any
 UNTIL_CLOSE_SIZE = 5000
 #: Size of the pieces ``/stream/N`` is sent in.
 PIECE_SIZE = 16 * 1024
+#: The text message a WebSocket at ``/ws`` sends first.
+WS_HELLO = "hello"
 
 _SEED = 0x1D06
 
@@ -176,6 +181,13 @@ async def asgi_app(
             elif msg["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":  # /ws: accept, say hello, wait for the end
+        if (await receive())["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": WS_HELLO})
+            while (await receive())["type"] != "websocket.disconnect":
+                pass
+        return
     if scope["type"] != "http":  # pragma: no cover
         return
     ans = route(scope["method"], scope["path"])
@@ -265,7 +277,16 @@ def aiohttp_app() -> Any:
         await resp.write_eof()
         return resp
 
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(WS_HELLO)
+        async for _ in ws:
+            pass
+        return ws
+
     app = web.Application(client_max_size=64 << 20)
+    app.router.add_get("/ws", websocket)
     app.router.add_route("*", "/{tail:.*}", handler, expect_handler=expect_handler)
     return app
 

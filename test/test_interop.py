@@ -65,6 +65,15 @@ Early answers (before the body, RFC 9110 §10.1.1)
     `pause_for_silent_close`); with a bigger body dugong's ``write()`` meets
     the close.
 
+Switching protocols
+    uvicorn (with wsproto), hypercorn and aiohttp answer a WebSocket handshake
+    with a 101 and send the app's first message after it, in a segment of its
+    own. DUGONG BUG found and fixed: dugong closed the socket once the 101 was
+    read (HTTP had ended on it), so `read_raw` returned only what had come
+    with the 101's head, and then ``b''``; the socket now stays open for the
+    new protocol until `disconnect` (see
+    `test_websocket_upgrade_ends_http`).
+
 DUGONG BUG found and fixed: after that ``write()`` raised `ConnectionClosed`
 and the early answer was read, the next request raised `dugong.StateError`
 ("the connection broke while sending") instead of going out on a new
@@ -80,8 +89,10 @@ themselves.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import grp
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -113,7 +124,7 @@ from dugong import (
     HTTPResponse,
     StateError,
 )
-from interop_apps import UNTIL_CLOSE_SIZE, digest_answer, payload, seq_body
+from interop_apps import UNTIL_CLOSE_SIZE, WS_HELLO, digest_answer, payload, seq_body
 from servers import Step
 
 HOST = "127.0.0.1"
@@ -178,6 +189,8 @@ class Spec:
     early_answer_closes: bool = False
     #: can serve over TLS (waitress cannot)
     tls: bool = True
+    #: upgrades ``GET /ws`` to a WebSocket (the ASGI servers and aiohttp)
+    websocket: bool = False
 
 
 _APP_REJECT_413 = Reject("PUT", "/reject/413", 50_000, 413, continue_first=False, closes=False)
@@ -200,13 +213,24 @@ SPECS = {
             until_close=True,
             trailers=True,
         ),
-        Spec("uvicorn-h11", ("uvicorn", "h11"), rejects=(_APP_REJECT_413,)),
-        Spec("uvicorn-httptools", ("uvicorn", "httptools"), rejects=(_APP_REJECT_413,)),
+        Spec(
+            "uvicorn-h11",
+            ("uvicorn", "h11", "wsproto"),
+            rejects=(_APP_REJECT_413,),
+            websocket=True,
+        ),
+        Spec(
+            "uvicorn-httptools",
+            ("uvicorn", "httptools", "wsproto"),
+            rejects=(_APP_REJECT_413,),
+            websocket=True,
+        ),
         Spec(
             "hypercorn",
             ("hypercorn",),
             rejects=(_APP_REJECT_413_AFTER_100,),
             early_answer_closes=True,
+            websocket=True,
         ),
         Spec(
             "gunicorn-sync",
@@ -240,7 +264,7 @@ SPECS = {
             lengthless_closes=True,
             tls=False,
         ),
-        Spec("aiohttp", ("aiohttp",), rejects=(_APP_REJECT_413,)),
+        Spec("aiohttp", ("aiohttp",), rejects=(_APP_REJECT_413,), websocket=True),
     ]
 }
 
@@ -294,6 +318,8 @@ def _plain_command(name: str, port: int) -> list[str]:
             str(port),
             "--http",
             name.split("-", 1)[1],
+            "--ws",
+            "wsproto",
             "--timeout-keep-alive",
             ka,
             "--no-access-log",
@@ -961,6 +987,49 @@ def test_idle_timeout(server: Server, drive: Any) -> None:
     resp, body = fetch(drive, conn, "GET", "/seq/5")
     assert (resp.status, body) == (200, seq_body(5))
     assert conn._tr is not first  # (a plain transport: traced ones take other paths)
+    conn.disconnect()
+
+
+# ================================================================= 101 Switching Protocols
+
+
+def _upgrade(drive: Any, conn: HTTPConnection) -> HTTPResponse:
+    """Ask for a WebSocket at ``/ws``; the answer, checked to be the server's 101."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    fields = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": key,
+        "Sec-WebSocket-Version": "13",
+    }
+    drive(conn, "send_request", "GET", "/ws", headers=fields)
+    resp = drive(conn, "read_response")
+    accept = hashlib.sha1(f"{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11".encode()).digest()
+    assert (resp.status, resp.length) == (101, 0)
+    assert resp.headers["Upgrade"].lower() == "websocket"
+    assert resp.headers["Sec-WebSocket-Accept"] == base64.b64encode(accept).decode()
+    assert drive(conn, "readall") == b""
+    return resp
+
+
+def test_websocket_upgrade_ends_http(server: Server, drive: Any) -> None:
+    """A real server's 101 (a WebSocket handshake): no body; what follows belongs to the
+    new protocol (the server's first frame, read with read_raw), and no further HTTP
+    request goes out on that connection."""
+    if not server.spec.websocket:
+        pytest.skip(f"{server.name} serves no WebSocket here")
+    conn = server.connection()
+    _upgrade(drive, conn)
+    assert conn.is_connected and not conn.response_pending()  # (for the new protocol)
+    frame = b""
+    while len(frame) < 2 + len(WS_HELLO) and (more := conn.read_raw(64)):
+        frame += more
+    assert frame == b"\x81" + bytes([len(WS_HELLO)]) + WS_HELLO.encode()  # FIN, text
+    conn.disconnect()
+
+    conn = server.connection()
+    _upgrade(drive, conn)
+    assert_not_sent(drive, conn, "GET", "/seq/1")
     conn.disconnect()
 
 
