@@ -966,10 +966,15 @@ def test_requests_collected_into_one_send(pool_server: Callable[..., PoolServer]
     assert server.connections == 1
     # Each round: the first request, then the three others together, or in two
     # pieces where the driver resumes the collecting caller before the last one came.
-    # (The server may also have received the first request with the others.)
+    # (The server may also have received the first request with the others.) In the
+    # first round the server holds its answer to the first request until all four have
+    # come, so the others are collected; in the second it answers at once, and on a
+    # loaded machine the first caller may have its whole answer before the others
+    # start (its read, more than a moment after its send, tries a receive at once):
+    # then nothing is in flight, and each request rightly goes out alone.
     reads = server.reads[0]
-    assert reads[0] == 1 and sum(reads) == 9 and len(reads) <= 7
-    assert len([n for n in reads if n > 1]) >= 2
+    assert reads[0] == 1 and sum(reads) == 9 and len(reads) <= 8
+    assert [n for n in reads if n > 1]
 
 
 def test_collecting_caller_that_leaves_sends_what_it_collected(
