@@ -994,7 +994,10 @@ def test_idle_timeout(server: Server, drive: Any) -> None:
 
 
 def _upgrade(drive: Any, conn: HTTPConnection) -> HTTPResponse:
-    """Ask for a WebSocket at ``/ws``; the answer, checked to be the server's 101."""
+    """Ask for a WebSocket at ``/ws``; the answer, checked to be the server's 101.
+    *drive*: the ``drive`` fixture, or None for the blocking methods."""
+    if drive is None:
+        return _upgrade(lambda conn, name, *a, **kw: getattr(conn, name)(*a, **kw), conn)
     key = base64.b64encode(os.urandom(16)).decode()
     fields = {
         "Upgrade": "websocket",
@@ -1031,6 +1034,22 @@ def test_websocket_upgrade_ends_http(server: Server, drive: Any) -> None:
     _upgrade(drive, conn)
     assert_not_sent(drive, conn, "GET", "/seq/1")
     conn.disconnect()
+
+
+def test_websocket_upgrade_over_tls(
+    tls_server: Server, tls_client_context: ssl.SSLContext
+) -> None:
+    """The same over TLS, where the new protocol's first bytes may wait decrypted in the
+    TLS layer, which the socket's readiness does not show."""
+    if not tls_server.spec.websocket:
+        pytest.skip(f"{tls_server.name} serves no WebSocket here")
+    with HTTPConnection(HOST, tls_server.port, ssl_context=tls_client_context) as conn:
+        conn.timeout = CONN_TIMEOUT
+        _upgrade(None, conn)
+        frame = b""
+        while len(frame) < 2 + len(WS_HELLO) and (more := conn.read_raw(64)):
+            frame += more
+        assert frame == b"\x81" + bytes([len(WS_HELLO)]) + WS_HELLO.encode()
 
 
 # ================================================================= trailers
