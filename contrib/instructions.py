@@ -1,8 +1,8 @@
 """Count the machine instructions dugong's hot paths execute per exchange.
 
-Timing a change of 1 % on a loaded machine takes many interleaved runs; counting
-instructions does not: cachegrind (valgrind) counts those a process executes, the
-same from run to run within a few tenths of a percent (2,000 exchanges). This tool
+Timing a change of a few percent on a loaded machine takes many interleaved runs;
+counting instructions does not: cachegrind (valgrind) counts those a process
+executes, the same from run to run within about 1 % (2,000 exchanges). This tool
 runs one pattern under cachegrind twice, with two numbers of exchanges, and divides
 the difference by the difference in exchanges, so that start-up and set-up cancel
 out.

@@ -481,11 +481,12 @@ class HTTPConnection:
             exc = ConnectionClosed("Connection closed")
             self._eng.lost(exc)
             raise exc
-        n = self._receive_into(blocking, self._eng.buffer.space())
+        buf = self._eng.buffer
+        n = self._receive_into(blocking, buf.space())
         if n < 0:
             return self._tr.want
         if n:
-            self._eng.buffer.end += n
+            buf.end += n
         else:
             self._received_eof()
         return None
@@ -573,23 +574,7 @@ class HTTPConnection:
                 # Pipelined behind other requests on an open connection (no check of
                 # _queue_request applies), or alone on an idle plain socket that is still
                 # open (those checks, spelled out: a call less per request).
-                out = eng.send_request(method, path, headers, body, expect100)
-                if tr.__class__ is PlainTransport and type(out) is not tuple:
-                    # `_send_now`, spelled out for a plain socket: a call less per request
-                    try:
-                        n = tr._send(out, _DONTWAIT)  # type: ignore[arg-type]
-                    except BlockingIOError:
-                        tr.want = tr.wait_out
-                        n = -1
-                    except OSError as exc:
-                        closed = _closed(exc, "sending")
-                        eng.send_failed(closed)  # (as in _send_now: the request counts as sent)
-                        raise closed from exc
-                    rest = None
-                    if n != len(out):
-                        rest = self._unsent = Sending(tr, out, n)
-                else:
-                    rest = self._send_now(tr, out)
+                rest = self._send_now(tr, eng.send_request(method, path, headers, body, expect100))
                 if rest is not None:
                     yield from self._co_run("send_request()", self._send_step, rest)
                 if lone:

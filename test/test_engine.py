@@ -374,6 +374,25 @@ def test_close_in_the_body(eng, framing):
         eng.read_body(10)
 
 
+def test_switching_protocols_ends_http_not_the_connection(eng):
+    """After a 101 the engine is CLOSED for HTTP and says it `switched`: the new
+    protocol's first bytes stay in its buffer, and a request queued next is not sent."""
+    eng.send_request("GET", "/", {"Upgrade": "x", "Connection": "Upgrade"})
+    eng.receive_data(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\nnew bytes")
+    resp = eng.next_response()
+    assert (resp.status, resp.length, eng.reader) == (101, 0, None)
+    assert eng.switched and eng.states.conn is ConnState.CLOSED
+    assert eng.buffer.take(100) == b"new bytes"
+    assert eng.send_request("GET", "/next") == b""
+
+
+def test_other_closes_are_no_switch(eng):
+    eng.send_request("GET", "/")
+    eng.receive_data(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    eng.next_response()
+    assert eng.states.conn is ConnState.CLOSED and not eng.switched
+
+
 def test_close_while_idle_is_no_error(eng):
     eng.send_request("GET", "/")
     answer(eng, OK)
