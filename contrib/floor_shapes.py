@@ -1,8 +1,17 @@
-"""How close Python can come to the raw-socket floor in the shapes of W5 and W8.
+"""How close Python can come to the raw-socket floor in the shapes of W1, W2, W5 and W8.
 
 The benchmark (``make bench``) compares dugong with a raw-socket floor. This tool
 measures what lies between the two, against one nginx that it starts, each
 figure the median of several rounds run in turn:
+
+W1 (one connection, one GET at a time; nginx and this process on one CPU, as in the
+benchmark):
+  floor       the benchmark's floor
+  poll        the same, with a poll(0) before each request, as dugong makes to notice
+              a server that closed the idle connection
+  api-shape   poll's work in the shape of dugong's API: three method calls per
+              request, read_response returning an object
+  dugong      HTTPConnection's send_request, read_response and readall
 
 W2 (one connection, depth D = 16 and 64; the benchmark's two patterns):
   co: D requests in flight, a sender and a receiver generator in the benchmark's
@@ -96,6 +105,66 @@ class Raw:
             yield self.wait
             self.rb.fill()
         return answer
+
+
+# ------------------------------------------------------------------------ W1's shapes
+
+
+def w1_client(lib, port, n, idle_check=False):
+    """The benchmark's own W1 code for *lib*; with *idle_check*, a poll(0) per request."""
+    a = (Floor if lib is socket else Dugong)(lib, "127.0.0.1", port)
+    a.connect()
+    idle = poll()
+    if idle_check:
+        idle.register(a.conn.sock.fileno(), POLLIN)
+
+    def run():
+        for _ in range(n):
+            if idle_check and idle.poll(0):
+                raise ConnectionError("dropped while idle")
+            take(*a.get("/1k"))
+
+    return run
+
+
+class Shape:
+    """The floor's socket calls and parsing behind dugong's three blocking calls."""
+
+    def __init__(self, port):
+        self.floor = Floor(socket, "127.0.0.1", port)
+        self.rb, self.answer = self.floor.connect(), None
+        idle = poll()
+        idle.register(self.rb.sock.fileno(), POLLIN)
+        self.idle = idle.poll
+
+    def send_request(self, method, path):
+        if self.idle(0):
+            raise ConnectionError("dropped while idle")
+        self.rb.sock.send(self.floor.requests.get(path) or self.floor.request(path))
+
+    def read_response(self):
+        while (answer := self.rb.parse()) is None:
+            self.rb.fill()
+        self.answer = answer
+        resp = Raw.__new__(Raw)  # an object with the answer's status
+        resp.status = answer[0]
+        return resp
+
+    def readall(self):
+        answer, self.answer = self.answer, None
+        return answer[1]
+
+
+def w1_api_shape(port, n):
+    conn = Shape(port)
+
+    def run():
+        for _ in range(n):
+            conn.send_request("GET", "/1k")
+            resp = conn.read_response()
+            take(resp.status, conn.readall())
+
+    return run
 
 
 # ------------------------------------------------------------------------ W2's shapes
@@ -352,10 +421,16 @@ def main():
     with open(os.path.join(workdir, "www", "1k"), "wb") as fh:
         fh.write(servers.pattern()[: servers.SMALL_SIZE])
     nginx = servers.Nginx(nginx_bin, workdir)
+    cpus = sorted(os.sched_getaffinity(0))
     try:
         port, n = nginx.port, args.requests
         m = max(1, n // 10)
-        rows = {}
+        rows = {
+            ("W1", "floor"): w1_client(socket, port, n),
+            ("W1", "poll"): w1_client(socket, port, n, idle_check=True),
+            ("W1", "api-shape"): w1_api_shape(port, n),
+            ("W1", "dugong"): w1_client(dugong, port, n),
+        }
         for depth in (16, 64):
             w2 = 4 * n  # as many requests as the benchmark's W2 makes
             rows[f"W2 co d{depth}", "floor"] = w2_client(socket, port, w2, depth, False)
@@ -379,8 +454,13 @@ def main():
         results = {key: [] for key in rows}
         for _ in range(args.rounds + 1):  # the first round warms up, and is dropped
             for key, run in rows.items():
-                count = {"W2": 4 * n, "W5": CALLERS * n}.get(key[0][:2], CALLERS * m)
+                count = {"W1": n, "W2": 4 * n, "W5": CALLERS * n}.get(key[0][:2], CALLERS * m)
+                one_cpu = key[0] == "W1" and len(cpus) > 1  # as in the benchmark
+                for pid in (nginx.proc.pid, 0) if one_cpu else ():
+                    os.sched_setaffinity(pid, cpus[:1])
                 results[key].append(measure(run, count))
+                for pid in (nginx.proc.pid, 0) if one_cpu else ():
+                    os.sched_setaffinity(pid, cpus)
         print(f"{'shape':<12} {'variant':<11} {'req/s':>9} {'x floor':>8} {'CPU µs/req':>11}")
         for (shape, variant), got in results.items():
             rate = statistics.median(r for r, _ in got[1:])

@@ -9,7 +9,7 @@ out.
 Each DIR given is a source tree holding a ``dugong/`` package (this checkout, an
 older one, a copy with a change to try), counted in turn:
 
-    python contrib/instructions.py [--pattern lone|batch] [DIR ...]
+    python contrib/instructions.py [--pattern lone|batch|seq] [DIR ...]
 
 Patterns (against a peer socket in the same process, which answers each request
 with nginx's answer to the benchmark's GET of 1 KiB; the peer's own Python calls
@@ -18,6 +18,8 @@ are counted too, the same for every DIR):
   lone   W5's exchange: co_send_request, co_read_response (which waits first, as
          it does in a loop of many connections), co_readall
   batch  W2's batch: 16 send_request, then 16 read_response and readall
+  seq    W1's exchange: send_request, read_response (its blocking receive finds the
+         answer there), readall
 
 Only instructions outside the kernel count: the system calls' own work (the
 larger part of a request's CPU on the loopback) is not in these figures, so a
@@ -67,6 +69,12 @@ def exchanges(pattern, count):
     if pattern == "lone":
         for _ in lone():  # each wait is over at once: the answer is in the socket
             pass
+    elif pattern == "seq":
+        for _ in range(count):
+            conn.send_request("GET", "/1k")
+            peer.send(ANSWER)
+            got.append((conn.read_response().status, len(conn.readall())))
+            peer.recv(1 << 16)
     else:
         for _ in range(count // DEPTH):
             for _ in range(DEPTH):
@@ -105,7 +113,7 @@ def main():
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("trees", nargs="*", metavar="DIR", help="default: this checkout")
-    ap.add_argument("--pattern", choices=("lone", "batch"), default="lone")
+    ap.add_argument("--pattern", choices=("lone", "batch", "seq"), default="lone")
     ap.add_argument("--exchanges", type=int, default=2000, help="the difference counted")
     ap.add_argument("--check", action="store_true", help="run the pattern once, uncounted")
     args = ap.parse_args()

@@ -431,7 +431,7 @@ def test_cache_bench_measures_every_cache():
         assert hit > 0 and miss > 0 and saved == miss - hit
 
 
-@pytest.mark.parametrize("pattern", ["lone", "batch"])
+@pytest.mark.parametrize("pattern", ["lone", "batch", "seq"])
 def test_instructions_runs_its_patterns(pattern):
     """The exchanges counted are real ones: each answer is checked (uncounted here)."""
     res = run("instructions.py", "--check", "--pattern", pattern)
@@ -458,6 +458,7 @@ def test_floor_shapes_measures_every_shape():
     rows = [row.split() for row in res.stdout.decode().splitlines()[1:]]
     shapes = [(" ".join(row[:-4]), row[-4]) for row in rows]
     assert shapes == [
+        *(("W1", variant) for variant in ("floor", "poll", "api-shape", "dugong")),
         *(
             (f"W2 {kind} d{depth}", variant)
             for depth in (16, 64)

@@ -186,7 +186,7 @@ def markdown(rows: list[dict], goals: list[dict], meta: dict) -> str:
         "",
         f"Python {meta['python']} on {meta['platform']}, {meta['cpus']} CPUs; server: "
         f"{meta['server']}; {cfg['reps']} repetitions per row{reps}, interleaved; "
-        "everything on 127.0.0.1.",
+        f"everything on 127.0.0.1; {meta.get('placement', 'placement left to the system')}.",
         f"Clients: {clients}.",
     ]
     for w in dict.fromkeys(r["workload"] for r in rows):
