@@ -949,9 +949,51 @@ class HTTPConnection:
                 ``ICY 200 OK``).
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
-        head = self._buffered_head()
-        if head is not None:
-            return head
+        eng = self._eng
+        buf = eng.buffer
+        if buf.end != buf.start:
+            head = self._buffered_head()
+            if head is not None:
+                return head
+        elif (
+            self._opening is None
+            and self.expect100_timeout is None
+            and eng.reader is None
+            and eng.queue
+            and eng.states.send is _IDLE
+            and (tr := self._tr) is not None
+            and tr.waits_in_recv
+        ):
+            # Nothing buffered, and the next response is a plain one (the usual case of
+            # a blocking caller): receive at once, waiting in the kernel's receive
+            # (`_run`'s and `_response_step`'s first steps, spelled out).
+            if buf.data:  # empty: all of it (as `space`)
+                buf.start = buf.end = 0
+                view = buf.view
+            else:
+                view = buf.space()
+            if self.timeout is None and tr._rcvtimeo is None:
+                # (`_receive_into` without a time limit, spelled out: no further call)
+                try:
+                    n = tr._recv_into(view)
+                except OSError as exc:
+                    closed = _closed(exc, "receiving")
+                    self._lost(closed)
+                    raise closed from exc
+                except BaseException:
+                    self._interrupted("read_response()")
+                    raise
+            else:
+                n = self._receive_into("read_response()", view)
+            if n > 0:
+                buf.end += n
+                head = eng.next_response()
+                if head is not None:
+                    if eng.states.conn is not _OPEN:
+                        self._settle()
+                    return head
+            elif not n:
+                self._received_eof()  # (raises unless nothing was expected)
         deadline = None if self.expect100_timeout is None else self._continue_deadline()
         return self._run("read_response()", self._response_step, deadline)
 

@@ -8,6 +8,7 @@ import errno
 import hashlib
 import io
 import select
+import signal
 import socket
 import threading
 import time
@@ -980,6 +981,77 @@ def test_read_right_after_the_send_waits_at_once_and_breaks_if_interrupted(
     conn.reset()
     conn.send_request("GET", "/")
     assert conn.read_response().status == 200 and conn.readall() == b"ok"
+    conn.disconnect()
+
+
+class _Alarm(Exception):
+    pass
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_blocking_read_of_a_lone_request_receives_itself(scripted_server, monkeypatch, timeout):
+    """A blocking read_response of the one request outstanding on a kept-alive plain
+    connection receives its answer itself, waiting in the kernel's receive (with or
+    without a time limit): a head that comes in parts is completed, a reset is the
+    ConnectionClosed that carries it, and a wait cut short by a signal leaves the
+    exchange at an unknown point (reset() first)."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    go = threading.Event()
+    server = scripted_server(
+        [
+            [
+                Step.read_request(),
+                Step.send(ok),
+                Step.read_request(),
+                Step.send(ok),
+                Step.read_request(),
+                Step.send(ok[:20]),  # the head in two parts
+                Step.sleep(0.1),
+                Step.send(ok[20:]),
+                Step.read_request(),
+                Step.reset(),
+            ],
+            [Step.read_request(), Step.send(ok), Step.read_request(), Step.wait_event(go)],
+            [Step.read_request(), Step.send(ok)],
+        ],
+        repeat=False,
+    )
+    calls = []
+    step = HTTPConnection._response_step
+    monkeypatch.setattr(HTTPConnection, "_response_step", lambda *a: calls.append(1) or step(*a))
+    conn = HTTPConnection(*server.address)
+    conn.timeout = timeout
+    for _ in range(3):
+        conn.send_request("GET", "/")
+        assert (conn.read_response().status, conn.readall()) == (200, b"ok")
+    assert len(calls) == 2  # the first answer on a new connection; the rest of the third head
+    conn.send_request("GET", "/")
+    with pytest.raises(ConnectionClosed) as info:
+        conn.read_response()
+    assert isinstance(info.value.__cause__, ConnectionResetError)
+    assert not conn.is_connected
+    conn.reset()
+
+    def alarm(signum, frame):
+        raise _Alarm()
+
+    conn.send_request("GET", "/")  # on a new connection
+    assert (conn.read_response().status, conn.readall()) == (200, b"ok")
+    conn.send_request("GET", "/")  # the server holds its answer
+    old = signal.signal(signal.SIGALRM, alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(_Alarm):
+            conn.read_response()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    go.set()
+    with pytest.raises(StateError, match="reset"):
+        conn.read_response()
+    conn.reset()
+    conn.send_request("GET", "/")
+    assert (conn.read_response().status, conn.readall()) == (200, b"ok")
     conn.disconnect()
 
 
