@@ -127,9 +127,9 @@ def test_twins_run_the_same_steps(monkeypatch, scripted_server):
         seen[way] = list(steps)
     assert seen["blocking"][:4] == ["_response_step", "_read_step", "_readinto_step", "_read_step"]
     assert "_raw_step" in seen["blocking"]
-    # A blocking read_response receives a response to a lone request itself when nothing
-    # is buffered; what that receive does not complete (the first head, which comes in
-    # two parts) goes on through _response_step, as in the co_ twin.
+    # A blocking read_response receives the answer to a lone request on a kept-alive
+    # connection itself; the first answer on a new connection (whose connect is checked
+    # there) goes through _response_step, as in the co_ twin.
     assert seen["co_"].count("_response_step") == 2
     assert seen["blocking"] == [
         step for i, step in enumerate(seen["co_"]) if i == 0 or step != "_response_step"
