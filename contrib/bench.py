@@ -65,7 +65,9 @@ class Bench:
     one client do not take turns in one process (the floor has one row where dugong
     has four)."""
 
-    def __init__(self, cfg: dict, workdir: str, nginx: servers.Nginx, sink: servers.Sink, pin):
+    def __init__(
+        self, cfg: dict, workdir: str, nginx: servers.Nginx, sink: servers.Sink, pin: bool
+    ):
         self.cfg, self.nginx, self.sink = cfg, nginx, sink
         self.workdir, self.pin = workdir, pin
         self.cpus = None  # the CPUs of the workers started now (None: the system decides)

@@ -127,6 +127,12 @@ def w1_client(lib, port, n, idle_check=False):
     return run
 
 
+class Head:
+    """What the shape's read_response returns."""
+
+    __slots__ = ("status",)
+
+
 class Shape:
     """The floor's socket calls and parsing behind dugong's three blocking calls."""
 
@@ -146,9 +152,9 @@ class Shape:
         while (answer := self.rb.parse()) is None:
             self.rb.fill()
         self.answer = answer
-        resp = Raw.__new__(Raw)  # an object with the answer's status
-        resp.status = answer[0]
-        return resp
+        head = Head()
+        head.status = answer[0]
+        return head
 
     def readall(self):
         answer, self.answer = self.answer, None
