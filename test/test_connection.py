@@ -1057,6 +1057,36 @@ def test_blocking_read_of_a_lone_request_receives_itself(scripted_server, monkey
     conn.disconnect()
 
 
+def test_blocking_read_with_timeout_zero_does_not_wait(scripted_server):
+    """timeout 0: a blocking read_response whose answer has not come raises
+    ConnectionTimedOut at once, also where it would receive the answer itself."""
+    go = threading.Event()
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    server = scripted_server(
+        [
+            [Step.read_request(), Step.send(ok), Step.read_request(), Step.wait_event(go)],
+            [Step.read_request(), Step.send(ok)],
+        ]
+    )
+    conn = HTTPConnection(*server.address)
+    conn.send_request("GET", "/")
+    assert (conn.read_response().status, conn.readall()) == (200, b"ok")
+    conn.send_request("GET", "/")
+    conn.timeout = 0
+    start = time.monotonic()
+    with pytest.raises(dugong.ConnectionTimedOut):
+        conn.read_response()
+    assert time.monotonic() - start < 1
+    go.set()
+    conn.timeout = None
+    with pytest.raises(StateError, match="reset"):
+        conn.read_response()
+    conn.reset()
+    conn.send_request("GET", "/")
+    assert (conn.read_response().status, conn.readall()) == (200, b"ok")
+    conn.disconnect()
+
+
 def test_answer_already_there_is_read_without_waiting(conn):
     """A co_ read skips its first receive only for the one request sent a moment ago
     (whose answer cannot be there yet); the answer to a request sent earlier, which has

@@ -602,6 +602,48 @@ def test_cut_after_every_byte(drive, scripted_server, case):
     conn.disconnect()
 
 
+@pytest.mark.parametrize("timeout", [None, TIMEOUT], ids=["no timeout", "timeout"])
+def test_cut_after_every_byte_of_a_second_response(drive, scripted_server, timeout):
+    """As above, for the second response on a kept-alive connection: the one that a
+    blocking read_response receives itself when nothing is buffered."""
+    first = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+    head, body, _ = CUT_RESPONSES["content-length"]
+    wire = head + body
+    srv = scripted_server(
+        [
+            [
+                Step.read_request(),
+                Step.send(first),
+                Step.read_request(),
+                Step.send(wire[:cut]),
+                Step.close(),
+            ]
+            for cut in range(len(wire) + 1)
+        ]
+    )
+    conn = connect(srv)
+    conn.timeout = timeout
+    for cut in range(len(wire) + 1):
+        conn.reset()
+        drive(conn, "send_request", "GET", "/first")
+        drive(conn, "read_response")
+        assert drive(conn, "readall") == b"abc"
+        drive(conn, "send_request", "GET", f"/cut/{cut}")
+        if cut < len(head):
+            with pytest.raises(ConnectionClosed):
+                drive(conn, "read_response")
+            continue
+        drive(conn, "read_response")
+        if cut < len(wire):
+            with pytest.raises(ConnectionClosed):
+                drive(conn, "readall")
+        else:
+            assert drive(conn, "readall") == body
+        assert not conn.response_pending()
+    assert srv.connections == len(wire) + 1
+    conn.disconnect()
+
+
 # ------------------------------------------------------------------ other faults
 
 
