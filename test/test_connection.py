@@ -946,6 +946,17 @@ def test_a_close_seen_by_the_reader_during_the_last_write_sticks(scripted_server
     conn.disconnect()
 
 
+def _needs_reset_then_answers(conn):
+    """After an interrupted read: the connection refuses until reset(), then its next
+    request gets the server's answer ``ok``."""
+    with pytest.raises(StateError, match="reset"):
+        conn.read_response()
+    conn.reset()
+    conn.send_request("GET", "/")
+    assert (conn.read_response().status, conn.readall()) == (200, b"ok")
+    conn.disconnect()
+
+
 def test_read_right_after_the_send_waits_at_once_and_breaks_if_interrupted(
     scripted_server, monkeypatch
 ):
@@ -976,12 +987,7 @@ def test_read_right_after_the_send_waits_at_once_and_breaks_if_interrupted(
     gen = conn.co_read_response()
     next(gen)
     gen.close()  # e.g. a cancelled task
-    with pytest.raises(StateError, match="reset"):
-        conn.read_response()
-    conn.reset()
-    conn.send_request("GET", "/")
-    assert conn.read_response().status == 200 and conn.readall() == b"ok"
-    conn.disconnect()
+    _needs_reset_then_answers(conn)
 
 
 class _Alarm(Exception):
@@ -1049,12 +1055,7 @@ def test_blocking_read_of_a_lone_request_receives_itself(scripted_server, monkey
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
     go.set()
-    with pytest.raises(StateError, match="reset"):
-        conn.read_response()
-    conn.reset()
-    conn.send_request("GET", "/")
-    assert (conn.read_response().status, conn.readall()) == (200, b"ok")
-    conn.disconnect()
+    _needs_reset_then_answers(conn)
 
 
 def test_blocking_read_with_timeout_zero_does_not_wait(scripted_server):
@@ -1079,12 +1080,7 @@ def test_blocking_read_with_timeout_zero_does_not_wait(scripted_server):
     assert time.monotonic() - start < 1
     go.set()
     conn.timeout = None
-    with pytest.raises(StateError, match="reset"):
-        conn.read_response()
-    conn.reset()
-    conn.send_request("GET", "/")
-    assert (conn.read_response().status, conn.readall()) == (200, b"ok")
-    conn.disconnect()
+    _needs_reset_then_answers(conn)
 
 
 def test_answer_already_there_is_read_without_waiting(conn):
