@@ -534,6 +534,32 @@ class HTTPConnection:
             raise
         return data
 
+    def _receive_now(self, tr: PlainTransport) -> int:
+        """What plain socket *tr* holds, received into the engine's buffer without
+        waiting (`_fill` and `PlainTransport.recv_into`, spelled out for ``co_``
+        generators): the count; -1 if nothing was there; 0 if the server closed (which
+        raises unless no response was due)."""
+        buf = self._eng.buffer
+        if buf.start == buf.end and buf.data:  # empty: all of it (as `RecvBuffer.space`)
+            buf.start = buf.end = 0
+            view = buf.view
+        else:
+            view = buf.space()
+        try:
+            n = tr._recv_into(view, 0, _DONTWAIT)
+        except BlockingIOError:
+            tr.want = tr.wait_in
+            return -1
+        except OSError as exc:
+            closed = _closed(exc, "receiving")
+            self._lost(closed)
+            raise closed from exc
+        if n:
+            buf.end += n
+        else:
+            self._received_eof()
+        return n
+
     def _received_eof(self) -> None:
         try:
             self._eng.received(0)
@@ -901,11 +927,23 @@ class HTTPConnection:
                 # cannot have come if it went out a moment ago.
                 self._sent_at = 0.0
                 if _monotonic() - sent_at < _ANSWER_TIME:
-                    wait: HTTPResponse | PollNeeded = tr.wait_in
                     try:
-                        while type(wait) is PollNeeded:
+                        yield tr.wait_in
+                        # Woken: on a plain socket, receive and parse at once, unless the
+                        # connection changed meanwhile (`_response_step` finds out how).
+                        if (
+                            tr.__class__ is PlainTransport
+                            and self._tr is tr
+                            and self._eng is eng
+                            and self._receive_now(tr) > 0
+                        ):
+                            head = eng.next_response()
+                            if head is not None:
+                                if eng.states.conn is not _OPEN:
+                                    self._settle()
+                                return head
+                        while type(wait := self._response_step(None, None)) is PollNeeded:
                             yield wait
-                            wait = self._response_step(None, None)
                     except GeneratorExit:
                         self._interrupted("read_response()")
                         raise
@@ -1058,26 +1096,8 @@ class HTTPConnection:
                     ):
                         return tr.want
                 if blocking is None and (tr := self._tr).__class__ is PlainTransport:
-                    # `_fill` and `PlainTransport.recv_into`, spelled out for a co_
-                    # generator on a plain socket: two calls less per response
-                    if buf.start == buf.end and buf.data:  # empty: all of it (as space())
-                        buf.start = buf.end = 0
-                        view = buf.view
-                    else:
-                        view = buf.space()
-                    try:
-                        n = tr._recv_into(view, 0, _DONTWAIT)
-                    except BlockingIOError:
-                        tr.want = tr.wait_in
+                    if self._receive_now(tr) < 0:  # (`_fill`'s work, a call less)
                         return tr.wait_in
-                    except OSError as exc:
-                        closed = _closed(exc, "receiving")
-                        self._lost(closed)
-                        raise closed from exc
-                    if n:
-                        buf.end += n
-                    else:
-                        self._received_eof()  # (raises unless nothing was expected)
                     continue
                 wait = self._fill(blocking)
                 if wait is None:

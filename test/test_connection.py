@@ -990,6 +990,79 @@ def test_read_right_after_the_send_waits_at_once_and_breaks_if_interrupted(
     _needs_reset_then_answers(conn)
 
 
+def test_co_read_of_a_lone_request_receives_when_woken(scripted_server, monkeypatch):
+    """Woken from the wait it yields at once, co_read_response receives and parses
+    the answer itself. A wake-up with nothing there, or with half a head, waits again;
+    a disconnect() during the wait is ConnectionClosed ("closed locally") when woken, a
+    reset or a close by the server the ConnectionClosed of that."""
+    monkeypatch.setattr(dugong._connection, "_ANSWER_TIME", 60.0)  # however slow this is
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    go = [threading.Event() for _ in range(3)]
+    server = scripted_server(
+        [
+            [
+                Step.read_request(),
+                Step.wait_event(go[0]),
+                Step.send(ok[:20]),
+                Step.wait_event(go[1]),
+                Step.send(ok[20:]),
+                Step.read_request(),
+                Step.wait_event(go[2]),
+                Step.send(ok),
+                Step.read_request(),
+                Step.drain(),
+            ],
+            [Step.read_request(), Step.reset()],
+            [Step.read_request(), Step.close()],
+        ],
+        repeat=False,
+    )
+    calls = []
+    step = HTTPConnection._response_step
+    monkeypatch.setattr(HTTPConnection, "_response_step", lambda *a: calls.append(1) or step(*a))
+    conn = HTTPConnection(*server.address)
+    conn.timeout = 5  # (were a wait lost: a failure, not a hang)
+    dugong.eval_coroutine(conn.co_send_request("GET", "/"))
+    gen = conn.co_read_response()
+    wait_in = conn._tr.wait_in
+    assert next(gen) is wait_in
+    assert next(gen) is wait_in  # woken with nothing there: waits again
+    go[0].set()
+    assert select.select([conn._tr.fd], [], [], 5)[0]
+    assert next(gen) is wait_in  # half a head: waits for the rest
+    go[1].set()
+    assert (dugong.eval_coroutine(gen, 5).status, conn.readall()) == (200, b"ok")
+
+    dugong.eval_coroutine(conn.co_send_request("GET", "/"))
+    calls.clear()
+    gen = conn.co_read_response()
+    assert next(gen) is wait_in
+    go[2].set()
+    assert select.select([conn._tr.fd], [], [], 5)[0]
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert (stop.value.value.status, conn.readall()) == (200, b"ok")
+    assert not calls  # the whole answer, received and parsed by co_read_response itself
+
+    dugong.eval_coroutine(conn.co_send_request("GET", "/"))
+    gen = conn.co_read_response()
+    next(gen)
+    conn.disconnect()
+    with pytest.raises(ConnectionClosed, match="closed locally"):
+        next(gen)
+
+    for cause in (ConnectionResetError, None):  # a new connection each
+        dugong.eval_coroutine(conn.co_send_request("GET", "/"))
+        gen = conn.co_read_response()
+        assert next(gen) is conn._tr.wait_in
+        select.select([conn._tr.fd], [], [], 5)
+        with pytest.raises(ConnectionClosed) as info:
+            next(gen)
+        assert type(info.value.__cause__) is cause or cause is None
+        assert not conn.is_connected
+        conn.reset()
+
+
 class _Alarm(Exception):
     pass
 
