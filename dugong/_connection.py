@@ -1260,9 +1260,24 @@ class HTTPConnection:
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
         view = _byte_view(buf)
-        if not len(view):
+        size = len(view)
+        if not size:
             self._eng.body_check()
             return 0
+        if (tr := self._tr) is not None and tr.waits_in_recv:
+            # Body bytes that may go straight into *buf* (nothing buffered comes first):
+            # receive them at once, waiting in the kernel's receive (`_run`'s and
+            # `_readinto_step`'s first steps, spelled out).
+            eng = self._eng
+            n = eng.direct_size(size)
+            if n:
+                got = self._receive_into("body read", view if n == size else view[:n])
+                if got:
+                    eng.got_direct(got)
+                    if eng.states.conn is not _OPEN:
+                        self._settle()
+                    return got
+                self._received_eof()  # (raises if the body is cut; else it has ended)
         return self._run("body read", self._readinto_step, view)
 
     def co_readall(self) -> Co[bytes]:

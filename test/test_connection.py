@@ -1131,6 +1131,103 @@ def test_blocking_read_of_a_lone_request_receives_itself(scripted_server, monkey
     _needs_reset_then_answers(conn)
 
 
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_blocking_readinto_receives_straight_into_the_buffer(
+    scripted_server, monkeypatch, timeout
+):
+    """A blocking readinto with nothing buffered receives the body straight into the
+    caller's buffer, waiting in the kernel's receive, whatever the framing: a length
+    (cut short: ConnectionClosed; reset: the ConnectionClosed that carries it),
+    chunks, a body that ends with the close; a wait cut short by a signal leaves the
+    exchange at an unknown point (reset() first)."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    go = threading.Event()
+    server = scripted_server(
+        [
+            [
+                Step.read_request(),
+                Step.send(head),
+                Step.sleep(0.1),
+                Step.send(b"01234"),
+                Step.sleep(0.1),
+                Step.send(b"56789"),
+                Step.read_request(),
+                Step.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n"),
+                Step.sleep(0.1),
+                Step.send(b"abcdefgh\r\n0\r\n\r\n"),
+                Step.read_request(),
+                Step.send(head),
+                Step.sleep(0.1),
+                Step.send(b"01"),
+                Step.sleep(0.1),
+                Step.reset(),
+            ],
+            [
+                Step.read_request(),
+                Step.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"),
+                Step.sleep(0.1),
+                Step.send(b"xyz"),
+                Step.close(),
+            ],
+            [Step.read_request(), Step.send(head), Step.wait_event(go), Step.close()],
+            [Step.read_request(), Step.send(head + b"0123456789")],
+        ],
+        repeat=False,
+    )
+    calls = []
+    step = HTTPConnection._readinto_step
+    monkeypatch.setattr(HTTPConnection, "_readinto_step", lambda *a: calls.append(1) or step(*a))
+    conn = HTTPConnection(*server.address)
+    conn.timeout = timeout
+
+    def read_body(size):
+        buf, body = bytearray(size), b""
+        while n := conn.readinto(buf):
+            body += buf[:n]
+        return body
+
+    for path, body in (("/length", b"0123456789"), ("/chunked", b"abcdefgh")):
+        conn.send_request("GET", path)
+        assert conn.read_response().status == 200
+        assert read_body(4) == body
+        if path == "/length":  # all of it received straight: only the final 0 is a step's
+            assert len(calls) == 1
+    conn.send_request("GET", "/reset")
+    conn.read_response()
+    with pytest.raises(ConnectionClosed) as info:
+        read_body(4)
+    assert isinstance(info.value.__cause__, ConnectionResetError)
+    assert not conn.is_connected
+    conn.reset()
+    conn.send_request("GET", "/until-close")
+    assert conn.read_response().length is None
+    assert read_body(2) == b"xyz"  # the close ends it: no error
+    assert not conn.is_connected
+    conn.reset()
+
+    def alarm(signum, frame):
+        raise _Alarm()
+
+    conn.send_request("GET", "/held")  # the server holds the body
+    conn.read_response()
+    old = signal.signal(signal.SIGALRM, alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(_Alarm):
+            conn.readinto(bytearray(4))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    go.set()
+    with pytest.raises(StateError, match="reset"):
+        conn.readinto(bytearray(4))
+    conn.reset()
+    conn.send_request("GET", "/")
+    assert conn.read_response().status == 200
+    assert read_body(3) == b"0123456789"
+    conn.disconnect()
+
+
 def test_blocking_read_with_timeout_zero_does_not_wait(scripted_server):
     """timeout 0: a blocking read_response whose answer has not come raises
     ConnectionTimedOut at once, also where it would receive the answer itself."""
