@@ -39,8 +39,6 @@ from ._headers import CaseInsensitiveDict, ResponseHeaders
 from ._protocol import (
     _PARSED_HEAD_SIZE,
     BodyKind,
-    Framing,
-    Head,
     _new,
     find_head_end,
     parse_chunk_size,
@@ -117,8 +115,16 @@ _FAILED: Final = ConnState.FAILED
 _S = SendState
 _C = ConnState
 _LENGTH: Final = BodyKind.LENGTH
+#: A final response head, as `ClientEngine._final_head` gives it: status, reason, fields,
+#: then the body's kind, length, whether the connection closes after it, framing error
+_FinalHead = tuple[int, str, ResponseHeaders, str, "int | None", bool, "Exception | None"]
+#: `ClientEngine._last_head`: the head's bytes, the request method, the three limits, the
+#: head's size, then as `_FinalHead` (without an error)
+_LastHead = tuple[
+    bytes, str, int, int, int, int, int, str, ResponseHeaders, str, "int | None", bool
+]
 # `ClientEngine._last_head` before a first head: it matches none (no method is empty)
-_NO_HEAD: Final[Any] = (b"", "", 0, 0, 0, 0, None, None)
+_NO_HEAD: Final[Any] = (b"", "", 0, 0, 0, 0, 0, "", None, "", None, False)
 #: Every change of state a transition may make: ``(transition, side, before, after)``.
 #: `States` makes exactly these changes (the test suite checks it) and the manual
 #: draws its state diagram from this table. A transition that finds its side in a
@@ -725,7 +731,7 @@ class ClientEngine:
         #: the previous response head: (its bytes, method, the three limits it was parsed
         #: under: MAX_LINE_SIZE, MAX_HEADER_SIZE, MAX_HEADER_FIELDS, its size, its parse);
         #: at first one that matches no response (no method is empty)
-        self._last_head: tuple[bytes, str, int, int, int, int, Head, Framing] = _NO_HEAD
+        self._last_head: _LastHead = _NO_HEAD
 
     # ------------------------------------------------------------------ state view
 
@@ -1060,62 +1066,48 @@ class ClientEngine:
             return None
         req = self.queue[0]
         pkg = PACKAGE
-        try:
-            while True:
-                text, method, max_line, max_size, max_fields, size, head, framing = self._last_head
-                if (
-                    method == req.method
-                    and max_line == pkg.MAX_LINE_SIZE
-                    and max_size == pkg.MAX_HEADER_SIZE
-                    and max_fields == pkg.MAX_HEADER_FIELDS
-                    and buf.data.startswith(text, buf.start, buf.end)
-                ):
-                    # The same bytes as the previous head (the usual case when pipelining:
-                    # the same resource within the same second of the server's Date), and
-                    # the same limits (a tuple of them built per response costs 30 ns).
-                    buf.start += size
-                    self._head_seen = 0
-                else:
-                    limits = (pkg.MAX_LINE_SIZE, pkg.MAX_HEADER_SIZE, pkg.MAX_HEADER_FIELDS)
-                    taken = self._take_head(buf, limits[1])
-                    if taken is None:
-                        return None
-                    size = len(taken)
-                    head, framing = parse_response(req.method, taken, *limits)
-                    if framing[0] is not BodyKind.ERROR and size <= _PARSED_HEAD_SIZE:
-                        self._last_head = (
-                            taken.encode("latin-1"),
-                            req.method,
-                            *limits,
-                            size,
-                            head,
-                            framing,
-                        )
-                status = head[1]
-                if status >= 200 or status == 101:
-                    break
-                if status == 100 and self.awaiting_continue:
-                    return self._continued(req, head[2], head[3])
-                self._interim += size
-                if self._interim > pkg.MAX_INTERIM_SIZE:
-                    raise InvalidResponse(
-                        f"Interim (1xx) responses exceed {pkg.MAX_INTERIM_SIZE} bytes"
-                    )
-                if buf.end == buf.start:
-                    return None
-        except Exception as exc:
-            self.fail(f"an invalid response ({exc})")
-            raise
+        (
+            text,
+            method,
+            max_line,
+            max_size,
+            max_fields,
+            size,
+            status,
+            reason,
+            headers,
+            kind,
+            length,
+            will_close,
+        ) = self._last_head
+        if (
+            method == req.method
+            and max_line == pkg.MAX_LINE_SIZE
+            and max_size == pkg.MAX_HEADER_SIZE
+            and max_fields == pkg.MAX_HEADER_FIELDS
+            and buf.data.startswith(text, buf.start, buf.end)
+        ):
+            # The same bytes as the previous final head (the usual case when pipelining:
+            # the same resource within the same second of the server's Date), and the
+            # same limits (a tuple of them built per response costs 30 ns): taken as
+            # parsed then, without the loop over interim heads.
+            buf.start += size
+            self._head_seen = 0
+            error = None
+        else:
+            final = self._final_head(req, buf)
+            if not isinstance(final, tuple):
+                return final  # None (not all there yet), or the awaited 100 Continue
+            status, reason, headers, kind, length, will_close, error = final
         # The final response: set up its body. (Here rather than in a method of its own:
         # a call less per response.)
         self._interim = 0
-        kind, length, will_close, error = framing  # (a 101's: no body, and the end of HTTP)
         resp = _new_response(HTTPResponse)  # `HTTPResponse.__init__`, spelled out
         resp.method = req.method
         resp.path = req.path
         resp.status = status
-        resp.reason = head[2]
-        resp.headers = head[3]
+        resp.reason = reason
+        resp.headers = headers
         resp.length = length
         resp._trailers = None
         if req is self._body_req:
@@ -1151,6 +1143,55 @@ class ClientEngine:
         if reader is None:
             self._response_done()
         return resp
+
+    def _final_head(
+        self, req: Request, buf: RecvBuffer
+    ) -> (
+        tuple[int, str, ResponseHeaders, str, int | None, bool, Exception | None]
+        | HTTPResponse
+        | None
+    ):
+        """Parse the heads in *buf* up to the final one, skipping interim (1xx) ones:
+        its status, reason, fields and framing (a 101's: no body, and the end of HTTP);
+        None until it has all come; the ``100 Continue`` an ``expect100`` request awaits.
+        Remembers the final head's bytes for `next_response`."""
+        pkg = PACKAGE
+        try:
+            while True:
+                limits = (pkg.MAX_LINE_SIZE, pkg.MAX_HEADER_SIZE, pkg.MAX_HEADER_FIELDS)
+                taken = self._take_head(buf, limits[1])
+                if taken is None:
+                    return None
+                size = len(taken)
+                (_, status, reason, headers), framing = parse_response(req.method, taken, *limits)
+                if status >= 200 or status == 101:
+                    kind, length, will_close, error = framing
+                    if kind is not BodyKind.ERROR and size <= _PARSED_HEAD_SIZE:
+                        self._last_head = (
+                            taken.encode("latin-1"),
+                            req.method,
+                            *limits,
+                            size,
+                            status,
+                            reason,
+                            headers,
+                            kind,
+                            length,
+                            will_close,
+                        )
+                    return status, reason, headers, kind, length, will_close, error
+                if status == 100 and self.awaiting_continue:
+                    return self._continued(req, reason, headers)
+                self._interim += size
+                if self._interim > pkg.MAX_INTERIM_SIZE:
+                    raise InvalidResponse(
+                        f"Interim (1xx) responses exceed {pkg.MAX_INTERIM_SIZE} bytes"
+                    )
+                if buf.end == buf.start:
+                    return None
+        except Exception as exc:
+            self.fail(f"an invalid response ({exc})")
+            raise
 
     def _check_next(self) -> None:
         """Raise what `next_response` raises when no response may be read now."""
