@@ -1163,25 +1163,15 @@ class ClientEngine:
                 if taken is None:
                     return None
                 size = len(taken)
-                (_, status, reason, headers), framing = parse_response(req.method, taken, *limits)
+                head, framing = parse_response(req.method, taken, *limits)
+                status = head[1]
                 if status >= 200 or status == 101:
-                    kind, length, will_close, error = framing
-                    if kind is not BodyKind.ERROR and size <= _PARSED_HEAD_SIZE:
-                        self._last_head = (
-                            taken.encode("latin-1"),
-                            req.method,
-                            *limits,
-                            size,
-                            status,
-                            reason,
-                            headers,
-                            kind,
-                            length,
-                            will_close,
-                        )
-                    return status, reason, headers, kind, length, will_close, error
+                    if framing[0] is not BodyKind.ERROR and size <= _PARSED_HEAD_SIZE:
+                        seen = (taken.encode("latin-1"), req.method, *limits, size)
+                        self._last_head = (*seen, *head[1:], *framing[:3])
+                    return (*head[1:], *framing)
                 if status == 100 and self.awaiting_continue:
-                    return self._continued(req, reason, headers)
+                    return self._continued(req, head[2], head[3])
                 self._interim += size
                 if self._interim > pkg.MAX_INTERIM_SIZE:
                     raise InvalidResponse(
