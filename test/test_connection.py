@@ -946,6 +946,14 @@ def test_a_close_seen_by_the_reader_during_the_last_write_sticks(scripted_server
     conn.disconnect()
 
 
+def _count_calls(monkeypatch, name):
+    """A list that gets an item at each call of the HTTPConnection method *name*."""
+    calls = []
+    method = getattr(HTTPConnection, name)
+    monkeypatch.setattr(HTTPConnection, name, lambda *a: calls.append(1) or method(*a))
+    return calls
+
+
 def _needs_reset_then_answers(conn):
     """After an interrupted read: the connection refuses until reset(), then its next
     request gets the server's answer ``ok``."""
@@ -1017,9 +1025,7 @@ def test_co_read_of_a_lone_request_receives_when_woken(scripted_server, monkeypa
         ],
         repeat=False,
     )
-    calls = []
-    step = HTTPConnection._response_step
-    monkeypatch.setattr(HTTPConnection, "_response_step", lambda *a: calls.append(1) or step(*a))
+    calls = _count_calls(monkeypatch, "_response_step")
     conn = HTTPConnection(*server.address)
     conn.timeout = 5  # (were a wait lost: a failure, not a hang)
     dugong.eval_coroutine(conn.co_send_request("GET", "/"))
@@ -1067,6 +1073,23 @@ class _Alarm(Exception):
     pass
 
 
+def _cut_short_by_a_signal(call, *args):
+    """``call(*args)`` waits; a SIGALRM handler that raises interrupts it after 0.2 s:
+    the exception propagates."""
+
+    def alarm(signum, frame):
+        raise _Alarm()
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(_Alarm):
+            call(*args)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 @pytest.mark.parametrize("timeout", [None, 5.0])
 def test_blocking_read_of_a_lone_request_receives_itself(scripted_server, monkeypatch, timeout):
     """A blocking read_response of the one request outstanding on a kept-alive plain
@@ -1095,9 +1118,7 @@ def test_blocking_read_of_a_lone_request_receives_itself(scripted_server, monkey
         ],
         repeat=False,
     )
-    calls = []
-    step = HTTPConnection._response_step
-    monkeypatch.setattr(HTTPConnection, "_response_step", lambda *a: calls.append(1) or step(*a))
+    calls = _count_calls(monkeypatch, "_response_step")
     conn = HTTPConnection(*server.address)
     conn.timeout = timeout
     for _ in range(2):
@@ -1112,21 +1133,10 @@ def test_blocking_read_of_a_lone_request_receives_itself(scripted_server, monkey
     assert isinstance(info.value.__cause__, ConnectionResetError)
     assert not conn.is_connected
     conn.reset()
-
-    def alarm(signum, frame):
-        raise _Alarm()
-
     conn.send_request("GET", "/")  # on a new connection
     assert (conn.read_response().status, conn.readall()) == (200, b"ok")
     conn.send_request("GET", "/")  # the server holds its answer
-    old = signal.signal(signal.SIGALRM, alarm)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.2)
-        with pytest.raises(_Alarm):
-            conn.read_response()
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    _cut_short_by_a_signal(conn.read_response)
     go.set()
     _needs_reset_then_answers(conn)
 
@@ -1174,9 +1184,7 @@ def test_blocking_readinto_receives_straight_into_the_buffer(
         ],
         repeat=False,
     )
-    calls = []
-    step = HTTPConnection._readinto_step
-    monkeypatch.setattr(HTTPConnection, "_readinto_step", lambda *a: calls.append(1) or step(*a))
+    calls = _count_calls(monkeypatch, "_readinto_step")
     conn = HTTPConnection(*server.address)
     conn.timeout = timeout
 
@@ -1204,20 +1212,9 @@ def test_blocking_readinto_receives_straight_into_the_buffer(
     assert read_body(2) == b"xyz"  # the close ends it: no error
     assert not conn.is_connected
     conn.reset()
-
-    def alarm(signum, frame):
-        raise _Alarm()
-
     conn.send_request("GET", "/held")  # the server holds the body
     conn.read_response()
-    old = signal.signal(signal.SIGALRM, alarm)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.2)
-        with pytest.raises(_Alarm):
-            conn.readinto(bytearray(4))
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    _cut_short_by_a_signal(conn.readinto, bytearray(4))
     go.set()
     with pytest.raises(StateError, match="reset"):
         conn.readinto(bytearray(4))
