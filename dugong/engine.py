@@ -728,9 +728,10 @@ class ClientEngine:
         self._head_seen = 0  # bytes of the next head already searched for its end
         #: the last bodiless request without fields: (method, path, its bytes, its entry)
         self._last_request: tuple[str, str, bytes, Request] | None = None
-        #: the previous response head: (its bytes, method, the three limits it was parsed
-        #: under: MAX_LINE_SIZE, MAX_HEADER_SIZE, MAX_HEADER_FIELDS, its size, its parse);
-        #: at first one that matches no response (no method is empty)
+        #: the previous final response head (`_LastHead`: its bytes, method, the three
+        #: limits it was parsed under: MAX_LINE_SIZE, MAX_HEADER_SIZE, MAX_HEADER_FIELDS,
+        #: its size, then what `_final_head` gave); at first one that matches no
+        #: response (no method is empty)
         self._last_head: _LastHead = _NO_HEAD
 
     # ------------------------------------------------------------------ state view
@@ -1144,13 +1145,7 @@ class ClientEngine:
             self._response_done()
         return resp
 
-    def _final_head(
-        self, req: Request, buf: RecvBuffer
-    ) -> (
-        tuple[int, str, ResponseHeaders, str, int | None, bool, Exception | None]
-        | HTTPResponse
-        | None
-    ):
+    def _final_head(self, req: Request, buf: RecvBuffer) -> _FinalHead | HTTPResponse | None:
         """Parse the heads in *buf* up to the final one, skipping interim (1xx) ones:
         its status, reason, fields and framing (a 101's: no body, and the end of HTTP);
         None until it has all come; the ``100 Continue`` an ``expect100`` request awaits.
