@@ -2,10 +2,11 @@
 
 Timing a change of a few percent on a loaded machine takes many interleaved runs;
 counting instructions does not: cachegrind (valgrind) counts those a process
-executes, the same from run to run within about 1 % (2,000 exchanges). This tool
-runs one pattern under cachegrind twice, with two numbers of exchanges, and divides
-the difference by the difference in exchanges, so that start-up and set-up cancel
-out.
+executes. This tool runs one pattern under cachegrind twice, with two numbers of
+exchanges, and divides the difference by the difference in exchanges, so that
+start-up and set-up cancel out. The children run with one hash seed
+(PYTHONHASHSEED=0), which makes a tree's count the same from run to run; with a
+random seed per process it varied by about 1.5 %.
 Each DIR given is a source tree holding a ``dugong/`` package (this checkout, an
 older one, a copy with a change to try), counted in turn:
 
@@ -93,10 +94,11 @@ def child(tree, pattern, count, counted=True):
     """Run *count* exchanges in a child process importing dugong from *tree*: under
     cachegrind, the instructions it executed; else None (the run is only checked)."""
     command = [sys.executable, os.path.abspath(__file__), "--child", tree, pattern, str(count)]
+    env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict and set layouts every run
     if counted:
         command[:0] = ["valgrind", "--tool=cachegrind", "--cache-sim=no"]
         command.insert(3, "--cachegrind-out-file=/dev/null")
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stderr
+    out = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stderr
     if not counted:
         return None
     found = re.search(r"I\s+refs:\s+([\d,]+)", out)

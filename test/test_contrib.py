@@ -446,7 +446,8 @@ def test_instructions_counts_per_exchange():
     lines = res.stdout.decode().splitlines()
     counts = [float(line.split()[0].replace(",", "")) for line in lines]
     assert len(counts) == 2 and all(1_000 < n < 1_000_000 for n in counts)
-    assert abs(counts[1] / counts[0] - 1) < 0.02  # the same tree twice: the same count
+    # the same tree twice: the same count (one hash seed; a random one moved it 1.5 %)
+    assert abs(counts[1] / counts[0] - 1) < 0.005
 
 
 @pytest.mark.skipif(
