@@ -4,13 +4,14 @@ Timing a change of a few percent on a loaded machine takes many interleaved runs
 counting instructions does not: cachegrind (valgrind) counts those a process
 executes. This tool runs one pattern under cachegrind twice, with two numbers of
 exchanges, and divides the difference by the difference in exchanges, so that
-start-up and set-up cancel out. The children run with one hash seed
-(PYTHONHASHSEED=0), which makes a tree's count the same from run to run; with a
-random seed per process it varied by about 1.5 %.
+start-up and set-up cancel out. Each child runs with a given hash seed
+(PYTHONHASHSEED), which makes its count the same from run to run (with a random
+seed per process it varied by about 1.5 %); as one seed's layout of dicts and sets
+may favour one tree, the tool counts several seeds and gives the median.
 Each DIR given is a source tree holding a ``dugong/`` package (this checkout, an
 older one, a copy with a change to try), counted in turn:
 
-    python contrib/instructions.py [--pattern lone|batch|seq] [DIR ...]
+    python contrib/instructions.py [--pattern lone|batch|seq] [--seeds 3] [DIR ...]
 
 Patterns (against a peer socket in the same process, which answers each request
 with nginx's answer to the benchmark's GET of 1 KiB; the peer's own Python calls
@@ -32,6 +33,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 
@@ -90,11 +92,12 @@ def exchanges(pattern, count):
     peer.close()
 
 
-def child(tree, pattern, count, counted=True):
-    """Run *count* exchanges in a child process importing dugong from *tree*: under
-    cachegrind, the instructions it executed; else None (the run is only checked)."""
+def child(tree, pattern, count, counted=True, seed=0):
+    """Run *count* exchanges in a child process importing dugong from *tree*, with hash
+    seed *seed*: under cachegrind, the instructions it executed; else None (the run is
+    only checked)."""
     command = [sys.executable, os.path.abspath(__file__), "--child", tree, pattern, str(count)]
-    env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict and set layouts every run
+    env = dict(os.environ, PYTHONHASHSEED=str(seed))
     if counted:
         command[:0] = ["valgrind", "--tool=cachegrind", "--cache-sim=no"]
         command.insert(3, "--cachegrind-out-file=/dev/null")
@@ -117,6 +120,7 @@ def main():
     ap.add_argument("trees", nargs="*", metavar="DIR", help="default: this checkout")
     ap.add_argument("--pattern", choices=("lone", "batch", "seq"), default="lone")
     ap.add_argument("--exchanges", type=int, default=2000, help="the difference counted")
+    ap.add_argument("--seeds", type=int, default=3, help="hash seeds counted (the median)")
     ap.add_argument("--check", action="store_true", help="run the pattern once, uncounted")
     args = ap.parse_args()
     trees = args.trees or [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
@@ -129,9 +133,12 @@ def main():
         sys.exit("this needs valgrind (e.g. apt-get install valgrind)")
     base = None
     for tree in trees:
-        few = child(tree, args.pattern, 1000)
-        many = child(tree, args.pattern, 1000 + args.exchanges)
-        each = (many - few) / args.exchanges
+        counts = []
+        for seed in range(args.seeds):
+            few = child(tree, args.pattern, 1000, seed=seed)
+            many = child(tree, args.pattern, 1000 + args.exchanges, seed=seed)
+            counts.append((many - few) / args.exchanges)
+        each = statistics.median(counts)
         base = base or each
         print(f"{each:9,.0f} instructions per exchange  {each / base:6.3f}x  {tree}")
 
