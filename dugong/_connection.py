@@ -1261,14 +1261,18 @@ class HTTPConnection:
         """
         view = _byte_view(buf)
         size = len(view)
+        eng = self._eng
         if not size:
-            self._eng.body_check()
+            eng.body_check()
             return 0
-        if (tr := self._tr) is not None and tr.waits_in_recv:
-            # Body bytes that may go straight into *buf* (nothing buffered comes first):
-            # receive them at once, waiting in the kernel's receive (`_run`'s and
-            # `_readinto_step`'s first steps, spelled out).
-            eng = self._eng
+        if (
+            eng.buffer.end == eng.buffer.start  # (else `_readinto_step` takes those first)
+            and (tr := self._tr) is not None
+            and tr.waits_in_recv
+        ):
+            # Body bytes that may go straight into *buf*: receive them at once, waiting in
+            # the kernel's receive (`_run`'s and `_readinto_step`'s first steps, spelled
+            # out).
             n = eng.direct_size(size)
             if n:
                 got = self._receive_into("body read", view if n == size else view[:n])
