@@ -79,6 +79,12 @@ def take(status, body):
         raise RuntimeError(f"a wrong answer: {status}, {len(body)} bytes")
 
 
+class Head:
+    """What a shape's read_response (or co_ twin) returns."""
+
+    __slots__ = ("status",)
+
+
 class Raw:
     """A non-blocking socket to nginx, its receive buffer and what it yields to wait."""
 
@@ -106,6 +112,24 @@ class Raw:
             self.rb.fill()
         return answer
 
+    # The next answer in the shape of dugong's co_ API: one generator waits for it and
+    # returns an object with its status (as co_read_response), one gives the body (as
+    # co_readall), each with no generator inside.
+
+    def co_head(self):
+        while (answer := self.rb.parse()) is None:
+            yield self.wait
+            self.rb.fill()
+        self.answer = answer
+        head = Head()
+        head.status = answer[0]
+        return head
+
+    def co_body(self):
+        answer, self.answer = self.answer, None
+        return answer[1]
+        yield
+
 
 # ------------------------------------------------------------------------ W1's shapes
 
@@ -125,12 +149,6 @@ def w1_client(lib, port, n, idle_check=False):
             take(*a.get("/1k"))
 
     return run
-
-
-class Head:
-    """What the shape's read_response returns."""
-
-    __slots__ = ("status",)
 
 
 class Shape:
@@ -176,10 +194,10 @@ def w1_api_shape(port, n):
 # ------------------------------------------------------------------------ W2's shapes
 
 
-def w2_window(s, n, depth, co_answer, co_send=None):
+def w2_window(s, n, depth, api_shape):
     """W2's co pattern with the floor's socket *s*: a sender and a receiver generator
-    in the benchmark's poll loop, *depth* requests in flight; the sender sends with a
-    plain call, or through *co_send*."""
+    in the benchmark's poll loop, *depth* requests in flight; with *api_shape*, they
+    send and receive through generators in the shape of dugong's co_ API."""
 
     def run():
         loop, sent, answered = PollLoop(), [0], [0]
@@ -188,10 +206,10 @@ def w2_window(s, n, depth, co_answer, co_send=None):
             for i in range(n):
                 while i - answered[0] >= depth:
                     yield WAIT
-                if co_send is None:
-                    s.sock.send(s.request)
+                if api_shape:
+                    yield from s.co_send()
                 else:
-                    yield from co_send()
+                    s.sock.send(s.request)
                 sent[0] += 1
                 loop.wake()
 
@@ -199,7 +217,11 @@ def w2_window(s, n, depth, co_answer, co_send=None):
             for _ in range(n):
                 while sent[0] == answered[0]:
                     yield WAIT
-                take(*(yield from co_answer()))
+                if api_shape:
+                    head = yield from s.co_head()
+                    take(head.status, (yield from s.co_body()))
+                else:
+                    take(*(yield from s.co_answer()))
                 answered[0] += 1
                 loop.wake()
 
@@ -209,27 +231,11 @@ def w2_window(s, n, depth, co_answer, co_send=None):
 
 
 def w2_generators(port, n, depth):
-    s = Raw(port)
-    return w2_window(s, n, depth, s.co_answer)
+    return w2_window(Raw(port), n, depth, False)
 
 
 def w2_api_shape(port, n, depth):
-    s = Raw(port)
-
-    def co_head():
-        s.answer = yield from s.co_answer()
-        return s.answer[0]
-
-    def co_body():
-        answer, s.answer = s.answer, None
-        return answer[1]
-        yield
-
-    def co_answer():
-        status = yield from co_head()
-        return status, (yield from co_body())
-
-    return w2_window(s, n, depth, co_answer, s.co_send)
+    return w2_window(Raw(port), n, depth, True)
 
 
 def w2_client(lib, port, n, depth, batch):
@@ -273,20 +279,11 @@ def w5_api_shape(port, n, idle_check=True):
         return
         yield
 
-    def co_head(s):
-        s.answer = yield from s.co_answer()
-        return s.answer[0]
-
-    def co_body(s):
-        answer, s.answer = s.answer, None
-        return answer[1]
-        yield
-
     def task(s):
         for _ in range(n):
             yield from co_send(s)
-            status = yield from co_head(s)
-            take(status, (yield from co_body(s)))
+            head = yield from s.co_head()
+            take(head.status, (yield from s.co_body()))
 
     return lambda: dugong.eval_coroutines(*map(task, socks))
 
