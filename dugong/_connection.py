@@ -499,6 +499,16 @@ class HTTPConnection:
         assert tr is not None
         try:
             if blocking is not None and tr.waits_in_recv:
+                if (
+                    self.timeout is None
+                    and tr._rcvtimeo is None
+                    and tr.__class__ is PlainTransport  # (not traced)
+                ):
+                    # (`recv_into_wait` without a time limit, spelled out: two calls less)
+                    try:
+                        return tr._recv_into(view)
+                    except OSError as exc:
+                        raise _closed(exc, "receiving") from exc
                 n = tr.recv_into_wait(view, self.timeout)
                 if n < 0:
                     raise ConnectionTimedOut(f"No progress for {self.timeout} seconds")
@@ -1010,8 +1020,9 @@ class HTTPConnection:
                 view = buf.view
             else:
                 view = buf.space()
-            if self.timeout is None and tr._rcvtimeo is None:
-                # (`_receive_into` without a time limit, spelled out: no further call)
+            if self.timeout is None and tr._rcvtimeo is None and tr.__class__ is PlainTransport:
+                # (`_receive_into` without a time limit on an untraced socket, spelled out:
+                # no further call)
                 try:
                     n = tr._recv_into(view)
                 except OSError as exc:
@@ -1265,19 +1276,22 @@ class HTTPConnection:
         if not size:
             eng.body_check()
             return 0
+        reader = eng.reader
         if (
-            eng.buffer.end == eng.buffer.start  # (else `_readinto_step` takes those first)
+            reader is not None
+            and eng.buffer.end == eng.buffer.start  # (else `_readinto_step` takes those first)
             and (tr := self._tr) is not None
             and tr.waits_in_recv
         ):
             # Body bytes that may go straight into *buf*: receive them at once, waiting in
             # the kernel's receive (`_run`'s and `_readinto_step`'s first steps, spelled
-            # out).
-            n = eng.direct_size(size)
+            # out, and the engine's `direct_size` and `got_direct`: the kernel gives at
+            # most the *n* bytes asked for).
+            n = reader.direct(size)
             if n:
                 got = self._receive_into("body read", view if n == size else view[:n])
                 if got:
-                    eng.got_direct(got)
+                    reader.got(got)
                     if eng.states.conn is not _OPEN:
                         self._settle()
                     return got

@@ -26,10 +26,12 @@ saw in ``errors``; ``check()`` raises them as an ``AssertionError``.
 from __future__ import annotations
 
 import contextlib
+import dis
 import enum
 import functools
 import http
 import http.server
+import linecache
 import random
 import re
 import select
@@ -1415,15 +1417,29 @@ def _in_package(code: CodeType) -> bool:
     return Path(code.co_filename).parent.name == "dugong"
 
 
+#: the opcodes that call a function (while the call runs, its caller's frame is at one)
+_CALL_OPS = frozenset(dis.opmap[name] for name in ("CALL", "CALL_KW") if name in dis.opmap)
+
+
+def _in_straight_receive(frame: FrameType) -> bool:
+    """Whether *frame*, of the package, is in a call of the socket's receive made on its
+    own line (the receives spelled out on hot paths, with no wait function around)."""
+    code = frame.f_code
+    return code.co_code[frame.f_lasti] in _CALL_OPS and "._recv_into(" in linecache.getline(
+        code.co_filename, frame.f_lineno
+    )
+
+
 def in_a_wait(frame: FrameType) -> bool:
     """Whether *frame*, a thread's innermost Python frame, waits for a file descriptor:
-    in one of dugong's waits (poll, select, or a receive that waits), in a wrapper
-    that a test put around the socket's receive called by such a receive, or in a
-    `selectors` loop's wait (`select_loop`)."""
+    in one of dugong's waits (poll, select, or a receive that waits, also one called
+    straight from a line of its own), in a wrapper that a test put around the socket's
+    receive called by such a receive, or in a `selectors` loop's wait
+    (`select_loop`)."""
     code = frame.f_code
     if code.co_name == "select":
         return code.co_filename == selectors.__file__
-    if code.co_name in _PACKAGE_WAITS and _in_package(code):
+    if (code.co_name in _PACKAGE_WAITS or _in_straight_receive(frame)) and _in_package(code):
         return True
     caller = frame.f_back
     return (

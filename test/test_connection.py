@@ -593,16 +593,21 @@ def test_buffered_reader(conn):
     assert io.BufferedReader(conn).read() == body_for(100000)  # type: ignore[arg-type]
 
 
-def test_trace_file(drive, conn, tmp_path, monkeypatch):
+@pytest.mark.parametrize("timeout", [None, 10])
+def test_trace_file(drive, conn, tmp_path, monkeypatch, timeout):
     monkeypatch.setenv("DUGONG_TRACEFILE", str(tmp_path / "trace-%d.log"))
     conn.disconnect()
+    conn.timeout = timeout  # (without one, a blocking caller's receive takes a shorter path)
     get(drive, conn, "/size/20")
+    get(drive, conn, "/size/30")  # on the kept-alive connection: the usual receive path
     conn.disconnect()
     files = list(tmp_path.iterdir())
     assert len(files) == 1
     data = files[0].read_bytes()
     assert data.startswith(b"GET /size/20 HTTP/1.1\r\n")
-    assert data.endswith(b"\r\n\r\n" + body_for(20))
+    assert b"\r\n\r\n" + body_for(20) + b"GET /size/30 HTTP/1.1\r\n" in data
+    assert data.count(b"HTTP/1.1 200 ") == 2
+    assert data.endswith(b"\r\n\r\n" + body_for(30))
 
 
 def test_read_raw(conn):
