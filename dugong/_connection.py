@@ -1000,9 +1000,12 @@ class HTTPConnection:
         eng = self._eng
         buf = eng.buffer
         if buf.end != buf.start:
-            head = self._buffered_head()
-            if head is not None:
-                return head
+            if self._opening is None and self.expect100_timeout is None:
+                head = eng.next_response()  # (`_buffered_head`, inlined: a call less)
+                if head is not None:
+                    if eng.states.conn is not _OPEN:
+                        self._settle()
+                    return head
         elif (
             self._opening is None
             and self.expect100_timeout is None
@@ -1335,8 +1338,12 @@ class HTTPConnection:
                 `read_response` first).
             ConnectionTimedOut: no progress for `timeout` seconds.
         """
-        data = self._buffered_body()
+        eng = self._eng  # `_buffered_body`, inlined: a call less per response
+        reader = eng.reader
+        data = eng.take_buffered_body() if reader is None else reader.take_all()
         if data is not None:
+            if eng.states.conn is not _OPEN:
+                self._settle()
             return data
         parts: list[bytes] = []
         while data := self._run("body read", self._read_step, 1 << 20):
