@@ -609,7 +609,7 @@ class HTTPConnection:
             ):
                 # Pipelined behind other requests on an open connection (no check of
                 # _queue_request applies), or alone on an idle plain socket that is still
-                # open (those checks, spelled out: a call less per request).
+                # open (`_idle_and_open`, spelled out: a call less per request).
                 rest = self._send_now(tr, eng.send_request(method, path, headers, body, expect100))
                 if rest is not None:
                     yield from self._co_run("send_request()", self._send_step, rest)
@@ -625,6 +625,19 @@ class HTTPConnection:
                 yield from self._co_run("send_request()", self._send_step, rest)
             if len(self._eng.queue) == 1:
                 self._sent_at = _monotonic()
+
+    def _idle_and_open(self, tr: PlainTransport, eng: ClientEngine) -> bool:
+        """Whether the connection of open transport *tr*, with no request outstanding,
+        is idle on a plain socket that the server has not closed: then none of
+        `_queue_request`'s checks applies."""
+        return (
+            tr.__class__ is PlainTransport
+            and self._opening is None
+            and eng.reader is None
+            and eng.states.send is _IDLE
+            and (buf := eng.buffer).end == buf.start
+            and not tr._idle_poll(0)
+        )
 
     def send_request(
         self,
@@ -687,8 +700,14 @@ class HTTPConnection:
         eng = self._eng
         out: Out | None
         tr = self._tr
-        if eng.queue and tr is not None and eng.states.conn is _OPEN and self._unsent is None:
-            out = eng.send_request(method, path, headers, body, expect100)  # (as co_)
+        if (
+            tr is not None
+            and eng.states.conn is _OPEN
+            and self._unsent is None
+            and (eng.queue or self._idle_and_open(tr, eng))
+        ):
+            # (as co_: pipelined, or alone on an idle connection still open)
+            out = eng.send_request(method, path, headers, body, expect100)
         else:
             out = self._queue_request(method, path, headers, body, expect100)
         if out:
