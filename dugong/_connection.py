@@ -499,11 +499,7 @@ class HTTPConnection:
         assert tr is not None
         try:
             if blocking is not None and tr.waits_in_recv:
-                if (
-                    self.timeout is None
-                    and tr._rcvtimeo is None
-                    and tr.__class__ is PlainTransport  # (not traced)
-                ):
+                if self.timeout is None and tr._rcvtimeo is None:
                     # (`recv_into_wait` without a time limit, spelled out: two calls less)
                     try:
                         return tr._recv_into(view)
@@ -833,7 +829,7 @@ class HTTPConnection:
             elif tr.__class__ is PlainTransport:
                 # `PlainTransport.send`, spelled out: a call less per request
                 try:
-                    n = tr._send(out, _DONTWAIT)  # type: ignore[arg-type]
+                    n = tr._send(out, _DONTWAIT)
                 except BlockingIOError:
                     tr.want = tr.wait_out
                     n = -1
@@ -1042,9 +1038,8 @@ class HTTPConnection:
                 view = buf.view
             else:
                 view = buf.space()
-            if self.timeout is None and tr._rcvtimeo is None and tr.__class__ is PlainTransport:
-                # (`_receive_into` without a time limit on an untraced socket, spelled out:
-                # no further call)
+            if self.timeout is None and tr._rcvtimeo is None:
+                # (`_receive_into` without a time limit, spelled out: no further call)
                 try:
                     n = tr._recv_into(view)
                 except OSError as exc:

@@ -76,9 +76,12 @@ class PlainTransport:
         self.wait_in._linger = self.wait_out._linger = self._lingering
         #: what to wait for after a call returned -1
         self.want = self.wait_in
-        self._recv_into = sock.recv_into
-        self._recv = sock.recv
-        self._send = sock.send
+        # the socket's calls, kept bound (a trace file wraps them: see `make_transport`)
+        self._recv_into: Callable[..., int] = sock.recv_into
+        self._recv: Callable[..., bytes] = sock.recv
+        self._send: Callable[..., int] = sock.send
+        self._sendmsg: Any = getattr(sock, "sendmsg", None)  # (a TLS socket has none)
+        self._trace: BinaryIO | None = None
         #: the SO_RCVTIMEO set on the socket, in seconds (None: none)
         self._rcvtimeo: float | None = None
         #: blocking callers may use `recv_into_wait` and `recv_wait` (see `make_transport`)
@@ -173,7 +176,7 @@ class PlainTransport:
     def sendv(self, parts: Sequence[_Buf]) -> int:
         """Send from several buffers, in order, in one call: the count, or -1."""
         try:
-            return self.sock.sendmsg(parts, (), _DONTWAIT)
+            return self._sendmsg(parts, (), _DONTWAIT)  # type: ignore[no-any-return]
         except BlockingIOError:
             self.want = self.wait_out
             return -1
@@ -216,6 +219,8 @@ class PlainTransport:
                 shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             sock.close()
+        if self._trace is not None:
+            self._trace.close()
 
     def _unregister(self) -> None:
         """Remove the loop registrations kept for this socket (see `PollNeeded`): once
@@ -361,7 +366,7 @@ class TLSTransport(PlainTransport):
             raise _closed(exc, "receiving") from exc
 
     def _send_tls(self, data: _Buf) -> int:
-        # One TLS write. Not overridden by the trace mixin, so sendv() is traced once.
+        # One TLS write.
         try:
             return self._send(data)
         except self._want_read:
@@ -404,69 +409,49 @@ class TLSTransport(PlainTransport):
             return True
 
 
-class _TraceMixin:
-    """Appends every byte sent and received to a trace file."""
+def _trace_calls(tr: PlainTransport, trace: BinaryIO) -> None:
+    """Make *tr*'s socket calls append every byte sent and received to *trace* (for a
+    TLS socket, the plaintext). Every path goes through these calls, also the
+    receives and sends that hot paths make on the socket directly."""
+    recv_into, recv, send, sendmsg = tr._recv_into, tr._recv, tr._send, tr._sendmsg
 
-    _trace: BinaryIO
+    def write(data: _Buf) -> None:
+        trace.write(data)
+        trace.flush()
 
-    def recv_into(self, buf: memoryview) -> int:
-        n: int = super().recv_into(buf)  # type: ignore[misc]
+    def traced_recv_into(buf: Any, *args: Any) -> int:
+        n: int = recv_into(buf, *args)
         if n > 0:
-            self._trace.write(buf[:n])
-            self._trace.flush()
+            write(memoryview(buf).cast("B")[:n])
         return n
 
-    def recv(self, size: int) -> bytes | None:
-        data: bytes | None = super().recv(size)  # type: ignore[misc]
+    def traced_recv(size: int, *args: Any) -> bytes:
+        data: bytes = recv(size, *args)
         if data:
-            self._trace.write(data)
-            self._trace.flush()
+            write(data)
         return data
 
-    def recv_into_wait(self, buf: memoryview, timeout: float | None) -> int:
-        n: int = super().recv_into_wait(buf, timeout)  # type: ignore[misc]
+    def traced_send(data: _Buf, *args: Any) -> int:
+        n: int = send(data, *args)
         if n > 0:
-            self._trace.write(buf[:n])
-            self._trace.flush()
+            write(memoryview(data).cast("B")[:n])
         return n
 
-    def recv_wait(self, size: int, timeout: float | None) -> bytes | None:
-        data: bytes | None = super().recv_wait(size, timeout)  # type: ignore[misc]
-        if data:
-            self._trace.write(data)
-            self._trace.flush()
-        return data
-
-    def send(self, data: _Buf) -> int:
-        n: int = super().send(data)  # type: ignore[misc]
-        if n > 0:
-            self._trace.write(memoryview(data).cast("B")[:n])
-            self._trace.flush()
-        return n
-
-    def sendv(self, parts: Sequence[_Buf]) -> int:
-        n: int = super().sendv(parts)  # type: ignore[misc]
+    def traced_sendmsg(parts: Sequence[_Buf], *args: Any) -> int:
+        n: int = sendmsg(parts, *args)
         left = n
         for part in parts:
             if left <= 0:
                 break
             view = memoryview(part).cast("B")
-            self._trace.write(view[:left])
+            write(view[:left])
             left -= len(view)
-        self._trace.flush()
         return n
 
-    def close(self) -> None:
-        super().close()  # type: ignore[misc]
-        self._trace.close()
-
-
-class _TracePlain(_TraceMixin, PlainTransport):
-    pass
-
-
-class _TraceTLS(_TraceMixin, TLSTransport):
-    pass
+    tr._recv_into, tr._recv, tr._send = traced_recv_into, traced_recv, traced_send
+    if sendmsg is not None:
+        tr._sendmsg = traced_sendmsg
+    tr._trace = trace
 
 
 def make_transport(sock: Any, tls: bool) -> PlainTransport:
@@ -479,10 +464,9 @@ def make_transport(sock: Any, tls: bool) -> PlainTransport:
     """
     if not tls and _DONTWAIT:
         sock.setblocking(True)
+    tr = TLSTransport(sock) if tls else PlainTransport(sock)
     pattern = os.environ.get("DUGONG_TRACEFILE")
-    if not pattern:
-        return TLSTransport(sock) if tls else PlainTransport(sock)
-    tr: PlainTransport = _TraceTLS(sock) if tls else _TracePlain(sock)
-    name = pattern.replace("%d", str(next(_trace_ids)))
-    tr._trace = open(name, "ab")  # type: ignore[attr-defined]  # noqa: SIM115
+    if pattern:
+        name = pattern.replace("%d", str(next(_trace_ids)))
+        _trace_calls(tr, open(name, "ab"))  # noqa: SIM115
     return tr
