@@ -600,14 +600,24 @@ def test_trace_file(drive, conn, tmp_path, monkeypatch, timeout):
     conn.timeout = timeout  # (without one, a blocking caller's receive takes a shorter path)
     get(drive, conn, "/size/20")
     get(drive, conn, "/size/30")  # on the kept-alive connection: the usual receive path
+    drive(conn, "send_request", "PUT", "/echo", body=body_for(100_000))  # one sendmsg
+    assert (drive(conn, "read_response").status, drive(conn, "readall")) == (200, body_for(100_000))
+    drive(conn, "send_request", "GET", "/size/200000")
+    drive(conn, "read_response")
+    got = b""
+    while part := drive(conn, "read", 65536):  # large reads: straight from the socket
+        got += part
+    assert got == body_for(200_000)
     conn.disconnect()
     files = list(tmp_path.iterdir())
     assert len(files) == 1
     data = files[0].read_bytes()
     assert data.startswith(b"GET /size/20 HTTP/1.1\r\n")
     assert b"\r\n\r\n" + body_for(20) + b"GET /size/30 HTTP/1.1\r\n" in data
-    assert data.count(b"HTTP/1.1 200 ") == 2
-    assert data.endswith(b"\r\n\r\n" + body_for(30))
+    assert b"\r\n\r\n" + body_for(30) + b"PUT /echo HTTP/1.1\r\n" in data
+    assert b"\r\n\r\n" + body_for(100_000) + b"HTTP/1.1 200 " in data
+    assert data.count(b"HTTP/1.1 200 ") == 4
+    assert data.endswith(b"\r\n\r\n" + body_for(200_000))
 
 
 def test_read_raw(conn):
