@@ -80,7 +80,7 @@ class PlainTransport:
         self._recv_into: Callable[..., int] = sock.recv_into
         self._recv: Callable[..., bytes] = sock.recv
         self._send: Callable[..., int] = sock.send
-        self._sendmsg: Any = getattr(sock, "sendmsg", None)  # (a TLS socket has none)
+        self._sendmsg: Any = getattr(sock, "sendmsg", None)  # (unused over TLS)
         self._trace: BinaryIO | None = None
         #: the SO_RCVTIMEO set on the socket, in seconds (None: none)
         self._rcvtimeo: float | None = None
