@@ -1294,16 +1294,12 @@ class HTTPConnection:
             eng.body_check()
             return 0
         reader = eng.reader
-        if (
-            reader is not None
-            and eng.buffer.end == eng.buffer.start  # (else `_readinto_step` takes those first)
-            and (tr := self._tr) is not None
-            and tr.waits_in_recv
-        ):
-            # Body bytes that may go straight into *buf*: receive them at once, waiting in
-            # the kernel's receive (`_run`'s and `_readinto_step`'s first steps, spelled
-            # out, and the engine's `direct_size` and `got_direct`: the kernel gives at
-            # most the *n* bytes asked for).
+        if reader is not None and (tr := self._tr) is not None and tr.waits_in_recv:
+            # Body bytes that may go straight into *buf* (none if bytes are buffered:
+            # `_readinto_step` takes those first): receive them at once, waiting in the
+            # kernel's receive (`_run`'s and `_readinto_step`'s first steps, spelled out,
+            # and the engine's `direct_size` and `got_direct`: the kernel gives at most
+            # the *n* bytes asked for).
             n = reader.direct(size)
             if n:
                 got = self._receive_into("body read", view if n == size else view[:n])
