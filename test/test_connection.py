@@ -1106,6 +1106,35 @@ def _cut_short_by_a_signal(call, *args):
         signal.signal(signal.SIGALRM, old)
 
 
+def test_blocking_send_on_an_idle_open_connection_skips_the_general_path(
+    scripted_server, monkeypatch
+):
+    """A blocking send_request alone on an idle kept-alive plain connection sends at once,
+    as its co_ twin does (no `_queue_request`); once the server has dropped the idle
+    connection, the general path notices and sends on a new one."""
+    idle = threading.Event()
+    server = scripted_server(
+        [
+            [Step.read_request(), Step.send(OK_3)] * 2 + [Step.wait_event(idle), Step.close()],
+            [Step.read_request(), Step.send(OK_3)],
+        ],
+        repeat=False,
+    )
+    calls = _count_calls(monkeypatch, "_queue_request")
+    conn = HTTPConnection(*server.address)
+    for expected in (1, 1):  # the first opens the connection; the second needs no check
+        conn.send_request("GET", "/")
+        assert (conn.read_response().status, conn.readall()) == (200, b"abc")
+        assert len(calls) == expected
+    idle.set()  # the server drops the idle connection
+    assert select.select([conn._tr.fd], [], [], 10)[0], "the close did not come"
+    conn.send_request("GET", "/")
+    assert (conn.read_response().status, conn.readall()) == (200, b"abc")
+    assert len(calls) == 2
+    assert server.connections == 2
+    conn.disconnect()
+
+
 @pytest.mark.parametrize("timeout", [None, 5.0])
 def test_blocking_read_of_a_lone_request_receives_itself(scripted_server, monkeypatch, timeout):
     """A blocking read_response of the one request outstanding on a kept-alive plain
